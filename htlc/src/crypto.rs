@@ -1,0 +1,266 @@
+//! Signing and recovery of 32-byte digests, behind one small interface with two backends.
+//!
+//! Signatures are Ethereum's 65 bytes `r ‖ s ‖ v` with `v ∈ {27, 28}` and low `s` (EIP-2), so
+//! `ecrecover` in the contract accepts exactly the signatures accepted here. Both backends follow
+//! RFC 6979 and normalise `s`, so they produce identical signatures (tested).
+//!
+//! [`Backend::Secp256k1`] (libsecp256k1, C) is the default: measured about twice as fast as
+//! [`Backend::K256`] (pure Rust, the curve alloy uses) for signing and ~3–5× for recovery; see
+//! BENCHMARKS.md.
+
+use alloy_primitives::{Address, B256, FixedBytes, U256, keccak256, uint};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Half the secp256k1 group order: a signature with a larger `s` is malleable and rejected.
+const HALF_ORDER: U256 =
+    uint!(0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0_U256);
+
+/// Which implementation of secp256k1 does the work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// libsecp256k1 through the `secp256k1` crate: the fastest, the default.
+    Secp256k1,
+    /// The pure-Rust `k256` crate: portable, no C compiler needed.
+    K256,
+}
+
+impl Backend {
+    /// The backend [`PrivateKey::sign_digest`] and [`recover_address`] use.
+    pub const DEFAULT: Self = Self::Secp256k1;
+}
+
+/// Why a signature is not acceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// `v` is not 27 or 28.
+    #[error("recovery byte v = {0}, expected 27 or 28")]
+    BadRecoveryByte(u8),
+    /// `s` is above half the group order (a malleated signature).
+    #[error("signature s is not in the lower half of the group order")]
+    HighS,
+    /// `r` or `s` is zero or out of range, or no public key matches.
+    #[error("signature does not recover a public key")]
+    Unrecoverable,
+}
+
+/// A key was not a valid secp256k1 scalar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("private key is zero or not below the group order")]
+pub struct InvalidKey;
+
+/// A 65-byte Ethereum signature `r ‖ s ‖ v`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Signature(pub FixedBytes<65>);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", self.0)
+    }
+}
+
+impl Signature {
+    fn from_parts(rs: &[u8; 64], recovery_id: u8) -> Self {
+        let mut bytes = [0u8; 65];
+        bytes[..64].copy_from_slice(rs);
+        bytes[64] = 27 + recovery_id;
+        Self(FixedBytes(bytes))
+    }
+
+    /// `(r ‖ s, recovery id 0 or 1)` after the checks every accepted signature passes.
+    fn checked_parts(&self) -> Result<(&[u8; 64], u8), SignatureError> {
+        let v = self.0[64];
+        if v != 27 && v != 28 {
+            return Err(SignatureError::BadRecoveryByte(v));
+        }
+        let s = U256::from_be_slice(&self.0[32..64]);
+        if s > HALF_ORDER {
+            return Err(SignatureError::HighS);
+        }
+        let rs: &[u8; 64] = self.0[..64].try_into().map_err(|_| SignatureError::Unrecoverable)?;
+        Ok((rs, v - 27))
+    }
+}
+
+/// A node's secp256k1 private key, ready for both backends.
+#[derive(Clone)]
+pub struct PrivateKey {
+    secp: secp256k1::SecretKey,
+    k256: k256::ecdsa::SigningKey,
+    address: Address,
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PrivateKey({})", self.address)
+    }
+}
+
+impl PrivateKey {
+    /// The key with these 32 big-endian bytes.
+    pub fn from_bytes(bytes: &B256) -> Result<Self, InvalidKey> {
+        let secp = secp256k1::SecretKey::from_byte_array(bytes.0).map_err(|_| InvalidKey)?;
+        let k256 = k256::ecdsa::SigningKey::from_bytes(&bytes.0.into()).map_err(|_| InvalidKey)?;
+        let public = secp256k1::PublicKey::from_secret_key_global(&secp);
+        let address = address_of(&public.serialize_uncompressed());
+        Ok(Self { secp, k256, address })
+    }
+
+    /// The Ethereum address of this key: the node's on-chain identity.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// Signs a digest with the default backend.
+    pub fn sign_digest(&self, digest: &B256) -> Signature {
+        self.sign_digest_with(Backend::DEFAULT, digest)
+    }
+
+    /// Signs a digest with the given backend.
+    pub fn sign_digest_with(&self, backend: Backend, digest: &B256) -> Signature {
+        match backend {
+            Backend::Secp256k1 => {
+                let message = secp256k1::Message::from_digest(digest.0);
+                let signature = secp256k1::SECP256K1.sign_ecdsa_recoverable(message, &self.secp);
+                let (recovery_id, rs) = signature.serialize_compact();
+                Signature::from_parts(&rs, i32::from(recovery_id) as u8)
+            }
+            Backend::K256 => {
+                let (signature, recovery_id) = self
+                    .k256
+                    .sign_prehash_recoverable(digest.as_slice())
+                    .expect("a 32-byte prehash is always signable");
+                // k256 already produces low s; normalising again is a no-op kept for safety.
+                let (signature, recovery_id) = match signature.normalize_s() {
+                    Some(normalized) => (normalized, recovery_id.to_byte() ^ 1),
+                    None => (signature, recovery_id.to_byte()),
+                };
+                Signature::from_parts(&signature.to_bytes().into(), recovery_id)
+            }
+        }
+    }
+}
+
+/// The address that signed `digest`, with the default backend.
+pub fn recover_address(digest: &B256, signature: &Signature) -> Result<Address, SignatureError> {
+    recover_address_with(Backend::DEFAULT, digest, signature)
+}
+
+/// The address that signed `digest`, with the given backend.
+pub fn recover_address_with(
+    backend: Backend,
+    digest: &B256,
+    signature: &Signature,
+) -> Result<Address, SignatureError> {
+    let (rs, recovery_id) = signature.checked_parts()?;
+    let public = match backend {
+        Backend::Secp256k1 => {
+            let id = secp256k1::ecdsa::RecoveryId::from_u8_masked(recovery_id);
+            let signature = secp256k1::ecdsa::RecoverableSignature::from_compact(rs, id)
+                .map_err(|_| SignatureError::Unrecoverable)?;
+            let message = secp256k1::Message::from_digest(digest.0);
+            secp256k1::SECP256K1
+                .recover_ecdsa(message, &signature)
+                .map_err(|_| SignatureError::Unrecoverable)?
+                .serialize_uncompressed()
+        }
+        Backend::K256 => {
+            let signature = k256::ecdsa::Signature::from_slice(rs)
+                .map_err(|_| SignatureError::Unrecoverable)?;
+            let id = k256::ecdsa::RecoveryId::from_byte(recovery_id)
+                .ok_or(SignatureError::Unrecoverable)?;
+            let key = k256::ecdsa::VerifyingKey::recover_from_prehash(
+                digest.as_slice(),
+                &signature,
+                id,
+            )
+            .map_err(|_| SignatureError::Unrecoverable)?;
+            let point = key.to_encoded_point(false);
+            point.as_bytes().try_into().map_err(|_| SignatureError::Unrecoverable)?
+        }
+    };
+    Ok(address_of(&public))
+}
+
+/// `keccak256(x ‖ y)[12..]` of an uncompressed public key `0x04 ‖ x ‖ y`.
+fn address_of(uncompressed: &[u8; 65]) -> Address {
+    Address::from_slice(&keccak256(&uncompressed[1..])[12..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn random_key(rng: &mut StdRng) -> PrivateKey {
+        loop {
+            if let Ok(key) = PrivateKey::from_bytes(&B256::from(rng.random::<[u8; 32]>())) {
+                return key;
+            }
+        }
+    }
+
+    #[test]
+    fn backends_sign_identically_and_recover_the_same_address() {
+        let seed = 0x5eed_0001;
+        let mut rng = StdRng::seed_from_u64(seed);
+        for case in 0..300 {
+            let key = random_key(&mut rng);
+            let digest = B256::from(rng.random::<[u8; 32]>());
+            let a = key.sign_digest_with(Backend::Secp256k1, &digest);
+            let b = key.sign_digest_with(Backend::K256, &digest);
+            assert_eq!(a, b, "seed {seed:#x} case {case}: signatures differ");
+            for backend in [Backend::Secp256k1, Backend::K256] {
+                assert_eq!(
+                    recover_address_with(backend, &digest, &a),
+                    Ok(key.address()),
+                    "seed {seed:#x} case {case}: {backend:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn known_key_has_known_address() {
+        // The private key 1 is the generator point; its address is well known.
+        let key = PrivateKey::from_bytes(&B256::with_last_byte(1)).unwrap();
+        assert_eq!(
+            key.address(),
+            alloy_primitives::address!("7E5F4552091A69125d5DfCb7b8C2659029395Bdf")
+        );
+        assert_eq!(PrivateKey::from_bytes(&B256::ZERO).err(), Some(InvalidKey));
+        assert_eq!(PrivateKey::from_bytes(&B256::repeat_byte(0xff)).err(), Some(InvalidKey));
+    }
+
+    #[test]
+    fn rejects_malleated_and_malformed_signatures() {
+        let key = PrivateKey::from_bytes(&B256::repeat_byte(7)).unwrap();
+        let digest = keccak256(b"hoplite");
+        let good = key.sign_digest(&digest);
+
+        // (r, n - s, v ^ 1) is the same signature mirrored: ecrecover-valid, but malleable.
+        let order = HALF_ORDER * U256::from(2) + U256::from(1);
+        let s = U256::from_be_slice(&good.0[32..64]);
+        let mut high = good;
+        high.0[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+        high.0[64] = 55 - high.0[64]; // 27 <-> 28
+        let mut bad_v = good;
+        bad_v.0[64] = 1;
+        let mut zero_r = good;
+        zero_r.0[..32].fill(0);
+        for backend in [Backend::Secp256k1, Backend::K256] {
+            assert_eq!(recover_address_with(backend, &digest, &high), Err(SignatureError::HighS));
+            assert_eq!(
+                recover_address_with(backend, &digest, &bad_v),
+                Err(SignatureError::BadRecoveryByte(1))
+            );
+            assert_eq!(
+                recover_address_with(backend, &digest, &zero_r),
+                Err(SignatureError::Unrecoverable)
+            );
+            let other = recover_address_with(backend, &keccak256(b"other"), &good);
+            assert_ne!(other, Ok(key.address()));
+        }
+    }
+}
