@@ -9,7 +9,9 @@ use std::fmt;
 /// On-chain amounts are `uint256`; this type has the same range. There are no `+`/`-` operators:
 /// every operation is checked and the caller decides what an overflow means (for peer input it
 /// is always a rejected message, never a wrapped balance).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Amount(U256);
 
@@ -94,6 +96,9 @@ mod tests {
             Amount::from(7u64).checked_add(Amount::from(5u64)),
             Some(Amount::from(12u64))
         );
-        assert_eq!(Amount::from_u128(u128::MAX).to_u256(), U256::from(u128::MAX));
+        assert_eq!(
+            Amount::from_u128(u128::MAX).to_u256(),
+            U256::from(u128::MAX)
+        );
     }
 }

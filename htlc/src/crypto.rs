@@ -78,7 +78,9 @@ impl Signature {
         if s > HALF_ORDER {
             return Err(SignatureError::HighS);
         }
-        let rs: &[u8; 64] = self.0[..64].try_into().map_err(|_| SignatureError::Unrecoverable)?;
+        let rs: &[u8; 64] = self.0[..64]
+            .try_into()
+            .map_err(|_| SignatureError::Unrecoverable)?;
         Ok((rs, v - 27))
     }
 }
@@ -104,7 +106,11 @@ impl PrivateKey {
         let k256 = k256::ecdsa::SigningKey::from_bytes(&bytes.0.into()).map_err(|_| InvalidKey)?;
         let public = secp256k1::PublicKey::from_secret_key_global(&secp);
         let address = address_of(&public.serialize_uncompressed());
-        Ok(Self { secp, k256, address })
+        Ok(Self {
+            secp,
+            k256,
+            address,
+        })
     }
 
     /// The Ethereum address of this key: the node's on-chain identity.
@@ -170,14 +176,14 @@ pub fn recover_address_with(
                 .map_err(|_| SignatureError::Unrecoverable)?;
             let id = k256::ecdsa::RecoveryId::from_byte(recovery_id)
                 .ok_or(SignatureError::Unrecoverable)?;
-            let key = k256::ecdsa::VerifyingKey::recover_from_prehash(
-                digest.as_slice(),
-                &signature,
-                id,
-            )
-            .map_err(|_| SignatureError::Unrecoverable)?;
+            let key =
+                k256::ecdsa::VerifyingKey::recover_from_prehash(digest.as_slice(), &signature, id)
+                    .map_err(|_| SignatureError::Unrecoverable)?;
             let point = key.to_encoded_point(false);
-            point.as_bytes().try_into().map_err(|_| SignatureError::Unrecoverable)?
+            point
+                .as_bytes()
+                .try_into()
+                .map_err(|_| SignatureError::Unrecoverable)?
         }
     };
     Ok(address_of(&public))
@@ -230,7 +236,10 @@ mod tests {
             alloy_primitives::address!("7E5F4552091A69125d5DfCb7b8C2659029395Bdf")
         );
         assert_eq!(PrivateKey::from_bytes(&B256::ZERO).err(), Some(InvalidKey));
-        assert_eq!(PrivateKey::from_bytes(&B256::repeat_byte(0xff)).err(), Some(InvalidKey));
+        assert_eq!(
+            PrivateKey::from_bytes(&B256::repeat_byte(0xff)).err(),
+            Some(InvalidKey)
+        );
     }
 
     #[test]
@@ -250,7 +259,10 @@ mod tests {
         let mut zero_r = good;
         zero_r.0[..32].fill(0);
         for backend in [Backend::Secp256k1, Backend::K256] {
-            assert_eq!(recover_address_with(backend, &digest, &high), Err(SignatureError::HighS));
+            assert_eq!(
+                recover_address_with(backend, &digest, &high),
+                Err(SignatureError::HighS)
+            );
             assert_eq!(
                 recover_address_with(backend, &digest, &bad_v),
                 Err(SignatureError::BadRecoveryByte(1))

@@ -33,7 +33,7 @@ pub enum InsertError {
 }
 
 /// The pending locks of one direction, with their Merkle tree kept up to date.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PendingLocks {
     /// Slot order: the order of the tree's leaves.
     locks: Vec<Lock>,
@@ -57,7 +57,10 @@ pub struct LockProof {
 impl PendingLocks {
     /// An empty set.
     pub fn new() -> Self {
-        Self { levels: vec![Vec::new()], ..Self::default() }
+        Self {
+            levels: vec![Vec::new()],
+            ..Self::default()
+        }
     }
 
     /// Builds the set from locks in slot order (as persisted).
@@ -86,7 +89,11 @@ impl PendingLocks {
 
     /// The Merkle root over the pending locks: the proof's `locksRoot`.
     pub fn root(&self) -> B256 {
-        self.levels.last().and_then(|top| top.first()).copied().unwrap_or(B256::ZERO)
+        self.levels
+            .last()
+            .and_then(|top| top.first())
+            .copied()
+            .unwrap_or(B256::ZERO)
     }
 
     /// The pending lock with this secret hash.
@@ -107,7 +114,10 @@ impl PendingLocks {
         if self.slots.contains_key(&lock.secret_hash) {
             return Err(InsertError::DuplicateSecretHash(lock.secret_hash));
         }
-        self.total = self.total.checked_add(lock.amount).ok_or(InsertError::Overflow)?;
+        self.total = self
+            .total
+            .checked_add(lock.amount)
+            .ok_or(InsertError::Overflow)?;
         let slot = self.locks.len();
         self.locks.push(lock);
         self.slots.insert(lock.secret_hash, slot);
@@ -169,9 +179,17 @@ impl PendingLocks {
         let slot = *self.slots.get(secret_hash)?;
         let height = self.levels.len() - 1;
         let siblings = (0..height)
-            .map(|k| self.levels[k].get((slot >> k) ^ 1).copied().unwrap_or(B256::ZERO))
+            .map(|k| {
+                self.levels[k]
+                    .get((slot >> k) ^ 1)
+                    .copied()
+                    .unwrap_or(B256::ZERO)
+            })
             .collect();
-        Some(LockProof { index: slot as u64, siblings })
+        Some(LockProof {
+            index: slot as u64,
+            siblings,
+        })
     }
 
     /// Recomputes the ancestors of leaf `slot` after it changed, appeared or disappeared, growing
@@ -233,9 +251,17 @@ pub fn verify_lock_proof(root: &B256, lock: &Lock, proof: &LockProof) -> bool {
     if proof.siblings.len() < 64 && proof.index >> proof.siblings.len() != 0 {
         return false;
     }
-    let hash = proof.siblings.iter().enumerate().fold(lock.leaf_hash(), |hash, (k, sibling)| {
-        if (proof.index >> k) & 1 == 0 { node_hash(&hash, sibling) } else { node_hash(sibling, &hash) }
-    });
+    let hash = proof
+        .siblings
+        .iter()
+        .enumerate()
+        .fold(lock.leaf_hash(), |hash, (k, sibling)| {
+            if (proof.index >> k) & 1 == 0 {
+                node_hash(&hash, sibling)
+            } else {
+                node_hash(sibling, &hash)
+            }
+        });
     hash == *root
 }
 
@@ -280,10 +306,20 @@ mod tests {
         let mut set = PendingLocks::new();
         set.insert(lock(0)).unwrap();
         let root = set.root();
-        assert_eq!(set.insert(lock(0)), Err(InsertError::DuplicateSecretHash(lock(0).secret_hash)));
-        let huge = Lock { amount: Amount::MAX, ..lock(1) };
+        assert_eq!(
+            set.insert(lock(0)),
+            Err(InsertError::DuplicateSecretHash(lock(0).secret_hash))
+        );
+        let huge = Lock {
+            amount: Amount::MAX,
+            ..lock(1)
+        };
         assert_eq!(set.insert(huge), Err(InsertError::Overflow));
-        assert_eq!((set.len(), set.root()), (1, root), "a rejected insert changes nothing");
+        assert_eq!(
+            (set.len(), set.root()),
+            (1, root),
+            "a rejected insert changes nothing"
+        );
 
         let mut full = PendingLocks::from_locks((0..MAX_PENDING_LOCKS as u64).map(lock)).unwrap();
         assert_eq!(full.insert(lock(1 << 40)), Err(InsertError::Full));
@@ -302,9 +338,15 @@ mod tests {
         let proof = set.proof(&lock(3).secret_hash).unwrap();
         assert!(verify_lock_proof(&root, &lock(3), &proof));
         assert!(!verify_lock_proof(&root, &lock(2), &proof));
-        let wrong_slot = LockProof { index: 2, ..proof.clone() };
+        let wrong_slot = LockProof {
+            index: 2,
+            ..proof.clone()
+        };
         assert!(!verify_lock_proof(&root, &lock(3), &wrong_slot));
-        let out_of_range = LockProof { index: proof.index + 8, ..proof.clone() };
+        let out_of_range = LockProof {
+            index: proof.index + 8,
+            ..proof.clone()
+        };
         assert!(!verify_lock_proof(&root, &lock(3), &out_of_range));
         let mut shallow = proof.clone();
         shallow.siblings.pop();

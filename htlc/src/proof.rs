@@ -114,7 +114,10 @@ impl BalanceProof {
     /// Signs the proof.
     pub fn sign(self, key: &PrivateKey, domain_separator: &B256) -> SignedBalanceProof {
         let signature = key.sign_digest(&self.signing_hash_with(domain_separator));
-        SignedBalanceProof { proof: self, signature }
+        SignedBalanceProof {
+            proof: self,
+            signature,
+        }
     }
 }
 
@@ -130,7 +133,10 @@ pub struct SignedBalanceProof {
 impl SignedBalanceProof {
     /// The address that signed this proof.
     pub fn signer(&self, domain_separator: &B256) -> Result<Address, SignatureError> {
-        crypto::recover_address(&self.proof.signing_hash_with(domain_separator), &self.signature)
+        crypto::recover_address(
+            &self.proof.signing_hash_with(domain_separator),
+            &self.signature,
+        )
     }
 }
 

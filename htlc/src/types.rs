@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// A channel's identifier in its TokenNetwork contract (`uint256` on-chain).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct ChannelId(pub U256);
 
@@ -26,7 +28,9 @@ impl fmt::Display for ChannelId {
 /// The sequence number of a balance proof in one direction of a channel (`uint64` on-chain).
 ///
 /// Nonce 0 is the empty state nobody signed; the first proof has nonce 1.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Nonce(pub u64);
 
@@ -38,8 +42,16 @@ impl Nonce {
     }
 }
 
+impl fmt::Display for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
 /// A block number: the clock of lock expirations and the on-chain challenge window.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct BlockNumber(pub u64);
 
@@ -78,7 +90,9 @@ impl fmt::Debug for Secret {
 }
 
 /// `sha256(secret)`: what a lock is locked to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct SecretHash(pub B256);
 
