@@ -16,14 +16,37 @@ use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Clone, Debug)]
 enum Op {
-    Direct { from: usize, amount: u64 },
-    Lock { from: usize, amount: u64, lifetime: u64 },
-    Unlock { from: usize, pick: usize },
-    Expire { from: usize, pick: usize },
-    Deliver { to: usize },
-    Advance { blocks: u64 },
-    Deposit { who: usize, amount: u64 },
-    Withdraw { who: usize, amount: u64 },
+    Direct {
+        from: usize,
+        amount: u64,
+    },
+    Lock {
+        from: usize,
+        amount: u64,
+        lifetime: u64,
+    },
+    Unlock {
+        from: usize,
+        pick: usize,
+    },
+    Expire {
+        from: usize,
+        pick: usize,
+    },
+    Deliver {
+        to: usize,
+    },
+    Advance {
+        blocks: u64,
+    },
+    Deposit {
+        who: usize,
+        amount: u64,
+    },
+    Withdraw {
+        who: usize,
+        amount: u64,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -69,24 +92,41 @@ impl Model {
     }
 
     /// `from` signs `change`; it must succeed exactly when `allowed`.
-    fn send(&mut self, from: usize, change: BalanceChange, allowed: bool) -> Result<(), TestCaseError> {
+    fn send(
+        &mut self,
+        from: usize,
+        change: BalanceChange,
+        allowed: bool,
+    ) -> Result<(), TestCaseError> {
         let before = self.pair.ends[from].clone();
         match self.pair.send(from, change, self.block) {
             Ok(update) => {
-                prop_assert!(allowed, "{change:?} was signed but should have been refused");
+                prop_assert!(
+                    allowed,
+                    "{change:?} was signed but should have been refused"
+                );
                 self.signed[from].push(update.proof);
                 self.in_flight[1 - from].push_back(update);
             }
             Err(error) => {
                 prop_assert!(!allowed, "{change:?} refused: {error}");
-                prop_assert_eq!(&self.pair.ends[from], &before, "a refused send changed the end");
+                prop_assert_eq!(
+                    &self.pair.ends[from],
+                    &before,
+                    "a refused send changed the end"
+                );
             }
         }
         Ok(())
     }
 
     fn pending(&self, from: usize) -> Vec<Lock> {
-        self.pair.ends[from].participant(Side::Ours).locks().iter().copied().collect()
+        self.pair.ends[from]
+            .participant(Side::Ours)
+            .locks()
+            .iter()
+            .copied()
+            .collect()
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
@@ -96,7 +136,11 @@ impl Model {
                 let allowed = amount <= self.pair.spendable(from);
                 self.send(from, BalanceChange::DirectTransfer { amount }, allowed)?;
             }
-            Op::Lock { from, amount, lifetime } => {
+            Op::Lock {
+                from,
+                amount,
+                lifetime,
+            } => {
                 self.next_secret += 1;
                 let secret = Secret(keccak256(self.next_secret.to_be_bytes()));
                 self.secrets.insert(secret.hash(), secret);
@@ -119,7 +163,9 @@ impl Model {
                 let locks = self.pending(from);
                 if let Some(lock) = locks.get(pick % locks.len().max(1)) {
                     let allowed = self.block > lock.expiration;
-                    let change = BalanceChange::LockExpired { secret_hash: lock.secret_hash };
+                    let change = BalanceChange::LockExpired {
+                        secret_hash: lock.secret_hash,
+                    };
                     self.send(from, change, allowed)?;
                 }
             }
@@ -142,8 +188,12 @@ impl Model {
                     .total_deposit()
                     .checked_add(Amount::from(amount))
                     .unwrap();
-                self.pair.ends[who].set_total_deposit(Side::Ours, total).unwrap();
-                self.pair.ends[1 - who].set_total_deposit(Side::Partner, total).unwrap();
+                self.pair.ends[who]
+                    .set_total_deposit(Side::Ours, total)
+                    .unwrap();
+                self.pair.ends[1 - who]
+                    .set_total_deposit(Side::Partner, total)
+                    .unwrap();
             }
             Op::Withdraw { who, amount } => {
                 if self.quiet() {
@@ -167,13 +217,20 @@ impl Model {
         for (index, end) in self.pair.ends.iter().enumerate() {
             let ours = end.participant(Side::Ours);
             let partner = end.participant(Side::Partner);
-            let available = [ours, partner]
-                .iter()
-                .try_fold(Amount::ZERO, |sum, p| sum.checked_add(p.total_deposit())?.checked_sub(p.total_withdraw()));
-            let held = [Side::Ours, Side::Partner].iter().try_fold(Amount::ZERO, |sum, &side| {
-                sum.checked_add(end.spendable(side))?.checked_add(end.participant(side).locks().total())
+            let available = [ours, partner].iter().try_fold(Amount::ZERO, |sum, p| {
+                sum.checked_add(p.total_deposit())?
+                    .checked_sub(p.total_withdraw())
             });
-            prop_assert!(available.is_some() && available == held, "end {index}: {available:?} deposited, {held:?} held");
+            let held = [Side::Ours, Side::Partner]
+                .iter()
+                .try_fold(Amount::ZERO, |sum, &side| {
+                    sum.checked_add(end.spendable(side))?
+                        .checked_add(end.participant(side).locks().total())
+                });
+            prop_assert!(
+                available.is_some() && available == held,
+                "end {index}: {available:?} deposited, {held:?} held"
+            );
 
             // The partner's direction, as this end sees it, is what the partner last signed and
             // we received.
@@ -191,8 +248,14 @@ impl Model {
         }
         if self.quiet() {
             let [alice, bob] = &self.pair.ends;
-            prop_assert_eq!(alice.participant(Side::Ours), bob.participant(Side::Partner));
-            prop_assert_eq!(alice.participant(Side::Partner), bob.participant(Side::Ours));
+            prop_assert_eq!(
+                alice.participant(Side::Ours),
+                bob.participant(Side::Partner)
+            );
+            prop_assert_eq!(
+                alice.participant(Side::Partner),
+                bob.participant(Side::Ours)
+            );
         }
         Ok(())
     }
