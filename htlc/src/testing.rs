@@ -45,13 +45,17 @@ pub struct ChannelPair {
 }
 
 impl ChannelPair {
-    /// A channel with both deposits made, keys derived from `seed`.
+    /// Channel 1 with both deposits made, keys derived from `seed`.
     pub fn new(seed: u64, deposits: [Amount; 2]) -> Self {
-        let keys = [key(seed, 0), key(seed, 1)];
+        Self::open([key(seed, 0), key(seed, 1)], ChannelId::from(1), deposits)
+    }
+
+    /// A channel between the holders of `keys`, with both deposits made.
+    pub fn open(keys: [PrivateKey; 2], id: ChannelId, deposits: [Amount; 2]) -> Self {
         let end = |me: usize| {
             let mut channel = Channel::new(
                 TOKEN_NETWORK,
-                ChannelId::from(1),
+                id,
                 CONFIG,
                 keys[me].address(),
                 keys[1 - me].address(),
