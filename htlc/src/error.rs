@@ -1,13 +1,4 @@
-//! Errors, sorted by what the caller must do.
-//!
-//! | error | caller |
-//! |---|---|
-//! | [`ReceiveError`] with [`ErrorAction::Ignore`] | nothing: the update was already applied (a resend); acknowledge it again |
-//! | [`ReceiveError`] with [`ErrorAction::Reject`] | drop the message, keep the channel: it is not attributable to the partner, is older than what we hold, or may become valid later (out of order, block views differ) |
-//! | [`ReceiveError`] with [`ErrorAction::CloseChannel`] | the partner signed a state that breaks the rules; the directions can't be reconciled, close with the latest valid proof |
-//! | [`SendError`], [`BalanceError`], [`ConfigError`] | API misuse by the local caller: nothing was signed or changed |
-//!
-//! In every error case the channel is left exactly as it was.
+//! Errors, sorted by what the caller must do: see [`ErrorAction`].
 
 use crate::crypto::SignatureError;
 use crate::{Amount, BlockNumber, ChannelId, Nonce, SecretHash, TokenNetwork};
@@ -71,6 +62,15 @@ impl Violation {
 }
 
 /// What the caller of [`crate::Channel::handle_update`] must do about an error.
+///
+/// | error | caller |
+/// |---|---|
+/// | [`ReceiveError`] with [`ErrorAction::Ignore`] | nothing: the update was already applied (a resend); acknowledge it again |
+/// | [`ReceiveError`] with [`ErrorAction::Reject`] | drop the message, keep the channel: it is not attributable to the partner, is older than what we hold, or may become valid later (out of order, block views differ) |
+/// | [`ReceiveError`] with [`ErrorAction::CloseChannel`] | the partner signed a state that breaks the rules; the directions can't be reconciled, close with the latest valid proof |
+/// | [`SendError`], [`BalanceError`], [`ConfigError`] | API misuse by the local caller: nothing was signed or changed |
+///
+/// In every error case the channel is left exactly as it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorAction {
     /// Nothing; acknowledge as if accepted.
