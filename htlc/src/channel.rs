@@ -382,15 +382,15 @@ impl Channel {
                 if lock.amount.is_zero() {
                     return Err(Violation::ZeroAmount);
                 }
-                let earliest = current_block.checked_add(config.reveal_timeout + 1);
-                let latest = current_block.checked_add(config.settle_timeout);
-                let (Some(earliest), Some(latest)) = (earliest, latest) else {
-                    return Err(Violation::AmountOverflow);
-                };
-                if lock.expiration < earliest || lock.expiration > latest {
+                // Past block u64::MAX there is no room for `reveal_timeout`, so no lock fits;
+                // `latest` may saturate, as nothing expires after u64::MAX anyway.
+                let earliest = current_block.0.checked_add(config.reveal_timeout + 1);
+                let latest = BlockNumber(current_block.0.saturating_add(config.settle_timeout));
+                let fits = earliest.is_some_and(|earliest| lock.expiration.0 >= earliest);
+                if !fits || lock.expiration > latest {
                     return Err(Violation::LockExpirationOutOfRange {
                         expiration: lock.expiration,
-                        earliest,
+                        earliest: BlockNumber(earliest.unwrap_or(u64::MAX)),
                         latest,
                     });
                 }

@@ -8,7 +8,7 @@
 use crate::{Amount, Lock, Secret, SecretHash, SignedBalanceProof};
 use serde::{Deserialize, Serialize};
 
-/// An upper bound on an encoded [`BalanceUpdate`]; the largest real one is about 260 bytes.
+/// An upper bound on an encoded [`BalanceUpdate`]; the largest possible one is 316 bytes.
 pub const MAX_UPDATE_SIZE: usize = 512;
 
 /// What a new balance proof changes, relative to the sender's previous one.
@@ -75,5 +75,43 @@ impl BalanceUpdate {
             return Err(DecodeError::TrailingBytes(rest.len()));
         }
         Ok(update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BalanceProof, BlockNumber, ChannelId, Nonce, Signature, TokenNetwork};
+    use alloy_primitives::{Address, B256, FixedBytes};
+
+    #[test]
+    fn largest_update_fits_the_limit() {
+        let lock = Lock {
+            amount: Amount::MAX,
+            expiration: BlockNumber(u64::MAX),
+            secret_hash: SecretHash(B256::repeat_byte(0xff)),
+        };
+        let proof = BalanceProof {
+            token_network: TokenNetwork {
+                chain_id: u64::MAX,
+                address: Address::repeat_byte(0xff),
+            },
+            channel_id: ChannelId(alloy_primitives::U256::MAX),
+            nonce: Nonce(u64::MAX),
+            transferred_amount: Amount::MAX,
+            locked_amount: Amount::MAX,
+            locks_root: B256::repeat_byte(0xff),
+        };
+        let update = BalanceUpdate {
+            change: BalanceChange::LockedTransfer { lock },
+            proof: SignedBalanceProof {
+                proof,
+                signature: Signature(FixedBytes([0xff; 65])),
+            },
+        };
+        let bytes = update.encode();
+        assert_eq!(bytes.len(), 316);
+        assert!(bytes.len() <= MAX_UPDATE_SIZE);
+        assert_eq!(BalanceUpdate::decode(&bytes), Ok(update));
     }
 }

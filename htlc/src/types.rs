@@ -55,14 +55,6 @@ impl fmt::Display for Nonce {
 #[serde(transparent)]
 pub struct BlockNumber(pub u64);
 
-impl BlockNumber {
-    /// `self + blocks`, or `None` on overflow.
-    #[must_use]
-    pub fn checked_add(self, blocks: u64) -> Option<Self> {
-        self.0.checked_add(blocks).map(Self)
-    }
-}
-
 impl fmt::Display for BlockNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

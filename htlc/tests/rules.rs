@@ -486,6 +486,16 @@ fn lock_expiration_leaves_reveal_timeout_and_fits_settle_timeout() {
             Err(SendError::Rule(range(too)))
         );
     }
+    // Near the end of u64 the window saturates instead of wrapping.
+    let end = BlockNumber(u64::MAX - 5);
+    assert_eq!(
+        p.send(0, locked(lock(1, 5, u64::MAX)), end),
+        Err(SendError::Rule(Violation::LockExpirationOutOfRange {
+            expiration: BlockNumber(u64::MAX),
+            earliest: BlockNumber(u64::MAX),
+            latest: BlockNumber(u64::MAX),
+        }))
+    );
     p.transfer(0, locked(lock(1, 5, earliest)), B0);
     p.transfer(0, locked(lock(2, 5, latest)), B0);
     // Sent at B0, received five blocks later: too close to expiry for Bob to claim on-chain.
