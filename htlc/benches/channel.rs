@@ -50,43 +50,44 @@ fn rich_pair() -> ChannelPair {
     ChannelPair::new(2, [plenty, plenty])
 }
 
-fn deliver_encoded(pair: &mut ChannelPair, update: &BalanceUpdate) {
+/// Alice's update reaches Bob through the wire encoding, as between two nodes.
+fn send_and_deliver(pair: &mut ChannelPair, change: BalanceChange) {
+    let update = pair.send(0, change, BLOCK).unwrap();
     let bytes = update.encode();
     let decoded = BalanceUpdate::decode(black_box(&bytes)).unwrap();
     pair.ends[1].handle_update(&decoded, BLOCK).unwrap();
 }
 
+fn direct_transfer(pair: &mut ChannelPair) {
+    send_and_deliver(
+        pair,
+        BalanceChange::DirectTransfer {
+            amount: Amount::from(1u64),
+        },
+    );
+}
+
+/// A lock and its unlock; `n` makes the secret unique.
+fn locked_transfer_and_unlock(pair: &mut ChannelPair, n: u64) {
+    let secret = Secret(B256::from(U256::from(n)));
+    let lock = Lock {
+        amount: Amount::from(1u64),
+        expiration: BlockNumber(BLOCK.0 + 50),
+        secret_hash: secret.hash(),
+    };
+    send_and_deliver(pair, BalanceChange::LockedTransfer { lock });
+    send_and_deliver(pair, BalanceChange::Unlock { secret });
+}
+
 fn transfers(c: &mut Criterion) {
     let mut pair = rich_pair();
-    let one = BalanceChange::DirectTransfer {
-        amount: Amount::from(1u64),
-    };
-    c.bench_function("direct_transfer", |b| {
-        b.iter(|| {
-            let update = pair.send(0, one, BLOCK).unwrap();
-            deliver_encoded(&mut pair, &update);
-        })
-    });
-
+    c.bench_function("direct_transfer", |b| b.iter(|| direct_transfer(&mut pair)));
     let mut pair = rich_pair();
-    let mut counter = 0u64;
+    let mut n = 0u64;
     c.bench_function("locked_transfer_and_unlock", |b| {
         b.iter(|| {
-            counter += 1;
-            let secret = Secret(B256::from(U256::from(counter)));
-            let lock = Lock {
-                amount: Amount::from(1u64),
-                expiration: BlockNumber(BLOCK.0 + 50),
-                secret_hash: secret.hash(),
-            };
-            let update = pair
-                .send(0, BalanceChange::LockedTransfer { lock }, BLOCK)
-                .unwrap();
-            deliver_encoded(&mut pair, &update);
-            let update = pair
-                .send(0, BalanceChange::Unlock { secret }, BLOCK)
-                .unwrap();
-            deliver_encoded(&mut pair, &update);
+            n += 1;
+            locked_transfer_and_unlock(&mut pair, n);
         })
     });
 }
@@ -113,31 +114,12 @@ fn paired() {
         black_box(crypto::recover_address(&digest, &signature).unwrap());
     };
     let mut direct_pair = rich_pair();
-    let one = BalanceChange::DirectTransfer {
-        amount: Amount::from(1u64),
-    };
-    let mut direct = || {
-        let update = direct_pair.send(0, one, BLOCK).unwrap();
-        deliver_encoded(&mut direct_pair, &update);
-    };
+    let mut direct = || direct_transfer(&mut direct_pair);
     let mut lock_pair = rich_pair();
-    let mut counter = 0u64;
+    let mut n = 0u64;
     let mut lock_unlock = || {
-        counter += 1;
-        let secret = Secret(B256::from(U256::from(counter)));
-        let lock = Lock {
-            amount: Amount::from(1u64),
-            expiration: BlockNumber(BLOCK.0 + 50),
-            secret_hash: secret.hash(),
-        };
-        let update = lock_pair
-            .send(0, BalanceChange::LockedTransfer { lock }, BLOCK)
-            .unwrap();
-        deliver_encoded(&mut lock_pair, &update);
-        let update = lock_pair
-            .send(0, BalanceChange::Unlock { secret }, BLOCK)
-            .unwrap();
-        deliver_encoded(&mut lock_pair, &update);
+        n += 1;
+        locked_transfer_and_unlock(&mut lock_pair, n);
     };
     let (mut raw_us, mut direct_ratio, mut lock_ratio) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
