@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the chain tooling from the npm registry into .tools/ (ignored by git), pinned.
+#   scripts/install-tools.sh solc     the Solidity compiler (solcjs)
+# Idempotent: does nothing when the pinned version is already there.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+SOLC_VERSION=0.8.37
+
+install_npm() { # dir package version
+    local dir="$root/.tools/$1" package="$2" version="$3"
+    if [ -f "$dir/node_modules/$package/package.json" ] &&
+        grep -q "\"version\": \"$version\"" "$dir/node_modules/$package/package.json"; then
+        return
+    fi
+    command -v npm >/dev/null || { echo "error: npm is needed to install $package (Node.js 18+)" >&2; exit 1; }
+    echo "installing $package@$version into $dir" >&2
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "$package@$version" >&2
+}
+
+for tool in "$@"; do
+    case "$tool" in
+        solc) install_npm solc solc "$SOLC_VERSION" ;;
+        *) echo "error: unknown tool '$tool' (known: solc)" >&2; exit 2 ;;
+    esac
+done
