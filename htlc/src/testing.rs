@@ -9,6 +9,8 @@ use crate::{
 };
 use alloy_primitives::{B256, address, keccak256};
 
+pub mod vectors;
+
 /// The token network every test pair lives in.
 pub const TOKEN_NETWORK: TokenNetwork = TokenNetwork {
     chain_id: 1337,
