@@ -31,6 +31,7 @@ const input = {
   sources,
   settings: {
     evmVersion: "cancun",
+    viaIR: true,
     optimizer: { enabled: true, runs: 10000 },
     outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
   },
