@@ -8,6 +8,7 @@
 //!   `artifacts/*.json` (ABI, creation and runtime bytecode), which are committed; a test fails
 //!   if they differ from a fresh compile.
 //! - [`contracts`]: Rust bindings generated from those artifacts by `sol!`.
+//! - [`deploy`]: [`deploy::Deployment`], the three contracts deployed from their bytecode.
 //! - [`evm`]: [`evm::InProcessEvm`], revm under Cancun rules with blocks mined on the caller's
 //!   command: the deterministic chain for tests and the simulator.
 //!
@@ -19,4 +20,5 @@
 //! next.
 
 pub mod contracts;
+pub mod deploy;
 pub mod evm;

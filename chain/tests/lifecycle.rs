@@ -4,9 +4,11 @@
 
 use TokenNetwork::TokenNetworkErrors as E;
 use alloy_primitives::{Address, B256, Bytes, U256, address};
-use alloy_sol_types::{SolCall, SolConstructor, SolStruct, sol};
+use alloy_sol_types::{SolCall, SolStruct};
 use hoplite_chain::contracts::{SecretRegistry, TestToken, TokenNetwork};
+use hoplite_chain::deploy::Deployment;
 use hoplite_chain::evm::{EvmError, InProcessEvm};
+use hoplite_htlc::eip712::{BalanceProofUpdate, CooperativeSettle, Withdraw};
 use hoplite_htlc::testing::key;
 use hoplite_htlc::{
     Amount, BalanceProof, ChannelId, Lock, Nonce, PrivateKey, Secret, TokenNetwork as Domain,
@@ -18,12 +20,6 @@ const SETTLE_TIMEOUT: u32 = 40;
 const ALICE: usize = 0;
 const BOB: usize = 1;
 const CAROL: usize = 2;
-
-sol! {
-    struct CooperativeSettle { uint256 channelId; address participant1; uint256 balance1; address participant2; uint256 balance2; }
-    struct Withdraw { uint256 channelId; address participant; uint256 totalWithdraw; uint256 expiry; }
-    struct BalanceProofUpdate { uint256 channelId; bytes32 balanceProof; }
-}
 
 fn tokens(n: u64) -> U256 {
     U256::from(n)
@@ -41,25 +37,11 @@ struct Net {
 impl Net {
     fn new() -> Self {
         let mut evm = InProcessEvm::new(CHAIN_ID);
-        let init =
-            |code: &Bytes, args: Vec<u8>| -> Bytes { [code.as_ref(), &args].concat().into() };
-        let args = TestToken::constructorCall {
-            name_: "Test".into(),
-            symbol_: "TST".into(),
-        };
-        let (token, _) = evm
-            .deploy(DEPLOYER, init(&TestToken::BYTECODE, args.abi_encode()))
-            .unwrap();
-        let (registry, _) = evm
-            .deploy(DEPLOYER, SecretRegistry::BYTECODE.clone())
-            .unwrap();
-        let args = TokenNetwork::constructorCall {
-            token_: token,
-            secretRegistry_: registry,
-        };
-        let (network, _) = evm
-            .deploy(DEPLOYER, init(&TokenNetwork::BYTECODE, args.abi_encode()))
-            .unwrap();
+        let Deployment {
+            token,
+            secret_registry: registry,
+            token_network: network,
+        } = Deployment::with_test_token(&mut evm, DEPLOYER).unwrap();
         let keys = [key(9, 0), key(9, 1), key(9, 2)];
         let mut net = Self {
             evm,
@@ -180,7 +162,7 @@ impl Net {
     }
 
     fn sign_typed<T: SolStruct>(&self, signer: usize, value: &T) -> Bytes {
-        let digest = value.eip712_signing_hash(&self.domain().domain());
+        let digest = self.domain().typed_digest(value);
         self.keys[signer].sign_digest(&digest).0.to_vec().into()
     }
 

@@ -2,45 +2,20 @@
 //! with htlc (made by an independent implementation), checked on the EVM running the committed
 //! bytecode.
 
-use alloy_primitives::{Address, Bytes, U256, address};
-use alloy_sol_types::SolConstructor;
-use hoplite_chain::contracts::{SecretRegistry, TestToken, TokenNetwork};
+use alloy_primitives::{Address, U256, address};
+use hoplite_chain::contracts::TokenNetwork;
+use hoplite_chain::deploy::Deployment;
 use hoplite_chain::evm::{EvmError, InProcessEvm};
 use hoplite_htlc::testing::vectors;
 
 /// anvil's first account: its first deployment lands at 0x5FbDB2315678afecb367f032d93F642f64180aa3.
 const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 
-fn init_code(bytecode: &Bytes, args: Vec<u8>) -> Bytes {
-    [bytecode.as_ref(), &args].concat().into()
-}
-
 /// Deploys token, registry and TokenNetwork; returns the TokenNetwork.
 fn deploy(evm: &mut InProcessEvm) -> Address {
-    let token_args = TestToken::constructorCall {
-        name_: "Test".into(),
-        symbol_: "TST".into(),
-    };
-    let (token, _) = evm
-        .deploy(
-            DEPLOYER,
-            init_code(&TestToken::BYTECODE, token_args.abi_encode()),
-        )
-        .unwrap();
-    let (registry, _) = evm
-        .deploy(DEPLOYER, SecretRegistry::BYTECODE.clone())
-        .unwrap();
-    let args = TokenNetwork::constructorCall {
-        token_: token,
-        secretRegistry_: registry,
-    };
-    let (network, _) = evm
-        .deploy(
-            DEPLOYER,
-            init_code(&TokenNetwork::BYTECODE, args.abi_encode()),
-        )
-        .unwrap();
-    network
+    Deployment::with_test_token(evm, DEPLOYER)
+        .unwrap()
+        .token_network
 }
 
 fn contract_lock(lock: &hoplite_htlc::Lock) -> TokenNetwork::Lock {

@@ -7,7 +7,8 @@
 //!   the vocabulary (`amount.rs`, `types.rs`).
 //! - [`locks`]: the pending locks of one direction and their Merkle root, updated in O(log n).
 //! - [`crypto`]: signing and recovery behind one interface, two backends (libsecp256k1, k256).
-//! - [`BalanceProof`], [`TokenNetwork`]: the signed state and its EIP-712 domain (`proof.rs`).
+//! - [`BalanceProof`], [`TokenNetwork`]: the signed state and its EIP-712 domain (`proof.rs`);
+//!   [`eip712`]: every typed message the contract verifies (withdraw, cooperative settle, update).
 //! - [`BalanceUpdate`], [`BalanceChange`]: the messages that move a direction forward, and their
 //!   bounded postcard encoding (`message.rs`).
 //! - [`Channel`]: both directions of one channel as one participant sees them (`channel.rs`).
@@ -80,6 +81,7 @@
 mod amount;
 mod channel;
 pub mod crypto;
+pub mod eip712;
 mod error;
 pub mod locks;
 mod message;
