@@ -9,6 +9,7 @@
 //!   if they differ from a fresh compile.
 //! - [`contracts`]: Rust bindings generated from those artifacts by `sol!`.
 //! - [`deploy`]: [`deploy::Deployment`], the three contracts deployed from their bytecode.
+//! - `testing` (feature `test-utils`): a funded three-party network on the in-process EVM.
 //! - [`evm`]: [`evm::InProcessEvm`], revm under Cancun rules with blocks mined on the caller's
 //!   command: the deterministic chain for tests and the simulator.
 //!
@@ -22,3 +23,5 @@
 pub mod contracts;
 pub mod deploy;
 pub mod evm;
+#[cfg(feature = "test-utils")]
+pub mod testing;
