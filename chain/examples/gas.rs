@@ -9,7 +9,6 @@ use alloy_primitives::{B256, U256};
 use hoplite_chain::contracts::{SecretRegistry, TokenNetwork};
 use hoplite_chain::evm::Receipt;
 use hoplite_chain::testing::*;
-use hoplite_htlc::eip712::{CooperativeSettle, Withdraw};
 use hoplite_htlc::locks::PendingLocks;
 use hoplite_htlc::{Amount, BlockNumber, Lock, Secret};
 
@@ -66,17 +65,12 @@ fn main() {
     record("registerSecret", receipt);
     net.mine_past_window();
     record("settleChannel", net.settle(id, &alices, &bobs).unwrap());
-    let as_contract = |l: &Lock| TokenNetwork::Lock {
-        amount: l.amount.to_u256(),
-        expiration: l.expiration.0,
-        secretHash: l.secret_hash.0,
-    };
     let proof = pending.proof(&locks[0].secret_hash).unwrap();
     let unlock = TokenNetwork::unlockCall {
         channelId: id,
         sender: alice,
         receiver: bob,
-        lock: as_contract(&locks[0]),
+        lock: TokenNetwork::Lock::from(&locks[0]),
         index: U256::from(proof.index),
         siblings: proof.siblings,
     };
@@ -85,7 +79,7 @@ fn main() {
         channelId: id,
         sender: alice,
         receiver: bob,
-        locks: locks.iter().map(as_contract).collect(),
+        locks: locks.iter().map(TokenNetwork::Lock::from).collect(),
     };
     record(
         "unlockBatch (4 locks, 1 already paid)",
@@ -109,38 +103,9 @@ fn main() {
     let (id, _) = net.open().unwrap();
     net.deposit(ALICE, id, 100).unwrap();
     net.deposit(BOB, id, 100).unwrap();
-    let expiry = U256::from(net.evm.block_number() + 10);
-    let request = Withdraw {
-        channelId: id,
-        participant: alice,
-        totalWithdraw: tokens(30),
-        expiry,
-    };
-    let withdraw = TokenNetwork::setTotalWithdrawCall {
-        channelId: id,
-        participant: alice,
-        totalWithdraw: tokens(30),
-        expiry,
-        participantSignature: net.sign_typed(ALICE, &request),
-        partnerSignature: net.sign_typed(BOB, &request),
-    };
+    let withdraw = net.withdraw_call(id, ALICE, 30, net.evm.block_number() + 10, [ALICE, BOB]);
     record("setTotalWithdraw", net.send(ALICE, &withdraw).unwrap().1);
-    let agreed = CooperativeSettle {
-        channelId: id,
-        participant1: alice,
-        balance1: tokens(70),
-        participant2: bob,
-        balance2: tokens(100),
-    };
-    let settle = TokenNetwork::cooperativeSettleCall {
-        channelId: id,
-        participant1: alice,
-        balance1: tokens(70),
-        participant2: bob,
-        balance2: tokens(100),
-        signature1: net.sign_typed(ALICE, &agreed),
-        signature2: net.sign_typed(BOB, &agreed),
-    };
+    let settle = net.cooperative_settle_call(id, [70, 100], [ALICE, BOB]);
     record("cooperativeSettle", net.send(ALICE, &settle).unwrap().1);
     assert_eq!(net.held_by_contract(), U256::ZERO, "every token paid out");
 

@@ -18,3 +18,13 @@ alloy_sol_types::sol!(
     TestToken,
     "artifacts/TestToken.json"
 );
+
+impl From<&hoplite_htlc::Lock> for TokenNetwork::Lock {
+    fn from(lock: &hoplite_htlc::Lock) -> Self {
+        Self {
+            amount: lock.amount.to_u256(),
+            expiration: lock.expiration.0,
+            secretHash: lock.secret_hash.0,
+        }
+    }
+}

@@ -7,7 +7,7 @@ use crate::deploy::Deployment;
 use crate::evm::{EvmError, InProcessEvm, Receipt};
 use alloy_primitives::{Address, B256, Bytes, U256, address};
 use alloy_sol_types::{SolCall, SolStruct};
-use hoplite_htlc::eip712::BalanceProofUpdate;
+use hoplite_htlc::eip712::{BalanceProofUpdate, CooperativeSettle, Withdraw};
 use hoplite_htlc::testing::key;
 use hoplite_htlc::{Amount, BalanceProof, ChannelId, Nonce, PrivateKey, TokenNetwork as Domain};
 
@@ -281,6 +281,61 @@ impl TestNet {
             balance2: bob.clone(),
         };
         self.send(CAROL, &call).map(|(_, receipt)| receipt)
+    }
+
+    /// `who`'s withdrawal up to `total`, valid until block `expiry`, signed by `signers`
+    /// (in the participant's and the partner's place).
+    pub fn withdraw_call(
+        &self,
+        id: U256,
+        who: usize,
+        total: u64,
+        expiry: u64,
+        signers: [usize; 2],
+    ) -> TokenNetwork::setTotalWithdrawCall {
+        let participant = self.address(who);
+        let (total, expiry) = (tokens(total), U256::from(expiry));
+        let request = Withdraw {
+            channelId: id,
+            participant,
+            totalWithdraw: total,
+            expiry,
+        };
+        TokenNetwork::setTotalWithdrawCall {
+            channelId: id,
+            participant,
+            totalWithdraw: total,
+            expiry,
+            participantSignature: self.sign_typed(signers[0], &request),
+            partnerSignature: self.sign_typed(signers[1], &request),
+        }
+    }
+
+    /// Alice and Bob settling at `balances`, signed by `signers` (in Alice's and Bob's place).
+    pub fn cooperative_settle_call(
+        &self,
+        id: U256,
+        balances: [u64; 2],
+        signers: [usize; 2],
+    ) -> TokenNetwork::cooperativeSettleCall {
+        let (participant1, participant2) = (self.address(ALICE), self.address(BOB));
+        let (balance1, balance2) = (tokens(balances[0]), tokens(balances[1]));
+        let agreed = CooperativeSettle {
+            channelId: id,
+            participant1,
+            balance1,
+            participant2,
+            balance2,
+        };
+        TokenNetwork::cooperativeSettleCall {
+            channelId: id,
+            participant1,
+            balance1,
+            participant2,
+            balance2,
+            signature1: self.sign_typed(signers[0], &agreed),
+            signature2: self.sign_typed(signers[1], &agreed),
+        }
     }
 
     /// Mines until the challenge window of a channel closed now is over.

@@ -7,7 +7,7 @@ use alloy_primitives::{B256, U256};
 use hoplite_chain::contracts::{SecretRegistry, TokenNetwork};
 use hoplite_chain::evm::EvmError;
 use hoplite_chain::testing::*;
-use hoplite_htlc::eip712::{BalanceProofUpdate, CooperativeSettle, Withdraw};
+use hoplite_htlc::eip712::BalanceProofUpdate;
 use hoplite_htlc::{Amount, Lock, Secret, TokenNetwork as Domain};
 
 /// Alice opens a channel with Bob and both deposit.
@@ -37,47 +37,19 @@ fn open_deposit_and_cooperative_settle() {
     let id = open(&mut net, [100, 50]);
     assert_eq!(net.held_by_contract(), tokens(150));
     let (a, b) = (net.address(ALICE), net.address(BOB));
-    let agreed = CooperativeSettle {
-        channelId: id,
-        participant1: a,
-        balance1: tokens(70),
-        participant2: b,
-        balance2: tokens(80),
-    };
-    let call = |net: &TestNet, signer2: usize, balance2: u64| TokenNetwork::cooperativeSettleCall {
-        channelId: id,
-        participant1: a,
-        balance1: tokens(70),
-        participant2: b,
-        balance2: tokens(balance2),
-        signature1: net.sign_typed(
-            ALICE,
-            &CooperativeSettle {
-                balance2: tokens(balance2),
-                ..agreed.clone()
-            },
-        ),
-        signature2: net.sign_typed(
-            signer2,
-            &CooperativeSettle {
-                balance2: tokens(balance2),
-                ..agreed.clone()
-            },
-        ),
-    };
     // Balances that don't add up to the deposits, or a signature from someone else: refused.
-    let bad_sum = call(&net, BOB, 81);
+    let bad_sum = net.cooperative_settle_call(id, [70, 81], [ALICE, BOB]);
     assert!(matches!(
         revert(net.send(CAROL, &bad_sum)),
         E::BalancesDontMatchDeposits(_)
     ));
-    let wrong_signer = call(&net, CAROL, 80);
+    let wrong_signer = net.cooperative_settle_call(id, [70, 80], [ALICE, CAROL]);
     assert!(matches!(
         revert(net.send(CAROL, &wrong_signer)),
         E::WrongSigner(_)
     ));
 
-    let good = call(&net, BOB, 80);
+    let good = net.cooperative_settle_call(id, [70, 80], [ALICE, BOB]);
     net.send(CAROL, &good).unwrap();
     assert_eq!(net.tokens_of(a), tokens(1000 - 100 + 70));
     assert_eq!(net.tokens_of(b), tokens(1000 - 50 + 80));
@@ -329,29 +301,13 @@ fn withdraw_needs_both_signatures_before_expiry() {
     let mut net = TestNet::new();
     let id = open(&mut net, [100, 50]);
     let a = net.address(ALICE);
-    let expiry = U256::from(net.evm.block_number() + 5);
-    let request = Withdraw {
-        channelId: id,
-        participant: a,
-        totalWithdraw: tokens(30),
-        expiry,
-    };
-    let call = TokenNetwork::setTotalWithdrawCall {
-        channelId: id,
-        participant: a,
-        totalWithdraw: tokens(30),
-        expiry,
-        participantSignature: net.sign_typed(ALICE, &request),
-        partnerSignature: net.sign_typed(BOB, &request),
-    };
-    let only_alice = TokenNetwork::setTotalWithdrawCall {
-        partnerSignature: net.sign_typed(ALICE, &request),
-        ..call.clone()
-    };
+    let expiry = net.evm.block_number() + 5;
+    let only_alice = net.withdraw_call(id, ALICE, 30, expiry, [ALICE, ALICE]);
     assert!(matches!(
         revert(net.send(ALICE, &only_alice)),
         E::WrongSigner(_)
     ));
+    let call = net.withdraw_call(id, ALICE, 30, expiry, [ALICE, BOB]);
     net.send(ALICE, &call).unwrap();
     assert_eq!(net.tokens_of(a), tokens(1000 - 100 + 30));
     assert!(matches!(
@@ -359,23 +315,15 @@ fn withdraw_needs_both_signatures_before_expiry() {
         E::TotalNotIncreased(_)
     ));
 
-    let too_much = Withdraw {
-        totalWithdraw: tokens(151),
-        ..request.clone()
-    };
-    let call = TokenNetwork::setTotalWithdrawCall {
-        totalWithdraw: tokens(151),
-        participantSignature: net.sign_typed(ALICE, &too_much),
-        partnerSignature: net.sign_typed(BOB, &too_much),
-        ..call
-    };
+    let too_much = net.withdraw_call(id, ALICE, 151, expiry, [ALICE, BOB]);
     assert!(matches!(
-        revert(net.send(ALICE, &call)),
+        revert(net.send(ALICE, &too_much)),
         E::WithdrawExceedsChannel(_)
     ));
     net.evm.mine(6);
+    let late = net.withdraw_call(id, ALICE, 40, expiry, [ALICE, BOB]);
     assert!(matches!(
-        revert(net.send(ALICE, &call)),
+        revert(net.send(ALICE, &late)),
         E::WithdrawExpired(_)
     ));
     assert_eq!(net.held_by_contract(), tokens(120));
@@ -426,17 +374,12 @@ fn locks_pay_the_receiver_only_if_revealed_in_time() {
     let before = [net.tokens_of(alice), net.tokens_of(bob)];
 
     // One lock with its Merkle proof: paid to Bob; twice: refused.
-    let contract_lock = |l: &Lock| TokenNetwork::Lock {
-        amount: l.amount.to_u256(),
-        expiration: l.expiration.0,
-        secretHash: l.secret_hash.0,
-    };
     let proof = pending.proof(&locks[0].secret_hash).unwrap();
     let single = TokenNetwork::unlockCall {
         channelId: id,
         sender: alice,
         receiver: bob,
-        lock: contract_lock(&locks[0]),
+        lock: TokenNetwork::Lock::from(&locks[0]),
         index: U256::from(proof.index),
         siblings: proof.siblings.clone(),
     };
@@ -447,7 +390,7 @@ fn locks_pay_the_receiver_only_if_revealed_in_time() {
     ));
     // A lock that isn't in the tree.
     let fake = TokenNetwork::unlockCall {
-        lock: contract_lock(&Lock {
+        lock: TokenNetwork::Lock::from(&Lock {
             amount: Amount::from(60u64),
             ..locks[0]
         }),
@@ -459,7 +402,7 @@ fn locks_pay_the_receiver_only_if_revealed_in_time() {
     ));
 
     // The rest in one batch: lock 2 (revealed late) and 3 (never) return to Alice.
-    let all: Vec<TokenNetwork::Lock> = locks.iter().map(contract_lock).collect();
+    let all: Vec<TokenNetwork::Lock> = locks.iter().map(TokenNetwork::Lock::from).collect();
     net.send(
         CAROL,
         &TokenNetwork::unlockBatchCall {

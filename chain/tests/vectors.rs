@@ -18,14 +18,6 @@ fn deploy(evm: &mut InProcessEvm) -> Address {
         .token_network
 }
 
-fn contract_lock(lock: &hoplite_htlc::Lock) -> TokenNetwork::Lock {
-    TokenNetwork::Lock {
-        amount: lock.amount.to_u256(),
-        expiration: lock.expiration.0,
-        secretHash: lock.secret_hash.0,
-    }
-}
-
 #[test]
 fn digests_and_signers_match_the_vectors() {
     let v = vectors::load();
@@ -75,8 +67,11 @@ fn leaves_roots_and_membership_proofs_match_the_vectors() {
     let network = deploy(&mut evm);
     for set in &v.lock_sets {
         let name = &set.name;
-        let locks: Vec<TokenNetwork::Lock> =
-            set.locks.iter().map(|l| contract_lock(&l.lock())).collect();
+        let locks: Vec<TokenNetwork::Lock> = set
+            .locks
+            .iter()
+            .map(|l| TokenNetwork::Lock::from(&l.lock()))
+            .collect();
         let root = evm
             .call_sol(
                 network,
