@@ -4,8 +4,8 @@
 //! `ecrecover` in the contract accepts exactly the signatures accepted here. Both backends follow
 //! RFC 6979 and normalise `s`, so they produce identical signatures (tested).
 //!
-//! [`Backend::Secp256k1`] (libsecp256k1, C) is the default: measured about twice as fast as
-//! [`Backend::K256`] (pure Rust, the curve alloy uses) for signing and ~3–5× for recovery; see
+//! [`Backend::Secp256k1`] (libsecp256k1, C) is the default: measured about 3× faster than
+//! [`Backend::K256`] (pure Rust, the curve alloy uses) for signing and 5.5–6× for recovery; see
 //! BENCHMARKS.md.
 
 use alloy_primitives::{Address, B256, FixedBytes, U256, keccak256, uint};
