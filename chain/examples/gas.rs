@@ -65,15 +65,7 @@ fn main() {
     record("registerSecret", receipt);
     net.mine_past_window();
     record("settleChannel", net.settle(id, &alices, &bobs).unwrap());
-    let proof = pending.proof(&locks[0].secret_hash).unwrap();
-    let unlock = TokenNetwork::unlockCall {
-        channelId: id,
-        sender: alice,
-        receiver: bob,
-        lock: TokenNetwork::Lock::from(&locks[0]),
-        index: U256::from(proof.index),
-        siblings: proof.siblings,
-    };
+    let unlock = net.unlock_call(id, &pending, &locks[0]);
     record("unlock (1 lock)", net.send(BOB, &unlock).unwrap().1);
     let batch = TokenNetwork::unlockBatchCall {
         channelId: id,

@@ -8,8 +8,11 @@ use crate::evm::{EvmError, InProcessEvm, Receipt};
 use alloy_primitives::{Address, B256, Bytes, U256, address};
 use alloy_sol_types::{SolCall, SolStruct};
 use hoplite_htlc::eip712::{BalanceProofUpdate, CooperativeSettle, Withdraw};
+use hoplite_htlc::locks::PendingLocks;
 use hoplite_htlc::testing::key;
-use hoplite_htlc::{Amount, BalanceProof, ChannelId, Nonce, PrivateKey, TokenNetwork as Domain};
+use hoplite_htlc::{
+    Amount, BalanceProof, ChannelId, Lock, Nonce, PrivateKey, TokenNetwork as Domain,
+};
 
 /// The chain id of every test network.
 pub const CHAIN_ID: u64 = 1337;
@@ -335,6 +338,26 @@ impl TestNet {
             balance2,
             signature1: self.sign_typed(signers[0], &agreed),
             signature2: self.sign_typed(signers[1], &agreed),
+        }
+    }
+
+    /// Unlocking one of Alice's pending locks towards Bob, with its membership proof in `pending`.
+    pub fn unlock_call(
+        &self,
+        id: U256,
+        pending: &PendingLocks,
+        lock: &Lock,
+    ) -> TokenNetwork::unlockCall {
+        let proof = pending
+            .proof(&lock.secret_hash)
+            .expect("the lock is pending");
+        TokenNetwork::unlockCall {
+            channelId: id,
+            sender: self.address(ALICE),
+            receiver: self.address(BOB),
+            lock: TokenNetwork::Lock::from(lock),
+            index: U256::from(proof.index),
+            siblings: proof.siblings,
         }
     }
 

@@ -374,15 +374,7 @@ fn locks_pay_the_receiver_only_if_revealed_in_time() {
     let before = [net.tokens_of(alice), net.tokens_of(bob)];
 
     // One lock with its Merkle proof: paid to Bob; twice: refused.
-    let proof = pending.proof(&locks[0].secret_hash).unwrap();
-    let single = TokenNetwork::unlockCall {
-        channelId: id,
-        sender: alice,
-        receiver: bob,
-        lock: TokenNetwork::Lock::from(&locks[0]),
-        index: U256::from(proof.index),
-        siblings: proof.siblings.clone(),
-    };
+    let single = net.unlock_call(id, &pending, &locks[0]);
     net.send(CAROL, &single).unwrap();
     assert!(matches!(
         revert(net.send(CAROL, &single)),
