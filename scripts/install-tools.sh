@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the chain tooling from the npm registry into .tools/ (ignored by git), pinned.
 #   scripts/install-tools.sh solc     the Solidity compiler (solcjs)
+#   scripts/install-tools.sh anvil    the local Ethereum node (.tools/anvil/.../bin/anvil)
 # Idempotent: does nothing when the pinned version is already there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 SOLC_VERSION=0.8.37
+ANVIL_VERSION=1.7.1
 
 install_npm() { # dir package version
     local dir="$root/.tools/$1" package="$2" version="$3"
@@ -21,6 +23,11 @@ install_npm() { # dir package version
 for tool in "$@"; do
     case "$tool" in
         solc) install_npm solc solc "$SOLC_VERSION" ;;
-        *) echo "error: unknown tool '$tool' (known: solc)" >&2; exit 2 ;;
+        anvil)
+            [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
+                { echo "error: the pinned anvil package is for Linux x86_64 only" >&2; exit 1; }
+            install_npm anvil @foundry-rs/anvil-linux-amd64 "$ANVIL_VERSION"
+            chmod +x "$root/.tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ;;
+        *) echo "error: unknown tool '$tool' (known: solc, anvil)" >&2; exit 2 ;;
     esac
 done

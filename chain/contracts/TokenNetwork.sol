@@ -14,15 +14,41 @@ interface IERC20 {
 /// @dev Lifecycle: openChannel → setTotalDeposit (each side) → [setTotalWithdraw] → either
 /// cooperativeSettle, or closeChannel → updateNonClosingBalanceProof (within the window) →
 /// settleChannel (after it) → unlock / unlockBatch of the pending locks.
+///
+/// Storage holds one word per channel: the keccak256 of its ABI-encoded `Channel`. Callers pass
+/// the current `Channel` in calldata (the events carry everything needed to rebuild it), the
+/// contract checks it against the stored hash, and stores the hash of the new state. Calldata
+/// is far cheaper than fresh storage slots, which dominated the gas of a storage-per-field
+/// design (open 114k, deposit 88k). Settled channels keep a tombstone, so a channel id is never
+/// reused and no signature for an old channel can be replayed on a new one. Pending locks left
+/// at settlement are kept the same way: one hash per direction.
+///
 /// The EIP-712 digest, signer recovery and locks tree match the Rust crate hoplite-htlc byte for
 /// byte (its crate docs specify the bytes; htlc/test-vectors pins them).
 /// Settlement never reverts on signed inputs, however odd: payouts are clamped to what the
 /// channel holds, and payouts plus pending-lock pots always equal it.
 contract TokenNetwork {
-    enum ChannelState {
-        NonExistent,
-        Opened,
-        Closed
+    /// @notice One participant's side of a channel.
+    struct Side {
+        uint256 deposit;
+        uint256 withdrawn;
+        /// @dev Nonce of the latest proof this participant signed that was submitted on-chain.
+        uint64 nonce;
+        /// @dev keccak256(abi.encode(BalanceData)) of that proof; zero if none.
+        bytes32 balanceHash;
+    }
+
+    /// @notice A channel's whole state; only its hash is stored.
+    struct Channel {
+        address participant1;
+        address participant2;
+        uint32 settleTimeout;
+        /// @dev Zero while open; once closed, the last block of the challenge window.
+        uint64 settleBlock;
+        /// @dev Zero while open.
+        address closer;
+        Side side1;
+        Side side2;
     }
 
     /// @notice What a participant signed for its own outgoing direction, as submitted at close.
@@ -32,32 +58,12 @@ contract TokenNetwork {
         bytes32 locksRoot;
     }
 
-    struct Participant {
-        uint256 deposit;
-        uint256 withdrawn;
-        /// @dev keccak256(abi.encode(BalanceData)) of the latest proof this participant signed
-        /// that was submitted on-chain; zero if none.
-        bytes32 balanceHash;
-        uint64 nonce;
-    }
-
-    struct Channel {
-        address participant1;
-        ChannelState state;
-        uint32 settleTimeout;
-        address participant2;
-        uint64 settleBlock;
-        address closer;
-        mapping(address => Participant) participants;
-    }
-
     /// @notice Locked tokens of one direction left after settlement, paid out lock by lock.
     struct LockPot {
         bytes32 locksRoot;
         uint256 remaining;
-        /// @dev Slots already paid: bit i of word i / 256.
-        mapping(uint256 => uint256) claimed;
     }
+
     /// @notice A hash-time-lock, as committed to by a locks root.
     struct Lock {
         uint256 amount;
@@ -83,6 +89,9 @@ contract TokenNetwork {
     bytes32 private constant BALANCE_PROOF_UPDATE_TYPEHASH =
         keccak256("BalanceProofUpdate(uint256 channelId,bytes32 balanceProof)");
 
+    /// @notice The stored word of a settled channel: never the hash of a state, never reusable.
+    bytes32 public constant SETTLED = bytes32(uint256(1));
+
     /// @notice Bounds of a channel's challenge window, in blocks.
     uint32 public constant MIN_SETTLE_TIMEOUT = 10;
     uint32 public constant MAX_SETTLE_TIMEOUT = 2_000_000;
@@ -94,33 +103,37 @@ contract TokenNetwork {
     address private immutable cachedThis;
     bytes32 private immutable cachedDomainSeparator;
 
-    /// @notice The last channel id handed out; ids start at 1.
-    uint256 public channelCounter;
-    mapping(uint256 => Channel) private channels;
-    /// @dev keccak256(lower address, higher address) => the pair's open or closed channel.
-    mapping(bytes32 => uint256) private pairChannel;
-    /// @dev keccak256(channelId, sender, receiver) => the pot of sender's pending locks.
-    mapping(bytes32 => LockPot) private pots;
+    /// @notice channelId => keccak256(abi.encode(Channel)); zero if never opened, SETTLED after.
+    mapping(uint256 => bytes32) public channelHash;
+    /// @notice keccak256(channelId, sender, receiver) => keccak256(abi.encode(LockPot)) of
+    /// sender's pending locks towards receiver; zero if none are left.
+    mapping(bytes32 => bytes32) public lockPotHash;
+    /// @dev Same key => slots already paid by `unlock`: bit i of word i / 256.
+    mapping(bytes32 => mapping(uint256 => uint256)) private claimed;
 
     event ChannelOpened(uint256 indexed channelId, address indexed participant1, address indexed participant2, uint32 settleTimeout);
     event ChannelNewDeposit(uint256 indexed channelId, address indexed participant, uint256 totalDeposit);
     event ChannelWithdraw(uint256 indexed channelId, address indexed participant, uint256 totalWithdraw);
+    /// @notice The window runs to block (this block + settleTimeout). `nonce` 0: no proof.
     event ChannelClosed(uint256 indexed channelId, address indexed closer, uint64 nonce, bytes32 balanceHash);
     event NonClosingBalanceProofUpdated(uint256 indexed channelId, address indexed closer, uint64 nonce, bytes32 balanceHash);
+    /// @notice Paid out; `lockedN` of participantN's pending locks (root `locksRootN`) stay in
+    /// a pot for unlock.
     event ChannelSettled(
         uint256 indexed channelId,
-        address participant1,
         uint256 payout1,
         bytes32 locksRoot1,
         uint256 locked1,
-        address participant2,
         uint256 payout2,
         bytes32 locksRoot2,
         uint256 locked2
     );
+    /// @notice One lock of a pot paid out by `unlock`.
     event LockUnlocked(
         uint256 indexed channelId, address indexed sender, address indexed receiver, bytes32 secretHash, uint256 toReceiver, uint256 toSender
     );
+    /// @notice A whole pot paid out by `unlockBatch`; the pot is gone.
+    event LocksUnlocked(uint256 indexed channelId, address indexed sender, address indexed receiver, uint256 toReceiver, uint256 toSender);
 
     error SignatureLength(uint256 length);
     error SignatureRecoveryByte(uint8 v);
@@ -130,7 +143,11 @@ contract TokenNetwork {
     error InvalidPartner(address partner);
     error SettleTimeoutOutOfRange(uint32 settleTimeout);
     error ChannelExists(uint256 channelId);
-    error WrongChannelState(uint256 channelId, ChannelState state);
+    error NoSuchChannel(uint256 channelId);
+    error ChannelAlreadySettled(uint256 channelId);
+    error StaleChannelState(uint256 channelId, bytes32 stored, bytes32 submitted);
+    error ChannelNotOpen(uint256 channelId);
+    error ChannelNotClosed(uint256 channelId);
     error NotParticipant(uint256 channelId, address account);
     error TotalNotIncreased(uint256 current, uint256 requested);
     error WithdrawExpired(uint256 expiry, uint256 blockNumber);
@@ -142,6 +159,7 @@ contract TokenNetwork {
     error ChallengeWindowOpen(uint256 settleBlock, uint256 blockNumber);
     error BalanceDataMismatch(address participant);
     error NoPendingLocks(uint256 channelId, address sender, address receiver);
+    error StaleLockPot(bytes32 stored, bytes32 submitted);
     error LocksRootMismatch(bytes32 expected, bytes32 computed);
     error LockAlreadyClaimed(uint256 index);
     error TokenTransferFailed();
@@ -156,7 +174,9 @@ contract TokenNetwork {
 
     // ---- Lifecycle ----------------------------------------------------------------------------
 
-    /// @notice Opens a channel between the caller and `partner`; one channel per pair at a time.
+    /// @notice Opens a channel between the caller and `partner`. Its id is
+    /// keccak256(abi.encode(caller, partner, block.number)): one new channel per ordered pair and
+    /// block.
     function openChannel(address partner, uint32 settleTimeout) external returns (uint256 channelId) {
         if (partner == address(0) || partner == msg.sender) {
             revert InvalidPartner(partner);
@@ -164,35 +184,34 @@ contract TokenNetwork {
         if (settleTimeout < MIN_SETTLE_TIMEOUT || settleTimeout > MAX_SETTLE_TIMEOUT) {
             revert SettleTimeoutOutOfRange(settleTimeout);
         }
-        bytes32 pair = pairKey(msg.sender, partner);
-        if (pairChannel[pair] != 0) {
-            revert ChannelExists(pairChannel[pair]);
+        channelId = uint256(keccak256(abi.encode(msg.sender, partner, block.number)));
+        if (channelHash[channelId] != bytes32(0)) {
+            revert ChannelExists(channelId);
         }
-        channelId = ++channelCounter;
-        pairChannel[pair] = channelId;
-        Channel storage channel = channels[channelId];
-        channel.participant1 = msg.sender;
-        channel.participant2 = partner;
-        channel.settleTimeout = settleTimeout;
-        channel.state = ChannelState.Opened;
+        Channel memory c;
+        c.participant1 = msg.sender;
+        c.participant2 = partner;
+        c.settleTimeout = settleTimeout;
+        store(channelId, c);
         emit ChannelOpened(channelId, msg.sender, partner, settleTimeout);
     }
 
     /// @notice Raises `participant`'s total deposit to `totalDeposit`, pulling the difference
     /// from the caller (who must have approved it). Totals only grow, so a retried transaction
     /// can't deposit twice.
-    function setTotalDeposit(uint256 channelId, address participant, uint256 totalDeposit) external {
-        Channel storage channel = openChannelOf(channelId);
-        requireParticipant(channel, channelId, participant);
-        Participant storage p = channel.participants[participant];
-        uint256 current = p.deposit;
+    function setTotalDeposit(uint256 channelId, Channel calldata channel, address participant, uint256 totalDeposit)
+        external
+    {
+        Channel memory c = loadOpen(channelId, channel);
+        (Side memory own, Side memory other,) = sides(c, channelId, participant);
+        uint256 current = own.deposit;
         if (totalDeposit <= current) {
             revert TotalNotIncreased(current, totalDeposit);
         }
-        address partner = partnerOf(channel, participant);
         // Checked arithmetic: both deposits together must fit in uint256.
-        channel.participants[partner].deposit + totalDeposit;
-        p.deposit = totalDeposit;
+        other.deposit + totalDeposit;
+        own.deposit = totalDeposit;
+        store(channelId, c);
         pull(msg.sender, totalDeposit - current);
         emit ChannelNewDeposit(channelId, participant, totalDeposit);
     }
@@ -201,34 +220,33 @@ contract TokenNetwork {
     /// before `expiry`.
     function setTotalWithdraw(
         uint256 channelId,
+        Channel calldata channel,
         address participant,
         uint256 totalWithdraw,
         uint256 expiry,
         bytes calldata participantSignature,
         bytes calldata partnerSignature
     ) external {
-        Channel storage channel = openChannelOf(channelId);
-        requireParticipant(channel, channelId, participant);
+        Channel memory c = loadOpen(channelId, channel);
+        (Side memory own, Side memory other, address partner) = sides(c, channelId, participant);
         if (block.number > expiry) {
             revert WithdrawExpired(expiry, block.number);
         }
-        Participant storage p = channel.participants[participant];
-        uint256 current = p.withdrawn;
+        uint256 current = own.withdrawn;
         if (totalWithdraw <= current) {
             revert TotalNotIncreased(current, totalWithdraw);
         }
-        address partner = partnerOf(channel, participant);
         bytes32 digest = typedDigest(
             keccak256(abi.encode(WITHDRAW_TYPEHASH, channelId, participant, totalWithdraw, expiry))
         );
         requireSigner(digest, participantSignature, participant);
         requireSigner(digest, partnerSignature, partner);
-        Participant storage q = channel.participants[partner];
-        uint256 deposits = p.deposit + q.deposit;
-        if (totalWithdraw + q.withdrawn > deposits) {
-            revert WithdrawExceedsChannel(totalWithdraw, deposits - q.withdrawn);
+        uint256 deposits = own.deposit + other.deposit;
+        if (totalWithdraw + other.withdrawn > deposits) {
+            revert WithdrawExceedsChannel(totalWithdraw, deposits - other.withdrawn);
         }
-        p.withdrawn = totalWithdraw;
+        own.withdrawn = totalWithdraw;
+        store(channelId, c);
         push(participant, totalWithdraw - current);
         emit ChannelWithdraw(channelId, participant, totalWithdraw);
     }
@@ -237,58 +255,51 @@ contract TokenNetwork {
     /// everything the channel holds.
     function cooperativeSettle(
         uint256 channelId,
-        address participant1,
+        Channel calldata channel,
         uint256 balance1,
-        address participant2,
         uint256 balance2,
         bytes calldata signature1,
         bytes calldata signature2
     ) external {
-        Channel storage channel = openChannelOf(channelId);
-        requireParticipant(channel, channelId, participant1);
-        if (partnerOf(channel, participant1) != participant2) {
-            revert NotParticipant(channelId, participant2);
-        }
+        Channel memory c = loadOpen(channelId, channel);
         bytes32 digest = typedDigest(
-            keccak256(abi.encode(COOPERATIVE_SETTLE_TYPEHASH, channelId, participant1, balance1, participant2, balance2))
+            keccak256(
+                abi.encode(COOPERATIVE_SETTLE_TYPEHASH, channelId, c.participant1, balance1, c.participant2, balance2)
+            )
         );
-        requireSigner(digest, signature1, participant1);
-        requireSigner(digest, signature2, participant2);
-        uint256 available = availableDeposit(channel);
+        requireSigner(digest, signature1, c.participant1);
+        requireSigner(digest, signature2, c.participant2);
+        uint256 available = availableDeposit(c);
         if (balance1 > available || balance2 != available - balance1) {
             revert BalancesDontMatchDeposits(balance1 > available ? type(uint256).max : balance1 + balance2, available);
         }
-        removeChannel(channelId, channel);
-        emit ChannelSettled(channelId, participant1, balance1, bytes32(0), 0, participant2, balance2, bytes32(0), 0);
-        push(participant1, balance1);
-        push(participant2, balance2);
+        channelHash[channelId] = SETTLED;
+        emit ChannelSettled(channelId, balance1, bytes32(0), 0, balance2, bytes32(0), 0);
+        push(c.participant1, balance1);
+        push(c.participant2, balance2);
     }
 
     /// @notice Starts the challenge window with the partner's latest balance proof (nonce 0 and
     /// no signature: the partner never paid).
     function closeChannel(
         uint256 channelId,
-        address partner,
+        Channel calldata channel,
         uint64 nonce,
         BalanceData calldata balance,
         bytes calldata partnerSignature
     ) external {
-        Channel storage channel = openChannelOf(channelId);
-        requireParticipant(channel, channelId, msg.sender);
-        if (partnerOf(channel, msg.sender) != partner) {
-            revert NotParticipant(channelId, partner);
-        }
+        Channel memory c = loadOpen(channelId, channel);
+        (, Side memory other, address partner) = sides(c, channelId, msg.sender);
         bytes32 balanceHash;
         if (nonce > 0) {
             requireSigner(proofDigest(channelId, nonce, balance), partnerSignature, partner);
             balanceHash = keccak256(abi.encode(balance));
-            Participant storage p = channel.participants[partner];
-            p.balanceHash = balanceHash;
-            p.nonce = nonce;
+            other.balanceHash = balanceHash;
+            other.nonce = nonce;
         }
-        channel.state = ChannelState.Closed;
-        channel.closer = msg.sender;
-        channel.settleBlock = uint64(block.number) + channel.settleTimeout;
+        c.closer = msg.sender;
+        c.settleBlock = uint64(block.number) + c.settleTimeout;
+        store(channelId, c);
         emit ChannelClosed(channelId, msg.sender, nonce, balanceHash);
     }
 
@@ -297,36 +308,31 @@ contract TokenNetwork {
     /// non-closing participant itself needs none.
     function updateNonClosingBalanceProof(
         uint256 channelId,
-        address closer,
+        Channel calldata channel,
         uint64 nonce,
         BalanceData calldata balance,
         bytes calldata closerSignature,
         bytes calldata nonClosingSignature
     ) external {
-        Channel storage channel = channels[channelId];
-        if (channel.state != ChannelState.Closed) {
-            revert WrongChannelState(channelId, channel.state);
+        Channel memory c = loadClosed(channelId, channel);
+        if (block.number > c.settleBlock) {
+            revert ChallengeWindowOver(c.settleBlock, block.number);
         }
-        if (block.number > channel.settleBlock) {
-            revert ChallengeWindowOver(channel.settleBlock, block.number);
-        }
-        if (channel.closer != closer) {
-            revert NotParticipant(channelId, closer);
-        }
-        address nonCloser = partnerOf(channel, closer);
+        address closer = c.closer;
+        (Side memory closing,, address nonCloser) = sides(c, channelId, closer);
         bytes32 digest = proofDigest(channelId, nonce, balance);
         requireSigner(digest, closerSignature, closer);
         if (msg.sender != nonCloser) {
             bytes32 update = typedDigest(keccak256(abi.encode(BALANCE_PROOF_UPDATE_TYPEHASH, channelId, digest)));
             requireSigner(update, nonClosingSignature, nonCloser);
         }
-        Participant storage p = channel.participants[closer];
-        if (nonce <= p.nonce) {
-            revert NonceNotNewer(p.nonce, nonce);
+        if (nonce <= closing.nonce) {
+            revert NonceNotNewer(closing.nonce, nonce);
         }
         bytes32 balanceHash = keccak256(abi.encode(balance));
-        p.balanceHash = balanceHash;
-        p.nonce = nonce;
+        closing.balanceHash = balanceHash;
+        closing.nonce = nonce;
+        store(channelId, c);
         emit NonClosingBalanceProofUpdated(channelId, closer, nonce, balanceHash);
     }
 
@@ -334,72 +340,56 @@ contract TokenNetwork {
     /// pending locks stay in a pot for unlock. Callable by anyone.
     function settleChannel(
         uint256 channelId,
-        address participant1,
+        Channel calldata channel,
         BalanceData calldata balance1,
-        address participant2,
         BalanceData calldata balance2
     ) external {
-        Channel storage channel = channels[channelId];
-        if (channel.state != ChannelState.Closed) {
-            revert WrongChannelState(channelId, channel.state);
+        Channel memory c = loadClosed(channelId, channel);
+        if (block.number <= c.settleBlock) {
+            revert ChallengeWindowOpen(c.settleBlock, block.number);
         }
-        if (block.number <= channel.settleBlock) {
-            revert ChallengeWindowOpen(channel.settleBlock, block.number);
-        }
-        requireParticipant(channel, channelId, participant1);
-        if (partnerOf(channel, participant1) != participant2) {
-            revert NotParticipant(channelId, participant2);
-        }
-        Participant storage p1 = channel.participants[participant1];
-        Participant storage p2 = channel.participants[participant2];
-        requireBalanceData(p1, participant1, balance1);
-        requireBalanceData(p2, participant2, balance2);
+        requireBalanceData(c.side1, c.participant1, balance1);
+        requireBalanceData(c.side2, c.participant2, balance2);
 
-        uint256 available = availableDeposit(channel);
-        uint256 net1 = netBalance(p1, balance2.transferredAmount, balance1.transferredAmount, available);
+        uint256 available = availableDeposit(c);
+        uint256 net1 = netBalance(c.side1, balance2.transferredAmount, balance1.transferredAmount, available);
         uint256 net2 = available - net1;
         uint256 locked1 = min(balance1.lockedAmount, net1);
         uint256 locked2 = min(balance2.lockedAmount, net2);
-        removeChannel(channelId, channel);
-        openPot(channelId, participant1, participant2, balance1.locksRoot, locked1);
-        openPot(channelId, participant2, participant1, balance2.locksRoot, locked2);
+        channelHash[channelId] = SETTLED;
+        openPot(channelId, c.participant1, c.participant2, balance1.locksRoot, locked1);
+        openPot(channelId, c.participant2, c.participant1, balance2.locksRoot, locked2);
         emit ChannelSettled(
-            channelId,
-            participant1,
-            net1 - locked1,
-            balance1.locksRoot,
-            locked1,
-            participant2,
-            net2 - locked2,
-            balance2.locksRoot,
-            locked2
+            channelId, net1 - locked1, balance1.locksRoot, locked1, net2 - locked2, balance2.locksRoot, locked2
         );
-        push(participant1, net1 - locked1);
-        push(participant2, net2 - locked2);
+        push(c.participant1, net1 - locked1);
+        push(c.participant2, net2 - locked2);
     }
 
     /// @notice Settles one pending lock of `sender` towards `receiver` with its membership proof:
     /// to the receiver if its secret was registered by its expiration, else back to the sender.
+    /// `pot` is the pot's current state (ChannelSettled and LockUnlocked events tell it).
     function unlock(
         uint256 channelId,
         address sender,
         address receiver,
+        LockPot calldata pot,
         Lock calldata lock,
         uint256 index,
         bytes32[] calldata siblings
     ) external {
-        LockPot storage pot = pots[potKey(channelId, sender, receiver)];
-        if (pot.remaining == 0) {
-            revert NoPendingLocks(channelId, sender, receiver);
-        }
+        bytes32 key = potKey(channelId, sender, receiver);
+        requirePot(key, channelId, sender, receiver, pot);
         bytes32 root = rootFromProof(lockLeaf(lock), index, siblings);
         if (root != pot.locksRoot) {
             revert LocksRootMismatch(pot.locksRoot, root);
         }
-        if (!claim(pot, index)) {
+        if (!claim(key, index)) {
             revert LockAlreadyClaimed(index);
         }
-        (uint256 toReceiver, uint256 toSender) = payLock(pot, lock);
+        (uint256 toReceiver, uint256 toSender) = payLock(lock, pot.remaining);
+        uint256 remaining = pot.remaining - toReceiver - toSender;
+        lockPotHash[key] = remaining == 0 ? bytes32(0) : keccak256(abi.encode(pot.locksRoot, remaining));
         emit LockUnlocked(channelId, sender, receiver, lock.secretHash, toReceiver, toSender);
         push(receiver, toReceiver);
         push(sender, toSender);
@@ -407,72 +397,45 @@ contract TokenNetwork {
 
     /// @notice Settles all pending locks of `sender` towards `receiver` at once (those not yet
     /// unlocked singly); whatever the locks don't claim returns to the sender, and the pot closes.
-    function unlockBatch(uint256 channelId, address sender, address receiver, Lock[] calldata locks) external {
+    function unlockBatch(
+        uint256 channelId,
+        address sender,
+        address receiver,
+        LockPot calldata pot,
+        Lock[] calldata locks
+    ) external {
         bytes32 key = potKey(channelId, sender, receiver);
-        LockPot storage pot = pots[key];
-        if (pot.remaining == 0) {
-            revert NoPendingLocks(channelId, sender, receiver);
-        }
+        requirePot(key, channelId, sender, receiver, pot);
         bytes32 root = computeLocksRoot(locks);
         if (root != pot.locksRoot) {
             revert LocksRootMismatch(pot.locksRoot, root);
         }
+        // The pot closes here, so slots paid now need no mark: only earlier unlocks are skipped.
+        mapping(uint256 => uint256) storage paid = claimed[key];
+        uint256 remaining = pot.remaining;
         uint256 toReceiver;
-        uint256 toSender;
-        for (uint256 i = 0; i < locks.length; i++) {
-            if (claim(pot, i)) {
-                (uint256 r, uint256 s) = payLock(pot, locks[i]);
+        for (uint256 i = 0; i < locks.length && remaining > 0; i++) {
+            if (paid[i / 256] & (1 << (i % 256)) == 0) {
+                (uint256 r, uint256 s) = payLock(locks[i], remaining);
                 toReceiver += r;
-                toSender += s;
-                emit LockUnlocked(channelId, sender, receiver, locks[i].secretHash, r, s);
+                remaining -= r + s;
             }
         }
-        toSender += pot.remaining;
-        pot.remaining = 0;
-        pot.locksRoot = bytes32(0);
+        uint256 toSender = pot.remaining - toReceiver;
+        delete lockPotHash[key];
+        emit LocksUnlocked(channelId, sender, receiver, toReceiver, toSender);
         push(receiver, toReceiver);
         push(sender, toSender);
     }
 
     // ---- Views --------------------------------------------------------------------------------
 
-    /// @notice A channel's participants, state, settle timeout and (once closed) settle block.
-    function getChannel(uint256 channelId)
-        external
-        view
-        returns (address participant1, address participant2, ChannelState state, uint32 settleTimeout, uint64 settleBlock, address closer)
-    {
-        Channel storage channel = channels[channelId];
-        return (channel.participant1, channel.participant2, channel.state, channel.settleTimeout, channel.settleBlock, channel.closer);
-    }
-
-    /// @notice A participant's deposit, withdrawn total, and submitted balance proof.
-    function getParticipant(uint256 channelId, address participant)
-        external
-        view
-        returns (uint256 deposit, uint256 withdrawn, uint64 nonce, bytes32 balanceHash)
-    {
-        Participant storage p = channels[channelId].participants[participant];
-        return (p.deposit, p.withdrawn, p.nonce, p.balanceHash);
-    }
-
-    /// @notice The channel of a pair that is open or closed but not settled; 0 if none.
-    function getChannelId(address a, address b) external view returns (uint256) {
-        return pairChannel[pairKey(a, b)];
-    }
-
-    /// @notice What is left of `sender`'s pending locks towards `receiver` after settlement.
-    function getLockPot(uint256 channelId, address sender, address receiver)
-        external
-        view
-        returns (bytes32 locksRoot, uint256 remaining)
-    {
-        LockPot storage pot = pots[potKey(channelId, sender, receiver)];
-        return (pot.locksRoot, pot.remaining);
+    /// @notice The key of sender's lock pot towards receiver in `lockPotHash`.
+    function potKey(uint256 channelId, address sender, address receiver) public pure returns (bytes32) {
+        return keccak256(abi.encode(channelId, sender, receiver));
     }
 
     // ---- Verification -------------------------------------------------------------------------
-
     /// @notice The EIP-712 domain separator: name "Hoplite", version "1", this chain, this contract.
     function domainSeparator() public view returns (bytes32) {
         // Recomputed if the chain id changed (a fork) or the code runs at another address.
@@ -582,84 +545,116 @@ contract TokenNetwork {
         }
     }
 
-    function openChannelOf(uint256 channelId) private view returns (Channel storage channel) {
-        channel = channels[channelId];
-        if (channel.state != ChannelState.Opened) {
-            revert WrongChannelState(channelId, channel.state);
+    /// @dev The submitted state, if it is the channel's current one.
+    function load(uint256 channelId, Channel calldata channel) private view returns (Channel memory c) {
+        c = channel;
+        bytes32 stored = channelHash[channelId];
+        if (stored == bytes32(0)) {
+            revert NoSuchChannel(channelId);
+        }
+        if (stored == SETTLED) {
+            revert ChannelAlreadySettled(channelId);
+        }
+        bytes32 submitted = keccak256(abi.encode(c));
+        if (stored != submitted) {
+            revert StaleChannelState(channelId, stored, submitted);
         }
     }
 
-    function requireParticipant(Channel storage channel, uint256 channelId, address account) private view {
-        if (account != channel.participant1 && account != channel.participant2) {
-            revert NotParticipant(channelId, account);
+    function loadOpen(uint256 channelId, Channel calldata channel) private view returns (Channel memory c) {
+        c = load(channelId, channel);
+        if (c.settleBlock != 0) {
+            revert ChannelNotOpen(channelId);
         }
     }
 
-    function partnerOf(Channel storage channel, address participant) private view returns (address) {
-        return participant == channel.participant1 ? channel.participant2 : channel.participant1;
+    function loadClosed(uint256 channelId, Channel calldata channel) private view returns (Channel memory c) {
+        c = load(channelId, channel);
+        if (c.settleBlock == 0) {
+            revert ChannelNotClosed(channelId);
+        }
+    }
+
+    function store(uint256 channelId, Channel memory c) private {
+        channelHash[channelId] = keccak256(abi.encode(c));
+    }
+
+    /// @dev `participant`'s side, its partner's side, and its partner (references into `c`).
+    function sides(Channel memory c, uint256 channelId, address participant)
+        private
+        pure
+        returns (Side memory own, Side memory other, address partner)
+    {
+        if (participant == c.participant1) {
+            return (c.side1, c.side2, c.participant2);
+        }
+        if (participant == c.participant2) {
+            return (c.side2, c.side1, c.participant1);
+        }
+        revert NotParticipant(channelId, participant);
     }
 
     /// @dev Deposits minus withdrawals of both: what the channel holds. Withdrawals are capped
     /// by deposits when made, so this can't underflow.
-    function availableDeposit(Channel storage channel) private view returns (uint256) {
-        Participant storage p1 = channel.participants[channel.participant1];
-        Participant storage p2 = channel.participants[channel.participant2];
-        return p1.deposit + p2.deposit - p1.withdrawn - p2.withdrawn;
+    function availableDeposit(Channel memory c) private pure returns (uint256) {
+        return c.side1.deposit + c.side2.deposit - c.side1.withdrawn - c.side2.withdrawn;
     }
 
     /// @dev deposit + received − withdrawn − sent, clamped to [0, available]. Saturating sums:
     /// a signed proof with absurd amounts changes who gets what, never whether settlement works.
-    function netBalance(Participant storage p, uint256 received, uint256 sent, uint256 available)
+    function netBalance(Side memory side, uint256 received, uint256 sent, uint256 available)
         private
-        view
+        pure
         returns (uint256)
     {
-        uint256 credit = saturatingAdd(p.deposit, received);
-        uint256 debit = saturatingAdd(p.withdrawn, sent);
+        uint256 credit = saturatingAdd(side.deposit, received);
+        uint256 debit = saturatingAdd(side.withdrawn, sent);
         return credit > debit ? min(credit - debit, available) : 0;
     }
 
-    function requireBalanceData(Participant storage p, address participant, BalanceData calldata balance) private view {
-        bool matches = p.balanceHash == bytes32(0)
+    function requireBalanceData(Side memory side, address participant, BalanceData calldata balance) private pure {
+        bool matches = side.balanceHash == bytes32(0)
             ? balance.transferredAmount == 0 && balance.lockedAmount == 0 && balance.locksRoot == bytes32(0)
-            : keccak256(abi.encode(balance)) == p.balanceHash;
+            : keccak256(abi.encode(balance)) == side.balanceHash;
         if (!matches) {
             revert BalanceDataMismatch(participant);
         }
     }
 
-    function removeChannel(uint256 channelId, Channel storage channel) private {
-        address a = channel.participant1;
-        address b = channel.participant2;
-        delete channel.participants[a];
-        delete channel.participants[b];
-        delete channels[channelId];
-        delete pairChannel[pairKey(a, b)];
-    }
-
     function openPot(uint256 channelId, address sender, address receiver, bytes32 root, uint256 locked) private {
         if (locked > 0) {
-            LockPot storage pot = pots[potKey(channelId, sender, receiver)];
-            pot.locksRoot = root;
-            pot.remaining = locked;
+            lockPotHash[potKey(channelId, sender, receiver)] = keccak256(abi.encode(root, locked));
         }
     }
 
-    /// @dev Marks slot `index` paid; false if it already was.
-    function claim(LockPot storage pot, uint256 index) private returns (bool) {
+    function requirePot(bytes32 key, uint256 channelId, address sender, address receiver, LockPot calldata pot)
+        private
+        view
+    {
+        bytes32 stored = lockPotHash[key];
+        if (stored == bytes32(0)) {
+            revert NoPendingLocks(channelId, sender, receiver);
+        }
+        bytes32 submitted = keccak256(abi.encode(pot.locksRoot, pot.remaining));
+        if (stored != submitted) {
+            revert StaleLockPot(stored, submitted);
+        }
+    }
+
+    /// @dev Marks slot `index` of a pot paid; false if it already was.
+    function claim(bytes32 key, uint256 index) private returns (bool) {
         uint256 bit = 1 << (index % 256);
-        uint256 word = pot.claimed[index / 256];
+        uint256 word = claimed[key][index / 256];
         if (word & bit != 0) {
             return false;
         }
-        pot.claimed[index / 256] = word | bit;
+        claimed[key][index / 256] = word | bit;
         return true;
     }
 
-    /// @dev Splits one lock between receiver and sender, never beyond what the pot holds.
-    function payLock(LockPot storage pot, Lock calldata lock) private returns (uint256 toReceiver, uint256 toSender) {
-        uint256 amount = min(lock.amount, pot.remaining);
-        pot.remaining -= amount;
+    /// @dev Splits one lock between receiver and sender, never beyond `remaining`.
+    function payLock(Lock calldata lock, uint256 remaining) private view returns (uint256 toReceiver, uint256 toSender) {
+        uint256 amount = min(lock.amount, remaining);
         uint256 revealed = secretRegistry.getSecretRevealBlockHeight(lock.secretHash);
         if (revealed != 0 && revealed <= lock.expiration) {
             toReceiver = amount;
@@ -678,14 +673,6 @@ contract TokenNetwork {
         if (amount > 0 && !token.transfer(to, amount)) {
             revert TokenTransferFailed();
         }
-    }
-
-    function pairKey(address a, address b) private pure returns (bytes32) {
-        return a < b ? keccak256(abi.encode(a, b)) : keccak256(abi.encode(b, a));
-    }
-
-    function potKey(uint256 channelId, address sender, address receiver) private pure returns (bytes32) {
-        return keccak256(abi.encode(channelId, sender, receiver));
     }
 
     function min(uint256 a, uint256 b) private pure returns (uint256) {

@@ -28,3 +28,13 @@ impl From<&hoplite_htlc::Lock> for TokenNetwork::Lock {
         }
     }
 }
+
+impl From<&hoplite_htlc::BalanceProof> for TokenNetwork::BalanceData {
+    fn from(proof: &hoplite_htlc::BalanceProof) -> Self {
+        Self {
+            transferredAmount: proof.transferred_amount.to_u256(),
+            lockedAmount: proof.locked_amount.to_u256(),
+            locksRoot: proof.locks_root,
+        }
+    }
+}

@@ -4,8 +4,13 @@
 //! nothing reads a clock. Gas is metered but free (base fee and gas price 0), so accounts need no
 //! ether.
 
-use alloy_primitives::{Address, Bytes, Log, U256};
-use alloy_sol_types::{SolCall, SolInterface};
+use crate::backend::{Backend, BlockLog, ChainError, LogQuery, Mine, Receipt, RevertReason};
+use alloy_primitives::{Address, B256, Bytes, Log, U256};
+use std::collections::BTreeMap;
+use std::future::{Future, ready};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+use alloy_sol_types::SolCall;
 use revm::context::TxEnv;
 use revm::context_interface::result::{ExecutionResult, Output};
 use revm::database::{CacheDB, EmptyDB};
@@ -19,46 +24,9 @@ const GAS_LIMIT: u64 = 30_000_000;
 /// Seconds between blocks.
 const BLOCK_TIME: u64 = 12;
 
-/// Why a transaction or call did not succeed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum EvmError {
-    /// The contract reverted; `data` is the revert payload (a custom error or `Error(string)`).
-    #[error("reverted ({gas_used} gas): 0x{}", alloy_primitives::hex::encode(data))]
-    Reverted {
-        /// ABI-encoded revert reason.
-        data: Bytes,
-        /// Gas spent before the revert.
-        gas_used: u64,
-    },
-    /// Execution halted (out of gas, invalid opcode, ...).
-    #[error("halted ({gas_used} gas): {reason}")]
-    Halted {
-        /// revm's reason.
-        reason: String,
-        /// Gas spent.
-        gas_used: u64,
-    },
-    /// The transaction could not run at all.
-    #[error("invalid transaction: {0}")]
-    Invalid(String),
-    /// The return data does not decode as the call's return type.
-    #[error("undecodable return data: {0}")]
-    Decode(String),
-}
-
-impl EvmError {
-    /// The revert decoded as one of a contract's errors (`C` is e.g. `TokenNetworkErrors`).
-    pub fn decode_revert<C: SolInterface>(&self) -> Option<C> {
-        match self {
-            Self::Reverted { data, .. } => C::abi_decode(data).ok(),
-            _ => None,
-        }
-    }
-}
-
-/// What a successful transaction did.
+/// What a successful execution returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Receipt {
+pub struct Outcome {
     /// Gas used, including the 21,000 base and calldata.
     pub gas_used: u64,
     /// The return data (for a deployment: the runtime code).
@@ -74,6 +42,10 @@ pub struct InProcessEvm {
     chain_id: u64,
     block_number: u64,
     timestamp: u64,
+    /// Every log of every committed transaction, in order.
+    logs: Vec<BlockLog>,
+    /// (emitter, topic 1) => positions in `logs`: a channel's history without a full scan.
+    by_topic1: BTreeMap<(Address, B256), Vec<usize>>,
 }
 
 impl InProcessEvm {
@@ -84,6 +56,8 @@ impl InProcessEvm {
             chain_id,
             block_number: 1,
             timestamp: 1_700_000_000,
+            logs: Vec::new(),
+            by_topic1: BTreeMap::new(),
         }
     }
 
@@ -92,7 +66,8 @@ impl InProcessEvm {
         self.chain_id
     }
 
-    /// The block the next transaction is included in.
+    /// The block the next transaction is included in (the pending block: [`Self::mine`] seals
+    /// it).
     pub fn block_number(&self) -> u64 {
         self.block_number
     }
@@ -108,7 +83,7 @@ impl InProcessEvm {
         &mut self,
         from: Address,
         init_code: Bytes,
-    ) -> Result<(Address, Receipt), EvmError> {
+    ) -> Result<(Address, Outcome), ChainError> {
         let address = from.create(self.nonce(from)?);
         let receipt = self.execute(from, TxKind::Create, init_code, true)?;
         Ok((address, receipt))
@@ -120,7 +95,7 @@ impl InProcessEvm {
         from: Address,
         to: Address,
         calldata: Bytes,
-    ) -> Result<Receipt, EvmError> {
+    ) -> Result<Outcome, ChainError> {
         self.execute(from, TxKind::Call(to), calldata, true)
     }
 
@@ -130,30 +105,64 @@ impl InProcessEvm {
         from: Address,
         to: Address,
         call: &C,
-    ) -> Result<(C::Return, Receipt), EvmError> {
+    ) -> Result<(C::Return, Outcome), ChainError> {
         let receipt = self.transact(from, to, call.abi_encode().into())?;
         let value =
-            C::abi_decode_returns(&receipt.output).map_err(|e| EvmError::Decode(e.to_string()))?;
+            C::abi_decode_returns(&receipt.output).map_err(|e| ChainError::Unexpected(e.to_string()))?;
         Ok((value, receipt))
     }
 
+    /// Logs matching `query`, oldest first (those of the pending block included).
+    pub fn logs(&self, query: &LogQuery) -> Vec<BlockLog> {
+        let in_range = |entry: &&BlockLog| {
+            entry.block >= query.from_block
+                && query.to_block.is_none_or(|to| entry.block <= to)
+                && query.addresses.contains(&entry.log.address)
+        };
+        match query.topic1 {
+            Some(topic) => {
+                let mut positions: Vec<usize> = query
+                    .addresses
+                    .iter()
+                    .filter_map(|&address| self.by_topic1.get(&(address, topic)))
+                    .flatten()
+                    .copied()
+                    .collect();
+                positions.sort_unstable();
+                positions
+                    .into_iter()
+                    .map(|i| &self.logs[i])
+                    .filter(in_range)
+                    .cloned()
+                    .collect()
+            }
+            None => self.logs.iter().filter(in_range).cloned().collect(),
+        }
+    }
+
+    /// Runs a call without keeping its effects (`eth_call`), from the zero address.
+    pub fn call(&mut self, to: Address, calldata: Bytes) -> Result<Bytes, ChainError> {
+        self.execute(Address::ZERO, TxKind::Call(to), calldata, false)
+            .map(|outcome| outcome.output)
+    }
+
     /// Runs a typed call without keeping its effects (`eth_call`).
-    pub fn call_sol<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, EvmError> {
+    pub fn call_sol<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, ChainError> {
         let receipt = self.execute(
             Address::ZERO,
             TxKind::Call(to),
             call.abi_encode().into(),
             false,
         )?;
-        C::abi_decode_returns(&receipt.output).map_err(|e| EvmError::Decode(e.to_string()))
+        C::abi_decode_returns(&receipt.output).map_err(|e| ChainError::Unexpected(e.to_string()))
     }
 
     /// Puts the runtime code deployed at `from` at `to` too (storage is not copied).
-    pub fn copy_code(&mut self, from: Address, to: Address) -> Result<(), EvmError> {
+    pub fn copy_code(&mut self, from: Address, to: Address) -> Result<(), ChainError> {
         let code = self
             .db
             .basic(from)
-            .map_err(|e| EvmError::Invalid(e.to_string()))?
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?
             .and_then(|info| info.code)
             .unwrap_or_default();
         self.db
@@ -162,22 +171,22 @@ impl InProcessEvm {
     }
 
     /// The runtime code at `address` (empty if none).
-    pub fn code(&mut self, address: Address) -> Result<Bytes, EvmError> {
+    pub fn code(&mut self, address: Address) -> Result<Bytes, ChainError> {
         let info = self
             .db
             .basic(address)
-            .map_err(|e| EvmError::Invalid(e.to_string()))?;
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
         Ok(info
             .and_then(|info| info.code)
             .map(|code: Bytecode| code.original_bytes())
             .unwrap_or_default())
     }
 
-    fn nonce(&mut self, address: Address) -> Result<u64, EvmError> {
+    fn nonce(&mut self, address: Address) -> Result<u64, ChainError> {
         let info = self
             .db
             .basic(address)
-            .map_err(|e| EvmError::Invalid(e.to_string()))?;
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
         Ok(info.map_or(0, |info| info.nonce))
     }
 
@@ -187,7 +196,7 @@ impl InProcessEvm {
         kind: TxKind,
         data: Bytes,
         commit: bool,
-    ) -> Result<Receipt, EvmError> {
+    ) -> Result<Outcome, ChainError> {
         let tx = TxEnv::builder()
             .caller(from)
             .kind(kind)
@@ -197,7 +206,7 @@ impl InProcessEvm {
             .gas_price(0)
             .chain_id(Some(self.chain_id))
             .build()
-            .map_err(|e| EvmError::Invalid(format!("{e:?}")))?;
+            .map_err(|e| ChainError::Unexpected(format!("{e:?}")))?;
         let (chain_id, number, timestamp) = (self.chain_id, self.block_number, self.timestamp);
         let mut evm = Context::mainnet()
             .with_db(&mut self.db)
@@ -217,7 +226,7 @@ impl InProcessEvm {
         } else {
             evm.transact(tx).map(|outcome| outcome.result)
         }
-        .map_err(|e| EvmError::Invalid(e.to_string()))?;
+        .map_err(|e| ChainError::Unexpected(e.to_string()))?;
         match result {
             ExecutionResult::Success {
                 gas, output, logs, ..
@@ -225,20 +234,144 @@ impl InProcessEvm {
                 let output = match output {
                     Output::Call(bytes) | Output::Create(bytes, _) => bytes,
                 };
-                Ok(Receipt {
+                if commit {
+                    self.record(&logs);
+                }
+                Ok(Outcome {
                     gas_used: gas.used(),
                     output,
                     logs,
                 })
             }
-            ExecutionResult::Revert { gas, output, .. } => Err(EvmError::Reverted {
-                data: output,
-                gas_used: gas.used(),
-            }),
-            ExecutionResult::Halt { reason, gas, .. } => Err(EvmError::Halted {
-                reason: format!("{reason:?}"),
-                gas_used: gas.used(),
-            }),
+            ExecutionResult::Revert { output, .. } => {
+                Err(ChainError::Reverted(RevertReason::decode(&output)))
+            }
+            ExecutionResult::Halt { reason, gas, .. } => Err(ChainError::Halted(format!(
+                "{reason:?} after {} gas",
+                gas.used()
+            ))),
         }
+    }
+
+    fn record(&mut self, logs: &[Log]) {
+        for log in logs {
+            if let Some(&topic) = log.topics().get(1) {
+                self.by_topic1
+                    .entry((log.address, topic))
+                    .or_default()
+                    .push(self.logs.len());
+            }
+            self.logs.push(BlockLog {
+                block: self.block_number,
+                log: log.clone(),
+            });
+        }
+    }
+}
+
+/// The output of a future of [`EvmBackend`] (or of a [`crate::Chain`] on it), which never
+/// waits: in-process work completes on the first poll.
+///
+/// # Panics
+/// If `future` is not ready at once (it awaited something other than the in-process EVM).
+pub fn complete<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("an in-process chain future was not ready"),
+    }
+}
+
+/// An in-process chain shared by the handles of several accounts.
+pub type SharedEvm = Arc<Mutex<InProcessEvm>>;
+
+/// One account's [`Backend`] on a shared [`InProcessEvm`]. Transactions need no signature and
+/// no ether; each is included in the pending block, which only [`Mine::mine`] seals.
+#[derive(Clone, Debug)]
+pub struct EvmBackend {
+    evm: SharedEvm,
+    account: Address,
+}
+
+impl EvmBackend {
+    /// `account`'s handle on `evm`.
+    pub fn new(evm: SharedEvm, account: Address) -> Self {
+        Self { evm, account }
+    }
+
+    /// The chain itself, locked.
+    pub fn evm(&self) -> MutexGuard<'_, InProcessEvm> {
+        // A panic while holding the lock leaves the EVM consistent (revm commits atomically).
+        self.evm.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Backend for EvmBackend {
+    fn account(&self) -> Address {
+        self.account
+    }
+
+    fn chain_id(&self) -> u64 {
+        self.evm().chain_id()
+    }
+
+    fn block_number(&mut self) -> impl Future<Output = Result<u64, ChainError>> + Send {
+        ready(Ok(self.evm().block_number() - 1))
+    }
+
+    fn transact(
+        &mut self,
+        to: Address,
+        input: Bytes,
+    ) -> impl Future<Output = Result<Receipt, ChainError>> + Send {
+        let mut evm = self.evm();
+        let block = evm.block_number();
+        let result = evm.transact(self.account, to, input).map(|outcome| Receipt {
+            block,
+            gas_used: outcome.gas_used,
+            logs: outcome.logs,
+            contract_address: None,
+        });
+        ready(result)
+    }
+
+    fn deploy(
+        &mut self,
+        init_code: Bytes,
+    ) -> impl Future<Output = Result<Receipt, ChainError>> + Send {
+        let mut evm = self.evm();
+        let block = evm.block_number();
+        let result = evm
+            .deploy(self.account, init_code)
+            .map(|(address, outcome)| Receipt {
+                block,
+                gas_used: outcome.gas_used,
+                logs: outcome.logs,
+                contract_address: Some(address),
+            });
+        ready(result)
+    }
+
+    fn call(
+        &mut self,
+        to: Address,
+        input: Bytes,
+    ) -> impl Future<Output = Result<Bytes, ChainError>> + Send {
+        ready(self.evm().call(to, input))
+    }
+
+    fn logs(
+        &mut self,
+        query: &LogQuery,
+    ) -> impl Future<Output = Result<Vec<BlockLog>, ChainError>> + Send {
+        ready(Ok(self.evm().logs(query)))
+    }
+}
+
+impl Mine for EvmBackend {
+    fn mine(&mut self, blocks: u64) -> impl Future<Output = Result<(), ChainError>> + Send {
+        self.evm().mine(blocks);
+        ready(Ok(()))
     }
 }

@@ -20,8 +20,15 @@
 //! with `hoplite-htlc`. The channel lifecycle, the `Chain` trait and the JSON-RPC backend come
 //! next.
 
+pub mod backend;
+mod client;
 pub mod contracts;
 pub mod deploy;
+pub mod events;
 pub mod evm;
+pub mod rpc;
 #[cfg(feature = "test-utils")]
 pub mod testing;
+
+pub use backend::{Backend, ChainError, Mine, Receipt, RevertReason};
+pub use client::Chain;

@@ -1,23 +1,36 @@
-//! A token network on the in-process EVM with three funded parties, for tests, examples and
+//! A token network with three funded parties on either backend, for tests, examples and
 //! benchmarks (feature `test-utils`). Alice (0) and Bob (1) hold channels; Carol (2) is a third
-//! party: a watchtower, a settler, or an intruder.
+//! party: a watchtower, a settler, or an intruder. [`Anvil`] runs a local anvil node for the
+//! JSON-RPC backend.
 
+use crate::backend::{Backend, Mine};
+use crate::client::Chain;
 use crate::contracts::{TestToken, TokenNetwork};
 use crate::deploy::Deployment;
-use crate::evm::{EvmError, InProcessEvm, Receipt};
-use alloy_primitives::{Address, B256, Bytes, U256, address};
+use crate::evm::{EvmBackend, InProcessEvm, SharedEvm};
+use crate::rpc::RpcBackend;
+use alloy_primitives::{Address, B256, U256, address, b256};
+use alloy_provider::Provider;
+use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{SolCall, SolStruct};
-use hoplite_htlc::eip712::{BalanceProofUpdate, CooperativeSettle, Withdraw};
-use hoplite_htlc::locks::PendingLocks;
-use hoplite_htlc::testing::key;
+use hoplite_htlc::eip712::BalanceProofUpdate;
+use hoplite_htlc::testing::{key, key_bytes};
 use hoplite_htlc::{
-    Amount, BalanceProof, ChannelId, Lock, Nonce, PrivateKey, TokenNetwork as Domain,
+    Amount, BalanceProof, ChannelId, Nonce, PrivateKey, Signature, SignedBalanceProof,
+    TokenNetwork as Domain,
 };
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// The chain id of every test network.
 pub const CHAIN_ID: u64 = 1337;
-/// Deploys the contracts (anvil's first account).
+/// Deploys the contracts: anvil's first dev account.
 pub const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+/// Its well-known key (anvil's default mnemonic; never use it anywhere real).
+const DEPLOYER_KEY: B256 =
+    b256!("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
 /// The challenge window of test channels, in blocks.
 pub const SETTLE_TIMEOUT: u32 = 40;
 /// Party indices.
@@ -26,6 +39,8 @@ pub const ALICE: usize = 0;
 pub const BOB: usize = 1;
 /// Party indices.
 pub const CAROL: usize = 2;
+/// Tokens each party starts with.
+pub const START_TOKENS: u64 = 1000;
 
 /// `n` token units.
 pub fn tokens(n: u64) -> U256 {
@@ -43,56 +58,93 @@ pub fn balance(transferred: u64, locked: u64, locks_root: B256) -> TokenNetwork:
 
 /// The state of a direction nobody paid in.
 pub fn nothing() -> TokenNetwork::BalanceData {
-    balance(0, 0, B256::ZERO)
+    TokenNetwork::BalanceData::default()
 }
 
-/// The contracts on an in-process chain, and three parties with 1000 tokens each, all approved.
-pub struct TestNet {
-    /// The chain.
-    pub evm: InProcessEvm,
-    /// Where the contracts are.
-    pub contracts: Deployment,
-    /// Alice, Bob, Carol.
+/// The party keys: the same on every backend.
+fn party_key(who: usize) -> PrivateKey {
+    key(9, who as u8)
+}
+
+/// The contracts and three parties with [`START_TOKENS`] each, all approved for deposits.
+pub struct TestNet<B> {
+    /// Alice's, Bob's and Carol's access to the chain.
+    pub parties: [Chain<B>; 3],
+    /// Their keys.
     pub keys: [PrivateKey; 3],
 }
 
-impl TestNet {
-    /// A fresh network.
-    pub fn new() -> Self {
-        let mut evm = InProcessEvm::new(CHAIN_ID);
-        let contracts = Deployment::with_test_token(&mut evm, DEPLOYER)
-            .expect("the committed bytecode deploys");
-        let keys = [key(9, 0), key(9, 1), key(9, 2)];
-        let mut net = Self {
-            evm,
-            contracts,
-            keys,
-        };
+impl TestNet<EvmBackend> {
+    /// A fresh network on the in-process EVM.
+    pub async fn in_process() -> Self {
+        let evm: SharedEvm = Arc::new(Mutex::new(InProcessEvm::new(CHAIN_ID)));
+        let backends = [ALICE, BOB, CAROL]
+            .map(|who| EvmBackend::new(evm.clone(), party_key(who).address()));
+        Self::deploy(EvmBackend::new(evm, DEPLOYER), backends).await
+    }
+
+    /// The in-process chain.
+    pub fn evm(&self) -> std::sync::MutexGuard<'_, InProcessEvm> {
+        self.parties[ALICE].backend().evm()
+    }
+}
+
+impl TestNet<RpcBackend> {
+    /// A fresh network on `anvil`; the parties get ether for gas from anvil's cheat call.
+    pub async fn on_anvil(anvil: &Anvil) -> Self {
+        let signer = |bytes: B256| PrivateKeySigner::from_bytes(&bytes).expect("valid key");
+        let deployer = RpcBackend::connect(anvil.url(), signer(DEPLOYER_KEY))
+            .await
+            .expect("anvil answers");
+        let mut backends = Vec::new();
         for who in [ALICE, BOB, CAROL] {
-            let me = net.address(who);
-            let (token, spender) = (contracts.token, contracts.token_network);
-            net.evm
-                .transact_sol(
-                    me,
-                    token,
-                    &TestToken::mintCall {
-                        to: me,
-                        amount: tokens(1000),
-                    },
+            let backend = RpcBackend::connect(anvil.url(), signer(key_bytes(9, who as u8)))
+                .await
+                .expect("anvil answers");
+            let ether = U256::from(10u64).pow(U256::from(20u64));
+            backend
+                .provider()
+                .raw_request::<_, serde_json::Value>(
+                    "anvil_setBalance".into(),
+                    (backend.account(), ether),
                 )
-                .expect("mint");
-            net.evm
-                .transact_sol(
-                    me,
-                    token,
-                    &TestToken::approveCall {
-                        spender,
-                        amount: U256::MAX,
-                    },
-                )
-                .expect("approve");
+                .await
+                .expect("anvil_setBalance");
+            backends.push(backend);
         }
-        net
+        let backends: [RpcBackend; 3] = backends.try_into().expect("three parties");
+        Self::deploy(deployer, backends).await
+    }
+}
+
+impl<B: Mine> TestNet<B> {
+    /// Deploys the contracts from `deployer`, mints and approves for each party.
+    async fn deploy(mut deployer: B, backends: [B; 3]) -> Self {
+        let contracts = Deployment::with_test_token(&mut deployer)
+            .await
+            .expect("the committed bytecode deploys");
+        let mut parties = backends.map(|backend| Chain::new(backend, contracts));
+        for chain in &mut parties {
+            let mint = TestToken::mintCall {
+                to: chain.account(),
+                amount: tokens(START_TOKENS),
+            };
+            chain
+                .backend_mut()
+                .transact(contracts.token, mint.abi_encode().into())
+                .await
+                .expect("mint");
+            chain.approve_deposits(U256::MAX).await.expect("approve");
+        }
+        Self {
+            parties,
+            keys: [ALICE, BOB, CAROL].map(party_key),
+        }
+    }
+
+    /// A party's access to the chain.
+    pub fn chain(&mut self, who: usize) -> &mut Chain<B> {
+        &mut self.parties[who]
     }
 
     /// A party's address.
@@ -102,273 +154,186 @@ impl TestNet {
 
     /// The EIP-712 domain of the TokenNetwork.
     pub fn domain(&self) -> Domain {
-        Domain {
-            chain_id: CHAIN_ID,
-            address: self.contracts.token_network,
-        }
+        self.parties[ALICE].domain()
     }
 
-    /// Token balance of `account`.
-    pub fn tokens_of(&mut self, account: Address) -> U256 {
-        self.evm
-            .call_sol(
-                self.contracts.token,
-                &TestToken::balanceOfCall::new((account,)),
-            )
+    /// Token balance of a party.
+    pub async fn tokens_of(&mut self, who: usize) -> U256 {
+        let account = self.address(who);
+        self.parties[CAROL]
+            .token_balance(account)
+            .await
             .expect("balanceOf")
+            .to_u256()
     }
 
     /// Tokens the TokenNetwork holds.
-    pub fn held_by_contract(&mut self) -> U256 {
-        let network = self.contracts.token_network;
-        self.tokens_of(network)
+    pub async fn held_by_contract(&mut self) -> U256 {
+        let network = self.parties[CAROL].contracts().token_network;
+        self.parties[CAROL]
+            .token_balance(network)
+            .await
+            .expect("balanceOf")
+            .to_u256()
     }
 
-    /// `who` sends `call` to the TokenNetwork.
-    pub fn send<C: SolCall>(
-        &mut self,
-        who: usize,
-        call: &C,
-    ) -> Result<(C::Return, Receipt), EvmError> {
-        let from = self.address(who);
-        self.evm
-            .transact_sol(from, self.contracts.token_network, call)
+    /// Alice opens a channel with Bob, and each deposits its part of `deposits` (if not 0).
+    pub async fn open(&mut self, deposits: [u64; 2]) -> ChannelId {
+        let bob = self.address(BOB);
+        let id = self.parties[ALICE]
+            .open_channel(bob, SETTLE_TIMEOUT)
+            .await
+            .expect("open");
+        for who in [ALICE, BOB] {
+            if deposits[who] > 0 {
+                let me = self.address(who);
+                self.parties[who]
+                    .set_total_deposit(id, me, Amount::from(deposits[who]))
+                    .await
+                    .expect("deposit");
+            }
+        }
+        self.assert_state_rebuilt(id).await;
+        id
     }
 
-    /// Reads from the TokenNetwork.
-    pub fn view<C: SolCall>(&mut self, call: &C) -> C::Return {
-        self.evm
-            .call_sol(self.contracts.token_network, call)
-            .expect("view call")
+    /// Checks that the state rebuilt from events hashes to what the contract stores.
+    pub async fn assert_state_rebuilt(&mut self, id: ChannelId) {
+        let chain = &mut self.parties[CAROL];
+        let channel = chain.channel(id).await.expect("events").expect("opened");
+        let network = chain.contracts().token_network;
+        let stored = chain
+            .view(network, &TokenNetwork::channelHashCall::new((id.0,)))
+            .await
+            .expect("channelHash");
+        let expected = match channel.phase {
+            crate::events::Phase::Settled => B256::from(U256::from(1)),
+            _ => channel.state_hash(),
+        };
+        assert_eq!(stored, expected, "state rebuilt from events of {id:?}");
     }
 
-    /// `signer`'s signature of its balance proof.
-    pub fn sign_proof(
+    /// `signer`'s balance proof `nonce` over `balance`.
+    pub fn proof(
         &self,
         signer: usize,
-        id: U256,
+        id: ChannelId,
         nonce: u64,
         balance: &TokenNetwork::BalanceData,
-    ) -> Bytes {
-        self.sign_proof_on(self.domain(), signer, id, nonce, balance)
+    ) -> SignedBalanceProof {
+        self.proof_on(self.domain(), signer, id, nonce, balance)
     }
 
     /// The same, under another domain (another chain or contract).
-    pub fn sign_proof_on(
+    pub fn proof_on(
         &self,
         domain: Domain,
         signer: usize,
-        id: U256,
+        id: ChannelId,
         nonce: u64,
         balance: &TokenNetwork::BalanceData,
-    ) -> Bytes {
+    ) -> SignedBalanceProof {
         let proof = BalanceProof {
             token_network: domain,
-            channel_id: ChannelId(id),
+            channel_id: id,
             nonce: Nonce(nonce),
             transferred_amount: Amount::from(balance.transferredAmount),
             locked_amount: Amount::from(balance.lockedAmount),
             locks_root: balance.locksRoot,
         };
-        proof
-            .sign(&self.keys[signer], &domain.domain_separator())
-            .signature
-            .0
-            .to_vec()
-            .into()
+        proof.sign(&self.keys[signer], &domain.domain_separator())
     }
 
     /// `signer`'s signature of any EIP-712 message under the TokenNetwork's domain.
-    pub fn sign_typed<T: SolStruct>(&self, signer: usize, value: &T) -> Bytes {
-        self.keys[signer]
-            .sign_digest(&self.domain().typed_digest(value))
-            .0
-            .to_vec()
-            .into()
+    pub fn sign_typed<T: SolStruct>(&self, signer: usize, value: &T) -> Signature {
+        self.keys[signer].sign_digest(&self.domain().typed_digest(value))
     }
 
-    /// Alice opens a channel with Bob; returns its id.
-    pub fn open(&mut self) -> Result<(U256, Receipt), EvmError> {
-        let partner = self.address(BOB);
-        self.send(
-            ALICE,
-            &TokenNetwork::openChannelCall {
-                partner,
-                settleTimeout: SETTLE_TIMEOUT,
-            },
-        )
-    }
-
-    /// `who` raises its own deposit to `total`.
-    pub fn deposit(&mut self, who: usize, id: U256, total: u64) -> Result<Receipt, EvmError> {
-        let participant = self.address(who);
-        let call = TokenNetwork::setTotalDepositCall {
-            channelId: id,
-            participant,
-            totalDeposit: tokens(total),
+    /// `signer`'s consent that anyone may submit `proof` for it (what a watchtower holds).
+    pub fn consent(&self, signer: usize, proof: &SignedBalanceProof) -> Signature {
+        let update = BalanceProofUpdate {
+            channelId: proof.proof.channel_id.0,
+            balanceProof: proof.proof.signing_hash(),
         };
-        self.send(who, &call).map(|(_, receipt)| receipt)
+        self.sign_typed(signer, &update)
     }
 
-    /// `closer` closes with its partner's proof `nonce` (0: none).
-    pub fn close(
-        &mut self,
-        closer: usize,
-        id: U256,
-        nonce: u64,
-        balance: &TokenNetwork::BalanceData,
-    ) -> Result<Receipt, EvmError> {
-        let partner = 1 - closer;
-        let partner_signature = if nonce == 0 {
-            Bytes::new()
-        } else {
-            self.sign_proof(partner, id, nonce, balance)
-        };
-        let call = TokenNetwork::closeChannelCall {
-            channelId: id,
-            partner: self.address(partner),
-            nonce,
-            balance: balance.clone(),
-            partnerSignature: partner_signature,
-        };
-        self.send(closer, &call).map(|(_, receipt)| receipt)
-    }
-
-    /// `caller` submits the closer's proof `nonce` with the non-closer's consent.
-    pub fn update(
-        &mut self,
-        caller: usize,
-        closer: usize,
-        id: U256,
-        nonce: u64,
-        balance: &TokenNetwork::BalanceData,
-    ) -> Result<Receipt, EvmError> {
-        let closer_signature = self.sign_proof(closer, id, nonce, balance);
-        let digest = self.view(&TokenNetwork::balanceProofDigestCall {
-            channelId: id,
-            nonce,
-            transferredAmount: balance.transferredAmount,
-            lockedAmount: balance.lockedAmount,
-            locksRoot: balance.locksRoot,
-        });
-        let consent = self.sign_typed(
-            1 - closer,
-            &BalanceProofUpdate {
-                channelId: id,
-                balanceProof: digest,
-            },
-        );
-        let call = TokenNetwork::updateNonClosingBalanceProofCall {
-            channelId: id,
-            closer: self.address(closer),
-            nonce,
-            balance: balance.clone(),
-            closerSignature: closer_signature,
-            nonClosingSignature: consent,
-        };
-        self.send(caller, &call).map(|(_, receipt)| receipt)
-    }
-
-    /// Carol settles Alice and Bob's channel with the balance data they submitted.
-    pub fn settle(
-        &mut self,
-        id: U256,
-        alice: &TokenNetwork::BalanceData,
-        bob: &TokenNetwork::BalanceData,
-    ) -> Result<Receipt, EvmError> {
-        let call = TokenNetwork::settleChannelCall {
-            channelId: id,
-            participant1: self.address(ALICE),
-            balance1: alice.clone(),
-            participant2: self.address(BOB),
-            balance2: bob.clone(),
-        };
-        self.send(CAROL, &call).map(|(_, receipt)| receipt)
-    }
-
-    /// `who`'s withdrawal up to `total`, valid until block `expiry`, signed by `signers`
-    /// (in the participant's and the partner's place).
-    pub fn withdraw_call(
-        &self,
-        id: U256,
-        who: usize,
-        total: u64,
-        expiry: u64,
-        signers: [usize; 2],
-    ) -> TokenNetwork::setTotalWithdrawCall {
-        let participant = self.address(who);
-        let (total, expiry) = (tokens(total), U256::from(expiry));
-        let request = Withdraw {
-            channelId: id,
-            participant,
-            totalWithdraw: total,
-            expiry,
-        };
-        TokenNetwork::setTotalWithdrawCall {
-            channelId: id,
-            participant,
-            totalWithdraw: total,
-            expiry,
-            participantSignature: self.sign_typed(signers[0], &request),
-            partnerSignature: self.sign_typed(signers[1], &request),
-        }
-    }
-
-    /// Alice and Bob settling at `balances`, signed by `signers` (in Alice's and Bob's place).
-    pub fn cooperative_settle_call(
-        &self,
-        id: U256,
-        balances: [u64; 2],
-        signers: [usize; 2],
-    ) -> TokenNetwork::cooperativeSettleCall {
-        let (participant1, participant2) = (self.address(ALICE), self.address(BOB));
-        let (balance1, balance2) = (tokens(balances[0]), tokens(balances[1]));
-        let agreed = CooperativeSettle {
-            channelId: id,
-            participant1,
-            balance1,
-            participant2,
-            balance2,
-        };
-        TokenNetwork::cooperativeSettleCall {
-            channelId: id,
-            participant1,
-            balance1,
-            participant2,
-            balance2,
-            signature1: self.sign_typed(signers[0], &agreed),
-            signature2: self.sign_typed(signers[1], &agreed),
-        }
-    }
-
-    /// Unlocking one of Alice's pending locks towards Bob, with its membership proof in `pending`.
-    pub fn unlock_call(
-        &self,
-        id: U256,
-        pending: &PendingLocks,
-        lock: &Lock,
-    ) -> TokenNetwork::unlockCall {
-        let proof = pending
-            .proof(&lock.secret_hash)
-            .expect("the lock is pending");
-        TokenNetwork::unlockCall {
-            channelId: id,
-            sender: self.address(ALICE),
-            receiver: self.address(BOB),
-            lock: TokenNetwork::Lock::from(lock),
-            index: U256::from(proof.index),
-            siblings: proof.siblings,
-        }
+    /// Mines `blocks` blocks.
+    pub async fn mine(&mut self, blocks: u64) {
+        self.parties[CAROL]
+            .backend_mut()
+            .mine(blocks)
+            .await
+            .expect("mine");
     }
 
     /// Mines until the challenge window of a channel closed now is over.
-    pub fn mine_past_window(&mut self) {
-        self.evm.mine(u64::from(SETTLE_TIMEOUT) + 1);
+    pub async fn mine_past_window(&mut self) {
+        self.mine(u64::from(SETTLE_TIMEOUT) + 1).await;
     }
 }
 
-impl Default for TestNet {
-    fn default() -> Self {
-        Self::new()
+/// A local anvil node on a free loopback port, stopped when dropped. [`Anvil::start`] installs
+/// the pinned anvil first (`scripts/install-tools.sh anvil`) if it is missing.
+pub struct Anvil {
+    child: Child,
+    url: String,
+}
+
+impl Anvil {
+    /// Installs (if needed) and starts anvil with chain id [`CHAIN_ID`] under Cancun rules.
+    ///
+    /// # Panics
+    /// If anvil can't be installed or started: the message says what to fix. Tests never skip
+    /// the JSON-RPC backend silently.
+    pub fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let installed = Command::new(root.join("scripts/install-tools.sh"))
+            .arg("anvil")
+            .status();
+        match installed {
+            Ok(status) if status.success() => {}
+            other => panic!(
+                "could not install anvil ({other:?}): run scripts/install-tools.sh anvil \
+                 (needs npm and the npm registry)"
+            ),
+        }
+        let binary = root.join(".tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+        let mut child = Command::new(&binary)
+            .args(["--port", "0", "--host", "127.0.0.1", "--hardfork", "cancun"])
+            .args(["--chain-id", &CHAIN_ID.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let address = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("Listening on ").map(str::to_owned));
+        let Some(address) = address else {
+            let status = child.kill().and_then(|()| child.wait());
+            panic!("anvil exited before listening ({status:?})");
+        };
+        // Keep draining its output so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    /// Its JSON-RPC endpoint.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        // Already gone is fine: there is nothing left to stop.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,263 +1,302 @@
-//! The channel lifecycle on the in-process EVM running the committed TokenNetwork bytecode, with
-//! balance proofs signed by hoplite-htlc. Every scenario checks token balances; once everything is
-//! settled and unlocked, the contract holds nothing.
+//! The channel lifecycle through [`Chain`], on both backends with one test body each: the
+//! in-process EVM and anvil over JSON-RPC, both running the committed TokenNetwork bytecode,
+//! with balance proofs signed by hoplite-htlc. Every scenario checks token balances; once
+//! everything is settled and unlocked, the contract holds nothing.
 
 use TokenNetwork::TokenNetworkErrors as E;
 use alloy_primitives::{B256, U256};
-use hoplite_chain::contracts::{SecretRegistry, TokenNetwork};
-use hoplite_chain::evm::EvmError;
+use hoplite_chain::contracts::TokenNetwork;
+use hoplite_chain::events::Phase;
 use hoplite_chain::testing::*;
-use hoplite_htlc::eip712::BalanceProofUpdate;
-use hoplite_htlc::{Amount, Lock, Secret, TokenNetwork as Domain};
+use hoplite_chain::{ChainError, Mine};
+use hoplite_htlc::eip712::{CooperativeSettle, Withdraw};
+use hoplite_htlc::locks::PendingLocks;
+use hoplite_htlc::{Amount, BlockNumber, ChannelId, Lock, Secret, TokenNetwork as Domain};
+use std::fmt::Debug;
 
-/// Alice opens a channel with Bob and both deposit.
-fn open(net: &mut TestNet, deposits: [u64; 2]) -> U256 {
-    let (id, _) = net.open().unwrap();
-    for (who, amount) in [(ALICE, deposits[0]), (BOB, deposits[1])] {
-        if amount > 0 {
-            net.deposit(who, id, amount).unwrap();
+/// Runs `scenario` once on a fresh in-process network and once on a fresh anvil.
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test]
+            async fn in_process_evm() {
+                super::$scenario(super::TestNet::in_process().await).await;
+            }
+
+            #[tokio::test]
+            async fn anvil_json_rpc() {
+                let anvil = super::Anvil::start();
+                super::$scenario(super::TestNet::on_anvil(&anvil).await).await;
+            }
         }
-    }
-    id
+    )*};
 }
+
+on_both_backends!(
+    open_deposit_and_cooperative_settle,
+    close_update_settle_pays_both_sides,
+    the_newer_proof_of_the_closer_wins,
+    a_watchtower_updates_with_the_non_closers_signature,
+    bad_proofs_and_callers_are_refused,
+    settlement_caps_absurd_proofs_and_conserves,
+    withdraw_needs_both_signatures_before_expiry,
+    locks_pay_the_receiver_only_if_revealed_in_time,
+);
 
 /// The TokenNetwork error a call reverted with.
-fn revert<T>(result: Result<T, EvmError>) -> E {
-    let Err(error) = result else {
-        panic!("call should revert")
+fn revert<T: Debug>(result: Result<T, ChainError>) -> E {
+    match result {
+        Err(error) => error
+            .token_network()
+            .cloned()
+            .unwrap_or_else(|| panic!("not a TokenNetwork error: {error}")),
+        Ok(value) => panic!("call should revert, got {value:?}"),
+    }
+}
+
+fn amount(n: u64) -> Amount {
+    Amount::from(n)
+}
+
+/// Alice and Bob's signatures of a cooperative settle at `balances`, by `signers`.
+fn cooperative<B: Mine>(
+    net: &TestNet<B>,
+    id: ChannelId,
+    balances: [u64; 2],
+    signers: [usize; 2],
+) -> [hoplite_htlc::Signature; 2] {
+    let agreed = CooperativeSettle {
+        channelId: id.0,
+        participant1: net.address(ALICE),
+        balance1: tokens(balances[0]),
+        participant2: net.address(BOB),
+        balance2: tokens(balances[1]),
     };
-    error
-        .decode_revert::<E>()
-        .unwrap_or_else(|| panic!("not a TokenNetwork error: {error}"))
+    signers.map(|who| net.sign_typed(who, &agreed))
 }
 
-#[test]
-fn open_deposit_and_cooperative_settle() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 50]);
-    assert_eq!(net.held_by_contract(), tokens(150));
-    let (a, b) = (net.address(ALICE), net.address(BOB));
+async fn open_deposit_and_cooperative_settle<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 50]).await;
+    assert_eq!(net.held_by_contract().await, tokens(150));
     // Balances that don't add up to the deposits, or a signature from someone else: refused.
-    let bad_sum = net.cooperative_settle_call(id, [70, 81], [ALICE, BOB]);
-    assert!(matches!(
-        revert(net.send(CAROL, &bad_sum)),
-        E::BalancesDontMatchDeposits(_)
-    ));
-    let wrong_signer = net.cooperative_settle_call(id, [70, 80], [ALICE, CAROL]);
-    assert!(matches!(
-        revert(net.send(CAROL, &wrong_signer)),
-        E::WrongSigner(_)
-    ));
+    let [a, b] = cooperative(&net, id, [70, 81], [ALICE, BOB]);
+    let bad_sum = net
+        .chain(CAROL)
+        .cooperative_settle(id, [amount(70), amount(81)], [&a, &b])
+        .await;
+    assert!(matches!(revert(bad_sum), E::BalancesDontMatchDeposits(_)));
+    let [a, c] = cooperative(&net, id, [70, 80], [ALICE, CAROL]);
+    let wrong_signer = net
+        .chain(CAROL)
+        .cooperative_settle(id, [amount(70), amount(80)], [&a, &c])
+        .await;
+    assert!(matches!(revert(wrong_signer), E::WrongSigner(_)));
 
-    let good = net.cooperative_settle_call(id, [70, 80], [ALICE, BOB]);
-    net.send(CAROL, &good).unwrap();
-    assert_eq!(net.tokens_of(a), tokens(1000 - 100 + 70));
-    assert_eq!(net.tokens_of(b), tokens(1000 - 50 + 80));
-    assert_eq!(net.held_by_contract(), U256::ZERO);
-    // Gone: settling again fails, and the pair may open a new channel.
-    assert!(matches!(
-        revert(net.send(CAROL, &good)),
-        E::WrongChannelState(_)
-    ));
-    assert_eq!(
-        net.evm
-            .call_sol(
-                net.contracts.token_network,
-                &TokenNetwork::getChannelIdCall { a, b }
-            )
-            .unwrap(),
-        U256::ZERO
-    );
-    assert_eq!(open(&mut net, [1, 0]), U256::from(2));
+    let [a, b] = cooperative(&net, id, [70, 80], [ALICE, BOB]);
+    net.chain(CAROL)
+        .cooperative_settle(id, [amount(70), amount(80)], [&a, &b])
+        .await
+        .unwrap();
+    net.assert_state_rebuilt(id).await;
+    assert_eq!(net.tokens_of(ALICE).await, tokens(1000 - 100 + 70));
+    assert_eq!(net.tokens_of(BOB).await, tokens(1000 - 50 + 80));
+    assert_eq!(net.held_by_contract().await, U256::ZERO);
+    // Gone for good: settling again fails, and a new channel of the pair (in a later block: the
+    // id is made of the pair and the block) gets a new id.
+    let again = net
+        .chain(CAROL)
+        .cooperative_settle(id, [amount(70), amount(80)], [&a, &b])
+        .await;
+    assert!(matches!(revert(again), E::ChannelAlreadySettled(_)));
+    net.mine(1).await;
+    assert_ne!(net.open([1, 0]).await, id);
 }
 
-#[test]
-fn close_update_settle_pays_both_sides() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 50]);
+async fn close_update_settle_pays_both_sides<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 50]).await;
     // Alice paid Bob 30 (her nonce 3), Bob paid Alice 10 (his nonce 2).
     let alices = balance(30, 0, B256::ZERO);
     let bobs = balance(10, 0, B256::ZERO);
-    net.close(BOB, id, 3, &alices).unwrap();
-    net.update(ALICE, BOB, id, 2, &bobs).unwrap();
-    assert!(matches!(
-        revert(net.settle(id, &alices, &bobs)),
-        E::ChallengeWindowOpen(_)
-    ));
-    net.mine_past_window();
+    let alice_proof = net.proof(ALICE, id, 3, &alices);
+    let bob_proof = net.proof(BOB, id, 2, &bobs);
+    net.chain(BOB)
+        .close_channel(id, Some(&alice_proof))
+        .await
+        .unwrap();
+    net.chain(ALICE)
+        .update_non_closing_balance_proof(&bob_proof, None)
+        .await
+        .unwrap();
+    net.assert_state_rebuilt(id).await;
+    let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
+    assert_eq!(channel.phase, Phase::Closed);
+    let early = net
+        .chain(CAROL)
+        .settle_channel(id, [alices.clone(), bobs.clone()])
+        .await;
+    assert!(matches!(revert(early), E::ChallengeWindowOpen(_)));
+    net.mine_past_window().await;
     // The settler must present exactly what was submitted.
-    assert!(matches!(
-        revert(net.settle(id, &balance(29, 0, B256::ZERO), &bobs)),
-        E::BalanceDataMismatch(_)
-    ));
-    net.settle(id, &alices, &bobs).unwrap();
-    let (a, b) = (net.address(ALICE), net.address(BOB));
-    assert_eq!(net.tokens_of(a), tokens(1000 - 100 + 100 - 30 + 10));
-    assert_eq!(net.tokens_of(b), tokens(1000 - 50 + 50 + 30 - 10));
-    assert_eq!(net.held_by_contract(), U256::ZERO);
-    assert!(matches!(
-        revert(net.settle(id, &alices, &bobs)),
-        E::WrongChannelState(_)
-    ));
+    let wrong = net
+        .chain(CAROL)
+        .settle_channel(id, [balance(29, 0, B256::ZERO), bobs.clone()])
+        .await;
+    assert!(matches!(revert(wrong), E::BalanceDataMismatch(_)));
+    net.chain(CAROL)
+        .settle_channel(id, [alices.clone(), bobs.clone()])
+        .await
+        .unwrap();
+    net.assert_state_rebuilt(id).await;
+    assert_eq!(net.tokens_of(ALICE).await, tokens(1000 - 30 + 10));
+    assert_eq!(net.tokens_of(BOB).await, tokens(1000 + 30 - 10));
+    assert_eq!(net.held_by_contract().await, U256::ZERO);
+    let twice = net.chain(CAROL).settle_channel(id, [alices, bobs]).await;
+    assert!(matches!(revert(twice), E::ChannelAlreadySettled(_)));
 }
 
-#[test]
-fn the_newer_proof_of_the_closer_wins() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 100]);
+async fn the_newer_proof_of_the_closer_wins<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 100]).await;
     // Alice paid Bob 60 over nonces 1..3 and closes hoping Bob only has an old proof.
-    net.close(ALICE, id, 0, &nothing()).unwrap();
-    net.update(BOB, ALICE, id, 1, &balance(20, 0, B256::ZERO))
+    net.chain(ALICE).close_channel(id, None).await.unwrap();
+    let first = net.proof(ALICE, id, 1, &balance(20, 0, B256::ZERO));
+    net.chain(BOB)
+        .update_non_closing_balance_proof(&first, None)
+        .await
         .unwrap();
     let newest = balance(60, 0, B256::ZERO);
-    net.update(BOB, ALICE, id, 3, &newest).unwrap();
-    let older = net.update(BOB, ALICE, id, 2, &balance(40, 0, B256::ZERO));
+    let third = net.proof(ALICE, id, 3, &newest);
+    net.chain(BOB)
+        .update_non_closing_balance_proof(&third, None)
+        .await
+        .unwrap();
+    let second = net.proof(ALICE, id, 2, &balance(40, 0, B256::ZERO));
+    let older = net
+        .chain(BOB)
+        .update_non_closing_balance_proof(&second, None)
+        .await;
     assert!(matches!(revert(older), E::NonceNotNewer(e) if e.current == 3 && e.submitted == 2));
-    net.mine_past_window();
-    assert!(matches!(
-        revert(net.update(BOB, ALICE, id, 4, &balance(61, 0, B256::ZERO))),
-        E::ChallengeWindowOver(_)
-    ));
-    net.settle(id, &newest, &nothing()).unwrap();
-    let (a, b) = (net.address(ALICE), net.address(BOB));
-    assert_eq!(net.tokens_of(a), tokens(1000 - 60));
-    assert_eq!(net.tokens_of(b), tokens(1000 + 60));
+    net.mine_past_window().await;
+    let fourth = net.proof(ALICE, id, 4, &balance(61, 0, B256::ZERO));
+    let late = net
+        .chain(BOB)
+        .update_non_closing_balance_proof(&fourth, None)
+        .await;
+    assert!(matches!(revert(late), E::ChallengeWindowOver(_)));
+    net.chain(CAROL)
+        .settle_channel(id, [newest, nothing()])
+        .await
+        .unwrap();
+    assert_eq!(net.tokens_of(ALICE).await, tokens(1000 - 60));
+    assert_eq!(net.tokens_of(BOB).await, tokens(1000 + 60));
 }
 
-#[test]
-fn a_watchtower_updates_with_the_non_closers_signature() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 0]);
+async fn a_watchtower_updates_with_the_non_closers_signature<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 0]).await;
     let alices = balance(70, 0, B256::ZERO);
-    net.close(ALICE, id, 0, &nothing()).unwrap();
-    // Carol holds Bob's authorisation and submits for him.
-    net.update(CAROL, ALICE, id, 5, &alices).unwrap();
-    // Without Bob's authorisation (signed by Carol herself): refused.
-    let closer_signature = net.sign_proof(ALICE, id, 6, &balance(80, 0, B256::ZERO));
-    let digest = net.view(&TokenNetwork::balanceProofDigestCall {
-        channelId: id,
-        nonce: 6,
-        transferredAmount: tokens(80),
-        lockedAmount: U256::ZERO,
-        locksRoot: B256::ZERO,
-    });
-    let forged = net.sign_typed(
-        CAROL,
-        &BalanceProofUpdate {
-            channelId: id,
-            balanceProof: digest,
-        },
-    );
-    let call = TokenNetwork::updateNonClosingBalanceProofCall {
-        channelId: id,
-        closer: net.address(ALICE),
-        nonce: 6,
-        balance: balance(80, 0, B256::ZERO),
-        closerSignature: closer_signature,
-        nonClosingSignature: forged,
-    };
-    assert!(matches!(revert(net.send(CAROL, &call)), E::WrongSigner(_)));
-    net.mine_past_window();
-    net.settle(id, &alices, &nothing()).unwrap();
-    let b = net.address(BOB);
-    assert_eq!(net.tokens_of(b), tokens(1000 + 70));
+    net.chain(ALICE).close_channel(id, None).await.unwrap();
+    // Carol holds Bob's consent and submits for him.
+    let proof = net.proof(ALICE, id, 5, &alices);
+    let consent = net.consent(BOB, &proof);
+    net.chain(CAROL)
+        .update_non_closing_balance_proof(&proof, Some(&consent))
+        .await
+        .unwrap();
+    net.assert_state_rebuilt(id).await;
+    // Without Bob's consent (signed by Carol herself, or none at all): refused.
+    let newer = net.proof(ALICE, id, 6, &balance(80, 0, B256::ZERO));
+    let forged = net.consent(CAROL, &newer);
+    let result = net
+        .chain(CAROL)
+        .update_non_closing_balance_proof(&newer, Some(&forged))
+        .await;
+    assert!(matches!(revert(result), E::WrongSigner(_)));
+    let result = net
+        .chain(CAROL)
+        .update_non_closing_balance_proof(&newer, None)
+        .await;
+    assert!(matches!(revert(result), E::SignatureLength(_)));
+    net.mine_past_window().await;
+    net.chain(CAROL)
+        .settle_channel(id, [alices, nothing()])
+        .await
+        .unwrap();
+    assert_eq!(net.tokens_of(BOB).await, tokens(1000 + 70));
 }
 
-#[test]
-fn bad_proofs_and_callers_are_refused() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 100]);
+async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 100]).await;
     let b = balance(10, 0, B256::ZERO);
     // Signed by the wrong key.
-    let call = TokenNetwork::closeChannelCall {
-        channelId: id,
-        partner: net.address(BOB),
-        nonce: 1,
-        balance: b.clone(),
-        partnerSignature: net.sign_proof(CAROL, id, 1, &b),
-    };
-    assert!(matches!(revert(net.send(ALICE, &call)), E::WrongSigner(_)));
+    let by_carol = net.proof(CAROL, id, 1, &b);
+    let result = net.chain(ALICE).close_channel(id, Some(&by_carol)).await;
+    assert!(matches!(revert(result), E::WrongSigner(_)));
     // Signed for another chain, or another contract: the domain differs, so the signer does.
+    let secret_registry = net.chain(ALICE).contracts().secret_registry;
     for domain in [
         Domain {
             chain_id: 1,
             ..net.domain()
         },
         Domain {
-            address: net.contracts.secret_registry,
+            address: secret_registry,
             ..net.domain()
         },
     ] {
-        let call = TokenNetwork::closeChannelCall {
-            partnerSignature: net.sign_proof_on(domain, BOB, id, 1, &b),
-            ..call.clone()
-        };
-        assert!(matches!(revert(net.send(ALICE, &call)), E::WrongSigner(_)));
+        let replayed = net.proof_on(domain, BOB, id, 1, &b);
+        let result = net.chain(ALICE).close_channel(id, Some(&replayed)).await;
+        assert!(matches!(revert(result), E::WrongSigner(_)));
     }
+    // A channel that doesn't exist.
+    let unknown = ChannelId(U256::from(12345));
+    let result = net.chain(ALICE).close_channel(unknown, None).await;
+    assert!(matches!(revert(result), E::NoSuchChannel(_)));
     // Not a participant.
-    let intruder = TokenNetwork::closeChannelCall {
-        partnerSignature: net.sign_proof(BOB, id, 1, &b),
-        ..call.clone()
-    };
-    assert!(matches!(
-        revert(net.send(CAROL, &intruder)),
-        E::NotParticipant(_)
-    ));
-    let deposit = TokenNetwork::setTotalDepositCall {
-        channelId: id,
-        participant: net.address(CAROL),
-        totalDeposit: tokens(1),
-    };
-    assert!(matches!(
-        revert(net.send(CAROL, &deposit)),
-        E::NotParticipant(_)
-    ));
+    let bobs = net.proof(BOB, id, 1, &b);
+    let result = net.chain(CAROL).close_channel(id, Some(&bobs)).await;
+    assert!(matches!(revert(result), E::NotParticipant(_)));
+    let carol = net.address(CAROL);
+    let result = net
+        .chain(CAROL)
+        .set_total_deposit(id, carol, amount(1))
+        .await;
+    assert!(matches!(revert(result), E::NotParticipant(_)));
     // Deposits: totals only grow, and both together must fit in uint256.
-    let same = TokenNetwork::setTotalDepositCall {
-        channelId: id,
-        participant: net.address(ALICE),
-        totalDeposit: tokens(100),
-    };
-    assert!(matches!(
-        revert(net.send(ALICE, &same)),
-        E::TotalNotIncreased(_)
-    ));
-    let huge = TokenNetwork::setTotalDepositCall {
-        channelId: id,
-        participant: net.address(ALICE),
-        totalDeposit: U256::MAX,
-    };
-    let Err(error) = net.send(ALICE, &huge) else {
-        panic!("an overflowing deposit was accepted")
-    };
+    let alice = net.address(ALICE);
+    let same = net
+        .chain(ALICE)
+        .set_total_deposit(id, alice, amount(100))
+        .await;
+    assert!(matches!(revert(same), E::TotalNotIncreased(_)));
+    let huge = net
+        .chain(ALICE)
+        .set_total_deposit(id, alice, Amount::from(U256::MAX))
+        .await;
     assert!(
-        matches!(error, EvmError::Reverted { .. }),
-        "overflow must revert: {error}"
+        matches!(&huge, Err(ChainError::Reverted(_))),
+        "an overflowing deposit must revert: {huge:?}"
     );
-    assert_eq!(net.held_by_contract(), tokens(200));
-    // Opening twice, or with oneself.
-    let again = TokenNetwork::openChannelCall {
-        partner: net.address(BOB),
-        settleTimeout: SETTLE_TIMEOUT,
+    // A state that isn't the channel's current one.
+    let mut stale = net.chain(ALICE).channel(id).await.unwrap().unwrap();
+    stale.state.side1.deposit = tokens(1000);
+    let call = TokenNetwork::closeChannelCall {
+        channelId: id.0,
+        channel: stale.state,
+        nonce: 0,
+        balance: nothing(),
+        partnerSignature: Default::default(),
     };
-    assert!(matches!(
-        revert(net.send(ALICE, &again)),
-        E::ChannelExists(_)
-    ));
-    let alone = TokenNetwork::openChannelCall {
-        partner: net.address(ALICE),
-        settleTimeout: SETTLE_TIMEOUT,
-    };
-    assert!(matches!(
-        revert(net.send(ALICE, &alone)),
-        E::InvalidPartner(_)
-    ));
+    let result = net.chain(ALICE).send(&call).await;
+    assert!(matches!(revert(result), E::StaleChannelState(_)));
+    assert_eq!(net.held_by_contract().await, tokens(200));
+    // Opening with oneself, or twice in one block (in-process: the pending block).
+    let result = net.chain(ALICE).open_channel(alice, SETTLE_TIMEOUT).await;
+    assert!(matches!(revert(result), E::InvalidPartner(_)));
+    let result = net.chain(ALICE).open_channel(carol, 1).await;
+    assert!(matches!(revert(result), E::SettleTimeoutOutOfRange(_)));
 }
 
-#[test]
-fn settlement_caps_absurd_proofs_and_conserves() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 50]);
+async fn settlement_caps_absurd_proofs_and_conserves<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 50]).await;
     // Bob signed that he sent more than exists, Alice that she locked more than exists.
     let alices = balance(20, 500, B256::repeat_byte(7));
     let bobs = TokenNetwork::BalanceData {
@@ -265,157 +304,137 @@ fn settlement_caps_absurd_proofs_and_conserves() {
         lockedAmount: U256::MAX,
         locksRoot: B256::ZERO,
     };
-    net.close(ALICE, id, 9, &bobs).unwrap();
-    net.update(BOB, ALICE, id, 4, &alices).unwrap();
-    net.mine_past_window();
-    net.settle(id, &alices, &bobs).unwrap();
-    let (a, b) = (net.address(ALICE), net.address(BOB));
-    // Alice is owed everything; her own 500 locked are capped by it and wait for unlock.
-    let paid = net.tokens_of(a) + net.tokens_of(b) - tokens(2000 - 150);
-    let pot = net
-        .evm
-        .call_sol(
-            net.contracts.token_network,
-            &TokenNetwork::getLockPotCall {
-                channelId: id,
-                sender: a,
-                receiver: b,
-            },
-        )
+    let bob_proof = net.proof(BOB, id, 9, &bobs);
+    net.chain(ALICE)
+        .close_channel(id, Some(&bob_proof))
+        .await
         .unwrap();
-    assert_eq!(
-        pot.remaining,
-        tokens(150),
-        "Alice's locks hold all she is owed"
-    );
-    assert_eq!(
-        paid + pot.remaining,
-        tokens(150),
-        "payouts and pots add up to the deposits"
-    );
-    assert_eq!(net.held_by_contract(), pot.remaining);
+    let alice_proof = net.proof(ALICE, id, 4, &alices);
+    net.chain(BOB)
+        .update_non_closing_balance_proof(&alice_proof, None)
+        .await
+        .unwrap();
+    net.mine_past_window().await;
+    net.chain(CAROL)
+        .settle_channel(id, [alices, bobs])
+        .await
+        .unwrap();
+    let paid = net.tokens_of(ALICE).await + net.tokens_of(BOB).await - tokens(2000 - 150);
+    // Alice is owed everything; her own 500 locked are capped by it and wait for unlock.
+    let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
+    let pot = channel.pot(net.address(ALICE)).expect("Alice's pot").clone();
+    assert_eq!(pot.remaining, tokens(150), "Alice's locks hold all she is owed");
+    assert!(channel.pot(net.address(BOB)).is_none());
+    assert_eq!(paid + pot.remaining, tokens(150), "payouts and pots add up to the deposits");
+    assert_eq!(net.held_by_contract().await, pot.remaining);
 }
 
-#[test]
-fn withdraw_needs_both_signatures_before_expiry() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 50]);
-    let a = net.address(ALICE);
-    let expiry = net.evm.block_number() + 5;
-    let only_alice = net.withdraw_call(id, ALICE, 30, expiry, [ALICE, ALICE]);
-    assert!(matches!(
-        revert(net.send(ALICE, &only_alice)),
-        E::WrongSigner(_)
-    ));
-    let call = net.withdraw_call(id, ALICE, 30, expiry, [ALICE, BOB]);
-    net.send(ALICE, &call).unwrap();
-    assert_eq!(net.tokens_of(a), tokens(1000 - 100 + 30));
-    assert!(matches!(
-        revert(net.send(ALICE, &call)),
-        E::TotalNotIncreased(_)
-    ));
-
-    let too_much = net.withdraw_call(id, ALICE, 151, expiry, [ALICE, BOB]);
-    assert!(matches!(
-        revert(net.send(ALICE, &too_much)),
-        E::WithdrawExceedsChannel(_)
-    ));
-    net.evm.mine(6);
-    let late = net.withdraw_call(id, ALICE, 40, expiry, [ALICE, BOB]);
-    assert!(matches!(
-        revert(net.send(ALICE, &late)),
-        E::WithdrawExpired(_)
-    ));
-    assert_eq!(net.held_by_contract(), tokens(120));
+async fn withdraw_needs_both_signatures_before_expiry<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 50]).await;
+    let alice = net.address(ALICE);
+    let expiry = net.chain(ALICE).block_number().await.unwrap() + 5;
+    let request = |total: u64| Withdraw {
+        channelId: id.0,
+        participant: alice,
+        totalWithdraw: tokens(total),
+        expiry: U256::from(expiry),
+    };
+    let withdraw = |net: &TestNet<B>, total: u64, signers: [usize; 2]| {
+        signers.map(|who| net.sign_typed(who, &request(total)))
+    };
+    let [a, a2] = withdraw(&net, 30, [ALICE, ALICE]);
+    let only_alice = net
+        .chain(ALICE)
+        .set_total_withdraw(id, alice, amount(30), expiry, [&a, &a2])
+        .await;
+    assert!(matches!(revert(only_alice), E::WrongSigner(_)));
+    let [a, b] = withdraw(&net, 30, [ALICE, BOB]);
+    net.chain(ALICE)
+        .set_total_withdraw(id, alice, amount(30), expiry, [&a, &b])
+        .await
+        .unwrap();
+    net.assert_state_rebuilt(id).await;
+    assert_eq!(net.tokens_of(ALICE).await, tokens(1000 - 100 + 30));
+    let again = net
+        .chain(ALICE)
+        .set_total_withdraw(id, alice, amount(30), expiry, [&a, &b])
+        .await;
+    assert!(matches!(revert(again), E::TotalNotIncreased(_)));
+    let [a, b] = withdraw(&net, 151, [ALICE, BOB]);
+    let too_much = net
+        .chain(ALICE)
+        .set_total_withdraw(id, alice, amount(151), expiry, [&a, &b])
+        .await;
+    assert!(matches!(revert(too_much), E::WithdrawExceedsChannel(_)));
+    net.mine(6).await;
+    let [a, b] = withdraw(&net, 40, [ALICE, BOB]);
+    let late = net
+        .chain(ALICE)
+        .set_total_withdraw(id, alice, amount(40), expiry, [&a, &b])
+        .await;
+    assert!(matches!(revert(late), E::WithdrawExpired(_)));
+    assert_eq!(net.held_by_contract().await, tokens(120));
 }
 
-#[test]
-fn locks_pay_the_receiver_only_if_revealed_in_time() {
-    let mut net = TestNet::new();
-    let id = open(&mut net, [100, 0]);
-    let now = net.evm.block_number();
+async fn locks_pay_the_receiver_only_if_revealed_in_time<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 0]).await;
+    let now = net.chain(ALICE).block_number().await.unwrap();
     // Alice's three pending locks towards Bob.
     let secrets: Vec<Secret> = (1..=3u8).map(|n| Secret(B256::repeat_byte(n))).collect();
     let locks: Vec<Lock> = secrets
         .iter()
         .enumerate()
         .map(|(i, s)| Lock {
-            amount: Amount::from(10 * (i as u64 + 1)),
-            expiration: hoplite_htlc::BlockNumber(now + 20),
+            amount: amount(10 * (i as u64 + 1)),
+            expiration: BlockNumber(now + 20),
             secret_hash: s.hash(),
         })
         .collect();
-    let pending = hoplite_htlc::locks::PendingLocks::from_locks(locks.iter().copied()).unwrap();
+    let pending = PendingLocks::from_locks(locks.iter().copied()).unwrap();
     let alices = balance(5, 60, pending.root());
-    net.close(BOB, id, 4, &alices).unwrap();
+    let proof = net.proof(ALICE, id, 4, &alices);
+    net.chain(BOB).close_channel(id, Some(&proof)).await.unwrap();
     // Bob registers secret 1 in time; secret 2 only after its lock expired; secret 3 never.
-    let (alice, bob) = (net.address(ALICE), net.address(BOB));
-    net.evm
-        .transact_sol(
-            bob,
-            net.contracts.secret_registry,
-            &SecretRegistry::registerSecretCall {
-                secret: secrets[0].0,
-            },
-        )
+    net.chain(BOB).register_secret(&secrets[0]).await.unwrap();
+    net.mine_past_window().await;
+    net.chain(BOB).register_secret(&secrets[1]).await.unwrap();
+    let revealed = net.chain(BOB).secret_reveal_block(&secrets[1].hash()).await;
+    assert!(revealed.unwrap().unwrap() > now + 20);
+    assert_eq!(
+        net.chain(BOB).secret_reveal_block(&secrets[2].hash()).await,
+        Ok(None)
+    );
+    net.chain(CAROL)
+        .settle_channel(id, [alices, nothing()])
+        .await
         .unwrap();
-    net.mine_past_window();
-    net.evm
-        .transact_sol(
-            bob,
-            net.contracts.secret_registry,
-            &SecretRegistry::registerSecretCall {
-                secret: secrets[1].0,
-            },
-        )
-        .unwrap();
-    net.settle(id, &alices, &nothing()).unwrap();
-    assert_eq!(net.held_by_contract(), tokens(60));
-    let before = [net.tokens_of(alice), net.tokens_of(bob)];
+    assert_eq!(net.held_by_contract().await, tokens(60));
+    let before = [net.tokens_of(ALICE).await, net.tokens_of(BOB).await];
+    let alice = net.address(ALICE);
 
     // One lock with its Merkle proof: paid to Bob; twice: refused.
-    let single = net.unlock_call(id, &pending, &locks[0]);
-    net.send(CAROL, &single).unwrap();
-    assert!(matches!(
-        revert(net.send(CAROL, &single)),
-        E::LockAlreadyClaimed(_)
-    ));
+    let single = pending.proof(&locks[0].secret_hash).unwrap();
+    net.chain(CAROL)
+        .unlock(id, alice, &locks[0], &single)
+        .await
+        .unwrap();
+    let twice = net.chain(CAROL).unlock(id, alice, &locks[0], &single).await;
+    assert!(matches!(revert(twice), E::LockAlreadyClaimed(_)));
     // A lock that isn't in the tree.
-    let fake = TokenNetwork::unlockCall {
-        lock: TokenNetwork::Lock::from(&Lock {
-            amount: Amount::from(60u64),
-            ..locks[0]
-        }),
-        ..single.clone()
+    let fake = Lock {
+        amount: amount(60),
+        ..locks[0]
     };
-    assert!(matches!(
-        revert(net.send(CAROL, &fake)),
-        E::LocksRootMismatch(_)
-    ));
+    let result = net.chain(CAROL).unlock(id, alice, &fake, &single).await;
+    assert!(matches!(revert(result), E::LocksRootMismatch(_)));
+    let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
+    assert_eq!(channel.pot(alice).unwrap().remaining, tokens(50));
 
     // The rest in one batch: lock 2 (revealed late) and 3 (never) return to Alice.
-    let all: Vec<TokenNetwork::Lock> = locks.iter().map(TokenNetwork::Lock::from).collect();
-    net.send(
-        CAROL,
-        &TokenNetwork::unlockBatchCall {
-            channelId: id,
-            sender: alice,
-            receiver: bob,
-            locks: all.clone(),
-        },
-    )
-    .unwrap();
-    assert_eq!(net.tokens_of(bob) - before[1], tokens(10));
-    assert_eq!(net.tokens_of(alice) - before[0], tokens(50));
-    assert_eq!(net.held_by_contract(), U256::ZERO);
-    let again = TokenNetwork::unlockBatchCall {
-        channelId: id,
-        sender: alice,
-        receiver: bob,
-        locks: all,
-    };
-    assert!(matches!(
-        revert(net.send(CAROL, &again)),
-        E::NoPendingLocks(_)
-    ));
+    net.chain(CAROL).unlock_batch(id, alice, &locks).await.unwrap();
+    assert_eq!(net.tokens_of(BOB).await - before[1], tokens(10));
+    assert_eq!(net.tokens_of(ALICE).await - before[0], tokens(50));
+    assert_eq!(net.held_by_contract().await, U256::ZERO);
+    let again = net.chain(CAROL).unlock_batch(id, alice, &locks).await;
+    assert!(matches!(revert(again), E::NoPendingLocks(_)));
 }

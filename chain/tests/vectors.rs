@@ -5,7 +5,9 @@
 use alloy_primitives::{Address, U256, address};
 use hoplite_chain::contracts::TokenNetwork;
 use hoplite_chain::deploy::Deployment;
-use hoplite_chain::evm::{EvmError, InProcessEvm};
+use hoplite_chain::ChainError;
+use hoplite_chain::evm::{EvmBackend, InProcessEvm, complete};
+use std::sync::{Arc, Mutex};
 use hoplite_htlc::testing::vectors;
 
 /// anvil's first account: its first deployment lands at 0x5FbDB2315678afecb367f032d93F642f64180aa3.
@@ -13,9 +15,11 @@ const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 
 /// Deploys token, registry and TokenNetwork; returns the TokenNetwork.
 fn deploy(evm: &mut InProcessEvm) -> Address {
-    Deployment::with_test_token(evm, DEPLOYER)
-        .unwrap()
-        .token_network
+    let shared = Arc::new(Mutex::new(evm.clone()));
+    let mut deployer = EvmBackend::new(shared.clone(), DEPLOYER);
+    let deployment = complete(Deployment::with_test_token(&mut deployer)).unwrap();
+    *evm = shared.lock().unwrap().clone();
+    deployment.token_network
 }
 
 #[test]
@@ -121,7 +125,7 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
 
     let error = recover(&mut evm, good[..64].to_vec()).unwrap_err();
     assert!(
-        matches!(error.decode_revert::<E>(), Some(E::SignatureLength(e)) if e.length == U256::from(64)),
+        matches!(error.token_network(), Some(E::SignatureLength(e)) if e.length == U256::from(64)),
         "{error}"
     );
 
@@ -129,7 +133,7 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
     bad_v[64] = 1;
     let error = recover(&mut evm, bad_v).unwrap_err();
     assert!(
-        matches!(error.decode_revert::<E>(), Some(E::SignatureRecoveryByte(e)) if e.v == 1),
+        matches!(error.token_network(), Some(E::SignatureRecoveryByte(e)) if e.v == 1),
         "{error}"
     );
 
@@ -145,7 +149,7 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
     high[64] = 55 - high[64];
     let error = recover(&mut evm, high).unwrap_err();
     assert!(
-        matches!(error.decode_revert::<E>(), Some(E::SignatureHighS(_))),
+        matches!(error.token_network(), Some(E::SignatureHighS(_))),
         "{error}"
     );
 
@@ -154,7 +158,7 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
     let error = recover(&mut evm, zero_r).unwrap_err();
     assert!(
         matches!(
-            error.decode_revert::<E>(),
+            error.token_network(),
             Some(E::SignatureUnrecoverable(_))
         ),
         "{error}"
@@ -168,9 +172,9 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
         index: U256::from(4),
         siblings: proof.siblings.clone(),
     };
-    let error: EvmError = evm.call_sol(network, &call).unwrap_err();
+    let error: ChainError = evm.call_sol(network, &call).unwrap_err();
     assert!(
-        matches!(error.decode_revert::<E>(), Some(E::LockIndexOutOfRange(_))),
+        matches!(error.token_network(), Some(E::LockIndexOutOfRange(_))),
         "{error}"
     );
 }

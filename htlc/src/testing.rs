@@ -25,16 +25,19 @@ pub const CONFIG: ChannelConfig = ChannelConfig {
 
 /// A deterministic key: `keccak256(seed ‖ index)`, rehashed until valid.
 pub fn key(seed: u64, index: u8) -> PrivateKey {
+    PrivateKey::from_bytes(&key_bytes(seed, index)).expect("key_bytes returns a valid key")
+}
+
+/// The 32 secret bytes of [`key`]`(seed, index)`, for signers outside this crate (a wallet).
+pub fn key_bytes(seed: u64, index: u8) -> B256 {
     let mut bytes = [0u8; 9];
     bytes[..8].copy_from_slice(&seed.to_be_bytes());
     bytes[8] = index;
     let mut candidate: B256 = keccak256(bytes);
-    loop {
-        match PrivateKey::from_bytes(&candidate) {
-            Ok(key) => return key,
-            Err(_) => candidate = keccak256(candidate),
-        }
+    while PrivateKey::from_bytes(&candidate).is_err() {
+        candidate = keccak256(candidate);
     }
+    candidate
 }
 
 /// Both ends of one channel.

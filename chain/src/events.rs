@@ -1,0 +1,266 @@
+//! Contract events decoded from logs, and a channel's on-chain state rebuilt from them.
+//!
+//! The TokenNetwork stores only a hash of each channel's state; whoever acts on a channel passes
+//! the full state in calldata. [`OnChainChannel::apply`] rebuilds that state from the channel's
+//! events, exactly as the contract changes it (the chain tests check the rebuilt state hashes to
+//! what the contract stores after every step). Pure: no I/O, so the node can follow the chain
+//! with it too.
+
+use crate::backend::{BlockLog, ChainError};
+use crate::contracts::{SecretRegistry, TokenNetwork};
+use crate::deploy::Deployment;
+use TokenNetwork::TokenNetworkEvents as Tn;
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_sol_types::{SolEventInterface, SolValue};
+use hoplite_htlc::ChannelId;
+
+/// An event of one of the Hoplite contracts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Emitted by the TokenNetwork.
+    TokenNetwork(TokenNetwork::TokenNetworkEvents),
+    /// Emitted by the SecretRegistry.
+    SecretRegistry(SecretRegistry::SecretRegistryEvents),
+}
+
+/// An event and the block that included it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainEvent {
+    /// Block number.
+    pub block: u64,
+    /// The event.
+    pub event: Event,
+}
+
+impl ChainEvent {
+    /// Decodes a log of `contracts`; `None` for another contract's log. A log of ours that
+    /// doesn't decode is an error: the deployment is not what we think it is.
+    pub fn decode(contracts: &Deployment, entry: &BlockLog) -> Result<Option<Self>, ChainError> {
+        let log = &entry.log;
+        let undecodable = |e: alloy_sol_types::Error| {
+            ChainError::Unexpected(format!("log of {}: {e}", log.address))
+        };
+        let event = if log.address == contracts.token_network {
+            Event::TokenNetwork(
+                Tn::decode_raw_log(log.topics(), &log.data.data).map_err(undecodable)?,
+            )
+        } else if log.address == contracts.secret_registry {
+            Event::SecretRegistry(
+                SecretRegistry::SecretRegistryEvents::decode_raw_log(
+                    log.topics(),
+                    &log.data.data,
+                )
+                .map_err(undecodable)?,
+            )
+        } else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            block: entry.block,
+            event,
+        }))
+    }
+
+    /// The channel a TokenNetwork event is about.
+    pub fn channel_id(&self) -> Option<ChannelId> {
+        let Event::TokenNetwork(event) = &self.event else {
+            return None;
+        };
+        let id = match event {
+            Tn::ChannelOpened(e) => e.channelId,
+            Tn::ChannelNewDeposit(e) => e.channelId,
+            Tn::ChannelWithdraw(e) => e.channelId,
+            Tn::ChannelClosed(e) => e.channelId,
+            Tn::NonClosingBalanceProofUpdated(e) => e.channelId,
+            Tn::ChannelSettled(e) => e.channelId,
+            Tn::LockUnlocked(e) => e.channelId,
+            Tn::LocksUnlocked(e) => e.channelId,
+        };
+        Some(ChannelId(id))
+    }
+}
+
+/// Where a channel is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Deposits, withdrawals and a cooperative settle are possible; either side may close.
+    Opened,
+    /// The challenge window runs until `settleBlock` (inclusive); then anyone may settle.
+    Closed,
+    /// Paid out; only pending locks (`pots`) remain.
+    Settled,
+}
+
+/// A channel as the TokenNetwork knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnChainChannel {
+    /// Its id.
+    pub id: ChannelId,
+    /// The state whose hash the contract stores (meaningless once settled).
+    pub state: TokenNetwork::Channel,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// After settlement: the pending locks of participant1 (towards participant2) and of
+    /// participant2 (towards participant1) not yet unlocked.
+    pub pots: [Option<TokenNetwork::LockPot>; 2],
+}
+
+impl OnChainChannel {
+    /// The channel a `ChannelOpened` event created; `None` for any other event.
+    pub fn opened(event: &ChainEvent) -> Option<Self> {
+        let Event::TokenNetwork(Tn::ChannelOpened(e)) = &event.event else {
+            return None;
+        };
+        Some(Self {
+            id: ChannelId(e.channelId),
+            state: TokenNetwork::Channel {
+                participant1: e.participant1,
+                participant2: e.participant2,
+                settleTimeout: e.settleTimeout,
+                settleBlock: 0,
+                closer: Address::ZERO,
+                side1: empty_side(),
+                side2: empty_side(),
+            },
+            phase: Phase::Opened,
+            pots: [None, None],
+        })
+    }
+
+    /// Applies one of this channel's later events.
+    pub fn apply(&mut self, event: &ChainEvent) {
+        let Event::TokenNetwork(e) = &event.event else {
+            return;
+        };
+        if event.channel_id() != Some(self.id) {
+            return;
+        }
+        match e {
+            Tn::ChannelOpened(_) => {}
+            Tn::ChannelNewDeposit(e) => {
+                if let Some(side) = self.side_mut(e.participant) {
+                    side.deposit = e.totalDeposit;
+                }
+            }
+            Tn::ChannelWithdraw(e) => {
+                if let Some(side) = self.side_mut(e.participant) {
+                    side.withdrawn = e.totalWithdraw;
+                }
+            }
+            Tn::ChannelClosed(e) => {
+                self.phase = Phase::Closed;
+                self.state.closer = e.closer;
+                self.state.settleBlock = event.block + u64::from(self.state.settleTimeout);
+                if e.nonce > 0
+                    && let Some(partner) = self.partner_of(e.closer)
+                    && let Some(side) = self.side_mut(partner)
+                {
+                    side.nonce = e.nonce;
+                    side.balanceHash = e.balanceHash;
+                }
+            }
+            Tn::NonClosingBalanceProofUpdated(e) => {
+                if let Some(side) = self.side_mut(e.closer) {
+                    side.nonce = e.nonce;
+                    side.balanceHash = e.balanceHash;
+                }
+            }
+            Tn::ChannelSettled(e) => {
+                self.phase = Phase::Settled;
+                let pot = |root: B256, locked: U256| {
+                    (!locked.is_zero()).then_some(TokenNetwork::LockPot {
+                        locksRoot: root,
+                        remaining: locked,
+                    })
+                };
+                self.pots = [pot(e.locksRoot1, e.locked1), pot(e.locksRoot2, e.locked2)];
+            }
+            Tn::LockUnlocked(e) => {
+                if let Some(slot) = self.pot_mut(e.sender)
+                    && let Some(pot) = slot
+                {
+                    pot.remaining = pot
+                        .remaining
+                        .saturating_sub(e.toReceiver)
+                        .saturating_sub(e.toSender);
+                    if pot.remaining.is_zero() {
+                        *slot = None;
+                    }
+                }
+            }
+            Tn::LocksUnlocked(e) => {
+                if let Some(slot) = self.pot_mut(e.sender) {
+                    *slot = None;
+                }
+            }
+        }
+    }
+
+    /// The hash the contract stores for [`Self::state`].
+    pub fn state_hash(&self) -> B256 {
+        keccak256(self.state.abi_encode())
+    }
+
+    /// The other participant.
+    pub fn partner_of(&self, participant: Address) -> Option<Address> {
+        let s = &self.state;
+        match participant {
+            p if p == s.participant1 => Some(s.participant2),
+            p if p == s.participant2 => Some(s.participant1),
+            _ => None,
+        }
+    }
+
+    /// `participant`'s side.
+    pub fn side(&self, participant: Address) -> Option<&TokenNetwork::Side> {
+        let s = &self.state;
+        match participant {
+            p if p == s.participant1 => Some(&s.side1),
+            p if p == s.participant2 => Some(&s.side2),
+            _ => None,
+        }
+    }
+
+    /// What `sender` still has locked towards its partner after settlement.
+    pub fn pot(&self, sender: Address) -> Option<&TokenNetwork::LockPot> {
+        let s = &self.state;
+        match sender {
+            p if p == s.participant1 => self.pots[0].as_ref(),
+            p if p == s.participant2 => self.pots[1].as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Deposits minus withdrawals of both sides: what the channel holds before settlement.
+    pub fn available(&self) -> U256 {
+        let s = &self.state;
+        (s.side1.deposit + s.side2.deposit) - (s.side1.withdrawn + s.side2.withdrawn)
+    }
+
+    fn side_mut(&mut self, participant: Address) -> Option<&mut TokenNetwork::Side> {
+        let s = &mut self.state;
+        match participant {
+            p if p == s.participant1 => Some(&mut s.side1),
+            p if p == s.participant2 => Some(&mut s.side2),
+            _ => None,
+        }
+    }
+
+    fn pot_mut(&mut self, sender: Address) -> Option<&mut Option<TokenNetwork::LockPot>> {
+        let s = &self.state;
+        match sender {
+            p if p == s.participant1 => Some(&mut self.pots[0]),
+            p if p == s.participant2 => Some(&mut self.pots[1]),
+            _ => None,
+        }
+    }
+}
+
+fn empty_side() -> TokenNetwork::Side {
+    TokenNetwork::Side {
+        deposit: U256::ZERO,
+        withdrawn: U256::ZERO,
+        nonce: 0,
+        balanceHash: B256::ZERO,
+    }
+}
