@@ -19,9 +19,10 @@ interface IERC20 {
 /// the current `Channel` in calldata (the events carry everything needed to rebuild it), the
 /// contract checks it against the stored hash, and stores the hash of the new state. Calldata
 /// is far cheaper than fresh storage slots, which dominated the gas of a storage-per-field
-/// design (open 114k, deposit 88k). Settled channels keep a tombstone, so a channel id is never
-/// reused and no signature for an old channel can be replayed on a new one. Pending locks left
-/// at settlement are kept the same way: one hash per direction.
+/// design (open 114k, deposit 88k). After settleChannel the same word commits to what is left
+/// for unlock (`Settled`: both directions' lock pots), or is cleared if nothing is; a
+/// cooperatively settled channel keeps a tombstone. Channel ids contain the opening block, so
+/// an id is never reused and no signature for an old channel can be replayed on a new one.
 ///
 /// The EIP-712 digest, signer recovery and locks tree match the Rust crate hoplite-htlc byte for
 /// byte (its crate docs specify the bytes; htlc/test-vectors pins them).
@@ -64,6 +65,15 @@ contract TokenNetwork {
         uint256 remaining;
     }
 
+    /// @notice What a settled channel still holds: each participant's pending locks towards the
+    /// other (`pot1`: participant1's). Only its hash is stored, in the channel's word.
+    struct Settled {
+        address participant1;
+        LockPot pot1;
+        address participant2;
+        LockPot pot2;
+    }
+
     /// @notice A hash-time-lock, as committed to by a locks root.
     struct Lock {
         uint256 amount;
@@ -89,7 +99,9 @@ contract TokenNetwork {
     bytes32 private constant BALANCE_PROOF_UPDATE_TYPEHASH =
         keccak256("BalanceProofUpdate(uint256 channelId,bytes32 balanceProof)");
 
-    /// @notice The stored word of a settled channel: never the hash of a state, never reusable.
+    /// @notice The word of a cooperatively settled channel: never the hash of a state. (Such a
+    /// channel may be settled in its opening block, so clearing the word could let the same id
+    /// be opened again in that block.)
     bytes32 public constant SETTLED = bytes32(uint256(1));
 
     /// @notice Bounds of a channel's challenge window, in blocks.
@@ -103,12 +115,12 @@ contract TokenNetwork {
     address private immutable cachedThis;
     bytes32 private immutable cachedDomainSeparator;
 
-    /// @notice channelId => keccak256(abi.encode(Channel)); zero if never opened, SETTLED after.
+    /// @notice channelId => keccak256(abi.encode(Channel)) while open or closed; after
+    /// settleChannel keccak256(abi.encode(Settled)) while locks are pending, then zero; SETTLED
+    /// after cooperativeSettle; zero if never opened.
     mapping(uint256 => bytes32) public channelHash;
-    /// @notice keccak256(channelId, sender, receiver) => keccak256(abi.encode(LockPot)) of
-    /// sender's pending locks towards receiver; zero if none are left.
-    mapping(bytes32 => bytes32) public lockPotHash;
-    /// @dev Same key => slots already paid by `unlock`: bit i of word i / 256.
+    /// @dev keccak256(channelId, sender) => slots of sender's pot already paid by `unlock`: bit i
+    /// of word i / 256.
     mapping(bytes32 => mapping(uint256 => uint256)) private claimed;
 
     event ChannelOpened(uint256 indexed channelId, address indexed participant1, address indexed participant2, uint32 settleTimeout);
@@ -158,8 +170,8 @@ contract TokenNetwork {
     error ChallengeWindowOver(uint256 settleBlock, uint256 blockNumber);
     error ChallengeWindowOpen(uint256 settleBlock, uint256 blockNumber);
     error BalanceDataMismatch(address participant);
+    error NothingToUnlock(uint256 channelId);
     error NoPendingLocks(uint256 channelId, address sender, address receiver);
-    error StaleLockPot(bytes32 stored, bytes32 submitted);
     error LocksRootMismatch(bytes32 expected, bytes32 computed);
     error LockAlreadyClaimed(uint256 index);
     error TokenTransferFailed();
@@ -356,9 +368,17 @@ contract TokenNetwork {
         uint256 net2 = available - net1;
         uint256 locked1 = min(balance1.lockedAmount, net1);
         uint256 locked2 = min(balance2.lockedAmount, net2);
-        channelHash[channelId] = SETTLED;
-        openPot(channelId, c.participant1, c.participant2, balance1.locksRoot, locked1);
-        openPot(channelId, c.participant2, c.participant1, balance2.locksRoot, locked2);
+        // What stays for unlock reuses the channel's word: no fresh storage slot.
+        Settled memory left;
+        left.participant1 = c.participant1;
+        left.participant2 = c.participant2;
+        if (locked1 > 0) {
+            left.pot1 = LockPot(balance1.locksRoot, locked1);
+        }
+        if (locked2 > 0) {
+            left.pot2 = LockPot(balance2.locksRoot, locked2);
+        }
+        storeSettled(channelId, left);
         emit ChannelSettled(
             channelId, net1 - locked1, balance1.locksRoot, locked1, net2 - locked2, balance2.locksRoot, locked2
         );
@@ -366,52 +386,54 @@ contract TokenNetwork {
         push(c.participant2, net2 - locked2);
     }
 
-    /// @notice Settles one pending lock of `sender` towards `receiver` with its membership proof:
-    /// to the receiver if its secret was registered by its expiration, else back to the sender.
-    /// `pot` is the pot's current state (ChannelSettled and LockUnlocked events tell it).
+    /// @notice Settles one pending lock of `sender` with its membership proof: to the receiver
+    /// (the other participant) if its secret was registered by its expiration, else back to the
+    /// sender. `settled` is what the channel holds for unlock (ChannelSettled and LockUnlocked
+    /// events tell it).
     function unlock(
         uint256 channelId,
+        Settled calldata settled,
         address sender,
-        address receiver,
-        LockPot calldata pot,
         Lock calldata lock,
         uint256 index,
         bytes32[] calldata siblings
     ) external {
-        bytes32 key = potKey(channelId, sender, receiver);
-        requirePot(key, channelId, sender, receiver, pot);
+        Settled memory left = loadSettled(channelId, settled);
+        (LockPot memory pot, address receiver) = potOf(left, channelId, sender);
+        if (pot.remaining == 0) {
+            revert NoPendingLocks(channelId, sender, receiver);
+        }
         bytes32 root = rootFromProof(lockLeaf(lock), index, siblings);
         if (root != pot.locksRoot) {
             revert LocksRootMismatch(pot.locksRoot, root);
         }
-        if (!claim(key, index)) {
+        if (!claim(keccak256(abi.encode(channelId, sender)), index)) {
             revert LockAlreadyClaimed(index);
         }
         (uint256 toReceiver, uint256 toSender) = payLock(lock, pot.remaining);
-        uint256 remaining = pot.remaining - toReceiver - toSender;
-        lockPotHash[key] = remaining == 0 ? bytes32(0) : keccak256(abi.encode(pot.locksRoot, remaining));
+        pot.remaining -= toReceiver + toSender;
+        storeSettled(channelId, left);
         emit LockUnlocked(channelId, sender, receiver, lock.secretHash, toReceiver, toSender);
         push(receiver, toReceiver);
         push(sender, toSender);
     }
 
-    /// @notice Settles all pending locks of `sender` towards `receiver` at once (those not yet
-    /// unlocked singly); whatever the locks don't claim returns to the sender, and the pot closes.
-    function unlockBatch(
-        uint256 channelId,
-        address sender,
-        address receiver,
-        LockPot calldata pot,
-        Lock[] calldata locks
-    ) external {
-        bytes32 key = potKey(channelId, sender, receiver);
-        requirePot(key, channelId, sender, receiver, pot);
+    /// @notice Settles all pending locks of `sender` at once (those not yet unlocked singly);
+    /// whatever the locks don't claim returns to the sender, and the pot closes.
+    function unlockBatch(uint256 channelId, Settled calldata settled, address sender, Lock[] calldata locks)
+        external
+    {
+        Settled memory left = loadSettled(channelId, settled);
+        (LockPot memory pot, address receiver) = potOf(left, channelId, sender);
+        if (pot.remaining == 0) {
+            revert NoPendingLocks(channelId, sender, receiver);
+        }
         bytes32 root = computeLocksRoot(locks);
         if (root != pot.locksRoot) {
             revert LocksRootMismatch(pot.locksRoot, root);
         }
         // The pot closes here, so slots paid now need no mark: only earlier unlocks are skipped.
-        mapping(uint256 => uint256) storage paid = claimed[key];
+        mapping(uint256 => uint256) storage paid = claimed[keccak256(abi.encode(channelId, sender))];
         uint256 remaining = pot.remaining;
         uint256 toReceiver;
         for (uint256 i = 0; i < locks.length && remaining > 0; i++) {
@@ -422,17 +444,12 @@ contract TokenNetwork {
             }
         }
         uint256 toSender = pot.remaining - toReceiver;
-        delete lockPotHash[key];
+        pot.remaining = 0;
+        pot.locksRoot = bytes32(0);
+        storeSettled(channelId, left);
         emit LocksUnlocked(channelId, sender, receiver, toReceiver, toSender);
         push(receiver, toReceiver);
         push(sender, toSender);
-    }
-
-    // ---- Views --------------------------------------------------------------------------------
-
-    /// @notice The key of sender's lock pot towards receiver in `lockPotHash`.
-    function potKey(uint256 channelId, address sender, address receiver) public pure returns (bytes32) {
-        return keccak256(abi.encode(channelId, sender, receiver));
     }
 
     // ---- Verification -------------------------------------------------------------------------
@@ -467,7 +484,7 @@ contract TokenNetwork {
         bytes32 r;
         bytes32 s;
         uint8 v;
-        assembly {
+        assembly ("memory-safe") {
             r := calldataload(signature.offset)
             s := calldataload(add(signature.offset, 32))
             v := byte(0, calldataload(add(signature.offset, 64)))
@@ -621,24 +638,39 @@ contract TokenNetwork {
         }
     }
 
-    function openPot(uint256 channelId, address sender, address receiver, bytes32 root, uint256 locked) private {
-        if (locked > 0) {
-            lockPotHash[potKey(channelId, sender, receiver)] = keccak256(abi.encode(root, locked));
+    /// @dev Stores what a settled channel holds for unlock; clears the word once nothing is.
+    function storeSettled(uint256 channelId, Settled memory left) private {
+        channelHash[channelId] = left.pot1.remaining == 0 && left.pot2.remaining == 0
+            ? bytes32(0)
+            : keccak256(abi.encode(left));
+    }
+
+    /// @dev The submitted settled record, if it is the channel's current one.
+    function loadSettled(uint256 channelId, Settled calldata settled) private view returns (Settled memory left) {
+        left = settled;
+        bytes32 stored = channelHash[channelId];
+        if (stored == bytes32(0) || stored == SETTLED) {
+            revert NothingToUnlock(channelId);
+        }
+        bytes32 submitted = keccak256(abi.encode(left));
+        if (stored != submitted) {
+            revert StaleChannelState(channelId, stored, submitted);
         }
     }
 
-    function requirePot(bytes32 key, uint256 channelId, address sender, address receiver, LockPot calldata pot)
+    /// @dev `sender`'s pot (a reference into `left`) and the receiver.
+    function potOf(Settled memory left, uint256 channelId, address sender)
         private
-        view
+        pure
+        returns (LockPot memory pot, address receiver)
     {
-        bytes32 stored = lockPotHash[key];
-        if (stored == bytes32(0)) {
-            revert NoPendingLocks(channelId, sender, receiver);
+        if (sender == left.participant1) {
+            return (left.pot1, left.participant2);
         }
-        bytes32 submitted = keccak256(abi.encode(pot.locksRoot, pot.remaining));
-        if (stored != submitted) {
-            revert StaleLockPot(stored, submitted);
+        if (sender == left.participant2) {
+            return (left.pot2, left.participant1);
         }
+        revert NotParticipant(channelId, sender);
     }
 
     /// @dev Marks slot `index` of a pot paid; false if it already was.
@@ -692,7 +724,7 @@ contract TokenNetwork {
 
     /// @dev keccak256(left ‖ right) in scratch space.
     function hashPair(bytes32 left, bytes32 right) private pure returns (bytes32 hash) {
-        assembly {
+        assembly ("memory-safe") {
             mstore(0x00, left)
             mstore(0x20, right)
             hash := keccak256(0x00, 0x40)

@@ -141,8 +141,10 @@ pub trait Backend: Send {
     ) -> impl Future<Output = Result<Receipt, ChainError>> + Send;
 
     /// Deploys `init_code` (creation code followed by constructor arguments).
-    fn deploy(&mut self, init_code: Bytes)
-    -> impl Future<Output = Result<Receipt, ChainError>> + Send;
+    fn deploy(
+        &mut self,
+        init_code: Bytes,
+    ) -> impl Future<Output = Result<Receipt, ChainError>> + Send;
 
     /// Runs a call against the latest state without sending a transaction (`eth_call`).
     fn call(

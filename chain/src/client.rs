@@ -64,12 +64,12 @@ impl<B: Backend> Chain<B> {
         self.backend.block_number().await
     }
 
-    /// Opens a channel with `partner`; returns its id.
+    /// Opens a channel with `partner`; returns its id and the receipt.
     pub async fn open_channel(
         &mut self,
         partner: Address,
         settle_timeout: u32,
-    ) -> Result<ChannelId, ChainError> {
+    ) -> Result<(ChannelId, Receipt), ChainError> {
         let call = TokenNetwork::openChannelCall {
             partner,
             settleTimeout: settle_timeout,
@@ -87,7 +87,7 @@ impl<B: Backend> Chain<B> {
             })
             .find_map(|event| OnChainChannel::opened(&event));
         opened
-            .map(|channel| channel.id)
+            .map(|channel| (channel.id, receipt))
             .ok_or_else(|| ChainError::Unexpected("openChannel emitted no ChannelOpened".into()))
     }
 
@@ -283,12 +283,11 @@ impl<B: Backend> Chain<B> {
         lock: &Lock,
         proof: &LockProof,
     ) -> Result<Receipt, ChainError> {
-        let (receiver, pot) = self.pot(id, sender).await?;
+        let channel = self.current(id).await?;
         self.send(&TokenNetwork::unlockCall {
             channelId: id.0,
+            settled: channel.settled(),
             sender,
-            receiver,
-            pot,
             lock: lock.into(),
             index: U256::from(proof.index),
             siblings: proof.siblings.clone(),
@@ -297,19 +296,18 @@ impl<B: Backend> Chain<B> {
     }
 
     /// After settlement, pays out all of `sender`'s pending locks (`locks` in slot order, as
-    /// the locks root commits to them) and closes the pot.
+    /// the locks root commits to them) and closes its pot.
     pub async fn unlock_batch(
         &mut self,
         id: ChannelId,
         sender: Address,
         locks: &[Lock],
     ) -> Result<Receipt, ChainError> {
-        let (receiver, pot) = self.pot(id, sender).await?;
+        let channel = self.current(id).await?;
         self.send(&TokenNetwork::unlockBatchCall {
             channelId: id.0,
+            settled: channel.settled(),
             sender,
-            receiver,
-            pot,
             locks: locks.iter().map(TokenNetwork::Lock::from).collect(),
         })
         .await
@@ -346,7 +344,11 @@ impl<B: Backend> Chain<B> {
     }
 
     /// A read-only call to `to`, decoded.
-    pub async fn view<C: SolCall>(&mut self, to: Address, call: &C) -> Result<C::Return, ChainError> {
+    pub async fn view<C: SolCall>(
+        &mut self,
+        to: Address,
+        call: &C,
+    ) -> Result<C::Return, ChainError> {
         let output = self.backend.call(to, call.abi_encode().into()).await?;
         C::abi_decode_returns(&output).map_err(|e| ChainError::Unexpected(e.to_string()))
     }
@@ -360,17 +362,6 @@ impl<B: Backend> Chain<B> {
             phase: crate::events::Phase::Opened,
             pots: [None, None],
         }))
-    }
-
-    async fn pot(
-        &mut self,
-        id: ChannelId,
-        sender: Address,
-    ) -> Result<(Address, TokenNetwork::LockPot), ChainError> {
-        let channel = self.current(id).await?;
-        let receiver = channel.partner_of(sender).unwrap_or_default();
-        let pot = channel.pot(sender).cloned().unwrap_or_default();
-        Ok((receiver, pot))
     }
 }
 

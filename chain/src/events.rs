@@ -46,11 +46,8 @@ impl ChainEvent {
             )
         } else if log.address == contracts.secret_registry {
             Event::SecretRegistry(
-                SecretRegistry::SecretRegistryEvents::decode_raw_log(
-                    log.topics(),
-                    &log.data.data,
-                )
-                .map_err(undecodable)?,
+                SecretRegistry::SecretRegistryEvents::decode_raw_log(log.topics(), &log.data.data)
+                    .map_err(undecodable)?,
             )
         } else {
             return Ok(None);
@@ -88,7 +85,10 @@ pub enum Phase {
     /// The challenge window runs until `settleBlock` (inclusive); then anyone may settle.
     Closed,
     /// Paid out; only pending locks (`pots`) remain.
-    Settled,
+    Settled {
+        /// By `cooperativeSettle` (which leaves no locks).
+        cooperatively: bool,
+    },
 }
 
 /// A channel as the TokenNetwork knows it.
@@ -166,7 +166,9 @@ impl OnChainChannel {
                 }
             }
             Tn::ChannelSettled(e) => {
-                self.phase = Phase::Settled;
+                self.phase = Phase::Settled {
+                    cooperatively: self.phase == Phase::Opened,
+                };
                 let pot = |root: B256, locked: U256| {
                     (!locked.is_zero()).then_some(TokenNetwork::LockPot {
                         locksRoot: root,
@@ -196,9 +198,28 @@ impl OnChainChannel {
         }
     }
 
-    /// The hash the contract stores for [`Self::state`].
-    pub fn state_hash(&self) -> B256 {
-        keccak256(self.state.abi_encode())
+    /// The word the contract stores for this channel: the hash of [`Self::state`] until
+    /// settlement; then the hash of [`Self::settled`] while locks are pending, zero once none
+    /// are; a tombstone after a cooperative settle.
+    pub fn stored_word(&self) -> B256 {
+        match self.phase {
+            Phase::Opened | Phase::Closed => keccak256(self.state.abi_encode()),
+            Phase::Settled {
+                cooperatively: true,
+            } => B256::with_last_byte(1),
+            Phase::Settled { .. } if self.pots == [None, None] => B256::ZERO,
+            Phase::Settled { .. } => keccak256(self.settled().abi_encode()),
+        }
+    }
+
+    /// What a settled channel holds for unlock, as the contract takes it in calldata.
+    pub fn settled(&self) -> TokenNetwork::Settled {
+        TokenNetwork::Settled {
+            participant1: self.state.participant1,
+            pot1: self.pots[0].clone().unwrap_or_default(),
+            participant2: self.state.participant2,
+            pot2: self.pots[1].clone().unwrap_or_default(),
+        }
     }
 
     /// The other participant.

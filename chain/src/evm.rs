@@ -6,10 +6,6 @@
 
 use crate::backend::{Backend, BlockLog, ChainError, LogQuery, Mine, Receipt, RevertReason};
 use alloy_primitives::{Address, B256, Bytes, Log, U256};
-use std::collections::BTreeMap;
-use std::future::{Future, ready};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Poll, Waker};
 use alloy_sol_types::SolCall;
 use revm::context::TxEnv;
 use revm::context_interface::result::{ExecutionResult, Output};
@@ -18,6 +14,10 @@ use revm::primitives::TxKind;
 use revm::primitives::hardfork::SpecId;
 use revm::state::{AccountInfo, Bytecode};
 use revm::{Context, Database, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+use std::collections::BTreeMap;
+use std::future::{Future, ready};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
 
 /// Gas limit of every transaction and of a block.
 const GAS_LIMIT: u64 = 30_000_000;
@@ -107,8 +107,8 @@ impl InProcessEvm {
         call: &C,
     ) -> Result<(C::Return, Outcome), ChainError> {
         let receipt = self.transact(from, to, call.abi_encode().into())?;
-        let value =
-            C::abi_decode_returns(&receipt.output).map_err(|e| ChainError::Unexpected(e.to_string()))?;
+        let value = C::abi_decode_returns(&receipt.output)
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
         Ok((value, receipt))
     }
 
@@ -327,12 +327,14 @@ impl Backend for EvmBackend {
     ) -> impl Future<Output = Result<Receipt, ChainError>> + Send {
         let mut evm = self.evm();
         let block = evm.block_number();
-        let result = evm.transact(self.account, to, input).map(|outcome| Receipt {
-            block,
-            gas_used: outcome.gas_used,
-            logs: outcome.logs,
-            contract_address: None,
-        });
+        let result = evm
+            .transact(self.account, to, input)
+            .map(|outcome| Receipt {
+                block,
+                gas_used: outcome.gas_used,
+                logs: outcome.logs,
+                contract_address: None,
+            });
         ready(result)
     }
 

@@ -53,11 +53,7 @@ impl RpcBackend {
 
     async fn submit(&self, tx: TransactionRequest) -> Result<Receipt, ChainError> {
         let tx = tx.with_from(self.account);
-        let pending = self
-            .provider
-            .send_transaction(tx)
-            .await
-            .map_err(refusal)?;
+        let pending = self.provider.send_transaction(tx).await.map_err(refusal)?;
         let receipt = pending
             .get_receipt()
             .await
@@ -92,8 +88,8 @@ impl Backend for RpcBackend {
         self.chain_id
     }
 
-    fn block_number(&mut self) -> impl Future<Output = Result<u64, ChainError>> + Send {
-        async move { self.provider.get_block_number().await.map_err(transport) }
+    async fn block_number(&mut self) -> Result<u64, ChainError> {
+        self.provider.get_block_number().await.map_err(transport)
     }
 
     fn transact(
@@ -152,14 +148,12 @@ impl Backend for RpcBackend {
 
 /// Dev nodes (anvil, hardhat) mine on request.
 impl Mine for RpcBackend {
-    fn mine(&mut self, blocks: u64) -> impl Future<Output = Result<(), ChainError>> + Send {
-        async move {
-            self.provider
-                .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U64::from(blocks),))
-                .await
-                .map(drop)
-                .map_err(transport)
-        }
+    async fn mine(&mut self, blocks: u64) -> Result<(), ChainError> {
+        self.provider
+            .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U64::from(blocks),))
+            .await
+            .map(drop)
+            .map_err(transport)
     }
 }
 

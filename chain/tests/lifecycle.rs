@@ -150,8 +150,9 @@ async fn close_update_settle_pays_both_sides<B: Mine>(mut net: TestNet<B>) {
     assert_eq!(net.tokens_of(ALICE).await, tokens(1000 - 30 + 10));
     assert_eq!(net.tokens_of(BOB).await, tokens(1000 + 30 - 10));
     assert_eq!(net.held_by_contract().await, U256::ZERO);
+    // Nothing was locked, so the channel's word is cleared: it is gone.
     let twice = net.chain(CAROL).settle_channel(id, [alices, bobs]).await;
-    assert!(matches!(revert(twice), E::ChannelAlreadySettled(_)));
+    assert!(matches!(revert(twice), E::NoSuchChannel(_)));
 }
 
 async fn the_newer_proof_of_the_closer_wins<B: Mine>(mut net: TestNet<B>) {
@@ -322,11 +323,23 @@ async fn settlement_caps_absurd_proofs_and_conserves<B: Mine>(mut net: TestNet<B
     let paid = net.tokens_of(ALICE).await + net.tokens_of(BOB).await - tokens(2000 - 150);
     // Alice is owed everything; her own 500 locked are capped by it and wait for unlock.
     let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
-    let pot = channel.pot(net.address(ALICE)).expect("Alice's pot").clone();
-    assert_eq!(pot.remaining, tokens(150), "Alice's locks hold all she is owed");
+    let pot = channel
+        .pot(net.address(ALICE))
+        .expect("Alice's pot")
+        .clone();
+    assert_eq!(
+        pot.remaining,
+        tokens(150),
+        "Alice's locks hold all she is owed"
+    );
     assert!(channel.pot(net.address(BOB)).is_none());
-    assert_eq!(paid + pot.remaining, tokens(150), "payouts and pots add up to the deposits");
+    assert_eq!(
+        paid + pot.remaining,
+        tokens(150),
+        "payouts and pots add up to the deposits"
+    );
     assert_eq!(net.held_by_contract().await, pot.remaining);
+    net.assert_state_rebuilt(id).await;
 }
 
 async fn withdraw_needs_both_signatures_before_expiry<B: Mine>(mut net: TestNet<B>) {
@@ -393,7 +406,10 @@ async fn locks_pay_the_receiver_only_if_revealed_in_time<B: Mine>(mut net: TestN
     let pending = PendingLocks::from_locks(locks.iter().copied()).unwrap();
     let alices = balance(5, 60, pending.root());
     let proof = net.proof(ALICE, id, 4, &alices);
-    net.chain(BOB).close_channel(id, Some(&proof)).await.unwrap();
+    net.chain(BOB)
+        .close_channel(id, Some(&proof))
+        .await
+        .unwrap();
     // Bob registers secret 1 in time; secret 2 only after its lock expired; secret 3 never.
     net.chain(BOB).register_secret(&secrets[0]).await.unwrap();
     net.mine_past_window().await;
@@ -429,12 +445,21 @@ async fn locks_pay_the_receiver_only_if_revealed_in_time<B: Mine>(mut net: TestN
     assert!(matches!(revert(result), E::LocksRootMismatch(_)));
     let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
     assert_eq!(channel.pot(alice).unwrap().remaining, tokens(50));
+    net.assert_state_rebuilt(id).await;
+    // Bob has no pending locks towards Alice.
+    let bob = net.address(BOB);
+    let result = net.chain(CAROL).unlock_batch(id, bob, &[]).await;
+    assert!(matches!(revert(result), E::NoPendingLocks(_)));
 
     // The rest in one batch: lock 2 (revealed late) and 3 (never) return to Alice.
-    net.chain(CAROL).unlock_batch(id, alice, &locks).await.unwrap();
+    net.chain(CAROL)
+        .unlock_batch(id, alice, &locks)
+        .await
+        .unwrap();
     assert_eq!(net.tokens_of(BOB).await - before[1], tokens(10));
     assert_eq!(net.tokens_of(ALICE).await - before[0], tokens(50));
     assert_eq!(net.held_by_contract().await, U256::ZERO);
+    net.assert_state_rebuilt(id).await;
     let again = net.chain(CAROL).unlock_batch(id, alice, &locks).await;
-    assert!(matches!(revert(again), E::NoPendingLocks(_)));
+    assert!(matches!(revert(again), E::NothingToUnlock(_)));
 }

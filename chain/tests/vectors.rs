@@ -3,12 +3,12 @@
 //! bytecode.
 
 use alloy_primitives::{Address, U256, address};
+use hoplite_chain::ChainError;
 use hoplite_chain::contracts::TokenNetwork;
 use hoplite_chain::deploy::Deployment;
-use hoplite_chain::ChainError;
 use hoplite_chain::evm::{EvmBackend, InProcessEvm, complete};
-use std::sync::{Arc, Mutex};
 use hoplite_htlc::testing::vectors;
+use std::sync::{Arc, Mutex};
 
 /// anvil's first account: its first deployment lands at 0x5FbDB2315678afecb367f032d93F642f64180aa3.
 const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
@@ -157,10 +157,7 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
     zero_r[..32].fill(0);
     let error = recover(&mut evm, zero_r).unwrap_err();
     assert!(
-        matches!(
-            error.token_network(),
-            Some(E::SignatureUnrecoverable(_))
-        ),
+        matches!(error.token_network(), Some(E::SignatureUnrecoverable(_))),
         "{error}"
     );
 
