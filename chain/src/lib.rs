@@ -1,4 +1,5 @@
-//! Hoplite's on-chain side: the adjudicator contracts and the EVM that runs their real bytecode.
+//! Hoplite's on-chain side: the adjudicator contracts, and `Chain` to use them on an in-process
+//! EVM running their real bytecode or on any node over JSON-RPC.
 //!
 //! # Layout
 //! - `contracts/*.sol`: `TokenNetwork` (the adjudicator of one ERC-20 token's channels),
@@ -8,17 +9,18 @@
 //!   `artifacts/*.json` (ABI, creation and runtime bytecode), which are committed; a test fails
 //!   if they differ from a fresh compile.
 //! - [`contracts`]: Rust bindings generated from those artifacts by `sol!`.
-//! - [`deploy`]: [`deploy::Deployment`], the three contracts deployed from their bytecode.
-//! - `testing` (feature `test-utils`): a funded three-party network on the in-process EVM.
+//! - [`Chain`]: one account's access to a token network: every channel operation, the secret
+//!   registry, token balances, channel state and decoded events; typed errors
+//!   ([`ChainError`], with the contract's revert decoded as a [`RevertReason`]).
+//! - [`backend`]: the [`Backend`] trait `Chain` runs on, and [`Mine`] for dev chains.
 //! - [`evm`]: [`evm::InProcessEvm`], revm under Cancun rules with blocks mined on the caller's
-//!   command: the deterministic chain for tests and the simulator.
-//!
-//! # Status
-//! `TokenNetwork` holds the verification core every channel operation rests on: the EIP-712
-//! balance-proof digest, signer recovery (65-byte `r ‖ s ‖ v`, low `s`, typed errors), lock
-//! leaves, roots and membership proofs. Each is checked against the known-answer vectors shipped
-//! with `hoplite-htlc`. The channel lifecycle, the `Chain` trait and the JSON-RPC backend come
-//! next.
+//!   command, and [`evm::EvmBackend`]: the deterministic chain for tests and the simulator.
+//! - [`rpc`]: [`rpc::RpcBackend`], any Ethereum node over HTTP JSON-RPC through alloy.
+//! - [`events`]: contract events decoded from logs, and [`events::OnChainChannel`], a channel's
+//!   state rebuilt from them (the contract stores only its hash; calls carry it in calldata).
+//! - [`deploy`]: [`deploy::Deployment`], the contracts deployed from their bytecode.
+//! - `testing` (feature `test-utils`): a funded three-party network on either backend, and
+//!   `Anvil`, a local anvil node for the duration of a test.
 
 pub mod backend;
 mod client;
