@@ -20,6 +20,13 @@ install_npm() { # dir package version
     npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error "$package@$version" >&2
 }
 
+# Concurrent callers (tests run in parallel) install one at a time.
+mkdir -p "$root/.tools"
+if command -v flock >/dev/null; then
+    exec 9>"$root/.tools/.lock"
+    flock 9
+fi
+
 for tool in "$@"; do
     case "$tool" in
         solc) install_npm solc solc "$SOLC_VERSION" ;;

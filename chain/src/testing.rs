@@ -22,7 +22,7 @@ use hoplite_htlc::{
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The chain id of every test network.
 pub const CHAIN_ID: u64 = 1337;
@@ -288,15 +288,22 @@ impl Anvil {
     /// the JSON-RPC backend silently.
     pub fn start() -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let installed = Command::new(root.join("scripts/install-tools.sh"))
-            .arg("anvil")
-            .status();
-        match installed {
-            Ok(status) if status.success() => {}
-            other => panic!(
-                "could not install anvil ({other:?}): run scripts/install-tools.sh anvil \
+        // Tests start anvils in parallel; one install per process (the script also locks).
+        static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+        let installed = INSTALLED.get_or_init(|| {
+            match Command::new(root.join("scripts/install-tools.sh"))
+                .arg("anvil")
+                .status()
+            {
+                Ok(status) if status.success() => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        });
+        if let Err(error) = installed {
+            panic!(
+                "could not install anvil ({error}): run scripts/install-tools.sh anvil \
                  (needs npm and the npm registry)"
-            ),
+            );
         }
         let binary = root.join(".tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
         let mut child = Command::new(&binary)
