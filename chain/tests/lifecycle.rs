@@ -289,7 +289,7 @@ async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
     let result = net.chain(ALICE).send(&call).await;
     assert!(matches!(revert(result), E::StaleChannelState(_)));
     assert_eq!(net.held_by_contract().await, tokens(200));
-    // Opening with oneself, or twice in one block (in-process: the pending block).
+    // Opening with oneself, or with a challenge window below the minimum.
     let result = net.chain(ALICE).open_channel(alice, SETTLE_TIMEOUT).await;
     assert!(matches!(revert(result), E::InvalidPartner(_)));
     let result = net.chain(ALICE).open_channel(carol, 1).await;

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 /// anvil's first account: its first deployment lands at 0x5FbDB2315678afecb367f032d93F642f64180aa3.
 const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 
-/// Deploys token, registry and TokenNetwork; returns the TokenNetwork.
-fn deploy(evm: &mut InProcessEvm) -> Address {
-    let shared = Arc::new(Mutex::new(evm.clone()));
+/// A chain with this id holding token, registry and TokenNetwork; returns it and the
+/// TokenNetwork's address.
+fn deploy(chain_id: u64) -> (InProcessEvm, Address) {
+    let shared = Arc::new(Mutex::new(InProcessEvm::new(chain_id)));
     let mut deployer = EvmBackend::new(shared.clone(), DEPLOYER);
     let deployment = complete(Deployment::with_test_token(&mut deployer)).unwrap();
-    *evm = shared.lock().unwrap().clone();
-    deployment.token_network
+    drop(deployer);
+    let evm = Arc::into_inner(shared).unwrap().into_inner().unwrap();
+    (evm, deployment.token_network)
 }
 
 #[test]
@@ -28,8 +30,7 @@ fn digests_and_signers_match_the_vectors() {
     for (i, vector) in v.balance_proofs.iter().enumerate() {
         // The domain is (chain id, contract address): run the contract on the vector's chain,
         // at the vector's address.
-        let mut evm = InProcessEvm::new(vector.chain_id);
-        let deployed = deploy(&mut evm);
+        let (mut evm, deployed) = deploy(vector.chain_id);
         evm.copy_code(deployed, vector.token_network).unwrap();
         let at = vector.token_network;
         let p = vector.proof();
@@ -67,8 +68,7 @@ fn digests_and_signers_match_the_vectors() {
 #[test]
 fn leaves_roots_and_membership_proofs_match_the_vectors() {
     let v = vectors::load();
-    let mut evm = InProcessEvm::new(1337);
-    let network = deploy(&mut evm);
+    let (mut evm, network) = deploy(1337);
     for set in &v.lock_sets {
         let name = &set.name;
         let locks: Vec<TokenNetwork::Lock> = set
@@ -110,8 +110,7 @@ fn malformed_signatures_and_proofs_revert_with_their_reason() {
     use TokenNetwork::TokenNetworkErrors as E;
     let v = vectors::load();
     let vector = &v.balance_proofs[0];
-    let mut evm = InProcessEvm::new(vector.chain_id);
-    let network = deploy(&mut evm);
+    let (mut evm, network) = deploy(vector.chain_id);
     let recover = |evm: &mut InProcessEvm, signature: Vec<u8>| {
         evm.call_sol(
             network,
