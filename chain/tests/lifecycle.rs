@@ -37,7 +37,13 @@ on_both_backends!(
     close_update_settle_pays_both_sides,
     the_newer_proof_of_the_closer_wins,
     a_watchtower_updates_with_the_non_closers_signature,
-    bad_proofs_and_callers_are_refused,
+    a_proof_signed_by_the_wrong_key_is_refused,
+    a_proof_for_another_chain_or_contract_is_refused,
+    an_unknown_channel_is_refused,
+    non_participants_cannot_close_or_deposit,
+    deposit_totals_only_grow_and_never_overflow,
+    a_state_that_is_not_the_current_one_is_refused,
+    opening_with_oneself_or_a_short_window_is_refused,
     settlement_caps_absurd_proofs_and_conserves,
     withdraw_needs_both_signatures_before_expiry,
     locks_pay_the_receiver_only_if_revealed_in_time,
@@ -224,14 +230,22 @@ async fn a_watchtower_updates_with_the_non_closers_signature<B: Mine>(mut net: T
     assert_eq!(net.tokens_of(BOB).await, tokens(1000 + 70));
 }
 
-async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
-    let id = net.open([100, 100]).await;
-    let b = balance(10, 0, B256::ZERO);
-    // Signed by the wrong key.
+/// The open channel every bad-input test starts from, and the balance data Bob signs in them.
+async fn funded<B: Mine>(net: &mut TestNet<B>) -> (ChannelId, TokenNetwork::BalanceData) {
+    (net.open([100, 100]).await, balance(10, 0, B256::ZERO))
+}
+
+async fn a_proof_signed_by_the_wrong_key_is_refused<B: Mine>(mut net: TestNet<B>) {
+    let (id, b) = funded(&mut net).await;
     let by_carol = net.proof(CAROL, id, 1, &b);
     let result = net.chain(ALICE).close_channel(id, Some(&by_carol)).await;
     assert!(matches!(revert(result), E::WrongSigner(_)));
-    // Signed for another chain, or another contract: the domain differs, so the signer does.
+    net.assert_state_rebuilt(id).await;
+}
+
+async fn a_proof_for_another_chain_or_contract_is_refused<B: Mine>(mut net: TestNet<B>) {
+    let (id, b) = funded(&mut net).await;
+    // The domain differs, so the recovered signer does.
     let secret_registry = net.chain(ALICE).contracts().secret_registry;
     for domain in [
         Domain {
@@ -247,11 +261,16 @@ async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
         let result = net.chain(ALICE).close_channel(id, Some(&replayed)).await;
         assert!(matches!(revert(result), E::WrongSigner(_)));
     }
-    // A channel that doesn't exist.
+}
+
+async fn an_unknown_channel_is_refused<B: Mine>(mut net: TestNet<B>) {
     let unknown = ChannelId(U256::from(12345));
     let result = net.chain(ALICE).close_channel(unknown, None).await;
     assert!(matches!(revert(result), E::NoSuchChannel(_)));
-    // Not a participant.
+}
+
+async fn non_participants_cannot_close_or_deposit<B: Mine>(mut net: TestNet<B>) {
+    let (id, b) = funded(&mut net).await;
     let bobs = net.proof(BOB, id, 1, &b);
     let result = net.chain(CAROL).close_channel(id, Some(&bobs)).await;
     assert!(matches!(revert(result), E::NotParticipant(_)));
@@ -261,13 +280,18 @@ async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
         .set_total_deposit(id, carol, amount(1))
         .await;
     assert!(matches!(revert(result), E::NotParticipant(_)));
-    // Deposits: totals only grow, and both together must fit in uint256.
+    assert_eq!(net.held_by_contract().await, tokens(200));
+}
+
+async fn deposit_totals_only_grow_and_never_overflow<B: Mine>(mut net: TestNet<B>) {
+    let (id, _) = funded(&mut net).await;
     let alice = net.address(ALICE);
     let same = net
         .chain(ALICE)
         .set_total_deposit(id, alice, amount(100))
         .await;
     assert!(matches!(revert(same), E::TotalNotIncreased(_)));
+    // Both deposits together must fit in uint256.
     let huge = net
         .chain(ALICE)
         .set_total_deposit(id, alice, Amount::from(U256::MAX))
@@ -276,7 +300,11 @@ async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
         matches!(&huge, Err(ChainError::Reverted(_))),
         "an overflowing deposit must revert: {huge:?}"
     );
-    // A state that isn't the channel's current one.
+    assert_eq!(net.held_by_contract().await, tokens(200));
+}
+
+async fn a_state_that_is_not_the_current_one_is_refused<B: Mine>(mut net: TestNet<B>) {
+    let (id, _) = funded(&mut net).await;
     let mut stale = net.chain(ALICE).channel(id).await.unwrap().unwrap();
     stale.state.side1.deposit = tokens(1000);
     let call = TokenNetwork::closeChannelCall {
@@ -288,12 +316,41 @@ async fn bad_proofs_and_callers_are_refused<B: Mine>(mut net: TestNet<B>) {
     };
     let result = net.chain(ALICE).send(&call).await;
     assert!(matches!(revert(result), E::StaleChannelState(_)));
-    assert_eq!(net.held_by_contract().await, tokens(200));
-    // Opening with oneself, or with a challenge window below the minimum.
+    net.assert_state_rebuilt(id).await;
+}
+
+async fn opening_with_oneself_or_a_short_window_is_refused<B: Mine>(mut net: TestNet<B>) {
+    let (alice, carol) = (net.address(ALICE), net.address(CAROL));
     let result = net.chain(ALICE).open_channel(alice, SETTLE_TIMEOUT).await;
     assert!(matches!(revert(result), E::InvalidPartner(_)));
     let result = net.chain(ALICE).open_channel(carol, 1).await;
     assert!(matches!(revert(result), E::SettleTimeoutOutOfRange(_)));
+}
+
+/// Only the in-process chain puts several transactions in one block (anvil mines each alone):
+/// an id is the pair and the block, so a second open in the block is refused, even after the
+/// first channel was settled cooperatively in that block (its tombstone stays).
+#[tokio::test]
+async fn an_id_is_never_reused_within_a_block() {
+    let mut net = TestNet::in_process().await;
+    let id = net.open([10, 0]).await;
+    let bob = net.address(BOB);
+    let again = net.chain(ALICE).open_channel(bob, SETTLE_TIMEOUT).await;
+    assert!(matches!(revert(again), E::ChannelExists(e) if e.channelId == id.0));
+    let [a, b] = cooperative(&net, id, [10, 0], [ALICE, BOB]);
+    net.chain(ALICE)
+        .cooperative_settle(id, [amount(10), amount(0)], [&a, &b])
+        .await
+        .unwrap();
+    let after_settle = net.chain(ALICE).open_channel(bob, SETTLE_TIMEOUT).await;
+    assert!(matches!(revert(after_settle), E::ChannelExists(_)));
+    net.mine(1).await;
+    let (next, _) = net
+        .chain(ALICE)
+        .open_channel(bob, SETTLE_TIMEOUT)
+        .await
+        .unwrap();
+    assert_ne!(next, id);
 }
 
 async fn settlement_caps_absurd_proofs_and_conserves<B: Mine>(mut net: TestNet<B>) {
