@@ -1,0 +1,244 @@
+//! The network graph: nodes are participants, edges are channel directions with the policy their
+//! sender announced. Updated incrementally (gossip feeds it) or loaded whole from a snapshot.
+
+use alloy_primitives::Address;
+use hoplite_htlc::ChannelId;
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use std::collections::BTreeMap;
+
+/// A participant: its Ethereum address (DESIGN §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub Address);
+
+/// What the sender of one channel direction charges and allows. Amounts are in the token's
+/// smallest unit (msat for the Lightning snapshot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Fixed fee per forwarded payment.
+    pub base_fee: u64,
+    /// Proportional fee, in millionths of the forwarded amount.
+    pub fee_millionths: u32,
+    /// Blocks the sender wants between the expiry of the lock it receives and the one it sends.
+    pub expiry_delta: u16,
+    /// Smallest lock it forwards.
+    pub min_lock: u128,
+    /// Largest lock it forwards.
+    pub max_lock: u128,
+    /// False: the sender said it doesn't forward this way now (or never said anything).
+    pub enabled: bool,
+}
+
+impl Policy {
+    /// The fee to forward `amount`: `base_fee + floor(amount × fee_millionths / 10⁶)`; `None`
+    /// if that doesn't fit in u128.
+    pub fn fee(&self, amount: u128) -> Option<u128> {
+        let proportional = amount.checked_mul(u128::from(self.fee_millionths))? / 1_000_000;
+        proportional.checked_add(u128::from(self.base_fee))
+    }
+}
+
+/// One direction of a channel: an edge of the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectedChannel {
+    /// The channel.
+    pub channel: ChannelId,
+    /// Its capacity (both deposits): no lock over it can be larger.
+    pub capacity: u128,
+    /// The sender's policy.
+    pub policy: Policy,
+}
+
+/// Why a graph update was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GraphError {
+    /// No channel with this id.
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(ChannelId),
+    /// The channel is already in the graph.
+    #[error("channel {0:?} is already in the graph")]
+    ChannelExists(ChannelId),
+    /// Both ends are the same node.
+    #[error("channel {0:?} has the same node at both ends")]
+    SelfChannel(ChannelId),
+    /// A policy from a node that is not an end of the channel.
+    #[error("{node:?} is not an end of channel {channel:?}")]
+    NotAnEnd {
+        /// The channel.
+        channel: ChannelId,
+        /// The node.
+        node: NodeId,
+    },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Channel {
+    ends: [NodeIndex; 2],
+    capacity: u128,
+    /// The edge from `ends[i]` to the other end, once `ends[i]` announced a policy.
+    directions: [Option<EdgeIndex>; 2],
+}
+
+/// A node's entry: its id and how many channels it has (it leaves the graph with its last).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// The participant.
+    pub id: NodeId,
+    channels: u32,
+}
+
+/// The channel graph routing works on. Iteration is in insertion order of the petgraph indices,
+/// so everything computed from it is deterministic.
+#[derive(Clone, Debug, Default)]
+pub struct NetworkGraph {
+    graph: StableDiGraph<Node, DirectedChannel>,
+    nodes: BTreeMap<NodeId, NodeIndex>,
+    channels: BTreeMap<ChannelId, Channel>,
+}
+
+impl NetworkGraph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a channel between `a` and `b` with no policy in either direction yet (so no edge:
+    /// nothing can be routed over it until a side announces one).
+    pub fn add_channel(
+        &mut self,
+        id: ChannelId,
+        a: NodeId,
+        b: NodeId,
+        capacity: u128,
+    ) -> Result<(), GraphError> {
+        if self.channels.contains_key(&id) {
+            return Err(GraphError::ChannelExists(id));
+        }
+        if a == b {
+            return Err(GraphError::SelfChannel(id));
+        }
+        let ends = [self.node_index_or_insert(a), self.node_index_or_insert(b)];
+        for end in ends {
+            self.graph[end].channels += 1;
+        }
+        self.channels.insert(
+            id,
+            Channel {
+                ends,
+                capacity,
+                directions: [None, None],
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets the policy of the direction of channel `id` that `from` sends on.
+    pub fn update_policy(
+        &mut self,
+        id: ChannelId,
+        from: NodeId,
+        policy: Policy,
+    ) -> Result<(), GraphError> {
+        let not_an_end = GraphError::NotAnEnd {
+            channel: id,
+            node: from,
+        };
+        let from_index = self.nodes.get(&from).copied().ok_or(not_an_end.clone())?;
+        let channel = self
+            .channels
+            .get_mut(&id)
+            .ok_or(GraphError::UnknownChannel(id))?;
+        let side = channel
+            .ends
+            .iter()
+            .position(|&end| end == from_index)
+            .ok_or(not_an_end)?;
+        let weight = DirectedChannel {
+            channel: id,
+            capacity: channel.capacity,
+            policy,
+        };
+        match channel.directions[side] {
+            Some(edge) => self.graph[edge] = weight,
+            None => {
+                let to = channel.ends[1 - side];
+                channel.directions[side] = Some(self.graph.add_edge(from_index, to, weight));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a channel (closed on-chain, or pruned); its ends leave with their last channel.
+    pub fn remove_channel(&mut self, id: ChannelId) -> Result<(), GraphError> {
+        let channel = self
+            .channels
+            .remove(&id)
+            .ok_or(GraphError::UnknownChannel(id))?;
+        for edge in channel.directions.into_iter().flatten() {
+            self.graph.remove_edge(edge);
+        }
+        for end in channel.ends {
+            self.graph[end].channels -= 1;
+            if self.graph[end].channels == 0 {
+                let node = self.graph.remove_node(end).expect("ends are in the graph");
+                self.nodes.remove(&node.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The graph itself, for the router.
+    pub fn graph(&self) -> &StableDiGraph<Node, DirectedChannel> {
+        &self.graph
+    }
+
+    /// A node's index in [`Self::graph`].
+    pub fn node_index(&self, id: &NodeId) -> Option<NodeIndex> {
+        self.nodes.get(id).copied()
+    }
+
+    /// The policies of a channel's two directions (from its first end, from its second), and
+    /// its ends and capacity.
+    pub fn channel(&self, id: &ChannelId) -> Option<ChannelView> {
+        let channel = self.channels.get(id)?;
+        Some(ChannelView {
+            ends: channel.ends.map(|end| self.graph[end].id),
+            capacity: channel.capacity,
+            policies: channel
+                .directions
+                .map(|edge| edge.map(|edge| self.graph[edge].policy)),
+        })
+    }
+
+    /// Nodes in the graph.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Channels in the graph.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Channel directions with a policy (enabled or not): the edges.
+    pub fn edge_count(&self) -> usize {
+        self.graph.edge_count()
+    }
+
+    fn node_index_or_insert(&mut self, id: NodeId) -> NodeIndex {
+        *self
+            .nodes
+            .entry(id)
+            .or_insert_with(|| self.graph.add_node(Node { id, channels: 0 }))
+    }
+}
+
+/// A channel as the graph holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelView {
+    /// Its two ends, in the order it was added.
+    pub ends: [NodeId; 2],
+    /// Its capacity.
+    pub capacity: u128,
+    /// The policy each end announced for sending to the other, if any.
+    pub policies: [Option<Policy>; 2],
+}
