@@ -1,11 +1,13 @@
 //! Loads a Lightning graph snapshot and reports load time (median of 5 loads), resident memory
-//! and the graph's counts, checked against the figures in the snapshot's SOURCE.md.
+//! and the graph's counts, checked against the figures in the snapshot's SOURCE.md; optionally
+//! writes benchmark queries generated from a seed.
 //!
-//! `cargo run --release -p hoplite-routing --example load_graph -- [--nodes FILE] [--edges FILE]`
+//! `cargo run --release -p hoplite-routing --example load_graph -- [--nodes FILE] [--edges FILE]
+//! [--write-queries FILE [--count N] [--seed S]]`
 //!
 //! Defaults: `../shared/data/ln-graph/ln-graph-2026-02-03.{nodes,edges}.tsv.gz`.
 
-use hoplite_routing::snapshot;
+use hoplite_routing::{queries, snapshot};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -15,22 +17,33 @@ const DEFAULT: &str = "../shared/data/ln-graph/ln-graph-2026-02-03";
 fn main() -> ExitCode {
     let mut nodes = PathBuf::from(format!("{DEFAULT}.nodes.tsv.gz"));
     let mut edges = PathBuf::from(format!("{DEFAULT}.edges.tsv.gz"));
+    let mut write_queries: Option<PathBuf> = None;
+    let (mut count, mut seed) = (String::from("10000"), String::from("1"));
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let target = match flag.as_str() {
-            "--nodes" => &mut nodes,
-            "--edges" => &mut edges,
-            other => {
-                eprintln!("error: unknown argument {other:?} (known: --nodes FILE, --edges FILE)");
-                return ExitCode::from(2);
-            }
-        };
         let Some(value) = args.next() else {
-            eprintln!("error: {flag} needs a file");
+            eprintln!("error: {flag} needs a value");
             return ExitCode::from(2);
         };
-        *target = value.into();
+        match flag.as_str() {
+            "--nodes" => nodes = value.into(),
+            "--edges" => edges = value.into(),
+            "--write-queries" => write_queries = Some(value.into()),
+            "--count" => count = value,
+            "--seed" => seed = value,
+            other => {
+                eprintln!(
+                    "error: unknown argument {other:?} (known: --nodes FILE, --edges FILE, \
+                     --write-queries FILE, --count N, --seed S)"
+                );
+                return ExitCode::from(2);
+            }
+        }
     }
+    let (Ok(count), Ok(seed)) = (count.parse::<usize>(), seed.parse::<u64>()) else {
+        eprintln!("error: --count and --seed take non-negative integers");
+        return ExitCode::from(2);
+    };
 
     let rss_before = resident_kib();
     let mut rss_after = None;
@@ -82,6 +95,24 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!("counts match SOURCE.md");
+    }
+    if let Some(path) = write_queries {
+        let generated = queries::generate(&s, count, seed);
+        let written = std::fs::File::create(&path)
+            .map(std::io::BufWriter::new)
+            .and_then(|mut out| {
+                queries::write(&s, &generated, &mut out)?;
+                std::io::Write::flush(&mut out)
+            });
+        if let Err(error) = written {
+            eprintln!("error: {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!(
+            "wrote {} queries (seed {seed}) to {}",
+            generated.len(),
+            path.display()
+        );
     }
     ExitCode::SUCCESS
 }

@@ -1,7 +1,9 @@
-//! The network graph under incremental updates, and the snapshot parser on small inputs.
+//! The network graph under incremental updates, and the snapshot and query parsers on small
+//! inputs.
 
 use alloy_primitives::{Address, U256};
 use hoplite_htlc::ChannelId;
+use hoplite_routing::queries::{self, Query};
 use hoplite_routing::snapshot::{self, SnapshotError};
 use hoplite_routing::{GraphError, NetworkGraph, NodeId, Policy};
 
@@ -257,4 +259,69 @@ fn malformed_snapshots_are_refused_with_the_line() {
     let missing = std::path::Path::new("no/such/file.tsv.gz");
     let error = snapshot::load(missing, missing).unwrap_err();
     assert!(matches!(error, SnapshotError::Io { .. }) && error.to_string().starts_with("no/such"));
+}
+
+#[test]
+fn generated_queries_follow_the_rules_and_the_seed() {
+    let s = parse(NODES, EDGES).unwrap();
+    let queries = queries::generate(&s, 200, 7);
+    assert_eq!(queries.len(), 200);
+    assert_eq!(
+        queries,
+        queries::generate(&s, 200, 7),
+        "same seed, same queries"
+    );
+    assert_ne!(queries, queries::generate(&s, 200, 8));
+    // Enabled edges: 1→0, 0→1, 2→1. Node 2 never receives, so it is never a payee.
+    for q in &queries {
+        assert_ne!(q.payer, q.payee);
+        assert_ne!(q.payee, 2);
+        assert!(
+            (1_000_000..=1_000_000_000).contains(&q.amount_msat),
+            "{q:?}"
+        );
+    }
+    assert!(queries.iter().any(|q| q.payer == 2));
+    // Log-uniform: about as many below 31,623 sat (the geometric middle) as above.
+    let low = queries
+        .iter()
+        .filter(|q| q.amount_msat < 31_623_000)
+        .count();
+    assert!((70..=130).contains(&low), "{low} of 200 below the middle");
+}
+
+#[test]
+fn queries_round_trip_through_the_file_format() {
+    let s = parse(NODES, EDGES).unwrap();
+    let queries = queries::generate(&s, 20, 1);
+    let mut file = Vec::new();
+    queries::write(&s, &queries, &mut file).unwrap();
+    assert_eq!(queries::read(&s, file.as_slice()).unwrap(), queries);
+
+    let key = |i: usize| s.public_keys[i].clone();
+    let bad = [
+        (format!("{}\t{}", key(0), key(1)), "line 1: expected"),
+        (format!("{}\t02ff\t5", key(0)), "line 1: node \"02ff\""),
+        (
+            format!("\n{}\t{}\t0", key(0), key(1)),
+            "line 2: amount \"0\"",
+        ),
+        (format!("{}\t{}\t-3", key(0), key(1)), "line 1: amount"),
+    ];
+    for (text, expected) in bad {
+        let error = queries::read(&s, text.as_bytes()).unwrap_err();
+        assert!(
+            error.to_string().starts_with(expected),
+            "{error} / {expected}"
+        );
+    }
+    let one = format!("{}\t{}\t5000\n\n", key(2), key(0));
+    assert_eq!(
+        queries::read(&s, one.as_bytes()).unwrap(),
+        vec![Query {
+            payer: 2,
+            payee: 0,
+            amount_msat: 5000
+        }]
+    );
 }
