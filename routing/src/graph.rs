@@ -46,6 +46,28 @@ pub struct DirectedChannel {
     pub capacity: u128,
     /// The sender's policy.
     pub policy: Policy,
+    /// Whether the sender is the end with the lower address (BOLT 7's direction bit, inverted).
+    pub from_lower: bool,
+}
+
+impl DirectedChannel {
+    /// This direction's name, independent of graph indices.
+    pub fn direction(&self) -> ChannelDirection {
+        ChannelDirection {
+            channel: self.channel,
+            from_lower: self.from_lower,
+        }
+    }
+}
+
+/// One direction of a channel, named by the channel and which end sends: what the scorer learns
+/// about, and what a route's hops are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChannelDirection {
+    /// The channel.
+    pub channel: ChannelId,
+    /// Whether the sender is the end with the lower address.
+    pub from_lower: bool,
 }
 
 /// Why a graph update was refused.
@@ -93,6 +115,9 @@ pub struct NetworkGraph {
     graph: StableDiGraph<Node, DirectedChannel>,
     nodes: BTreeMap<NodeId, NodeIndex>,
     channels: BTreeMap<ChannelId, Channel>,
+    /// How many enabled edges have each `min_lock`: the router asks which minimums lie in a
+    /// range of amounts.
+    min_locks: BTreeMap<u128, u32>,
 }
 
 impl NetworkGraph {
@@ -152,17 +177,22 @@ impl NetworkGraph {
             .iter()
             .position(|&end| end == from_index)
             .ok_or(not_an_end)?;
+        let to = channel.ends[1 - side];
         let weight = DirectedChannel {
             channel: id,
             capacity: channel.capacity,
             policy,
+            from_lower: from < self.graph[to].id,
         };
         match channel.directions[side] {
-            Some(edge) => self.graph[edge] = weight,
-            None => {
-                let to = channel.ends[1 - side];
-                channel.directions[side] = Some(self.graph.add_edge(from_index, to, weight));
+            Some(edge) => {
+                let old = std::mem::replace(&mut self.graph[edge], weight);
+                forget_min_lock(&mut self.min_locks, &old.policy);
             }
+            None => channel.directions[side] = Some(self.graph.add_edge(from_index, to, weight)),
+        }
+        if policy.enabled {
+            *self.min_locks.entry(policy.min_lock).or_default() += 1;
         }
         Ok(())
     }
@@ -174,7 +204,8 @@ impl NetworkGraph {
             .remove(&id)
             .ok_or(GraphError::UnknownChannel(id))?;
         for edge in channel.directions.into_iter().flatten() {
-            self.graph.remove_edge(edge);
+            let weight = self.graph.remove_edge(edge).expect("directions are edges");
+            forget_min_lock(&mut self.min_locks, &weight.policy);
         }
         for end in channel.ends {
             self.graph[end].channels -= 1;
@@ -209,6 +240,11 @@ impl NetworkGraph {
         })
     }
 
+    /// The largest `min_lock` of an enabled edge in `range`, if any.
+    pub fn largest_min_lock_in(&self, range: impl std::ops::RangeBounds<u128>) -> Option<u128> {
+        self.min_locks.range(range).next_back().map(|(&min, _)| min)
+    }
+
     /// Nodes in the graph.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
@@ -229,6 +265,18 @@ impl NetworkGraph {
             .nodes
             .entry(id)
             .or_insert_with(|| self.graph.add_node(Node { id, channels: 0 }))
+    }
+}
+
+fn forget_min_lock(min_locks: &mut BTreeMap<u128, u32>, policy: &Policy) {
+    if !policy.enabled {
+        return;
+    }
+    if let Some(count) = min_locks.get_mut(&policy.min_lock) {
+        *count -= 1;
+        if *count == 0 {
+            min_locks.remove(&policy.min_lock);
+        }
     }
 }
 

@@ -7,15 +7,20 @@
 //! - [`snapshot`]: the real Lightning graph snapshots (gzip'd TSV) loaded into a graph, for
 //!   benchmarks and simulations.
 //! - [`queries`]: benchmark payments on a snapshot, generated from a seed or read from a file.
-//!
-//! # Status
-//! Pathfinding (`find_route`), the learning scorer and multi-path splitting are not built yet.
+//! - [`route`]: [`find_route`], the cheapest single path under the caller's limits (exact: the
+//!   problem and the search are specified there).
+//! - [`scorer`]: what a hop costs beyond its fee: [`ZeroPenalty`], or the
+//!   [`ProbabilisticScorer`] that learns liquidity bounds from payment outcomes.
 //!
 //! Pure: no clock, no socket, no unseeded randomness; iteration follows petgraph indices, so results are
 //! deterministic.
 
 pub mod graph;
 pub mod queries;
+pub mod route;
+pub mod scorer;
 pub mod snapshot;
 
-pub use graph::{DirectedChannel, GraphError, NetworkGraph, NodeId, Policy};
+pub use graph::{ChannelDirection, DirectedChannel, GraphError, NetworkGraph, NodeId, Policy};
+pub use route::{Cutoffs, Route, RouteError, RouteHop, RouteParams, Router, find_route};
+pub use scorer::{ProbabilisticParams, ProbabilisticScorer, Scorer, ZeroPenalty};

@@ -1,0 +1,236 @@
+//! Scorers: what a hop costs beyond its fee, from what past payments taught.
+//!
+//! The router asks a [`Scorer`] for a penalty per hop and amount. [`ZeroPenalty`] charges
+//! nothing (routes are then cheapest by fee and expiry risk alone). [`ProbabilisticScorer`]
+//! keeps, per channel direction, bounds on the liquidity its sender has, narrowed by the
+//! successes and failures the payment layer reports and relaxing back to `[0, capacity]` with a
+//! half-life; the penalty grows with −log₂ of the probability that the hop can carry the amount
+//! (LDK's `ProbabilisticScorer` with a uniform prior; LND's mission control learns the same way).
+
+use crate::graph::{ChannelDirection, DirectedChannel};
+use crate::route::RouteHop;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a hop costs beyond fees, and how likely it is to carry an amount.
+pub trait Scorer {
+    /// The penalty for sending `amount` over `hop` (this payment's total over it: other parts
+    /// of a multi-path payment included), in the amount's unit; `None` if the scorer knows
+    /// the hop cannot carry it.
+    ///
+    /// Must not decrease as `amount` grows (and `None` must stay `None`): the router prunes
+    /// a search path when another reaches the same node for less, and that is only sound if
+    /// a smaller amount never costs more further on.
+    fn penalty(&self, hop: &DirectedChannel, amount: u128) -> Option<u64>;
+
+    /// The probability, in `[0, 1]`, that `hop` can carry `amount` now.
+    fn success_probability(&self, hop: &DirectedChannel, amount: u128) -> f64;
+}
+
+/// No penalty: every hop that can carry the amount by capacity is taken as certain.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ZeroPenalty;
+
+impl Scorer for ZeroPenalty {
+    fn penalty(&self, _hop: &DirectedChannel, _amount: u128) -> Option<u64> {
+        Some(0)
+    }
+
+    fn success_probability(&self, hop: &DirectedChannel, amount: u128) -> f64 {
+        if amount <= hop.capacity { 1.0 } else { 0.0 }
+    }
+}
+
+/// The knobs of [`ProbabilisticScorer`]. Penalties are in the amount's unit (msat for the
+/// Lightning snapshot); the defaults are tuned for that scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProbabilisticParams {
+    /// Charged for every hop, however likely: fewer hops are fewer things that can fail.
+    pub base_penalty: u64,
+    /// Charged for every hop, in millionths of the amount.
+    pub base_penalty_millionths: u32,
+    /// Charged per halving of the success probability.
+    pub liquidity_penalty: u64,
+    /// Charged per halving of the success probability, in millionths of the amount: failing a
+    /// large payment costs more.
+    pub liquidity_penalty_millionths: u32,
+    /// Time for learnt bounds to relax halfway back to `[0, capacity]`.
+    pub half_life: Duration,
+}
+
+impl Default for ProbabilisticParams {
+    fn default() -> Self {
+        Self {
+            base_penalty: 1_000,
+            base_penalty_millionths: 100,
+            liquidity_penalty: 10_000,
+            liquidity_penalty_millionths: 1_000,
+            half_life: Duration::from_secs(6 * 3600),
+        }
+    }
+}
+
+/// What is known of one direction's liquidity: offsets from the no-knowledge bounds
+/// `[0, capacity]`, as of `updated`. Offsets, not bounds, so that decay shrinks them to zero.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Liquidity {
+    capacity: u128,
+    /// The sender has at least this much.
+    min: u128,
+    /// The sender has at most `capacity - max_offset`.
+    max_offset: u128,
+    updated: Duration,
+}
+
+/// Learns liquidity bounds per channel direction and prices hops by the probability of getting
+/// through them; see the module docs.
+///
+/// Time is given, never read: [`Self::time_passed`] and the `report_*` calls take `now`
+/// (any epoch, as long as it is the same one each time); it never goes backwards.
+#[derive(Clone, Debug, Default)]
+pub struct ProbabilisticScorer {
+    params: ProbabilisticParams,
+    now: Duration,
+    known: BTreeMap<ChannelDirection, Liquidity>,
+}
+
+impl ProbabilisticScorer {
+    /// A scorer that knows nothing yet.
+    pub fn new(params: ProbabilisticParams) -> Self {
+        Self {
+            params,
+            now: Duration::ZERO,
+            known: BTreeMap::new(),
+        }
+    }
+
+    /// Moves the clock to `now`, and forgets what has decayed to nothing.
+    pub fn time_passed(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        let (params, now) = (self.params, self.now);
+        self.known.retain(|_, liquidity| {
+            let (min, max_offset) = liquidity.decayed(&params, now);
+            min > 0 || max_offset > 0
+        });
+    }
+
+    /// A payment part went through every hop of `path`: each hop had at least what it carried,
+    /// and now has that much less.
+    pub fn report_success(&mut self, path: &[RouteHop], now: Duration) {
+        self.now = self.now.max(now);
+        for hop in path {
+            let (lower, upper) = self.bounds(hop.direction, hop.capacity);
+            let lower = lower.max(hop.amount.min(upper));
+            self.learn(
+                hop,
+                lower.saturating_sub(hop.amount),
+                upper.saturating_sub(hop.amount),
+            );
+        }
+    }
+
+    /// A payment part failed at `path[failed]`, whose sender could not forward it: the hops
+    /// before had enough for what they carried, that one had less. Hops after it taught nothing.
+    /// A `failed` past the end is taken as the last hop.
+    pub fn report_failure(&mut self, path: &[RouteHop], failed: usize, now: Duration) {
+        self.now = self.now.max(now);
+        let failed = failed.min(path.len().saturating_sub(1));
+        for (index, hop) in path.iter().enumerate().take(failed + 1) {
+            let (lower, upper) = self.bounds(hop.direction, hop.capacity);
+            if index < failed {
+                // New knowledge wins over old: an upper bound it contradicts is dropped.
+                let lower = lower.max(hop.amount);
+                self.learn(hop, lower, upper.max(lower));
+            } else {
+                let upper = upper.min(hop.amount.saturating_sub(1));
+                self.learn(hop, lower.min(upper), upper);
+            }
+        }
+    }
+
+    /// The current liquidity bounds of a direction with this capacity: `[0, capacity]` if
+    /// nothing is known.
+    pub fn bounds(&self, direction: ChannelDirection, capacity: u128) -> (u128, u128) {
+        match self.known.get(&direction) {
+            Some(liquidity) if liquidity.capacity == capacity => {
+                let (min, max_offset) = liquidity.decayed(&self.params, self.now);
+                let upper = capacity - max_offset.min(capacity);
+                (min.min(upper), upper)
+            }
+            _ => (0, capacity),
+        }
+    }
+
+    /// How many directions the scorer knows something about.
+    pub fn known_directions(&self) -> usize {
+        self.known.len()
+    }
+
+    fn learn(&mut self, hop: &RouteHop, lower: u128, upper: u128) {
+        self.known.insert(
+            hop.direction,
+            Liquidity {
+                capacity: hop.capacity,
+                min: lower,
+                max_offset: hop.capacity - upper.min(hop.capacity),
+                updated: self.now,
+            },
+        );
+    }
+
+    fn probability(&self, hop: &DirectedChannel, amount: u128) -> f64 {
+        let (lower, upper) = if self.known.is_empty() {
+            (0, hop.capacity)
+        } else {
+            self.bounds(hop.direction(), hop.capacity)
+        };
+        if amount <= lower {
+            1.0
+        } else if amount > upper {
+            0.0
+        } else {
+            // The liquidity is taken as uniform over the integers lower..=upper.
+            ((upper - amount) as f64 + 1.0) / ((upper - lower) as f64 + 1.0)
+        }
+    }
+}
+
+impl Liquidity {
+    /// The offsets as of `now`: halved every half-life since `updated`.
+    fn decayed(&self, params: &ProbabilisticParams, now: Duration) -> (u128, u128) {
+        let elapsed = now.saturating_sub(self.updated);
+        if elapsed.is_zero() {
+            return (self.min, self.max_offset);
+        }
+        let half_lives = elapsed.as_secs_f64() / params.half_life.as_secs_f64().max(1e-9);
+        let factor = (-half_lives).exp2();
+        let scale = |offset: u128| (offset as f64 * factor) as u128;
+        (scale(self.min), scale(self.max_offset))
+    }
+}
+
+impl Scorer for ProbabilisticScorer {
+    fn penalty(&self, hop: &DirectedChannel, amount: u128) -> Option<u64> {
+        let probability = self.probability(hop, amount);
+        if probability <= 0.0 {
+            return None;
+        }
+        let per_million =
+            |millionths: u32| amount.saturating_mul(u128::from(millionths)) / 1_000_000;
+        let base = u128::from(self.params.base_penalty)
+            .saturating_add(per_million(self.params.base_penalty_millionths));
+        let liquidity = if probability >= 1.0 {
+            0
+        } else {
+            let weight = self.params.liquidity_penalty as f64
+                + per_million(self.params.liquidity_penalty_millionths) as f64;
+            // `as` saturates; floor keeps the penalty monotone in the amount.
+            (weight * -probability.log2()) as u128
+        };
+        Some(u64::try_from(base.saturating_add(liquidity)).unwrap_or(u64::MAX))
+    }
+
+    fn success_probability(&self, hop: &DirectedChannel, amount: u128) -> f64 {
+        self.probability(hop, amount)
+    }
+}
