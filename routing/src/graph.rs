@@ -3,8 +3,11 @@
 
 use alloy_primitives::Address;
 use hoplite_htlc::ChannelId;
+use petgraph::Direction;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::visit::{EdgeRef, NodeIndexable};
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// A participant: its Ethereum address (DESIGN §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -32,9 +35,22 @@ impl Policy {
     /// The fee to forward `amount`: `base_fee + floor(amount × fee_millionths / 10⁶)`; `None`
     /// if that doesn't fit in u128.
     pub fn fee(&self, amount: u128) -> Option<u128> {
-        let proportional = amount.checked_mul(u128::from(self.fee_millionths))? / 1_000_000;
+        let proportional = scale(amount, u64::from(self.fee_millionths), 1_000_000)?;
         proportional.checked_add(u128::from(self.base_fee))
     }
+}
+
+/// `floor(amount × factor / divisor)`, `None` if the product overflows u128. In u64 when it
+/// fits: the router calls this for every edge it looks at, and u128 division is several times
+/// slower.
+pub(crate) fn scale(amount: u128, factor: u64, divisor: u64) -> Option<u128> {
+    if let Some(product) = u64::try_from(amount)
+        .ok()
+        .and_then(|amount| amount.checked_mul(factor))
+    {
+        return Some(u128::from(product / divisor));
+    }
+    Some(amount.checked_mul(u128::from(factor))? / u128::from(divisor))
 }
 
 /// One direction of a channel: an edge of the graph.
@@ -118,6 +134,45 @@ pub struct NetworkGraph {
     /// How many enabled edges have each `min_lock`: the router asks which minimums lie in a
     /// range of amounts.
     min_locks: BTreeMap<u128, u32>,
+    /// Built on the first search after a change; every change drops it.
+    outgoing: OnceLock<Outgoing>,
+}
+
+/// Every node's enabled outgoing edges, side by side in one array: what the router's forward
+/// search scans. petgraph's own adjacency lists are linked through the edge array, and
+/// following them costs a cache miss per edge on a large graph.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outgoing {
+    /// Node `n`'s edges are `edges[start[n]..start[n + 1]]`.
+    start: Vec<u32>,
+    edges: Vec<(NodeIndex, EdgeIndex, DirectedChannel)>,
+}
+
+impl Outgoing {
+    fn build(graph: &StableDiGraph<Node, DirectedChannel>) -> Self {
+        let mut start = Vec::with_capacity(graph.node_bound() + 1);
+        let mut edges = Vec::with_capacity(graph.edge_count());
+        for node in 0..graph.node_bound() {
+            start.push(edges.len() as u32);
+            let node = NodeIndex::new(node);
+            if graph.contains_node(node) {
+                edges.extend(
+                    graph
+                        .edges_directed(node, Direction::Outgoing)
+                        .filter(|e| e.weight().policy.enabled)
+                        .map(|e| (e.target(), e.id(), *e.weight())),
+                );
+            }
+        }
+        start.push(edges.len() as u32);
+        Self { start, edges }
+    }
+
+    /// `node`'s enabled outgoing edges: (target, edge, channel).
+    pub(crate) fn of(&self, node: NodeIndex) -> &[(NodeIndex, EdgeIndex, DirectedChannel)] {
+        let i = node.index();
+        &self.edges[self.start[i] as usize..self.start[i + 1] as usize]
+    }
 }
 
 impl NetworkGraph {
@@ -141,6 +196,7 @@ impl NetworkGraph {
         if a == b {
             return Err(GraphError::SelfChannel(id));
         }
+        self.outgoing.take();
         let ends = [self.node_index_or_insert(a), self.node_index_or_insert(b)];
         for end in ends {
             self.graph[end].channels += 1;
@@ -177,6 +233,7 @@ impl NetworkGraph {
             .iter()
             .position(|&end| end == from_index)
             .ok_or(not_an_end)?;
+        self.outgoing.take();
         let to = channel.ends[1 - side];
         let weight = DirectedChannel {
             channel: id,
@@ -203,6 +260,7 @@ impl NetworkGraph {
             .channels
             .remove(&id)
             .ok_or(GraphError::UnknownChannel(id))?;
+        self.outgoing.take();
         for edge in channel.directions.into_iter().flatten() {
             let weight = self.graph.remove_edge(edge).expect("directions are edges");
             forget_min_lock(&mut self.min_locks, &weight.policy);
@@ -220,6 +278,11 @@ impl NetworkGraph {
     /// The graph itself, for the router.
     pub fn graph(&self) -> &StableDiGraph<Node, DirectedChannel> {
         &self.graph
+    }
+
+    /// The search index of enabled outgoing edges, built now if the graph changed since.
+    pub(crate) fn outgoing(&self) -> &Outgoing {
+        self.outgoing.get_or_init(|| Outgoing::build(&self.graph))
     }
 
     /// A node's index in [`Self::graph`].

@@ -22,5 +22,7 @@ pub mod scorer;
 pub mod snapshot;
 
 pub use graph::{ChannelDirection, DirectedChannel, GraphError, NetworkGraph, NodeId, Policy};
-pub use route::{Cutoffs, Route, RouteError, RouteHop, RouteParams, Router, find_route};
+pub use route::{
+    Cutoffs, Route, RouteError, RouteHop, RouteParams, Router, SearchStats, find_route,
+};
 pub use scorer::{ProbabilisticParams, ProbabilisticScorer, Scorer, ZeroPenalty};

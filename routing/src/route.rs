@@ -33,10 +33,10 @@
 //! (A*), the bound coming from a forward Dijkstra from the payer that prices every hop at the
 //! payment amount itself; the first label to reach the payer is the answer.
 
-use crate::graph::{ChannelDirection, DirectedChannel, NetworkGraph, NodeId};
+use crate::graph::{ChannelDirection, DirectedChannel, NetworkGraph, NodeId, scale};
 use crate::scorer::Scorer;
 use hoplite_htlc::ChannelId;
-use petgraph::Direction::{Incoming, Outgoing};
+use petgraph::Direction::Incoming;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::{EdgeRef, NodeIndexable};
 use std::cmp::Reverse;
@@ -199,6 +199,20 @@ pub struct Router {
     labels: Vec<Label>,
     forward: BinaryHeap<Reverse<(u128, NodeIndex)>>,
     backward: BinaryHeap<Reverse<(u128, u32)>>,
+    stats: SearchStats,
+}
+
+/// How much work the last search did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Nodes the forward (lower-bound) search settled.
+    pub settled: usize,
+    /// Edges the forward search looked at.
+    pub scanned: usize,
+    /// Labels (partial paths) created by the backward search.
+    pub labels: usize,
+    /// Labels it extended.
+    pub extended: usize,
 }
 
 const NONE: u32 = u32::MAX;
@@ -224,6 +238,11 @@ struct Label {
 }
 
 impl Router {
+    /// How much work the last search did.
+    pub fn stats(&self) -> SearchStats {
+        self.stats
+    }
+
     /// As [`find_route`].
     pub fn find_route<S: Scorer + ?Sized>(
         &mut self,
@@ -281,6 +300,7 @@ impl Router {
                 .map_or(u128::MAX, |fee| amount.saturating_add(fee)),
         };
         self.reset(graph);
+        self.stats = SearchStats::default();
         let result = self.run(&search);
         self.clear();
         result
@@ -298,6 +318,7 @@ impl Router {
     /// Undoes what a search wrote to the per-node arrays, so the next starts clean without
     /// touching every node.
     fn clear(&mut self) {
+        self.stats.labels = self.labels.len();
         for node in self.touched.drain(..) {
             self.bound[node.index()] = u128::MAX;
             self.settled[node.index()] = false;
@@ -318,9 +339,12 @@ impl Router {
     fn run<S: Scorer + ?Sized>(&mut self, s: &Search<'_, S>) -> Result<Route, RouteError> {
         let g = s.graph.graph();
         // Cheap refusals first: most unroutable payments fail at one end.
-        let payer_can_send = g
-            .edges_directed(s.source, Outgoing)
-            .any(|e| s.usable(e.id(), e.weight(), s.source, s.amount).is_some());
+        let payer_can_send = s
+            .graph
+            .outgoing()
+            .of(s.source)
+            .iter()
+            .any(|(_, edge, channel)| s.usable(*edge, channel, s.source, s.amount).is_some());
         if !payer_can_send {
             return Err(RouteError::NoChannelFromPayer(s.amount));
         }
@@ -331,57 +355,20 @@ impl Router {
         if !payee_can_receive {
             return Err(RouteError::NoChannelToPayee(s.amount));
         }
-        let horizon = self
-            .lower_bounds(s)
-            .ok_or(RouteError::Unreachable(s.amount))?;
-        self.labels_to_payer(s, horizon)
+        self.search(s)
     }
 
-    /// Dijkstra from the payer with every hop priced as if it carried just the payment
-    /// amount (fees, risk and penalties never shrink with the amount, so this is a lower
-    /// bound). Stops once the payee is settled; nodes not settled by then are at least that
-    /// far. Returns the payee's distance, or `None` if it cannot be reached.
-    fn lower_bounds<S: Scorer + ?Sized>(&mut self, s: &Search<'_, S>) -> Option<u128> {
-        let g = s.graph.graph();
-        self.touch(s.source);
-        self.bound[s.source.index()] = 0;
-        self.forward.push(Reverse((0, s.source)));
-        while let Some(Reverse((distance, node))) = self.forward.pop() {
-            if self.settled[node.index()] {
-                continue;
-            }
-            self.settled[node.index()] = true;
-            if node == s.target {
-                return Some(distance);
-            }
-            for edge in g.edges_directed(node, Outgoing) {
-                let next = edge.target();
-                if self.settled[next.index()] || next == s.source {
-                    continue;
-                }
-                let Some(penalty) = s.usable(edge.id(), edge.weight(), node, s.amount) else {
-                    continue;
-                };
-                let mut step = u128::from(penalty);
-                if node != s.source {
-                    step = step.saturating_add(s.forwarding_cost(edge.weight(), s.amount));
-                }
-                let candidate = distance.saturating_add(step);
-                if candidate < self.bound[next.index()] {
-                    self.touch(next);
-                    self.bound[next.index()] = candidate;
-                    self.forward.push(Reverse((candidate, next)));
-                }
-            }
-        }
-        None
-    }
-
-    fn labels_to_payer<S: Scorer + ?Sized>(
-        &mut self,
-        s: &Search<'_, S>,
-        horizon: u128,
-    ) -> Result<Route, RouteError> {
+    /// The two searches, interleaved so that neither does much more work than the other:
+    ///
+    /// - forward, a Dijkstra from the payer with every hop priced as if it carried just the
+    ///   payment amount (fees, risk and penalties never shrink with the amount, so a node's
+    ///   distance is a lower bound on what reaching the payer from it costs a label). Nodes it
+    ///   has not settled yet are at least as far as the last one it settled (`radius`);
+    /// - backward, the labels from the payee, taken in order of cost plus that lower bound.
+    ///   A label's key is computed when it is pushed; if the bound has grown by the time it is
+    ///   popped, it goes back in with the better key. Keys only ever underestimate, so the
+    ///   first label popped at the payer is still the cheapest.
+    fn search<S: Scorer + ?Sized>(&mut self, s: &Search<'_, S>) -> Result<Route, RouteError> {
         let g = s.graph.graph();
         // Any `min_lock` a label could still run into lies in (A, A + max_fee].
         let highest_min_lock = s
@@ -389,6 +376,15 @@ impl Router {
             .largest_min_lock_in((Bound::Excluded(s.amount), Bound::Included(s.max_amount)))
             .unwrap_or(0);
         let mut cutoffs = Cutoffs::default();
+        let mut forward = Forward {
+            radius: 0,
+            exhausted: false,
+            work: 0,
+        };
+        let mut backward_work = 0usize;
+        self.touch(s.source);
+        self.bound[s.source.index()] = 0;
+        self.forward.push(Reverse((0, s.source)));
         self.push_label(
             Label {
                 node: s.target,
@@ -402,11 +398,27 @@ impl Router {
                 dead: false,
                 next_at_node: NONE,
             },
-            horizon,
+            0,
         );
-        while let Some(Reverse((_, index))) = self.backward.pop() {
+        while let Some(&Reverse((key, index))) = self.backward.peek() {
+            if !forward.exhausted && forward.work <= backward_work {
+                self.settle_next(s, &mut forward);
+                if forward.exhausted && self.bound[s.target.index()] == u128::MAX {
+                    return Err(RouteError::Unreachable(s.amount));
+                }
+                continue;
+            }
+            self.backward.pop();
             let label = self.labels[index as usize];
             if label.dead {
+                continue;
+            }
+            let Some(bound) = self.lower_bound(label.node, &forward) else {
+                continue; // the payer cannot reach this node at all
+            };
+            let current = label.cost.saturating_add(bound);
+            if current > key {
+                self.backward.push(Reverse((current, index)));
                 continue;
             }
             if label.node == s.source {
@@ -420,7 +432,9 @@ impl Router {
                 cutoffs.expiry = true;
                 continue;
             }
+            self.stats.extended += 1;
             for edge in g.edges_directed(label.node, Incoming) {
+                backward_work += 1;
                 let from = edge.source();
                 let channel = edge.weight();
                 if from == s.target || self.on_path(index, from) {
@@ -475,21 +489,70 @@ impl Router {
                         next.prunes = amount >= highest_min_lock;
                     }
                 }
+                let Some(bound) = self.lower_bound(from, &forward) else {
+                    continue;
+                };
                 if self.dominated(&next) {
                     continue;
                 }
                 if self.labels.len() >= s.params.max_labels {
                     return Err(RouteError::SearchLimit(self.labels.len()));
                 }
-                let bound = if self.settled[from.index()] {
-                    self.bound[from.index()]
-                } else {
-                    horizon
-                };
                 self.push_label(next, bound);
             }
         }
         Err(RouteError::Limits(cutoffs))
+    }
+
+    /// What reaching the payer from `node` costs at least, as far as the forward search
+    /// knows; `None` if it finished without reaching `node`.
+    fn lower_bound(&self, node: NodeIndex, forward: &Forward) -> Option<u128> {
+        if self.settled[node.index()] {
+            Some(self.bound[node.index()])
+        } else if forward.exhausted {
+            None
+        } else {
+            Some(forward.radius)
+        }
+    }
+
+    /// Settles the forward search's next node and relaxes its edges.
+    fn settle_next<S: Scorer + ?Sized>(&mut self, s: &Search<'_, S>, forward: &mut Forward) {
+        let outgoing = s.graph.outgoing();
+        let (distance, node) = loop {
+            match self.forward.pop() {
+                None => {
+                    forward.exhausted = true;
+                    return;
+                }
+                Some(Reverse((_, node))) if self.settled[node.index()] => {}
+                Some(Reverse(entry)) => break entry,
+            }
+        };
+        self.settled[node.index()] = true;
+        forward.radius = distance;
+        forward.work += 1;
+        self.stats.settled += 1;
+        for &(next, edge, ref channel) in outgoing.of(node) {
+            forward.work += 1;
+            self.stats.scanned += 1;
+            if self.settled[next.index()] || next == s.source {
+                continue;
+            }
+            let Some(penalty) = s.usable(edge, channel, node, s.amount) else {
+                continue;
+            };
+            let mut step = u128::from(penalty);
+            if node != s.source {
+                step = step.saturating_add(s.forwarding_cost(channel, s.amount));
+            }
+            let candidate = distance.saturating_add(step);
+            if candidate < self.bound[next.index()] {
+                self.touch(next);
+                self.bound[next.index()] = candidate;
+                self.forward.push(Reverse((candidate, next)));
+            }
+        }
     }
 
     /// Whether a label already at `label.node` makes `label` pointless; if not, and `label`
@@ -573,6 +636,16 @@ impl Label {
     }
 }
 
+/// Where the forward search stands.
+struct Forward {
+    /// The distance of the last node settled: every node not settled is at least this far.
+    radius: u128,
+    /// Nothing is left to settle: nodes not settled cannot be reached from the payer.
+    exhausted: bool,
+    /// Nodes settled and edges looked at, to keep the two searches level.
+    work: usize,
+}
+
 /// One query's inputs.
 struct Search<'a, S: ?Sized> {
     graph: &'a NetworkGraph,
@@ -633,7 +706,8 @@ impl<S: Scorer + ?Sized> Search<'_, S> {
     }
 
     fn forwarding_risk(&self, channel: &DirectedChannel, carried: u128) -> u128 {
-        let per_block = carried.saturating_mul(u128::from(self.params.expiry_risk_per_billion));
-        per_block.saturating_mul(u128::from(channel.policy.expiry_delta)) / 1_000_000_000
+        let factor =
+            u64::from(self.params.expiry_risk_per_billion) * u64::from(channel.policy.expiry_delta);
+        scale(carried, factor, 1_000_000_000).unwrap_or(u128::MAX)
     }
 }

@@ -7,9 +7,9 @@
 //! half-life; the penalty grows with −log₂ of the probability that the hop can carry the amount
 //! (LDK's `ProbabilisticScorer` with a uniform prior; LND's mission control learns the same way).
 
-use crate::graph::{ChannelDirection, DirectedChannel};
+use crate::graph::{ChannelDirection, DirectedChannel, scale};
 use crate::route::RouteHop;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What a hop costs beyond fees, and how likely it is to carry an amount.
@@ -87,20 +87,22 @@ struct Liquidity {
 ///
 /// Time is given, never read: [`Self::time_passed`] and the `report_*` calls take `now`
 /// (any epoch, as long as it is the same one each time); it never goes backwards.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ProbabilisticScorer {
     params: ProbabilisticParams,
     now: Duration,
-    known: BTreeMap<ChannelDirection, Liquidity>,
+    /// Looked up for every edge the router considers, so a hash map; seeded, so that nobody
+    /// can pick channel ids that collide, and deterministic.
+    known: HashMap<ChannelDirection, Liquidity, foldhash::fast::FixedState>,
 }
 
 impl ProbabilisticScorer {
-    /// A scorer that knows nothing yet.
-    pub fn new(params: ProbabilisticParams) -> Self {
+    /// A scorer that knows nothing yet; `seed` keys its hash map.
+    pub fn new(params: ProbabilisticParams, seed: u64) -> Self {
         Self {
             params,
             now: Duration::ZERO,
-            known: BTreeMap::new(),
+            known: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
         }
     }
 
@@ -190,8 +192,16 @@ impl ProbabilisticScorer {
             0.0
         } else {
             // The liquidity is taken as uniform over the integers lower..=upper.
-            ((upper - amount) as f64 + 1.0) / ((upper - lower) as f64 + 1.0)
+            (as_f64(upper - amount) + 1.0) / (as_f64(upper - lower) + 1.0)
         }
+    }
+}
+
+/// u128 to f64 conversion is a library call; most amounts fit in u64, whose is an instruction.
+fn as_f64(value: u128) -> f64 {
+    match u64::try_from(value) {
+        Ok(value) => value as f64,
+        Err(_) => value as f64,
     }
 }
 
@@ -216,14 +226,14 @@ impl Scorer for ProbabilisticScorer {
             return None;
         }
         let per_million =
-            |millionths: u32| amount.saturating_mul(u128::from(millionths)) / 1_000_000;
+            |millionths: u32| scale(amount, u64::from(millionths), 1_000_000).unwrap_or(u128::MAX);
         let base = u128::from(self.params.base_penalty)
             .saturating_add(per_million(self.params.base_penalty_millionths));
         let liquidity = if probability >= 1.0 {
             0
         } else {
             let weight = self.params.liquidity_penalty as f64
-                + per_million(self.params.liquidity_penalty_millionths) as f64;
+                + as_f64(per_million(self.params.liquidity_penalty_millionths));
             // `as` saturates; floor keeps the penalty monotone in the amount.
             (weight * -probability.log2()) as u128
         };

@@ -142,13 +142,16 @@ fn graph_of(case: &Case) -> NetworkGraph {
 /// A scorer that learnt from a few random reports, some of them hours old.
 fn trained_scorer(case: &Case, seed: u64) -> ProbabilisticScorer {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let mut scorer = ProbabilisticScorer::new(ProbabilisticParams {
-        base_penalty: rng.random_range(0..5),
-        base_penalty_millionths: rng.random_range(0..10_000),
-        liquidity_penalty: rng.random_range(0..20),
-        liquidity_penalty_millionths: rng.random_range(0..200_000),
-        half_life: Duration::from_secs(3600),
-    });
+    let mut scorer = ProbabilisticScorer::new(
+        ProbabilisticParams {
+            base_penalty: rng.random_range(0..5),
+            base_penalty_millionths: rng.random_range(0..10_000),
+            liquidity_penalty: rng.random_range(0..20),
+            liquidity_penalty_millionths: rng.random_range(0..200_000),
+            half_life: Duration::from_secs(3600),
+        },
+        seed,
+    );
     for step in 0..rng.random_range(0..6) {
         if case.edges.is_empty() {
             break;
