@@ -19,7 +19,8 @@
 use hoplite_routing::queries::{self, Query};
 use hoplite_routing::snapshot::{self, Snapshot};
 use hoplite_routing::{
-    NodeId, ProbabilisticParams, ProbabilisticScorer, RouteParams, Router, Scorer, ZeroPenalty,
+    NodeId, ProbabilisticParams, ProbabilisticScorer, RouteParams, Router, Scorer, SplitParams,
+    ZeroPenalty,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -158,8 +159,8 @@ fn run() -> Result<(), String> {
     );
     println!();
     println!(
-        "{:<30} {:>15} {:>11} {:>11} {:>12} {:>6}",
-        "configuration", "found", "median µs", "p99 µs", "median fee", "hops"
+        "{:<30} {:>15} {:>11} {:>11} {:>12} {:>6} {:>6}",
+        "configuration", "found", "median µs", "p99 µs", "median fee", "hops", "split"
     );
 
     let mut rows = Vec::new();
@@ -170,38 +171,45 @@ fn run() -> Result<(), String> {
     let base_median = median_latency(&baseline);
 
     let mut router = Router::default();
-    let configs: [(&str, &dyn Scorer); 2] = [
-        ("single path, zero penalty", &ZeroPenalty),
-        ("single path, probabilistic", &scorer),
+    let single = SplitParams {
+        max_parts: 1,
+        ..SplitParams::default()
+    };
+    let multi = SplitParams {
+        max_parts: args.max_parts,
+        ..SplitParams::default()
+    };
+    let configs: [(&str, &dyn Scorer, SplitParams); 3] = [
+        ("single path, zero penalty", &ZeroPenalty, single),
+        ("single path, probabilistic", &scorer, single),
+        ("multi-path, probabilistic", &scorer, multi),
     ];
-    for (name, scorer) in configs {
-        let mut work = (0, 0, 0, 0);
+    for (name, scorer, split) in configs {
+        let mut labels = 0;
         let outcomes = measure(name, &queries, |q| {
-            let route = router.find_route(
+            let payment = router.find_payment(
                 &snapshot.graph,
                 scorer,
                 snapshot.nodes[q.payer],
                 snapshot.nodes[q.payee],
                 q.amount_msat,
                 &RouteParams::for_amount(q.amount_msat),
+                &split,
             );
-            let stats = router.stats();
-            work.0 += stats.settled;
-            work.3 += stats.scanned;
-            work.1 += stats.labels;
-            work.2 += stats.extended;
-            route
-                .map(|r| (r.fee, r.hops.len(), 1))
+            labels += router.stats().labels;
+            payment
+                .map(|p| {
+                    let hops = p.parts.iter().map(|part| part.hops.len()).max();
+                    (p.fee(), hops.unwrap_or(0), p.parts.len())
+                })
                 .map_err(|e| e.to_string())
         });
-        eprintln!(
-            "{name}: mean settled {} scanned {} labels {} extended {}",
-            work.0 / queries.len(),
-            work.3 / queries.len(),
-            work.1 / queries.len(),
-            work.2 / queries.len()
-        );
         report(name, &outcomes, Some(base_median));
+        println!(
+            "{:<30} labels per query (last search) {:.0}",
+            "",
+            labels as f64 / queries.len().max(1) as f64
+        );
         rows.push((name, outcomes));
     }
 
@@ -292,6 +300,7 @@ fn report(name: &str, outcomes: &[Outcome], baseline: Option<f64>) {
         .collect();
     let mut fees: Vec<f64> = ok.iter().map(|r| r.0 as f64).collect();
     let mut hops: Vec<f64> = ok.iter().map(|r| r.1 as f64).collect();
+    let split = ok.iter().filter(|r| r.2 > 1).count();
     let median = percentile(&mut latencies, 0.5);
     let found = format!(
         "{}/{} {:.1}%",
@@ -305,8 +314,9 @@ fn report(name: &str, outcomes: &[Outcome], baseline: Option<f64>) {
         percentile(&mut fees, 0.5),
         percentile(&mut hops, 0.5),
     );
+    print!(" {split:>6}");
     if let Some(base) = baseline {
-        print!("   {:.2}× reference", median / base);
+        print!("   {:.3}× reference", median / base);
     }
     println!();
 }

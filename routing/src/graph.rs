@@ -285,6 +285,19 @@ impl NetworkGraph {
         self.outgoing.get_or_init(|| Outgoing::build(&self.graph))
     }
 
+    /// The edge of a channel direction, if that side announced a policy.
+    pub(crate) fn edge_of(&self, direction: &ChannelDirection) -> Option<EdgeIndex> {
+        let channel = self.channels.get(&direction.channel)?;
+        let first_is_lower = self.graph[channel.ends[0]].id < self.graph[channel.ends[1]].id;
+        let side = usize::from(first_is_lower != direction.from_lower);
+        channel.directions[side]
+    }
+
+    /// A channel direction as the graph has it, if that side announced a policy.
+    pub fn channel_direction(&self, direction: &ChannelDirection) -> Option<&DirectedChannel> {
+        self.edge_of(direction).map(|edge| &self.graph[edge])
+    }
+
     /// A node's index in [`Self::graph`].
     pub fn node_index(&self, id: &NodeId) -> Option<NodeIndex> {
         self.nodes.get(id).copied()

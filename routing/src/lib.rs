@@ -9,6 +9,8 @@
 //! - [`queries`]: benchmark payments on a snapshot, generated from a seed or read from a file.
 //! - [`route`]: [`find_route`], the cheapest single path under the caller's limits (exact: the
 //!   problem and the search are specified there).
+//! - [`multipath`]: [`Router::find_payment`], one payment split over up to N routes when
+//!   that is the only way or costs less.
 //! - [`scorer`]: what a hop costs beyond its fee: [`ZeroPenalty`], or the
 //!   [`ProbabilisticScorer`] that learns liquidity bounds from payment outcomes.
 //!
@@ -16,12 +18,14 @@
 //! deterministic.
 
 pub mod graph;
+pub mod multipath;
 pub mod queries;
 pub mod route;
 pub mod scorer;
 pub mod snapshot;
 
 pub use graph::{ChannelDirection, DirectedChannel, GraphError, NetworkGraph, NodeId, Policy};
+pub use multipath::{Payment, SplitParams};
 pub use route::{
     Cutoffs, Route, RouteError, RouteHop, RouteParams, Router, SearchStats, find_route,
 };

@@ -10,7 +10,7 @@ use hoplite_htlc::ChannelId;
 use hoplite_routing::route::RouteHop;
 use hoplite_routing::{
     DirectedChannel, NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer,
-    RouteError, RouteParams, Scorer, ZeroPenalty, find_route,
+    RouteError, RouteParams, Router, Scorer, SplitParams, ZeroPenalty, find_route,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -25,6 +25,7 @@ struct Edge {
     channel: DirectedChannel,
 }
 
+#[derive(Clone)]
 struct Case {
     nodes: Vec<NodeId>,
     edges: Vec<Edge>,
@@ -260,6 +261,18 @@ fn exhaustive<S: Scorer>(case: &Case, scorer: &S) -> Option<u128> {
     best
 }
 
+/// The model's edges a route's hops took.
+fn edges_of<'a>(case: &'a Case, hops: &[RouteHop]) -> Vec<&'a Edge> {
+    hops.iter()
+        .map(|hop| {
+            case.edges
+                .iter()
+                .find(|e| e.channel.direction() == hop.direction && case.nodes[e.to] == hop.to)
+                .expect("a hop is an edge")
+        })
+        .collect()
+}
+
 fn check<S: Scorer>(seed: u64, case: &Case, scorer: &S, which: &str) {
     let graph = graph_of(case);
     let found = find_route(
@@ -281,18 +294,7 @@ fn check<S: Scorer>(seed: u64, case: &Case, scorer: &S, which: &str) {
             panic!("seed {seed} ({which}): router returns {route:?}, exhaustive finds nothing")
         }
         (Ok(route), Some(best)) => {
-            let path: Vec<&Edge> = route
-                .hops
-                .iter()
-                .map(|hop| {
-                    case.edges
-                        .iter()
-                        .find(|e| {
-                            e.channel.direction() == hop.direction && case.nodes[e.to] == hop.to
-                        })
-                        .expect("a hop is an edge")
-                })
-                .collect();
+            let path = edges_of(case, &route.hops);
             let (cost, hops) = evaluate(case, scorer, &path)
                 .unwrap_or_else(|| panic!("seed {seed} ({which}): infeasible route {route:?}"));
             assert_eq!(
@@ -484,4 +486,87 @@ fn a_label_prunes_only_if_its_whole_path_meets_the_minimums() {
     );
     assert_eq!(exhaustive(&case, &ZeroPenalty), Some(12));
     check(0, &case, &ZeroPenalty, "whole-path gadget");
+}
+
+#[test]
+fn multi_path_payments_are_feasible_together() {
+    let mut router = Router::default();
+    let (mut split, mut routed, mut only_split) = (0, 0, 0);
+    for seed in seeds() {
+        let case = case(seed);
+        let scorer = trained_scorer(&case, seed);
+        let graph = graph_of(&case);
+        let limits = SplitParams {
+            max_parts: 3,
+            split_below: 0.9,
+        };
+        let payment = router.find_payment(
+            &graph,
+            &scorer,
+            case.nodes[case.payer],
+            case.nodes[case.payee],
+            case.amount,
+            &case.params,
+            &limits,
+        );
+        let single = exhaustive(&case, &scorer);
+        only_split += usize::from(single.is_none() && payment.is_ok());
+        let Ok(payment) = payment else {
+            assert!(
+                single.is_none(),
+                "seed {seed}: no payment, but a single route exists"
+            );
+            continue;
+        };
+        routed += 1;
+        split += usize::from(payment.parts.len() > 1);
+        assert!(payment.parts.len() <= limits.max_parts, "seed {seed}");
+        assert_eq!(payment.amount(), case.amount, "seed {seed}: parts add up");
+        if let Some(max) = case.params.max_fee {
+            assert!(
+                payment.fee() <= max,
+                "seed {seed}: fee limit over all parts"
+            );
+        }
+        // Each part obeys every rule on its own...
+        let mut totals = std::collections::BTreeMap::new();
+        for part in &payment.parts {
+            let part_case = Case {
+                amount: part.amount,
+                params: RouteParams {
+                    max_fee: None,
+                    ..case.params.clone()
+                },
+                ..case.clone()
+            };
+            let path = edges_of(&case, &part.hops);
+            assert!(
+                evaluate(&part_case, &ZeroPenalty, &path).is_some(),
+                "seed {seed}: infeasible part {part:?}"
+            );
+            for (hop, edge) in part.hops.iter().zip(&path) {
+                totals
+                    .entry(hop.direction)
+                    .or_insert((0, edge.channel.capacity))
+                    .0 += hop.amount;
+            }
+        }
+        // ...and together they fit in every channel they share.
+        for (direction, (total, capacity)) in totals {
+            assert!(
+                total <= capacity,
+                "seed {seed}: {direction:?} carries {total}"
+            );
+        }
+    }
+    if seeds().len() > 1 {
+        assert!(
+            split > 1_000,
+            "only {split} of {routed} payments were split"
+        );
+        assert!(
+            only_split > 300,
+            "only {only_split} payments needed a split to go through at all"
+        );
+    }
 }
