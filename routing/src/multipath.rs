@@ -91,10 +91,10 @@ impl Router {
         if split.max_parts < 2 {
             return single;
         }
-        if let Ok(payment) = &single {
-            if payment.success_probability(graph, scorer) >= split.split_below {
-                return single;
-            }
+        if let Ok(payment) = &single
+            && payment.success_probability(graph, scorer) >= split.split_below
+        {
+            return single;
         }
         match (
             single,
