@@ -294,6 +294,10 @@ fn check<S: Scorer>(seed: u64, case: &Case, scorer: &S, which: &str) {
             panic!("seed {seed} ({which}): router returns {route:?}, exhaustive finds nothing")
         }
         (Ok(route), Some(best)) => {
+            assert!(
+                route.cheapest,
+                "seed {seed} ({which}): relaxed search on a small graph"
+            );
             let path = edges_of(case, &route.hops);
             let (cost, hops) = evaluate(case, scorer, &path)
                 .unwrap_or_else(|| panic!("seed {seed} ({which}): infeasible route {route:?}"));
