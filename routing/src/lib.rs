@@ -8,7 +8,7 @@
 //!   benchmarks and simulations.
 //! - [`queries`]: benchmark payments on a snapshot, generated from a seed or read from a file.
 //! - [`route`]: [`find_route`], the cheapest single path under the caller's limits (exact: the
-//!   problem and the search are specified there).
+//!   problem and the search are specified there; see `Route::cheapest` for the one exception).
 //! - [`multipath`]: [`Router::find_payment`], one payment split over up to N routes when
 //!   that is the only way or costs less.
 //! - [`scorer`]: what a hop costs beyond its fee: [`ZeroPenalty`], or the

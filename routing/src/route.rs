@@ -68,8 +68,10 @@ pub struct RouteParams {
     pub excluded_channels: BTreeSet<ChannelId>,
     /// Nodes not to route through (the payer and payee are never excluded).
     pub excluded_nodes: BTreeSet<NodeId>,
-    /// Give up with [`RouteError::SearchLimit`] after this many labels (partial paths): a
-    /// bound on memory and time whatever the graph.
+    /// At most this many labels (partial paths) per search: a bound on memory and time
+    /// whatever the graph. An exact search that hits it is rerun relaxed when a `min_lock` is
+    /// to blame (see [`Route::cheapest`]); otherwise, or if the rerun hits it too, the answer
+    /// is [`RouteError::SearchLimit`].
     pub max_labels: usize,
 }
 
@@ -181,7 +183,7 @@ pub enum RouteError {
     /// Paths exist, but each breaks a limit.
     #[error("every path breaks a limit: {0:?}")]
     Limits(Cutoffs),
-    /// The search hit [`RouteParams::max_labels`].
+    /// The search hit [`RouteParams::max_labels`] (after a relaxed rerun, where one applies).
     #[error("search gave up after {0} partial paths")]
     SearchLimit(usize),
 }

@@ -4,8 +4,9 @@
 use alloy_primitives::{Address, U256};
 use hoplite_htlc::ChannelId;
 use hoplite_routing::{
-    ChannelDirection, NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer,
-    RouteError, RouteParams, Router, Scorer, SplitParams, ZeroPenalty, find_route,
+    ChannelDirection, NetworkGraph, NodeId, Payment, Policy, ProbabilisticParams,
+    ProbabilisticScorer, RouteError, RouteParams, Router, Scorer, SplitParams, ZeroPenalty,
+    find_route,
 };
 use std::time::Duration;
 
@@ -155,17 +156,15 @@ fn a_payment_no_single_route_carries_is_split() {
         router.find_route(&graph, &ZeroPenalty, node(1), node(4), 1_000, &params),
         Err(RouteError::NoChannelFromPayer(1_000))
     ));
-    let payment = router
-        .find_payment(
-            &graph,
-            &ZeroPenalty,
-            node(1),
-            node(4),
-            1_000,
-            &params,
-            &SplitParams::default(),
-        )
-        .unwrap();
+    let payment = pay(
+        &mut router,
+        &graph,
+        &ZeroPenalty,
+        1_000,
+        &params,
+        &SplitParams::default(),
+    )
+    .unwrap();
     assert_eq!(payment.amount(), 1_000);
     assert_eq!(payment.parts.len(), 2);
     let firsts: Vec<ChannelDirection> = payment.parts.iter().map(|p| p.hops[0].direction).collect();
@@ -177,41 +176,27 @@ fn a_payment_no_single_route_carries_is_split() {
         max_parts: 1,
         ..SplitParams::default()
     };
-    assert!(
-        router
-            .find_payment(
-                &graph,
-                &ZeroPenalty,
-                node(1),
-                node(4),
-                1_000,
-                &params,
-                &single
-            )
-            .is_err()
-    );
+    assert!(pay(&mut router, &graph, &ZeroPenalty, 1_000, &params, &single).is_err());
     let tight = RouteParams {
         max_fee: Some(1),
         ..RouteParams::default()
     };
     assert!(
-        router
-            .find_payment(
-                &graph,
-                &ZeroPenalty,
-                node(1),
-                node(4),
-                1_000,
-                &tight,
-                &SplitParams::default()
-            )
-            .is_err()
+        pay(
+            &mut router,
+            &graph,
+            &ZeroPenalty,
+            1_000,
+            &tight,
+            &SplitParams::default()
+        )
+        .is_err()
     );
 }
 
 #[test]
 fn an_unlikely_single_route_is_split_when_that_costs_less() {
-    // One big channel pair and one small: 900 over the big one alone is unlikely.
+    // Two equal ways of 1,000 each: 900 over one of them alone is unlikely.
     let graph = graph(&[
         (1, 1, 2, 1_000, 0),
         (2, 2, 4, 1_000, 0),
@@ -229,17 +214,15 @@ fn an_unlikely_single_route_is_split_when_that_costs_less() {
         1,
     );
     let mut router = Router::default();
-    let payment = router
-        .find_payment(
-            &graph,
-            &scorer,
-            node(1),
-            node(4),
-            900,
-            &RouteParams::default(),
-            &SplitParams::default(),
-        )
-        .unwrap();
+    let payment = pay(
+        &mut router,
+        &graph,
+        &scorer,
+        900,
+        &RouteParams::default(),
+        &SplitParams::default(),
+    )
+    .unwrap();
     assert_eq!(payment.parts.len(), 2, "{payment:?}");
     let single = router
         .find_route(
@@ -256,6 +239,18 @@ fn an_unlikely_single_route_is_split_when_that_costs_less() {
         payment.success_probability(&graph, &scorer)
             > single_probability(&graph, &scorer, &single.hops)
     );
+}
+
+/// Node 1 pays node 4.
+fn pay<S: Scorer>(
+    router: &mut Router,
+    graph: &NetworkGraph,
+    scorer: &S,
+    amount: u128,
+    params: &RouteParams,
+    split: &SplitParams,
+) -> Result<Payment, RouteError> {
+    router.find_payment(graph, scorer, node(1), node(4), amount, params, split)
 }
 
 fn single_probability(
