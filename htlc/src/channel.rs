@@ -7,9 +7,10 @@ use crate::{
     PrivateKey, SignedBalanceProof, TokenNetwork,
 };
 use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
 
 /// Timing limits of a channel, in blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelConfig {
     /// The fewest blocks a lock's receiver must have, after receiving it, to learn the secret and
     /// register it on-chain. A new lock must expire later than `current_block + reveal_timeout`.
@@ -29,7 +30,7 @@ pub enum Side {
 }
 
 /// One participant: its on-chain totals and the direction it signs (its outgoing simplex ledger).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {
     address: Address,
     total_deposit: Amount,
@@ -126,7 +127,10 @@ struct Applied {
 ///
 /// Every method either succeeds or returns an error and leaves the channel unchanged. Nothing
 /// here reads a clock: `current_block` comes from the caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serialisable (serde) so a node can persist it; the persisted form is trusted local storage,
+/// not peer input: deserialising checks the lock rules but no signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Channel {
     token_network: TokenNetwork,
     domain_separator: B256,

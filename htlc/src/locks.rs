@@ -33,7 +33,11 @@ pub enum InsertError {
 }
 
 /// The pending locks of one direction, with their Merkle tree kept up to date.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Serialised as its locks in slot order; deserialising rebuilds the tree and checks every
+/// insertion rule again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Vec<Lock>", try_from = "Vec<Lock>")]
 pub struct PendingLocks {
     /// Slot order: the order of the tree's leaves.
     locks: Vec<Lock>,
@@ -43,6 +47,20 @@ pub struct PendingLocks {
     /// Secret hash to slot, for `Unlock` and `LockExpired` (ordered: no randomly keyed hasher).
     slots: BTreeMap<SecretHash, usize>,
     total: Amount,
+}
+
+impl From<PendingLocks> for Vec<Lock> {
+    fn from(set: PendingLocks) -> Self {
+        set.locks
+    }
+}
+
+impl TryFrom<Vec<Lock>> for PendingLocks {
+    type Error = InsertError;
+
+    fn try_from(locks: Vec<Lock>) -> Result<Self, InsertError> {
+        Self::from_locks(locks)
+    }
 }
 
 /// A lock's membership proof: its slot and the sibling hashes from the leaf up to the root.

@@ -254,6 +254,20 @@ impl NetworkGraph {
         Ok(())
     }
 
+    /// Sets a channel's capacity (its deposits changed on-chain).
+    pub fn set_capacity(&mut self, id: ChannelId, capacity: u128) -> Result<(), GraphError> {
+        let channel = self
+            .channels
+            .get_mut(&id)
+            .ok_or(GraphError::UnknownChannel(id))?;
+        self.outgoing.take();
+        channel.capacity = capacity;
+        for edge in channel.directions.into_iter().flatten() {
+            self.graph[edge].capacity = capacity;
+        }
+        Ok(())
+    }
+
     /// Removes a channel (closed on-chain, or pruned); its ends leave with their last channel.
     pub fn remove_channel(&mut self, id: ChannelId) -> Result<(), GraphError> {
         let channel = self

@@ -1,0 +1,178 @@
+//! The signed messages of the gossip topic and their encoding.
+
+use alloy_primitives::{Address, B256};
+use alloy_sol_types::SolStruct;
+use hoplite_htlc::crypto::{SignatureError, recover_address};
+use hoplite_htlc::{ChannelId, PrivateKey, Signature, TokenNetwork};
+use hoplite_routing::Policy;
+use serde::{Deserialize, Serialize};
+
+mod eip712 {
+    #![allow(missing_docs)]
+    alloy_sol_types::sol! {
+        /// One direction's routing policy, signed by its sender.
+        struct ChannelUpdate {
+            uint256 channelId;
+            address participant;
+            uint64 timestamp;
+            uint64 baseFee;
+            uint32 feeMillionths;
+            uint16 expiryDelta;
+            uint128 minLock;
+            uint128 maxLock;
+            bool enabled;
+        }
+    }
+}
+
+/// An upper bound on an encoded [`GossipMessage`].
+pub const MAX_GOSSIP_SIZE: usize = 512;
+
+/// The policy a participant announces for the direction it sends on (the wire form of
+/// [`hoplite_routing::Policy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyUpdate {
+    /// Fixed fee per forwarded payment.
+    pub base_fee: u64,
+    /// Proportional fee, in millionths.
+    pub fee_millionths: u32,
+    /// Blocks wanted between the incoming and the outgoing lock's expiration.
+    pub expiry_delta: u16,
+    /// Smallest lock forwarded.
+    pub min_lock: u128,
+    /// Largest lock forwarded.
+    pub max_lock: u128,
+    /// Whether it forwards this way at all.
+    pub enabled: bool,
+}
+
+impl From<PolicyUpdate> for Policy {
+    fn from(p: PolicyUpdate) -> Self {
+        Policy {
+            base_fee: p.base_fee,
+            fee_millionths: p.fee_millionths,
+            expiry_delta: p.expiry_delta,
+            min_lock: p.min_lock,
+            max_lock: p.max_lock,
+            enabled: p.enabled,
+        }
+    }
+}
+
+impl From<Policy> for PolicyUpdate {
+    fn from(p: Policy) -> Self {
+        PolicyUpdate {
+            base_fee: p.base_fee,
+            fee_millionths: p.fee_millionths,
+            expiry_delta: p.expiry_delta,
+            min_lock: p.min_lock,
+            max_lock: p.max_lock,
+            enabled: p.enabled,
+        }
+    }
+}
+
+/// One direction's policy, signed by `participant`, the side that sends on it.
+///
+/// Signed as the EIP-712 type `ChannelUpdate(uint256 channelId,address participant,uint64
+/// timestamp,uint64 baseFee,uint32 feeMillionths,uint16 expiryDelta,uint128 minLock,uint128
+/// maxLock,bool enabled)` under the token network's domain, like every signed Hoplite message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelUpdate {
+    /// The chain and contract of the channel.
+    pub token_network: TokenNetwork,
+    /// The channel.
+    pub channel: ChannelId,
+    /// The side whose outgoing direction this is.
+    pub participant: Address,
+    /// Seconds (the signer's clock); a newer update replaces an older one.
+    pub timestamp: u64,
+    /// The policy.
+    pub policy: PolicyUpdate,
+    /// `participant`'s signature.
+    pub signature: Signature,
+}
+
+impl ChannelUpdate {
+    /// Signs `policy` for `key`'s direction of `channel`.
+    pub fn sign(
+        key: &PrivateKey,
+        token_network: TokenNetwork,
+        channel: ChannelId,
+        timestamp: u64,
+        policy: PolicyUpdate,
+    ) -> Self {
+        let mut update = Self {
+            token_network,
+            channel,
+            participant: key.address(),
+            timestamp,
+            policy,
+            signature: Signature(Default::default()),
+        };
+        update.signature = key.sign_digest(&update.digest());
+        update
+    }
+
+    /// The EIP-712 digest that is signed.
+    pub fn digest(&self) -> B256 {
+        let p = &self.policy;
+        let typed = eip712::ChannelUpdate {
+            channelId: self.channel.0,
+            participant: self.participant,
+            timestamp: self.timestamp,
+            baseFee: p.base_fee,
+            feeMillionths: p.fee_millionths,
+            expiryDelta: p.expiry_delta,
+            minLock: p.min_lock,
+            maxLock: p.max_lock,
+            enabled: p.enabled,
+        };
+        typed.eip712_signing_hash(&self.token_network.domain())
+    }
+
+    /// Who signed it.
+    pub fn signer(&self) -> Result<Address, SignatureError> {
+        recover_address(&self.digest(), &self.signature)
+    }
+}
+
+/// A message of the gossip topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GossipMessage {
+    /// A channel direction's policy.
+    ChannelUpdate(ChannelUpdate),
+}
+
+/// Bytes that are not a well-formed [`GossipMessage`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Longer than [`MAX_GOSSIP_SIZE`].
+    #[error("gossip message of {0} bytes exceeds the {MAX_GOSSIP_SIZE}-byte limit")]
+    TooLong(usize),
+    /// Bytes left over after a complete message.
+    #[error("{0} trailing bytes after the gossip message")]
+    TrailingBytes(usize),
+    /// Not a valid encoding.
+    #[error("malformed gossip message: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+impl GossipMessage {
+    /// The wire encoding (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a GossipMessage always serialises")
+    }
+
+    /// Parses [`encode`](Self::encode)'s output; never panics, nothing in it is variable-length.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_GOSSIP_SIZE {
+            return Err(DecodeError::TooLong(bytes.len()));
+        }
+        let (message, rest) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes(rest.len()));
+        }
+        Ok(message)
+    }
+}

@@ -1,0 +1,39 @@
+//! Hoplite's node: a pure state machine that holds a node's channels, its view of the network,
+//! its payments and its duties on-chain. Everything a node decides is decided here; a driver
+//! (the runtime, the simulator, the [`testkit`]) only moves its inputs and outputs.
+//!
+//! # Layout
+//! - [`Node`] (`node.rs`): inputs, commands, outputs, timers; the call-order contract is in its
+//!   docs. Channels come from the chain's events, policies from gossip.
+//! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
+//! - [`wire`]: the messages between peers, acknowledged and resent, with a bounded encoding.
+//! - [`invoice`]: what a payee signs to ask for a payment.
+//! - [`testkit`] (feature `test-utils`): many nodes and the in-process EVM in one test, with
+//!   message delivery under the test's control.
+//!
+//! # Payments
+//! The payer routes with `hoplite-routing` over the graph the chain and gossip built, and sends
+//! a lock along the route; each hop forwards it (checking its fee and expiry delta) with a lower
+//! amount and an earlier expiration. When the payee holds its lock it asks the payer for the
+//! secret (`SecretRequest`); the payer reveals it to the payee only, then the secret travels
+//! back hop by hop, each lock's sender unlocking as it learns it.
+//!
+//! The payer makes a fresh secret for every attempt and reveals at most one. A failed attempt's
+//! locks can't be removed early (only a lock's sender signs its direction, and its receiver
+//! could still take an older proof with the lock on-chain), so they wait for their expiration;
+//! were the retry to reuse their secret hash, anyone on the failed route who later learnt the
+//! secret could claim them, and the payer would pay twice. With one secret per attempt, no lock
+//! of a failed attempt is ever claimable, and retries are safe at once.
+
+pub mod invoice;
+mod node;
+mod payments;
+#[cfg(feature = "test-utils")]
+pub mod testkit;
+pub mod wire;
+
+pub use invoice::{Invoice, InvoiceError, PaymentId};
+pub use node::{
+    ChainRequest, CommandError, Config, Event, Input, Node, Output, PaymentFailure, PeerAction,
+    PeerError, PersistId, Record,
+};

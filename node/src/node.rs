@@ -1,0 +1,997 @@
+//! The node: inputs, commands, outputs and timers, and what it learns from the chain and gossip.
+
+use crate::invoice::{Invoice, InvoiceError, PaymentId};
+use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
+use crate::wire::{DecodeError, Envelope, Message, MessageId};
+use alloy_primitives::Address;
+use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
+use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
+use hoplite_gossip::{ChannelUpdate, GossipMessage, GossipParams, GossipStore, Rejection, Verdict};
+use hoplite_htlc::{
+    Amount, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, PrivateKey,
+    ReceiveError, Secret, SecretHash, SendError, Side, TokenNetwork,
+};
+use hoplite_routing::{
+    NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// How a node behaves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The token network it pays on.
+    pub token_network: TokenNetwork,
+    /// Blocks a lock's receiver needs to register a secret on-chain: new locks we accept must
+    /// expire later than this, and we register a secret on-chain when an incoming lock we can
+    /// claim is this close to expiring.
+    pub reveal_timeout: u64,
+    /// The challenge window of the channels we open, in blocks.
+    pub settle_timeout: u32,
+    /// Our forwarding policy, announced for every channel we have.
+    pub policy: Policy,
+    /// Blocks the payee's lock must have left when we pay (and at least what we require as
+    /// a payee).
+    pub final_expiry_delta: u32,
+    /// How long `pay` keeps trying.
+    pub payment_timeout: Duration,
+    /// How many routes `pay` tries.
+    pub max_attempts: usize,
+    /// When an unacknowledged message is sent again.
+    pub resend_after: Duration,
+    /// Gossip limits.
+    pub gossip: GossipParams,
+    /// The scorer's weights.
+    pub scorer: ProbabilisticParams,
+    /// Seeds every random choice the node makes (secrets, payment ids, the scorer's hasher).
+    pub seed: u64,
+}
+
+impl Config {
+    /// A configuration with sensible defaults on `token_network`.
+    pub fn new(token_network: TokenNetwork, seed: u64) -> Self {
+        Self {
+            token_network,
+            reveal_timeout: 10,
+            settle_timeout: 500,
+            policy: Policy {
+                base_fee: 1,
+                fee_millionths: 1_000,
+                expiry_delta: 20,
+                min_lock: 1,
+                max_lock: u128::MAX,
+                enabled: true,
+            },
+            final_expiry_delta: 20,
+            payment_timeout: Duration::from_secs(60),
+            max_attempts: 5,
+            resend_after: Duration::from_secs(5),
+            gossip: GossipParams::default(),
+            scorer: ProbabilisticParams::default(),
+            seed,
+        }
+    }
+
+    /// Whether the timing parameters can keep a mediator safe.
+    fn check(&self) -> Result<(), CommandError> {
+        let delta = u64::from(self.policy.expiry_delta);
+        // A mediator that learns the secret just before its outgoing lock expires still has
+        // `expiry_delta` blocks to claim the incoming one; it needs `reveal_timeout` of them.
+        if self.reveal_timeout == 0
+            || delta <= self.reveal_timeout
+            || u64::from(self.final_expiry_delta) <= self.reveal_timeout
+            || u64::from(self.settle_timeout) <= self.reveal_timeout
+        {
+            return Err(CommandError::Timeouts);
+        }
+        Ok(())
+    }
+}
+
+/// Something that happened outside the node.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A direct connection to a peer is up: unacknowledged messages to it are sent again.
+    PeerConnected(Address),
+    /// A peer's connection went down.
+    PeerDisconnected(Address),
+    /// Bytes from a peer's direct connection (an encoded [`Envelope`]).
+    PeerMessage {
+        /// The authenticated sender.
+        from: Address,
+        /// What it sent.
+        bytes: Vec<u8>,
+    },
+    /// Bytes from the gossip topic (an encoded [`GossipMessage`]); `id` comes back with the
+    /// verdict.
+    Gossip {
+        /// The peer that relayed it.
+        from: Address,
+        /// The runtime's handle on the message.
+        id: u64,
+        /// What it carried.
+        bytes: Vec<u8>,
+    },
+    /// An event of the token network or secret registry, in block order.
+    Chain(ChainEvent),
+    /// A new block: lock expirations and on-chain deadlines count in blocks.
+    Block(BlockNumber),
+    /// The record of [`Output::Persist`] `id` is durable.
+    Persisted(PersistId),
+    /// A chain request failed (reverted or not sent).
+    ChainRequestFailed {
+        /// The request.
+        request: ChainRequest,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Names one [`Output::Persist`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistId(pub u64);
+
+/// What the node's state needs kept durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A channel's whole off-chain state: both directions and the partner's latest proof.
+    Channel(Box<Channel>),
+}
+
+/// A transaction the node wants sent from its account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainRequest {
+    /// Open a channel with `partner`.
+    OpenChannel {
+        /// The other participant.
+        partner: Address,
+        /// Its challenge window.
+        settle_timeout: u32,
+    },
+    /// Raise our total deposit in `channel` to `total`.
+    Deposit {
+        /// The channel.
+        channel: ChannelId,
+        /// Our new total.
+        total: Amount,
+    },
+    /// Register a secret in the SecretRegistry, so a lock on it can be claimed on-chain.
+    RegisterSecret {
+        /// The secret.
+        secret: Secret,
+    },
+}
+
+/// Something the driver must do, or be told.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Send to a peer over its direct connection (encode with [`Envelope::encode`]).
+    Send {
+        /// The peer.
+        to: Address,
+        /// What to send.
+        envelope: Envelope,
+    },
+    /// Publish on the gossip topic.
+    Publish(GossipMessage),
+    /// The verdict on [`Input::Gossip`] `id`: relay it only if accepted.
+    GossipVerdict {
+        /// The runtime's handle on the message.
+        id: u64,
+        /// Accept, ignore or reject.
+        verdict: Verdict,
+    },
+    /// Send a transaction.
+    Chain(ChainRequest),
+    /// Make `record` durable, then report [`Input::Persisted`]; messages that depend on it are
+    /// held back until then.
+    Persist {
+        /// Its id.
+        id: PersistId,
+        /// What to keep.
+        record: Record,
+    },
+    /// Something to tell the user.
+    Event(Event),
+}
+
+/// What happened, for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A channel of ours was opened on-chain.
+    ChannelOpened {
+        /// The channel.
+        channel: ChannelId,
+        /// The other participant.
+        partner: Address,
+    },
+    /// A payment of ours arrived: the payee has the secret and we unlocked.
+    PaymentSent {
+        /// The payment.
+        payment: PaymentId,
+        /// What the payee received.
+        amount: Amount,
+        /// What we paid on top.
+        fee: Amount,
+        /// The nodes it went through, payee last.
+        route: Vec<Address>,
+    },
+    /// A payment of ours will not be made.
+    PaymentFailed {
+        /// The payment.
+        payment: PaymentId,
+        /// Why.
+        reason: PaymentFailure,
+    },
+    /// We were paid for an invoice: the lock's sender unlocked.
+    PaymentReceived {
+        /// The payment.
+        payment: PaymentId,
+        /// What the lock carried.
+        amount: Amount,
+    },
+    /// A partner paid us directly.
+    DirectTransferReceived {
+        /// The channel.
+        channel: ChannelId,
+        /// What it paid.
+        amount: Amount,
+    },
+    /// We forwarded a payment and were paid for it.
+    Forwarded {
+        /// The incoming channel.
+        channel: ChannelId,
+        /// What we kept.
+        fee: Amount,
+    },
+    /// A peer's message was not applied.
+    PeerMessageRejected {
+        /// The peer.
+        from: Address,
+        /// Why.
+        error: PeerError,
+    },
+    /// A partner signed a state that breaks the rules: the channel can't go on off-chain.
+    ChannelBroken {
+        /// The channel.
+        channel: ChannelId,
+        /// What it did.
+        error: ReceiveError,
+    },
+    /// A gossip message was invalid.
+    GossipRejected {
+        /// The peer that relayed it.
+        from: Address,
+        /// Why.
+        rejection: Rejection,
+    },
+    /// A chain request failed.
+    ChainRequestFailed {
+        /// The request.
+        request: ChainRequest,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Why a payment was given up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentFailure {
+    /// More than the router handles (2¹²⁸).
+    AmountTooLarge,
+    /// No route could carry it.
+    NoRoute(RouteError),
+    /// Every attempt failed; the last failure is given.
+    AttemptsExhausted,
+    /// `payment_timeout` passed.
+    Timeout,
+    /// The payee got the secret but the lock expired unclaimed off-chain.
+    Expired,
+}
+
+/// A peer message that was not applied, sorted by what the driver should do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// The bytes are not a message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A balance update for a channel we don't have.
+    #[error("unknown channel {0}")]
+    UnknownChannel(ChannelId),
+    /// A balance update for a channel the sender is not a participant of.
+    #[error("{from} is not the partner in channel {channel}")]
+    NotPartner {
+        /// The channel.
+        channel: ChannelId,
+        /// Who sent it.
+        from: Address,
+    },
+    /// The channel refused the update.
+    #[error(transparent)]
+    Update(#[from] ReceiveError),
+    /// A secret request, reveal or failure that matches nothing we know.
+    #[error("unsolicited {0}")]
+    Unsolicited(&'static str),
+}
+
+/// What to do about a [`PeerError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAction {
+    /// Nothing: harmless (a resend, or a message that lost a race).
+    Ignore,
+    /// Log it; the peer may be buggy.
+    Warn,
+    /// The peer sends garbage: disconnect it.
+    Disconnect,
+    /// The partner broke the channel's rules: close it on-chain.
+    CloseChannel,
+}
+
+impl PeerError {
+    /// What the driver should do.
+    pub fn action(&self) -> PeerAction {
+        match self {
+            Self::Decode(_) => PeerAction::Disconnect,
+            Self::UnknownChannel(_) | Self::NotPartner { .. } | Self::Unsolicited(_) => {
+                PeerAction::Warn
+            }
+            Self::Update(error) => match error.action() {
+                ErrorAction::Ignore => PeerAction::Ignore,
+                ErrorAction::Reject => PeerAction::Warn,
+                ErrorAction::CloseChannel => PeerAction::CloseChannel,
+            },
+        }
+    }
+}
+
+/// A command the node refused; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The timing parameters can't keep a mediator safe.
+    #[error("need 0 < reveal_timeout < expiry_delta, final_expiry_delta and settle_timeout")]
+    Timeouts,
+    /// No such open channel of ours.
+    #[error("no open channel {0}")]
+    UnknownChannel(ChannelId),
+    /// The channel refused.
+    #[error(transparent)]
+    Channel(#[from] SendError),
+    /// The invoice can't be paid.
+    #[error(transparent)]
+    Invoice(#[from] InvoiceError),
+    /// This payment was already started.
+    #[error("payment {0:?} already started")]
+    DuplicatePayment(PaymentId),
+    /// A deposit total below the current one, or zero for a new channel.
+    #[error("deposit total must grow")]
+    DepositTooLow,
+    /// Paying ourselves.
+    #[error("an invoice of our own")]
+    OwnInvoice,
+}
+
+/// A message or acknowledgement made by a call, not yet output.
+#[derive(Clone, Copy, Debug)]
+enum Outgoing {
+    /// The unacknowledged message `id` to this peer.
+    Message(Address, MessageId),
+    /// An acknowledgement of the peer's message `id`.
+    Ack(Address, MessageId),
+}
+
+/// Messages to one peer not yet acknowledged.
+#[derive(Debug, Default)]
+pub(crate) struct Peer {
+    next_id: u64,
+    /// By id: the message and when it last went out (`None`: held back until persisted).
+    unacked: BTreeMap<MessageId, (Message, Option<Duration>)>,
+}
+
+/// A Hoplite node as a state machine: no clock, no socket, no unseeded randomness.
+///
+/// # Call order
+/// Drive it with [`handle_input`](Self::handle_input) for everything that happens outside
+/// (peer bytes, gossip, chain events, new blocks, persistence completions),
+/// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)'s
+/// instant has come, and commands ([`open_channel`](Self::open_channel),
+/// [`deposit`](Self::deposit), [`create_invoice`](Self::create_invoice), [`pay`](Self::pay),
+/// [`send_direct`](Self::send_direct)). After every call, drain
+/// [`poll_output`](Self::poll_output) until `None`, then read `poll_timeout` again.
+///
+/// `now` is any monotonic clock (the runtime: time since the UNIX epoch; the simulator:
+/// virtual time); it must not go backwards. Gossip timestamps are its seconds.
+///
+/// A message that reveals a new signed state of ours, or acknowledges a state of the partner's,
+/// is output only after the channel record that makes it recoverable was persisted: the node
+/// outputs [`Output::Persist`] first and holds the messages back until
+/// [`Input::Persisted`] for that id (and every earlier one) comes in.
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    pub(crate) key: PrivateKey,
+    pub(crate) address: Address,
+    pub(crate) rng: StdRng,
+    pub(crate) now: Duration,
+    pub(crate) block: BlockNumber,
+    /// Every channel of the token network, as its events build it.
+    pub(crate) onchain: BTreeMap<ChannelId, OnChainChannel>,
+    /// Our channels' off-chain state.
+    pub(crate) channels: BTreeMap<ChannelId, Channel>,
+    pub(crate) graph: NetworkGraph,
+    pub(crate) router: Router,
+    pub(crate) scorer: ProbabilisticScorer,
+    pub(crate) gossip: GossipStore,
+    pub(crate) peers: BTreeMap<Address, Peer>,
+    /// Deposits to make once a channel we asked for opens, by partner.
+    pending_opens: BTreeMap<Address, Amount>,
+    pub(crate) payments: BTreeMap<PaymentId, Payment>,
+    pub(crate) invoices: BTreeMap<PaymentId, IncomingInvoice>,
+    pub(crate) received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
+    pub(crate) sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
+    pub(crate) secrets: BTreeMap<SecretHash, Secret>,
+    pub(crate) registered: BTreeSet<SecretHash>,
+    /// Messages made by the current call, released with its persistence.
+    pending: Vec<Outgoing>,
+    dirty: BTreeSet<ChannelId>,
+    outputs: VecDeque<Output>,
+    /// Message batches waiting for a persist id (and all before it).
+    held: VecDeque<(PersistId, Vec<Outgoing>)>,
+    next_persist: u64,
+    persisted_through: u64,
+    persisted_ahead: BTreeSet<u64>,
+}
+
+impl Node {
+    /// A node with no channels, at `now` and chain height `block`.
+    pub fn new(
+        config: Config,
+        key: PrivateKey,
+        now: Duration,
+        block: BlockNumber,
+    ) -> Result<Self, CommandError> {
+        config.check()?;
+        let address = key.address();
+        Ok(Self {
+            rng: StdRng::seed_from_u64(config.seed),
+            scorer: ProbabilisticScorer::new(config.scorer, config.seed),
+            gossip: GossipStore::new(config.token_network, config.gossip),
+            config,
+            key,
+            address,
+            now,
+            block,
+            onchain: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            graph: NetworkGraph::new(),
+            router: Router::default(),
+            peers: BTreeMap::new(),
+            pending_opens: BTreeMap::new(),
+            payments: BTreeMap::new(),
+            invoices: BTreeMap::new(),
+            received: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            registered: BTreeSet::new(),
+            pending: Vec::new(),
+            dirty: BTreeSet::new(),
+            outputs: VecDeque::new(),
+            held: VecDeque::new(),
+            next_persist: 0,
+            persisted_through: 0,
+            persisted_ahead: BTreeSet::new(),
+        })
+    }
+
+    /// Our address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The block we believe is the latest.
+    pub fn block(&self) -> BlockNumber {
+        self.block
+    }
+
+    /// One of our channels.
+    pub fn channel(&self, id: ChannelId) -> Option<&Channel> {
+        self.channels.get(&id)
+    }
+
+    /// Our channels.
+    pub fn channels(&self) -> impl Iterator<Item = &Channel> {
+        self.channels.values()
+    }
+
+    /// A channel of the token network as the chain's events built it.
+    pub fn onchain_channel(&self, id: ChannelId) -> Option<&OnChainChannel> {
+        self.onchain.get(&id)
+    }
+
+    /// Every channel of the token network as the chain's events built them.
+    pub fn onchain_channels(&self) -> impl Iterator<Item = &OnChainChannel> {
+        self.onchain.values()
+    }
+
+    /// The network as we see it.
+    pub fn graph(&self) -> &NetworkGraph {
+        &self.graph
+    }
+
+    /// The next output to act on.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let resend = self
+            .peers
+            .values()
+            .flat_map(|peer| peer.unacked.values())
+            .filter_map(|(_, sent)| sent.map(|at| at + self.config.resend_after))
+            .min();
+        let deadline = self
+            .payments
+            .values()
+            .filter(|payment| payment.is_pending())
+            .map(|payment| payment.deadline)
+            .min();
+        resend.into_iter().chain(deadline).min()
+    }
+
+    /// Resends unacknowledged messages and gives up payments past their deadline.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.advance(now);
+        let resend_after = self.config.resend_after;
+        for (to, peer) in &mut self.peers {
+            for (id, (message, sent)) in &mut peer.unacked {
+                if let Some(at) = sent
+                    && *at + resend_after <= now
+                {
+                    *at = now;
+                    self.outputs.push_back(Output::Send {
+                        to: *to,
+                        envelope: Envelope::Message {
+                            id: *id,
+                            message: message.clone(),
+                        },
+                    });
+                }
+            }
+        }
+        self.expire_payments();
+        self.finish();
+    }
+
+    /// Handles one input.
+    pub fn handle_input(&mut self, now: Duration, input: Input) {
+        self.advance(now);
+        match input {
+            Input::PeerConnected(peer) => self.resend_all(peer),
+            Input::PeerDisconnected(_) => {}
+            Input::PeerMessage { from, bytes } => self.handle_peer_bytes(from, &bytes),
+            Input::Gossip { from, id, bytes } => self.handle_gossip(from, id, &bytes),
+            Input::Chain(event) => self.handle_chain_event(&event),
+            Input::Block(block) => self.handle_block(block),
+            Input::Persisted(id) => self.handle_persisted(id),
+            Input::ChainRequestFailed { request, error } => {
+                self.event(Event::ChainRequestFailed { request, error })
+            }
+        }
+        self.finish();
+    }
+
+    /// Opens a channel with `partner` and deposits `deposit` once it is open.
+    pub fn open_channel(
+        &mut self,
+        now: Duration,
+        partner: Address,
+        deposit: Amount,
+    ) -> Result<(), CommandError> {
+        self.advance(now);
+        if deposit.is_zero() {
+            return Err(CommandError::DepositTooLow);
+        }
+        self.pending_opens.insert(partner, deposit);
+        self.outputs
+            .push_back(Output::Chain(ChainRequest::OpenChannel {
+                partner,
+                settle_timeout: self.config.settle_timeout,
+            }));
+        Ok(())
+    }
+
+    /// Raises our total deposit in `channel` to `total`.
+    pub fn deposit(
+        &mut self,
+        now: Duration,
+        channel: ChannelId,
+        total: Amount,
+    ) -> Result<(), CommandError> {
+        self.advance(now);
+        let ours = self
+            .channels
+            .get(&channel)
+            .ok_or(CommandError::UnknownChannel(channel))?;
+        if total <= ours.participant(Side::Ours).total_deposit() {
+            return Err(CommandError::DepositTooLow);
+        }
+        self.outputs
+            .push_back(Output::Chain(ChainRequest::Deposit { channel, total }));
+        Ok(())
+    }
+
+    /// An invoice for `amount`, valid for `valid_for`.
+    pub fn create_invoice(&mut self, now: Duration, amount: Amount, valid_for: Duration) -> Invoice {
+        self.advance(now);
+        let payment = PaymentId(self.random_word());
+        let expires_at = now.saturating_add(valid_for).as_secs();
+        let invoice = Invoice::sign(
+            &self.key,
+            self.config.token_network,
+            payment,
+            amount,
+            expires_at,
+        );
+        self.invoices.insert(payment, IncomingInvoice::new(invoice));
+        invoice
+    }
+
+    /// Pays `amount` to the partner of `channel` directly (no lock).
+    pub fn send_direct(
+        &mut self,
+        now: Duration,
+        channel: ChannelId,
+        amount: Amount,
+    ) -> Result<(), CommandError> {
+        self.advance(now);
+        let partner = self.partner_of(channel)?;
+        let change = hoplite_htlc::BalanceChange::DirectTransfer { amount };
+        let ours = self.channels.get_mut(&channel).expect("partner_of found it");
+        let update = ours.send(&self.key, change, self.block)?;
+        self.dirty.insert(channel);
+        self.send(
+            partner,
+            Message::Update {
+                update,
+                onward: None,
+            },
+        );
+        self.finish();
+        Ok(())
+    }
+
+    pub(crate) fn partner_of(&self, channel: ChannelId) -> Result<Address, CommandError> {
+        let open = self
+            .onchain
+            .get(&channel)
+            .is_some_and(|c| c.phase == Phase::Opened);
+        match self.channels.get(&channel) {
+            Some(ours) if open => Ok(ours.participant(Side::Partner).address()),
+            _ => Err(CommandError::UnknownChannel(channel)),
+        }
+    }
+
+    fn advance(&mut self, now: Duration) {
+        // Time never runs backwards here, whatever the driver does.
+        self.now = self.now.max(now);
+        self.scorer.time_passed(self.now);
+    }
+
+    pub(crate) fn random_word(&mut self) -> alloy_primitives::B256 {
+        let mut word = alloy_primitives::B256::ZERO;
+        rand::RngCore::fill_bytes(&mut self.rng, &mut word.0);
+        word
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    pub(crate) fn chain_request(&mut self, request: ChainRequest) {
+        self.outputs.push_back(Output::Chain(request));
+    }
+
+    /// Marks a channel changed: it is persisted before this call's messages go out.
+    pub(crate) fn touch(&mut self, channel: ChannelId) {
+        self.dirty.insert(channel);
+    }
+
+    /// Queues a message to `to`; it goes out when this call's changes are durable.
+    pub(crate) fn send(&mut self, to: Address, message: Message) {
+        let peer = self.peers.entry(to).or_default();
+        let id = MessageId(peer.next_id);
+        peer.next_id += 1;
+        peer.unacked.insert(id, (message, None));
+        self.pending.push(Outgoing::Message(to, id));
+    }
+
+    /// Acknowledges the peer's message `id` once this call's changes are durable.
+    fn ack(&mut self, to: Address, id: MessageId) {
+        self.pending.push(Outgoing::Ack(to, id));
+    }
+
+    /// Ends a call: persists what changed and holds this call's messages until it is durable.
+    fn finish(&mut self) {
+        let batch = std::mem::take(&mut self.pending);
+        if self.dirty.is_empty() {
+            self.release(batch);
+            return;
+        }
+        let mut last = PersistId(0);
+        for channel in std::mem::take(&mut self.dirty) {
+            let Some(state) = self.channels.get(&channel) else {
+                continue;
+            };
+            self.next_persist += 1;
+            last = PersistId(self.next_persist);
+            self.outputs.push_back(Output::Persist {
+                id: last,
+                record: Record::Channel(Box::new(state.clone())),
+            });
+        }
+        if last.0 == 0 {
+            self.release(batch);
+        } else {
+            self.held.push_back((last, batch));
+        }
+    }
+
+    fn handle_persisted(&mut self, id: PersistId) {
+        if id.0 <= self.persisted_through || id.0 > self.next_persist {
+            return;
+        }
+        self.persisted_ahead.insert(id.0);
+        while self.persisted_ahead.remove(&(self.persisted_through + 1)) {
+            self.persisted_through += 1;
+        }
+        while self
+            .held
+            .front()
+            .is_some_and(|(id, _)| id.0 <= self.persisted_through)
+        {
+            let (_, batch) = self.held.pop_front().expect("front exists");
+            self.release(batch);
+        }
+    }
+
+    /// Outputs a batch of messages (held ones only after everything before them).
+    fn release(&mut self, batch: Vec<Outgoing>) {
+        if !self.held.is_empty() && !batch.is_empty() {
+            // Keep the order of messages: nothing overtakes a held batch.
+            let (id, _) = *self.held.back().expect("not empty");
+            self.held.push_back((id, batch));
+            return;
+        }
+        let now = self.now;
+        for outgoing in batch {
+            let (to, id) = match outgoing {
+                Outgoing::Ack(to, id) => {
+                    let envelope = Envelope::Ack(id);
+                    self.outputs.push_back(Output::Send { to, envelope });
+                    continue;
+                }
+                Outgoing::Message(to, id) => (to, id),
+            };
+            let Some(peer) = self.peers.get_mut(&to) else {
+                continue;
+            };
+            let Some((message, sent)) = peer.unacked.get_mut(&id) else {
+                continue;
+            };
+            *sent = Some(now);
+            let envelope = Envelope::Message {
+                id,
+                message: message.clone(),
+            };
+            self.outputs.push_back(Output::Send { to, envelope });
+        }
+    }
+
+    fn resend_all(&mut self, to: Address) {
+        let Some(peer) = self.peers.get_mut(&to) else {
+            return;
+        };
+        for (id, (message, sent)) in &mut peer.unacked {
+            if let Some(at) = sent {
+                *at = self.now;
+                self.outputs.push_back(Output::Send {
+                    to,
+                    envelope: Envelope::Message {
+                        id: *id,
+                        message: message.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    fn handle_peer_bytes(&mut self, from: Address, bytes: &[u8]) {
+        let envelope = match Envelope::decode(bytes) {
+            Ok(envelope) => envelope,
+            Err(error) => return self.reject(from, error.into()),
+        };
+        match envelope {
+            Envelope::Ack(id) => {
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.unacked.remove(&id);
+                }
+            }
+            Envelope::Message { id, message } => {
+                let handled = match message {
+                    Message::Update { update, onward } => {
+                        self.handle_update(from, &update, onward)
+                    }
+                    Message::SecretRequest {
+                        payment,
+                        secret_hash,
+                        amount,
+                    } => self.handle_secret_request(from, payment, secret_hash, amount),
+                    Message::RevealSecret { secret } => self.handle_reveal(from, secret),
+                    Message::Failure {
+                        secret_hash,
+                        at,
+                        reason,
+                    } => self.handle_failure(from, secret_hash, at, reason),
+                };
+                let acknowledge = match handled {
+                    Ok(()) => true,
+                    Err(error) => {
+                        // A resend of what we already applied, or a message that matches
+                        // nothing: acknowledge so it is not sent again. Refused updates are
+                        // not acknowledged: the sender resends them in order.
+                        let acknowledge = !matches!(
+                            &error,
+                            PeerError::Update(e) if e.action() != ErrorAction::Ignore
+                                && !matches!(e, ReceiveError::StaleNonce { .. })
+                        );
+                        self.reject(from, error);
+                        acknowledge
+                    }
+                };
+                if acknowledge {
+                    self.ack(from, id);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn reject(&mut self, from: Address, error: PeerError) {
+        if let PeerError::Update(e) = &error
+            && e.action() == ErrorAction::Ignore
+        {
+            return;
+        }
+        self.event(Event::PeerMessageRejected { from, error });
+    }
+
+    fn handle_gossip(&mut self, from: Address, id: u64, bytes: &[u8]) {
+        let verdict = match GossipMessage::decode(bytes) {
+            Ok(GossipMessage::ChannelUpdate(update)) => self.apply_channel_update(&update),
+            Err(_) => Verdict::Reject(Rejection::Malformed),
+        };
+        if let Verdict::Reject(rejection) = verdict {
+            self.event(Event::GossipRejected { from, rejection });
+        }
+        self.outputs
+            .push_back(Output::GossipVerdict { id, verdict });
+    }
+
+    /// Checks an update against the chain and gossip rules and, if accepted, feeds routing.
+    fn apply_channel_update(&mut self, update: &ChannelUpdate) -> Verdict {
+        let participants = self
+            .onchain
+            .get(&update.channel)
+            .filter(|c| c.phase == Phase::Opened)
+            .map(|c| [c.state.participant1, c.state.participant2]);
+        let verdict = self.gossip.handle_update(self.now, update, participants);
+        if verdict == Verdict::Accept {
+            let policy = Policy::from(update.policy);
+            // The channel is on-chain (checked above), so it is in the graph.
+            let _ = self
+                .graph
+                .update_policy(update.channel, NodeId(update.participant), policy);
+        }
+        verdict
+    }
+
+    fn handle_chain_event(&mut self, event: &ChainEvent) {
+        if let Some(opened) = OnChainChannel::opened(event) {
+            self.channel_opened(opened);
+            return;
+        }
+        let Some(id) = event.channel_id() else {
+            return;
+        };
+        let Some(onchain) = self.onchain.get_mut(&id) else {
+            return;
+        };
+        onchain.apply(event);
+        let ContractEvent::TokenNetwork(contract_event) = &event.event else {
+            return;
+        };
+        match contract_event {
+            Tn::ChannelNewDeposit(e) => {
+                let capacity = u128::try_from(onchain.available()).unwrap_or(u128::MAX);
+                let _ = self.graph.set_capacity(id, capacity);
+                if let Some(ours) = self.channels.get_mut(&id) {
+                    let side = if e.participant == self.address {
+                        Side::Ours
+                    } else {
+                        Side::Partner
+                    };
+                    // The chain only raises totals; a refusal here means it overflows.
+                    if ours
+                        .set_total_deposit(side, Amount::from(e.totalDeposit))
+                        .is_ok()
+                    {
+                        self.dirty.insert(id);
+                    }
+                }
+            }
+            Tn::ChannelClosed(_) | Tn::ChannelSettled(_) => {
+                let _ = self.graph.remove_channel(id);
+                self.gossip.forget_channel(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn channel_opened(&mut self, opened: OnChainChannel) {
+        let id = opened.id;
+        let [one, two] = [opened.state.participant1, opened.state.participant2];
+        let settle_timeout = u64::from(opened.state.settleTimeout);
+        self.onchain.insert(id, opened);
+        let _ = self.graph.add_channel(id, NodeId(one), NodeId(two), 0);
+        let partner = match self.address {
+            a if a == one => two,
+            a if a == two => one,
+            _ => return,
+        };
+        let config = ChannelConfig {
+            reveal_timeout: self.config.reveal_timeout,
+            settle_timeout,
+        };
+        // A window too short for our reveal timeout is a channel we can't use safely.
+        let Ok(channel) = Channel::new(self.config.token_network, id, config, self.address, partner)
+        else {
+            return;
+        };
+        self.channels.insert(id, channel);
+        self.dirty.insert(id);
+        self.event(Event::ChannelOpened {
+            channel: id,
+            partner,
+        });
+        if let Some(deposit) = self.pending_opens.remove(&partner) {
+            self.chain_request(ChainRequest::Deposit {
+                channel: id,
+                total: deposit,
+            });
+        }
+        let update = ChannelUpdate::sign(
+            &self.key,
+            self.config.token_network,
+            id,
+            self.now.as_secs(),
+            self.config.policy.into(),
+        );
+        if self.apply_channel_update(&update) == Verdict::Accept {
+            self.outputs
+                .push_back(Output::Publish(GossipMessage::ChannelUpdate(update)));
+        }
+    }
+
+    fn handle_block(&mut self, block: BlockNumber) {
+        if block <= self.block {
+            return;
+        }
+        self.block = block;
+        self.expire_locks();
+        self.register_secrets_in_danger();
+    }
+}

@@ -1,0 +1,746 @@
+//! Paying, being paid and forwarding: what the node does with locks and secrets.
+
+use crate::invoice::{Invoice, PaymentId};
+use crate::node::{CommandError, Event, Node, PaymentFailure, PeerError};
+use crate::wire::{FailurePoint, FailureReason, Message, Onward, OnwardHop};
+use alloy_primitives::Address;
+use hoplite_htlc::{
+    Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Lock, Secret,
+    SecretHash, SendError, Side, Violation,
+};
+use hoplite_routing::{NodeId, Route, RouteParams};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// An invoice we made, and how far its payment got.
+#[derive(Clone, Debug)]
+pub(crate) struct IncomingInvoice {
+    invoice: Invoice,
+    state: InvoiceState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InvoiceState {
+    /// Waiting for a lock.
+    Open,
+    /// The payer revealed the secret of this lock; we claim it.
+    Revealed(SecretHash),
+    /// The lock's sender unlocked it.
+    Paid,
+}
+
+impl IncomingInvoice {
+    pub(crate) fn new(invoice: Invoice) -> Self {
+        Self {
+            invoice,
+            state: InvoiceState::Open,
+        }
+    }
+}
+
+/// A payment we make.
+#[derive(Clone, Debug)]
+pub(crate) struct Payment {
+    invoice: Invoice,
+    pub(crate) deadline: Duration,
+    attempts: Vec<Attempt>,
+    /// Channels that failed this payment.
+    excluded: BTreeSet<ChannelId>,
+    state: PaymentState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PaymentState {
+    /// Trying routes; no secret revealed.
+    Routing,
+    /// The payee has attempt `.0`'s secret; waiting for it to come back.
+    Revealed(usize),
+    Succeeded,
+    Failed,
+}
+
+impl Payment {
+    pub(crate) fn is_pending(&self) -> bool {
+        self.state == PaymentState::Routing
+    }
+}
+
+/// One route tried, with its own secret.
+#[derive(Clone, Debug)]
+struct Attempt {
+    secret: Secret,
+    route: Route,
+    /// Neither failed nor expired.
+    live: bool,
+}
+
+/// A lock a partner sent us, and what it is for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReceivedLock {
+    amount: Amount,
+    role: ReceivedRole,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ReceivedRole {
+    /// It pays our invoice `payment`; `payer` reveals the secret.
+    Payee { payment: PaymentId, payer: Address },
+    /// We forwarded it, keeping `fee`.
+    Mediated { fee: Amount },
+    /// We refused it (failure sent back); it will expire.
+    Refused,
+}
+
+/// A lock we sent, and why.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SentLock {
+    role: SentRole,
+    /// The receiver reported a failure further on.
+    failed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SentRole {
+    /// Attempt `attempt` of our payment.
+    Attempt { payment: PaymentId, attempt: usize },
+    /// Forwarded from the lock with the same secret hash on `incoming`.
+    Forward { incoming: ChannelId },
+}
+
+fn amount_u128(amount: Amount) -> Option<u128> {
+    u128::try_from(amount.to_u256()).ok()
+}
+
+impl Node {
+    /// Pays `invoice`: routes, sends, and retries other routes on failure until
+    /// `payment_timeout` or `max_attempts`. The outcome comes as [`Event::PaymentSent`] or
+    /// [`Event::PaymentFailed`].
+    pub fn pay(&mut self, now: Duration, invoice: &Invoice) -> Result<PaymentId, CommandError> {
+        self.handle_timeout(now);
+        invoice.check(self.config.token_network, now.as_secs())?;
+        if invoice.payee == self.address {
+            return Err(CommandError::OwnInvoice);
+        }
+        if self.payments.contains_key(&invoice.payment) {
+            return Err(CommandError::DuplicatePayment(invoice.payment));
+        }
+        self.payments.insert(
+            invoice.payment,
+            Payment {
+                invoice: *invoice,
+                deadline: now.saturating_add(self.config.payment_timeout),
+                attempts: Vec::new(),
+                excluded: BTreeSet::new(),
+                state: PaymentState::Routing,
+            },
+        );
+        self.start_attempt(invoice.payment);
+        self.handle_timeout(now);
+        Ok(invoice.payment)
+    }
+
+    /// Routes and sends the next attempt of a payment, or gives it up.
+    fn start_attempt(&mut self, id: PaymentId) {
+        loop {
+            let Some(payment) = self.payments.get(&id) else {
+                return;
+            };
+            if payment.state != PaymentState::Routing {
+                return;
+            }
+            if self.now >= payment.deadline {
+                return self.fail_payment(id, PaymentFailure::Timeout);
+            }
+            if payment.attempts.len() >= self.config.max_attempts {
+                return self.fail_payment(id, PaymentFailure::AttemptsExhausted);
+            }
+            let invoice = payment.invoice;
+            let Some(amount) = amount_u128(invoice.amount) else {
+                return self.fail_payment(id, PaymentFailure::AmountTooLarge);
+            };
+            let mut params = RouteParams::for_amount(amount);
+            params.final_expiry_delta = self.config.final_expiry_delta;
+            params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
+            params.excluded_channels = payment.excluded.clone();
+            // Our own channels must be open and able to pay at least the amount now.
+            for (channel_id, channel) in &self.channels {
+                if self.partner_of(*channel_id).is_err()
+                    || channel.spendable(Side::Ours) < invoice.amount
+                {
+                    params.excluded_channels.insert(*channel_id);
+                }
+            }
+            let route = match self.router.find_route(
+                &self.graph,
+                &self.scorer,
+                NodeId(self.address),
+                NodeId(invoice.payee),
+                amount,
+                &params,
+            ) {
+                Ok(route) => route,
+                Err(error) => return self.fail_payment(id, PaymentFailure::NoRoute(error)),
+            };
+            let secret = Secret(self.random_word());
+            let secret_hash = secret.hash();
+            let block = self.block.0;
+            let at = |expiry: u32| BlockNumber(block.saturating_add(u64::from(expiry)));
+            let first = route.hops[0];
+            let lock = Lock {
+                amount: Amount::from(first.amount),
+                expiration: at(first.expiry),
+                secret_hash,
+            };
+            let hops = route.hops[1..]
+                .iter()
+                .map(|hop| OnwardHop {
+                    channel: hop.direction.channel,
+                    to: hop.to.0,
+                    amount: Amount::from(hop.amount),
+                    expiration: at(hop.expiry),
+                })
+                .collect();
+            let channel_id = first.direction.channel;
+            let channel = self.channels.get_mut(&channel_id).expect("routes start at ours");
+            let update = match channel.send(&self.key, BalanceChange::LockedTransfer { lock }, self.block)
+            {
+                Ok(update) => update,
+                Err(_) => {
+                    // Fees made it too much for this channel: try without it.
+                    let payment = self.payments.get_mut(&id).expect("checked above");
+                    payment.excluded.insert(channel_id);
+                    continue;
+                }
+            };
+            self.touch(channel_id);
+            let onward = Onward {
+                payment: id,
+                payer: self.address,
+                payee: invoice.payee,
+                amount: invoice.amount,
+                hops,
+            };
+            let payment = self.payments.get_mut(&id).expect("checked above");
+            let attempt = payment.attempts.len();
+            payment.attempts.push(Attempt {
+                secret,
+                route,
+                live: true,
+            });
+            self.sent.insert(
+                (secret_hash, channel_id),
+                SentLock {
+                    role: SentRole::Attempt { payment: id, attempt },
+                    failed: false,
+                },
+            );
+            self.send(
+                first.to.0,
+                Message::Update {
+                    update,
+                    onward: Some(onward),
+                },
+            );
+            return;
+        }
+    }
+
+    fn fail_payment(&mut self, id: PaymentId, reason: PaymentFailure) {
+        if let Some(payment) = self.payments.get_mut(&id) {
+            payment.state = PaymentState::Failed;
+            self.event(Event::PaymentFailed {
+                payment: id,
+                reason,
+            });
+        }
+    }
+
+    /// An attempt failed (a failure came back, or its lock expired).
+    fn attempt_failed(&mut self, id: PaymentId, attempt: usize, at: Option<FailurePoint>) {
+        let now = self.now;
+        let Some(payment) = self.payments.get_mut(&id) else {
+            return;
+        };
+        let Some(tried) = payment.attempts.get_mut(attempt) else {
+            return;
+        };
+        if !tried.live {
+            return;
+        }
+        tried.live = false;
+        if let Some(channel) = at.and_then(|at| at.channel) {
+            if let Some(failed) = tried
+                .route
+                .hops
+                .iter()
+                .position(|hop| hop.direction.channel == channel)
+            {
+                self.scorer.report_failure(&tried.route.hops, failed, now);
+            }
+            payment.excluded.insert(channel);
+        }
+        match payment.state {
+            PaymentState::Routing => self.start_attempt(id),
+            PaymentState::Revealed(revealed) if revealed == attempt => {
+                self.fail_payment(id, PaymentFailure::Expired)
+            }
+            _ => {}
+        }
+    }
+
+    /// Gives up payments past their deadline; their secrets are never revealed.
+    pub(crate) fn expire_payments(&mut self) {
+        let due: Vec<PaymentId> = self
+            .payments
+            .iter()
+            .filter(|(_, p)| p.state == PaymentState::Routing && self.now >= p.deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.fail_payment(id, PaymentFailure::Timeout);
+        }
+    }
+
+    /// A partner's balance update for one of our channels.
+    pub(crate) fn handle_update(
+        &mut self,
+        from: Address,
+        update: &BalanceUpdate,
+        onward: Option<Onward>,
+    ) -> Result<(), PeerError> {
+        let id = update.proof.proof.channel_id;
+        let channel = self
+            .channels
+            .get_mut(&id)
+            .ok_or(PeerError::UnknownChannel(id))?;
+        if channel.participant(Side::Partner).address() != from {
+            return Err(PeerError::NotPartner { channel: id, from });
+        }
+        if let Err(error) = channel.handle_update(update, self.block) {
+            if error.action() == hoplite_htlc::ErrorAction::CloseChannel {
+                self.event(Event::ChannelBroken { channel: id, error });
+            }
+            return Err(error.into());
+        }
+        self.touch(id);
+        match update.change {
+            BalanceChange::DirectTransfer { amount } => {
+                self.event(Event::DirectTransferReceived {
+                    channel: id,
+                    amount,
+                });
+            }
+            BalanceChange::LockedTransfer { lock } => {
+                // `Envelope::decode` guarantees the routing data of a new lock.
+                if let Some(onward) = onward {
+                    self.handle_new_lock(id, from, lock, onward);
+                }
+            }
+            BalanceChange::Unlock { secret } => self.handle_unlocked(id, secret.hash()),
+            BalanceChange::LockExpired { secret_hash } => {
+                self.received.remove(&(secret_hash, id));
+            }
+        }
+        Ok(())
+    }
+
+    /// A lock a partner sent us: pay us, or forward it, or fail it back.
+    fn handle_new_lock(&mut self, channel: ChannelId, from: Address, lock: Lock, onward: Onward) {
+        let secret_hash = lock.secret_hash;
+        let outcome = if onward.hops.is_empty() {
+            self.accept_as_payee(&lock, &onward)
+                .map_err(|reason| (reason, None))
+        } else {
+            self.forward(channel, &lock, &onward)
+        };
+        let role = match outcome {
+            Ok(role) => role,
+            Err((reason, failed_channel)) => {
+                let at = FailurePoint {
+                    node: self.address,
+                    channel: failed_channel,
+                };
+                self.send(
+                    from,
+                    Message::Failure {
+                        secret_hash,
+                        at,
+                        reason,
+                    },
+                );
+                ReceivedRole::Refused
+            }
+        };
+        if let ReceivedRole::Payee { payment, payer } = role {
+            self.send(
+                payer,
+                Message::SecretRequest {
+                    payment,
+                    secret_hash,
+                    amount: lock.amount,
+                },
+            );
+        }
+        self.received.insert(
+            (secret_hash, channel),
+            ReceivedLock {
+                amount: lock.amount,
+                role,
+            },
+        );
+    }
+
+    fn accept_as_payee(&self, lock: &Lock, onward: &Onward) -> Result<ReceivedRole, FailureReason> {
+        if onward.payee != self.address {
+            return Err(FailureReason::UnknownPayment);
+        }
+        let invoice = self
+            .invoices
+            .get(&onward.payment)
+            .filter(|i| i.state == InvoiceState::Open)
+            .filter(|i| self.now.as_secs() <= i.invoice.expires_at)
+            .ok_or(FailureReason::UnknownPayment)?;
+        if lock.amount < invoice.invoice.amount {
+            return Err(FailureReason::AmountTooLow);
+        }
+        Ok(ReceivedRole::Payee {
+            payment: onward.payment,
+            payer: onward.payer,
+        })
+    }
+
+    /// Forwards a lock along `onward`'s next hop if our policy and the channel allow it.
+    fn forward(
+        &mut self,
+        incoming: ChannelId,
+        lock: &Lock,
+        onward: &Onward,
+    ) -> Result<ReceivedRole, (FailureReason, Option<ChannelId>)> {
+        let hop = onward.hops[0];
+        let out = hop.channel;
+        let fail = |reason| (reason, Some(out));
+        match self.partner_of(out) {
+            Ok(partner) if partner == hop.to && out != incoming => {}
+            _ => return Err(fail(FailureReason::UnknownNextChannel)),
+        }
+        let policy = self.config.policy;
+        let amount = amount_u128(hop.amount).ok_or(fail(FailureReason::PolicyViolation))?;
+        if !policy.enabled || amount < policy.min_lock || amount > policy.max_lock {
+            return Err(fail(FailureReason::PolicyViolation));
+        }
+        let fee = policy
+            .fee(amount)
+            .ok_or(fail(FailureReason::PolicyViolation))?;
+        let needed = hop
+            .amount
+            .checked_add(Amount::from(fee))
+            .ok_or(fail(FailureReason::PolicyViolation))?;
+        if lock.amount < needed {
+            return Err(fail(FailureReason::FeeInsufficient));
+        }
+        let latest_out = lock
+            .expiration
+            .0
+            .checked_sub(u64::from(policy.expiry_delta));
+        if latest_out.is_none_or(|latest| hop.expiration.0 > latest) {
+            return Err(fail(FailureReason::ExpiryTooSoon));
+        }
+        let next = Lock {
+            amount: hop.amount,
+            expiration: hop.expiration,
+            secret_hash: lock.secret_hash,
+        };
+        let channel = self.channels.get_mut(&out).expect("partner_of found it");
+        let update = channel
+            .send(&self.key, BalanceChange::LockedTransfer { lock: next }, self.block)
+            .map_err(|error| match error {
+                SendError::Rule(Violation::InsufficientBalance { .. }) => {
+                    fail(FailureReason::InsufficientCapacity)
+                }
+                _ => fail(FailureReason::ChannelRefused),
+            })?;
+        self.touch(out);
+        self.sent.insert(
+            (lock.secret_hash, out),
+            SentLock {
+                role: SentRole::Forward { incoming },
+                failed: false,
+            },
+        );
+        let onward = Onward {
+            hops: onward.hops[1..].to_vec(),
+            ..onward.clone()
+        };
+        self.send(
+            hop.to,
+            Message::Update {
+                update,
+                onward: Some(onward),
+            },
+        );
+        let kept = lock.amount.checked_sub(hop.amount).unwrap_or(Amount::ZERO);
+        Ok(ReceivedRole::Mediated { fee: kept })
+    }
+
+    /// The sender of a lock to us unlocked it: we were paid.
+    fn handle_unlocked(&mut self, channel: ChannelId, secret_hash: SecretHash) {
+        let Some(received) = self.received.remove(&(secret_hash, channel)) else {
+            return;
+        };
+        match received.role {
+            ReceivedRole::Payee { payment, .. } => {
+                if let Some(invoice) = self.invoices.get_mut(&payment) {
+                    invoice.state = InvoiceState::Paid;
+                }
+                self.event(Event::PaymentReceived {
+                    payment,
+                    amount: received.amount,
+                });
+            }
+            ReceivedRole::Mediated { fee, .. } => {
+                self.event(Event::Forwarded { channel, fee });
+            }
+            ReceivedRole::Refused => {}
+        }
+    }
+
+    /// The payee asks us, the payer, for an attempt's secret.
+    pub(crate) fn handle_secret_request(
+        &mut self,
+        from: Address,
+        id: PaymentId,
+        secret_hash: SecretHash,
+        amount: Amount,
+    ) -> Result<(), PeerError> {
+        let unsolicited = PeerError::Unsolicited("secret request");
+        let payment = self
+            .payments
+            .get_mut(&id)
+            .filter(|p| p.invoice.payee == from)
+            .ok_or(unsolicited.clone())?;
+        let attempt = payment
+            .attempts
+            .iter()
+            .position(|a| a.secret.hash() == secret_hash)
+            .ok_or(unsolicited.clone())?;
+        match payment.state {
+            PaymentState::Routing
+                if payment.attempts[attempt].live && amount >= payment.invoice.amount =>
+            {
+                // The one secret we ever reveal for this payment.
+                payment.state = PaymentState::Revealed(attempt);
+            }
+            // A resend of the request we answered.
+            PaymentState::Revealed(revealed) if revealed == attempt => {}
+            _ => return Err(unsolicited),
+        }
+        let secret = payment.attempts[attempt].secret;
+        self.send(from, Message::RevealSecret { secret });
+        Ok(())
+    }
+
+    /// A secret, from the payer (we are the payee) or from a lock's receiver (we unlock).
+    pub(crate) fn handle_reveal(&mut self, from: Address, secret: Secret) -> Result<(), PeerError> {
+        let secret_hash = secret.hash();
+        let mut matched = false;
+
+        // As the payee: the payer revealed it; claim from the lock's sender.
+        let payee_locks: Vec<(ChannelId, PaymentId)> = self
+            .received
+            .range((secret_hash, ChannelId::default())..)
+            .take_while(|((hash, _), _)| *hash == secret_hash)
+            .filter_map(|((_, channel), received)| match received.role {
+                ReceivedRole::Payee { payment, payer } if payer == from => {
+                    Some((*channel, payment))
+                }
+                _ => None,
+            })
+            .collect();
+        for (channel, payment) in payee_locks {
+            matched = true;
+            self.secrets.insert(secret_hash, secret);
+            if let Some(invoice) = self.invoices.get_mut(&payment)
+                && invoice.state == InvoiceState::Open
+            {
+                invoice.state = InvoiceState::Revealed(secret_hash);
+            }
+            if let Ok(sender) = self.partner_of(channel) {
+                self.send(sender, Message::RevealSecret { secret });
+            }
+        }
+
+        // As a lock's sender: its receiver knows the secret, so we owe it; unlock.
+        let owed: Vec<(ChannelId, SentLock)> = self
+            .sent
+            .range((secret_hash, ChannelId::default())..)
+            .take_while(|((hash, _), _)| *hash == secret_hash)
+            .filter(|((_, channel), _)| self.partner_of(*channel) == Ok(from))
+            .map(|((_, channel), sent)| (*channel, *sent))
+            .collect();
+        for (channel, sent) in owed {
+            matched = true;
+            self.secrets.insert(secret_hash, secret);
+            let ours = self.channels.get_mut(&channel).expect("partner_of found it");
+            match ours.send(&self.key, BalanceChange::Unlock { secret }, self.block) {
+                Ok(update) => {
+                    self.touch(channel);
+                    self.send(
+                        from,
+                        Message::Update {
+                            update,
+                            onward: None,
+                        },
+                    );
+                }
+                // Already unlocked or expired: nothing is owed any more.
+                Err(_) => {}
+            }
+            self.sent.remove(&(secret_hash, channel));
+            match sent.role {
+                SentRole::Forward { incoming } => {
+                    if let Ok(upstream) = self.partner_of(incoming) {
+                        self.send(upstream, Message::RevealSecret { secret });
+                    }
+                }
+                SentRole::Attempt { payment, attempt } => {
+                    self.payment_succeeded(payment, attempt)
+                }
+            }
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err(PeerError::Unsolicited("secret"))
+        }
+    }
+
+    fn payment_succeeded(&mut self, id: PaymentId, attempt: usize) {
+        let now = self.now;
+        let Some(payment) = self.payments.get_mut(&id) else {
+            return;
+        };
+        if matches!(payment.state, PaymentState::Succeeded) {
+            return;
+        }
+        payment.state = PaymentState::Succeeded;
+        let route = &payment.attempts[attempt].route;
+        self.scorer.report_success(&route.hops, now);
+        let event = Event::PaymentSent {
+            payment: id,
+            amount: payment.invoice.amount,
+            fee: Amount::from(route.fee),
+            route: route.hops.iter().map(|hop| hop.to.0).collect(),
+        };
+        self.event(event);
+    }
+
+    /// The receiver of a lock we sent says the payment failed further on.
+    pub(crate) fn handle_failure(
+        &mut self,
+        from: Address,
+        secret_hash: SecretHash,
+        at: FailurePoint,
+        reason: FailureReason,
+    ) -> Result<(), PeerError> {
+        let found = self
+            .sent
+            .range_mut((secret_hash, ChannelId::default())..)
+            .take_while(|((hash, _), _)| *hash == secret_hash)
+            .find(|((_, channel), sent)| {
+                !sent.failed
+                    && self
+                        .channels
+                        .get(channel)
+                        .is_some_and(|c| c.participant(Side::Partner).address() == from)
+            });
+        let Some((_, sent)) = found else {
+            return Err(PeerError::Unsolicited("failure"));
+        };
+        sent.failed = true;
+        match sent.role {
+            SentRole::Forward { incoming } => {
+                if let Some(received) = self.received.get_mut(&(secret_hash, incoming)) {
+                    received.role = ReceivedRole::Refused;
+                }
+                if let Ok(upstream) = self.partner_of(incoming) {
+                    self.send(
+                        upstream,
+                        Message::Failure {
+                            secret_hash,
+                            at,
+                            reason,
+                        },
+                    );
+                }
+            }
+            SentRole::Attempt { payment, attempt } => {
+                self.attempt_failed(payment, attempt, Some(at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes our locks past their expiration whose secret we never learnt.
+    pub(crate) fn expire_locks(&mut self) {
+        let block = self.block;
+        let mut expired: Vec<(ChannelId, SecretHash)> = Vec::new();
+        for (id, channel) in &self.channels {
+            for lock in channel.participant(Side::Ours).locks().iter() {
+                if block > lock.expiration && !self.secrets.contains_key(&lock.secret_hash) {
+                    expired.push((*id, lock.secret_hash));
+                }
+            }
+        }
+        for (channel, secret_hash) in expired {
+            let Ok(partner) = self.partner_of(channel) else {
+                continue;
+            };
+            let ours = self.channels.get_mut(&channel).expect("partner_of found it");
+            let Ok(update) = ours.send(
+                &self.key,
+                BalanceChange::LockExpired { secret_hash },
+                block,
+            ) else {
+                continue;
+            };
+            self.touch(channel);
+            self.send(
+                partner,
+                Message::Update {
+                    update,
+                    onward: None,
+                },
+            );
+            if let Some(sent) = self.sent.remove(&(secret_hash, channel))
+                && let SentRole::Attempt { payment, attempt } = sent.role
+            {
+                self.attempt_failed(payment, attempt, None);
+            }
+        }
+    }
+
+    /// Registers on-chain the secrets of locks owed to us that are about to expire unclaimed:
+    /// registered by their expiration, they stay claimable on-chain.
+    pub(crate) fn register_secrets_in_danger(&mut self) {
+        let horizon = self.block.0.saturating_add(self.config.reveal_timeout);
+        let mut due = Vec::new();
+        for (secret_hash, channel) in self.received.keys() {
+            let Some(secret) = self.secrets.get(secret_hash) else {
+                continue;
+            };
+            if self.registered.contains(secret_hash) {
+                continue;
+            }
+            let pending = self.channels.get(channel).and_then(|c| {
+                c.participant(Side::Partner).locks().get(secret_hash).copied()
+            });
+            if pending.is_some_and(|lock| lock.expiration.0 <= horizon) {
+                due.push(*secret);
+            }
+        }
+        for secret in due {
+            self.registered.insert(secret.hash());
+            self.chain_request(crate::node::ChainRequest::RegisterSecret { secret });
+        }
+    }
+}

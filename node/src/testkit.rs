@@ -1,0 +1,538 @@
+//! Many [`Node`]s and the in-process EVM chain in one test, in the style of rust-lightning's
+//! functional tests: [`create_network`], [`Network::open_channel`], [`Network::route_payment`],
+//! and message delivery under the test's control.
+//!
+//! Outputs are acted on at once, except messages between peers: they wait in
+//! [`Network::in_flight`] until the test delivers them ([`Network::deliver_all`],
+//! [`Network::deliver_next`]), drops, delays or reorders them. Chain requests run on the
+//! in-process EVM (the real contract bytecode) and every node is fed the resulting events;
+//! records are persisted at once. After every delivered message the network checks
+//! [`Network::check_conservation`]. A network dropped with undelivered messages fails the test.
+
+use crate::invoice::{Invoice, PaymentId};
+use crate::node::{ChainRequest, Config, Event, Input, Node, Output, Record};
+use crate::wire::{Envelope, Message};
+use alloy_primitives::{Address, U256};
+use alloy_sol_types::SolCall;
+use hoplite_chain::contracts::TestToken;
+use hoplite_chain::deploy::Deployment;
+use hoplite_chain::events::Phase;
+use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
+use hoplite_chain::testing::{CHAIN_ID, DEPLOYER};
+use hoplite_chain::{Backend, Chain, ChainError};
+use hoplite_htlc::testing::key;
+use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, Side, TokenNetwork};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Tokens each node is minted at the start.
+pub const START_TOKENS: u64 = 1_000_000;
+
+/// A message on its way from one node to another.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    /// Sender's index.
+    pub from: usize,
+    /// Receiver's index.
+    pub to: usize,
+    /// The encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+impl InFlight {
+    /// The envelope it carries.
+    pub fn envelope(&self) -> Envelope {
+        Envelope::decode(&self.bytes).expect("nodes send well-formed envelopes")
+    }
+
+    /// The message it carries, unless it is an acknowledgement.
+    pub fn message(&self) -> Option<Message> {
+        match self.envelope() {
+            Envelope::Message { message, .. } => Some(message),
+            Envelope::Ack(_) => None,
+        }
+    }
+}
+
+/// `n` nodes on a fresh in-process chain, with default configuration and seed 1.
+pub fn create_network(n: usize) -> Network {
+    Network::new(n, 1, |_| {})
+}
+
+/// Nodes, the chain, and the messages between them.
+pub struct Network {
+    /// The nodes, by index.
+    pub nodes: Vec<Node>,
+    /// Messages sent and not delivered yet, oldest first. Tests may drop, reorder or hold them.
+    pub in_flight: VecDeque<InFlight>,
+    chains: Vec<Chain<EvmBackend>>,
+    evm: SharedEvm,
+    contracts: Deployment,
+    now: Duration,
+    events: Vec<Vec<Event>>,
+    /// What each node persisted, by channel: its latest durable state.
+    records: Vec<BTreeMap<ChannelId, Channel>>,
+    offline: BTreeSet<usize>,
+    /// The block of the last event fed to the nodes, and how many of that block's were fed.
+    fed: (u64, usize),
+    next_gossip_id: u64,
+}
+
+impl Network {
+    /// `n` nodes (keys from `seed`) on a fresh chain; `configure` adjusts each node's config.
+    pub fn new(n: usize, seed: u64, configure: impl Fn(&mut Config)) -> Self {
+        assert!(n <= 256, "node keys are indexed by a byte");
+        let evm: SharedEvm = Arc::new(Mutex::new(InProcessEvm::new(CHAIN_ID)));
+        let mut deployer = EvmBackend::new(evm.clone(), DEPLOYER);
+        let contracts =
+            complete(Deployment::with_test_token(&mut deployer)).expect("the contracts deploy");
+        let keys: Vec<_> = (0..n).map(|i| key(seed, i as u8)).collect();
+        let mut chains = Vec::new();
+        for k in &keys {
+            let mut chain = Chain::new(EvmBackend::new(evm.clone(), k.address()), contracts);
+            let mint = TestToken::mintCall {
+                to: k.address(),
+                amount: U256::from(START_TOKENS),
+            };
+            complete(
+                chain
+                    .backend_mut()
+                    .transact(contracts.token, mint.abi_encode().into()),
+            )
+            .expect("mint");
+            complete(chain.approve_deposits(U256::MAX)).expect("approve");
+            chains.push(chain);
+        }
+        let token_network = TokenNetwork {
+            chain_id: CHAIN_ID,
+            address: contracts.token_network,
+        };
+        let now = Duration::from_secs(1_700_000_000);
+        let block = BlockNumber(evm.lock().expect("evm lock").block_number());
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let mut config = Config::new(token_network, seed.wrapping_mul(1000) + i as u64);
+                configure(&mut config);
+                Node::new(config, k, now, block).expect("a valid config")
+            })
+            .collect();
+        Self {
+            nodes,
+            in_flight: VecDeque::new(),
+            chains,
+            evm,
+            contracts,
+            now,
+            events: vec![Vec::new(); n],
+            records: vec![BTreeMap::new(); n],
+            offline: BTreeSet::new(),
+            fed: (0, 0),
+            next_gossip_id: 0,
+        }
+    }
+
+    /// Node `i`'s address.
+    pub fn address(&self, i: usize) -> Address {
+        self.nodes[i].address()
+    }
+
+    /// The current (virtual) time.
+    pub fn now(&self) -> Duration {
+        self.now
+    }
+
+    /// The current block.
+    pub fn block(&self) -> BlockNumber {
+        BlockNumber(self.evm.lock().expect("evm lock").block_number())
+    }
+
+    /// Opens a channel from `a` to `b`, each depositing its part of `deposits` (0: none), and
+    /// delivers everything that follows (policy gossip included). Returns the channel.
+    pub fn open_channel(&mut self, a: usize, b: usize, deposits: [u64; 2]) -> ChannelId {
+        let partner = self.address(b);
+        self.nodes[a]
+            .open_channel(self.now, partner, Amount::from(deposits[0]))
+            .expect("open_channel");
+        self.settle();
+        let channel = self.events[a]
+            .iter()
+            .rev()
+            .find_map(|event| match event {
+                Event::ChannelOpened { channel, partner: p } if *p == partner => Some(*channel),
+                _ => None,
+            })
+            .expect("the channel opened");
+        if deposits[1] > 0 {
+            self.nodes[b]
+                .deposit(self.now, channel, Amount::from(deposits[1]))
+                .expect("deposit");
+            self.settle();
+        }
+        self.deliver_all();
+        channel
+    }
+
+    /// `payee` makes an invoice for `amount` and `payer` starts paying it (nothing delivered).
+    pub fn send_payment(&mut self, payer: usize, payee: usize, amount: u64) -> PaymentId {
+        let invoice = self.invoice(payee, amount);
+        let id = self.nodes[payer]
+            .pay(self.now, &invoice)
+            .expect("pay accepts a valid invoice");
+        self.settle();
+        id
+    }
+
+    /// An invoice of `payee` for `amount`, valid for an hour.
+    pub fn invoice(&mut self, payee: usize, amount: u64) -> Invoice {
+        let invoice =
+            self.nodes[payee].create_invoice(self.now, Amount::from(amount), Duration::from_secs(3600));
+        self.settle();
+        invoice
+    }
+
+    /// Delivers everything and checks that `payment` from `path[0]` reached `path.last()`
+    /// through exactly `path`: the payer got `PaymentSent`, the payee `PaymentReceived`.
+    /// Returns the fee paid.
+    pub fn claim_payment(&mut self, path: &[usize], payment: PaymentId) -> Amount {
+        self.deliver_all();
+        let payer = path[0];
+        let payee = *path.last().expect("a path has a payee");
+        let expected_route: Vec<Address> = path[1..].iter().map(|&i| self.address(i)).collect();
+        let sent = self.events[payer].iter().find_map(|event| match event {
+            Event::PaymentSent {
+                payment: p,
+                fee,
+                route,
+                ..
+            } if *p == payment => Some((*fee, route.clone())),
+            _ => None,
+        });
+        let (fee, route) = sent.unwrap_or_else(|| {
+            panic!(
+                "no PaymentSent at node {payer}; its events: {:?}",
+                self.events[payer]
+            )
+        });
+        assert_eq!(route, expected_route, "the payment took another route");
+        assert!(
+            self.events[payee].iter().any(|event| matches!(
+                event,
+                Event::PaymentReceived { payment: p, .. } if *p == payment
+            )),
+            "no PaymentReceived at node {payee}: {:?}",
+            self.events[payee]
+        );
+        fee
+    }
+
+    /// Pays `amount` along `path` (which the payer's router must choose) and delivers it all;
+    /// returns the fee.
+    pub fn route_payment(&mut self, path: &[usize], amount: u64) -> Amount {
+        let payee = *path.last().expect("a path has a payee");
+        let payment = self.send_payment(path[0], payee, amount);
+        self.claim_payment(path, payment)
+    }
+
+    /// Node `i`'s events so far, and forgets them.
+    pub fn take_events(&mut self, i: usize) -> Vec<Event> {
+        std::mem::take(&mut self.events[i])
+    }
+
+    /// Node `i`'s events so far.
+    pub fn events(&self, i: usize) -> &[Event] {
+        &self.events[i]
+    }
+
+    /// What node `i` can spend in `channel` as it sees it.
+    pub fn spendable(&self, i: usize, channel: ChannelId) -> Amount {
+        self.nodes[i]
+            .channel(channel)
+            .expect("a channel of this node")
+            .spendable(Side::Ours)
+    }
+
+    /// What node `i` last persisted for `channel`.
+    pub fn persisted(&self, i: usize, channel: ChannelId) -> Option<&Channel> {
+        self.records[i].get(&channel)
+    }
+
+    /// Node `i`'s token balance on-chain.
+    pub fn tokens(&mut self, i: usize) -> Amount {
+        let account = self.address(i);
+        complete(self.chains[i].token_balance(account)).expect("balanceOf")
+    }
+
+    /// Takes node `i` offline: messages to it are lost until [`Self::reconnect`].
+    pub fn disconnect(&mut self, i: usize) {
+        self.offline.insert(i);
+        for j in 0..self.nodes.len() {
+            if j != i {
+                let peer = self.address(i);
+                self.nodes[j].handle_input(self.now, Input::PeerDisconnected(peer));
+            }
+        }
+        self.settle();
+    }
+
+    /// Brings node `i` back; both sides resend what was not acknowledged.
+    pub fn reconnect(&mut self, i: usize) {
+        self.offline.remove(&i);
+        for j in 0..self.nodes.len() {
+            if j != i {
+                let (me, peer) = (self.address(j), self.address(i));
+                self.nodes[j].handle_input(self.now, Input::PeerConnected(peer));
+                self.nodes[i].handle_input(self.now, Input::PeerConnected(me));
+            }
+        }
+        self.settle();
+    }
+
+    /// Delivers the oldest message in flight; `false` if there is none. A message to an
+    /// offline node is lost.
+    pub fn deliver_next(&mut self) -> bool {
+        let Some(message) = self.in_flight.pop_front() else {
+            return false;
+        };
+        if !self.offline.contains(&message.to) && !self.offline.contains(&message.from) {
+            let from = self.address(message.from);
+            self.nodes[message.to].handle_input(
+                self.now,
+                Input::PeerMessage {
+                    from,
+                    bytes: message.bytes,
+                },
+            );
+            self.settle();
+            self.check_conservation();
+        }
+        true
+    }
+
+    /// Delivers messages until none is in flight; then checks that both ends of every channel
+    /// agree.
+    pub fn deliver_all(&mut self) {
+        let mut delivered = 0u64;
+        while self.deliver_next() {
+            delivered += 1;
+            assert!(delivered < 1_000_000, "messages never stop: a delivery loop");
+        }
+        self.check_agreement();
+    }
+
+    /// Delivers `bytes` to node `to` as if `from` sent them, and returns the events it caused.
+    pub fn inject(&mut self, from: usize, to: usize, bytes: Vec<u8>) -> Vec<Event> {
+        let before = self.events[to].len();
+        let sender = self.address(from);
+        self.nodes[to].handle_input(
+            self.now,
+            Input::PeerMessage {
+                from: sender,
+                bytes,
+            },
+        );
+        self.settle();
+        self.check_conservation();
+        self.events[to][before..].to_vec()
+    }
+
+    /// Mines `blocks` blocks and tells every node.
+    pub fn mine(&mut self, blocks: u64) {
+        self.evm.lock().expect("evm lock").mine(blocks);
+        let block = self.block();
+        for node in &mut self.nodes {
+            node.handle_input(self.now, Input::Block(block));
+        }
+        self.settle();
+    }
+
+    /// Moves time on by `by` and fires every timer that is due.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+        for node in &mut self.nodes {
+            if node.poll_timeout().is_some_and(|at| at <= self.now) {
+                node.handle_timeout(self.now);
+            }
+        }
+        self.settle();
+    }
+
+    /// Acts on every node's outputs until none has any (messages between peers go in flight).
+    pub fn settle(&mut self) {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.nodes.len() {
+                while let Some(output) = self.nodes[i].poll_output() {
+                    progressed = true;
+                    self.act(i, output);
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn act(&mut self, i: usize, output: Output) {
+        match output {
+            Output::Send { to, envelope } => {
+                let to = self
+                    .nodes
+                    .iter()
+                    .position(|node| node.address() == to)
+                    .expect("nodes only message nodes of the network");
+                self.in_flight.push_back(InFlight {
+                    from: i,
+                    to,
+                    bytes: envelope.encode(),
+                });
+            }
+            Output::Publish(message) => {
+                let bytes = message.encode();
+                let from = self.address(i);
+                for j in 0..self.nodes.len() {
+                    if j != i {
+                        self.next_gossip_id += 1;
+                        let input = Input::Gossip {
+                            from,
+                            id: self.next_gossip_id,
+                            bytes: bytes.clone(),
+                        };
+                        self.nodes[j].handle_input(self.now, input);
+                    }
+                }
+            }
+            Output::GossipVerdict { .. } => {}
+            Output::Chain(request) => {
+                if let Err(error) = self.execute(i, &request) {
+                    let input = Input::ChainRequestFailed {
+                        request,
+                        error: error.to_string(),
+                    };
+                    self.nodes[i].handle_input(self.now, input);
+                }
+                self.feed_chain_events();
+            }
+            Output::Persist { id, record } => {
+                let Record::Channel(channel) = record;
+                self.records[i].insert(channel.id(), *channel);
+                self.nodes[i].handle_input(self.now, Input::Persisted(id));
+            }
+            Output::Event(event) => self.events[i].push(event),
+        }
+    }
+
+    fn execute(&mut self, i: usize, request: &ChainRequest) -> Result<(), ChainError> {
+        let me = self.address(i);
+        let chain = &mut self.chains[i];
+        match request {
+            ChainRequest::OpenChannel {
+                partner,
+                settle_timeout,
+            } => complete(chain.open_channel(*partner, *settle_timeout)).map(drop),
+            ChainRequest::Deposit { channel, total } => {
+                complete(chain.set_total_deposit(*channel, me, *total)).map(drop)
+            }
+            ChainRequest::RegisterSecret { secret } => {
+                complete(chain.register_secret(secret)).map(drop)
+            }
+        }
+    }
+
+    /// Feeds every node the chain's events it has not seen, in order.
+    fn feed_chain_events(&mut self) {
+        let (block, count) = self.fed;
+        let events = complete(self.chains[0].events(block.max(self.contracts.block), None))
+            .expect("events");
+        let mut skip = if block >= self.contracts.block { count } else { 0 };
+        for event in events {
+            if event.block == block && skip > 0 {
+                skip -= 1;
+                continue;
+            }
+            self.fed = if event.block == self.fed.0 {
+                (event.block, self.fed.1 + 1)
+            } else {
+                (event.block, 1)
+            };
+            for node in &mut self.nodes {
+                node.handle_input(self.now, Input::Chain(event.clone()));
+            }
+        }
+    }
+
+    /// Checks what no delivery may break: the contract holds every open channel's deposits,
+    /// and in every node's view of every channel the deposits equal both balances plus both
+    /// sides' pending locks, with no balance negative.
+    pub fn check_conservation(&mut self) {
+        let network = self.contracts.token_network;
+        let held = complete(self.chains[0].token_balance(network))
+            .expect("balanceOf")
+            .to_u256();
+        let deposits: U256 = self.nodes[0]
+            .onchain_channels()
+            .filter(|c| matches!(c.phase, Phase::Opened | Phase::Closed))
+            .map(|c| c.available())
+            .sum();
+        assert_eq!(held, deposits, "the contract holds exactly the deposits");
+        for (i, node) in self.nodes.iter().enumerate() {
+            for channel in node.channels() {
+                let [ours, partner] = [Side::Ours, Side::Partner].map(|s| channel.participant(s));
+                let total = ours.total_deposit().to_u256() + partner.total_deposit().to_u256();
+                let balance = |me: &hoplite_htlc::Participant, other: &hoplite_htlc::Participant| {
+                    (me.total_deposit().to_u256() + other.transferred_amount().to_u256())
+                        .checked_sub(me.transferred_amount().to_u256() + me.locks().total().to_u256())
+                        .unwrap_or_else(|| panic!("node {i}: a negative balance in {}", channel.id()))
+                };
+                let accounted = balance(ours, partner)
+                    + balance(partner, ours)
+                    + ours.locks().total().to_u256()
+                    + partner.locks().total().to_u256();
+                assert_eq!(total, accounted, "node {i}: channel {} conserves", channel.id());
+            }
+        }
+    }
+
+    /// With nothing in flight, both ends of every channel hold the same state of each direction.
+    pub fn check_agreement(&self) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            for channel in node.channels() {
+                let partner = channel.participant(Side::Partner).address();
+                let j = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.address() == partner)
+                    .expect("partners are nodes");
+                if self.offline.contains(&i) || self.offline.contains(&j) {
+                    continue;
+                }
+                let theirs = self.nodes[j]
+                    .channel(channel.id())
+                    .expect("both ends know the channel");
+                let (mine, seen) = (
+                    channel.participant(Side::Ours),
+                    theirs.participant(Side::Partner),
+                );
+                assert_eq!(
+                    (mine.nonce(), mine.transferred_amount(), mine.locks().root()),
+                    (seen.nonce(), seen.transferred_amount(), seen.locks().root()),
+                    "node {i}'s direction of {} as node {j} holds it",
+                    channel.id()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if !std::thread::panicking() && !self.in_flight.is_empty() {
+            panic!(
+                "the test left {} messages undelivered (deliver, drop or clear them)",
+                self.in_flight.len()
+            );
+        }
+    }
+}

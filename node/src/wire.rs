@@ -1,0 +1,200 @@
+//! The messages peers exchange over their direct, ordered, authenticated connection, and their
+//! bounded encoding.
+//!
+//! Every message but an acknowledgement carries a [`MessageId`] (per sender and receiver,
+//! increasing); the receiver acknowledges it once handled and made durable, and the sender
+//! resends what is not acknowledged. Delivery is therefore at-least-once, and handling is
+//! idempotent: a balance update is applied once (a resend is a duplicate of, or older than, the
+//! latest proof), and the other messages only move a payment forward from the state they name.
+
+use crate::invoice::PaymentId;
+use alloy_primitives::Address;
+use hoplite_htlc::{Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Secret, SecretHash};
+use serde::{Deserialize, Serialize};
+
+/// The largest encoded [`Envelope`] accepted. A `LockedTransfer` with the longest route
+/// ([`MAX_ROUTE_HOPS`] hops) takes about 2 KiB.
+pub const MAX_MESSAGE_SIZE: usize = 4096;
+
+/// The most hops a route may have (the router's default limit is 20).
+pub const MAX_ROUTE_HOPS: usize = 20;
+
+/// A message's sequence number from its sender to its receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MessageId(pub u64);
+
+/// What travels on a peer connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Envelope {
+    /// A message to handle and acknowledge.
+    Message {
+        /// Its id.
+        id: MessageId,
+        /// The message.
+        message: Message,
+    },
+    /// The receiver handled (and persisted) the message with this id.
+    Ack(MessageId),
+}
+
+/// A protocol message between the two ends of a channel, or between a payee and its payer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// A new signed state of the sender's direction of a channel. `onward` is present exactly
+    /// when the change is a `LockedTransfer` (a new lock), and says what to do with the lock.
+    Update {
+        /// The change and the sender's signed proof after it.
+        update: BalanceUpdate,
+        /// For a new lock: where the payment goes next.
+        onward: Option<Onward>,
+    },
+    /// The payee of `payment` holds a lock on `secret_hash` of `amount` and asks the payer for
+    /// the secret.
+    SecretRequest {
+        /// The payment.
+        payment: PaymentId,
+        /// The lock's secret hash.
+        secret_hash: SecretHash,
+        /// What the payee's lock carries.
+        amount: Amount,
+    },
+    /// The secret of a lock: to the payee from the payer, and from a lock's receiver back to
+    /// its sender, who then unlocks.
+    RevealSecret {
+        /// The secret.
+        secret: Secret,
+    },
+    /// The lock on `secret_hash` the receiver of this message sent will not be claimed: the
+    /// payment failed further on. Travels back hop by hop to the payer; the locks expire.
+    Failure {
+        /// The lock's secret hash.
+        secret_hash: SecretHash,
+        /// Where it failed.
+        at: FailurePoint,
+        /// Why.
+        reason: FailureReason,
+    },
+}
+
+/// Where a payment failed: the node that gave up, and the channel it could not use (`None`
+/// when the node itself refused, e.g. the payee).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailurePoint {
+    /// The node that reported it.
+    pub node: Address,
+    /// The channel it could not forward on.
+    pub channel: Option<ChannelId>,
+}
+
+/// Why a payment failed at a hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FailureReason {
+    /// The outgoing channel can't carry the amount now.
+    #[error("not enough capacity")]
+    InsufficientCapacity,
+    /// The incoming lock does not pay the mediator's fee.
+    #[error("fee below the policy")]
+    FeeInsufficient,
+    /// The incoming lock leaves less than the mediator's expiry delta.
+    #[error("expiry delta below the policy")]
+    ExpiryTooSoon,
+    /// The named next channel is not an open channel of the mediator with the named node.
+    #[error("unknown next channel")]
+    UnknownNextChannel,
+    /// The amount is outside the direction's min/max lock, or it does not forward there.
+    #[error("amount outside the forwarding policy")]
+    PolicyViolation,
+    /// The channel refused the new lock (too many pending, expiry range, ...).
+    #[error("the channel refused the lock")]
+    ChannelRefused,
+    /// The payee does not know the payment, it expired, or it was already paid.
+    #[error("the payee does not expect this payment")]
+    UnknownPayment,
+    /// The payee's lock carries less than the invoice asks.
+    #[error("the payee's lock is below the invoice amount")]
+    AmountTooLow,
+}
+
+/// The routing data of a new lock: what its receiver does with it. (Not onion-wrapped yet: every
+/// hop sees the rest of the route.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Onward {
+    /// The payment.
+    pub payment: PaymentId,
+    /// Who pays: the payee asks it for the secret.
+    pub payer: Address,
+    /// Who is paid.
+    pub payee: Address,
+    /// What the payee is to receive.
+    pub amount: Amount,
+    /// The hops after the receiver; empty when the receiver is the payee.
+    pub hops: Vec<OnwardHop>,
+}
+
+/// One hop after a lock's receiver: the lock it is to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnwardHop {
+    /// The channel to send it on.
+    pub channel: ChannelId,
+    /// The channel's other end.
+    pub to: Address,
+    /// The lock's amount.
+    pub amount: Amount,
+    /// The lock's expiration.
+    pub expiration: BlockNumber,
+}
+
+/// Bytes from a peer that are not a well-formed [`Envelope`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Longer than [`MAX_MESSAGE_SIZE`].
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_SIZE}-byte limit")]
+    TooLong(usize),
+    /// Bytes left over after a complete message.
+    #[error("{0} trailing bytes after the message")]
+    TrailingBytes(usize),
+    /// Not a valid encoding.
+    #[error("malformed message: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// A route longer than [`MAX_ROUTE_HOPS`].
+    #[error("route of {0} hops exceeds {MAX_ROUTE_HOPS}")]
+    RouteTooLong(usize),
+    /// `onward` is present on a change that is not a new lock, or missing on one that is.
+    #[error("routing data does not match the balance change")]
+    OnwardMismatch,
+}
+
+impl Envelope {
+    /// The wire encoding (postcard).
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("an Envelope always serialises")
+    }
+
+    /// Parses [`encode`](Self::encode)'s output and checks its shape. Never panics; the input
+    /// is bounded by [`MAX_MESSAGE_SIZE`], so what it can make us allocate is too.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_SIZE {
+            return Err(DecodeError::TooLong(bytes.len()));
+        }
+        let (envelope, rest): (Self, _) = postcard::take_from_bytes(bytes)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes(rest.len()));
+        }
+        if let Self::Message {
+            message: Message::Update { update, onward },
+            ..
+        } = &envelope
+        {
+            let is_lock = matches!(update.change, BalanceChange::LockedTransfer { .. });
+            if is_lock != onward.is_some() {
+                return Err(DecodeError::OnwardMismatch);
+            }
+            if let Some(onward) = onward
+                && onward.hops.len() > MAX_ROUTE_HOPS
+            {
+                return Err(DecodeError::RouteTooLong(onward.hops.len()));
+            }
+        }
+        Ok(envelope)
+    }
+}
