@@ -17,5 +17,5 @@
 mod store;
 mod update;
 
-pub use store::{GossipStore, GossipParams, Rejection, Verdict};
+pub use store::{GossipParams, GossipStore, Rejection, Verdict};
 pub use update::{ChannelUpdate, DecodeError, GossipMessage, MAX_GOSSIP_SIZE, PolicyUpdate};

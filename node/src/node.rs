@@ -2,14 +2,14 @@
 
 use crate::invoice::{Invoice, InvoiceError, PaymentId};
 use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
-use crate::wire::{DecodeError, Envelope, Message, MessageId};
+use crate::wire::{DecodeError, Envelope, FailurePoint, FailureReason, Message, MessageId};
 use alloy_primitives::Address;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
 use hoplite_gossip::{ChannelUpdate, GossipMessage, GossipParams, GossipStore, Rejection, Verdict};
 use hoplite_htlc::{
-    Amount, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, PrivateKey,
-    ReceiveError, Secret, SecretHash, SendError, Side, TokenNetwork,
+    Amount, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, PrivateKey, ReceiveError,
+    Secret, SecretHash, SendError, Side, TokenNetwork,
 };
 use hoplite_routing::{
     NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
@@ -224,6 +224,8 @@ pub enum Event {
         payment: PaymentId,
         /// Why.
         reason: PaymentFailure,
+        /// The last failure an attempt reported, if any: where and why.
+        last_failure: Option<(FailurePoint, FailureReason)>,
     },
     /// We were paid for an invoice: the lock's sender unlocked.
     PaymentReceived {
@@ -626,7 +628,12 @@ impl Node {
     }
 
     /// An invoice for `amount`, valid for `valid_for`.
-    pub fn create_invoice(&mut self, now: Duration, amount: Amount, valid_for: Duration) -> Invoice {
+    pub fn create_invoice(
+        &mut self,
+        now: Duration,
+        amount: Amount,
+        valid_for: Duration,
+    ) -> Invoice {
         self.advance(now);
         let payment = PaymentId(self.random_word());
         let expires_at = now.saturating_add(valid_for).as_secs();
@@ -651,18 +658,62 @@ impl Node {
         self.advance(now);
         let partner = self.partner_of(channel)?;
         let change = hoplite_htlc::BalanceChange::DirectTransfer { amount };
-        let ours = self.channels.get_mut(&channel).expect("partner_of found it");
+        let ours = self
+            .channels
+            .get_mut(&channel)
+            .expect("partner_of found it");
         let update = ours.send(&self.key, change, self.block)?;
         self.dirty.insert(channel);
         self.send(
             partner,
             Message::Update {
-                update,
+                update: Box::new(update),
                 onward: None,
             },
         );
         self.finish();
         Ok(())
+    }
+
+    /// Changes our forwarding policy and announces it for every channel we have. Peers that
+    /// heard from us less than `min_update_interval` ago ignore the announcement for now; we
+    /// enforce the new policy at once.
+    pub fn set_policy(&mut self, now: Duration, policy: Policy) -> Result<(), CommandError> {
+        self.advance(now);
+        let previous = std::mem::replace(&mut self.config.policy, policy);
+        if let Err(error) = self.config.check() {
+            self.config.policy = previous;
+            return Err(error);
+        }
+        let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for channel in ours {
+            if self.partner_of(channel).is_ok() {
+                self.announce_policy(channel);
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs and publishes our policy for `channel`, and routes with it ourselves.
+    fn announce_policy(&mut self, channel: ChannelId) {
+        let update = ChannelUpdate::sign(
+            &self.key,
+            self.config.token_network,
+            channel,
+            self.now.as_secs(),
+            self.config.policy.into(),
+        );
+        self.apply_channel_update(&update);
+        let _ = self
+            .graph
+            .update_policy(channel, NodeId(self.address), self.config.policy);
+        self.outputs
+            .push_back(Output::Publish(GossipMessage::ChannelUpdate(update)));
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub(crate) fn partner_of(&self, channel: ChannelId) -> Result<Address, CommandError> {
@@ -823,9 +874,7 @@ impl Node {
             }
             Envelope::Message { id, message } => {
                 let handled = match message {
-                    Message::Update { update, onward } => {
-                        self.handle_update(from, &update, onward)
-                    }
+                    Message::Update { update, onward } => self.handle_update(from, &update, onward),
                     Message::SecretRequest {
                         payment,
                         secret_hash,
@@ -957,7 +1006,8 @@ impl Node {
             settle_timeout,
         };
         // A window too short for our reveal timeout is a channel we can't use safely.
-        let Ok(channel) = Channel::new(self.config.token_network, id, config, self.address, partner)
+        let Ok(channel) =
+            Channel::new(self.config.token_network, id, config, self.address, partner)
         else {
             return;
         };
@@ -973,17 +1023,7 @@ impl Node {
                 total: deposit,
             });
         }
-        let update = ChannelUpdate::sign(
-            &self.key,
-            self.config.token_network,
-            id,
-            self.now.as_secs(),
-            self.config.policy.into(),
-        );
-        if self.apply_channel_update(&update) == Verdict::Accept {
-            self.outputs
-                .push_back(Output::Publish(GossipMessage::ChannelUpdate(update)));
-        }
+        self.announce_policy(id);
     }
 
     fn handle_block(&mut self, block: BlockNumber) {

@@ -5,8 +5,8 @@ use crate::node::{CommandError, Event, Node, PaymentFailure, PeerError};
 use crate::wire::{FailurePoint, FailureReason, Message, Onward, OnwardHop};
 use alloy_primitives::Address;
 use hoplite_htlc::{
-    Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Lock, Secret,
-    SecretHash, SendError, Side, Violation,
+    Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Lock, Secret, SecretHash,
+    SendError, Side, Violation,
 };
 use hoplite_routing::{NodeId, Route, RouteParams};
 use std::collections::BTreeSet;
@@ -47,6 +47,7 @@ pub(crate) struct Payment {
     /// Channels that failed this payment.
     excluded: BTreeSet<ChannelId>,
     state: PaymentState,
+    last_failure: Option<(FailurePoint, FailureReason)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +133,7 @@ impl Node {
                 attempts: Vec::new(),
                 excluded: BTreeSet::new(),
                 state: PaymentState::Routing,
+                last_failure: None,
             },
         );
         self.start_attempt(invoice.payment);
@@ -201,9 +203,15 @@ impl Node {
                 })
                 .collect();
             let channel_id = first.direction.channel;
-            let channel = self.channels.get_mut(&channel_id).expect("routes start at ours");
-            let update = match channel.send(&self.key, BalanceChange::LockedTransfer { lock }, self.block)
-            {
+            let channel = self
+                .channels
+                .get_mut(&channel_id)
+                .expect("routes start at ours");
+            let update = match channel.send(
+                &self.key,
+                BalanceChange::LockedTransfer { lock },
+                self.block,
+            ) {
                 Ok(update) => update,
                 Err(_) => {
                     // Fees made it too much for this channel: try without it.
@@ -230,14 +238,17 @@ impl Node {
             self.sent.insert(
                 (secret_hash, channel_id),
                 SentLock {
-                    role: SentRole::Attempt { payment: id, attempt },
+                    role: SentRole::Attempt {
+                        payment: id,
+                        attempt,
+                    },
                     failed: false,
                 },
             );
             self.send(
                 first.to.0,
                 Message::Update {
-                    update,
+                    update: Box::new(update),
                     onward: Some(onward),
                 },
             );
@@ -248,15 +259,22 @@ impl Node {
     fn fail_payment(&mut self, id: PaymentId, reason: PaymentFailure) {
         if let Some(payment) = self.payments.get_mut(&id) {
             payment.state = PaymentState::Failed;
+            let last_failure = payment.last_failure;
             self.event(Event::PaymentFailed {
                 payment: id,
                 reason,
+                last_failure,
             });
         }
     }
 
     /// An attempt failed (a failure came back, or its lock expired).
-    fn attempt_failed(&mut self, id: PaymentId, attempt: usize, at: Option<FailurePoint>) {
+    fn attempt_failed(
+        &mut self,
+        id: PaymentId,
+        attempt: usize,
+        failure: Option<(FailurePoint, FailureReason)>,
+    ) {
         let now = self.now;
         let Some(payment) = self.payments.get_mut(&id) else {
             return;
@@ -268,7 +286,10 @@ impl Node {
             return;
         }
         tried.live = false;
-        if let Some(channel) = at.and_then(|at| at.channel) {
+        if failure.is_some() {
+            payment.last_failure = failure;
+        }
+        if let Some(channel) = failure.and_then(|(at, _)| at.channel) {
             if let Some(failed) = tried
                 .route
                 .hops
@@ -452,7 +473,11 @@ impl Node {
         };
         let channel = self.channels.get_mut(&out).expect("partner_of found it");
         let update = channel
-            .send(&self.key, BalanceChange::LockedTransfer { lock: next }, self.block)
+            .send(
+                &self.key,
+                BalanceChange::LockedTransfer { lock: next },
+                self.block,
+            )
             .map_err(|error| match error {
                 SendError::Rule(Violation::InsufficientBalance { .. }) => {
                     fail(FailureReason::InsufficientCapacity)
@@ -474,7 +499,7 @@ impl Node {
         self.send(
             hop.to,
             Message::Update {
-                update,
+                update: Box::new(update),
                 onward: Some(onward),
             },
         );
@@ -580,20 +605,20 @@ impl Node {
         for (channel, sent) in owed {
             matched = true;
             self.secrets.insert(secret_hash, secret);
-            let ours = self.channels.get_mut(&channel).expect("partner_of found it");
-            match ours.send(&self.key, BalanceChange::Unlock { secret }, self.block) {
-                Ok(update) => {
-                    self.touch(channel);
-                    self.send(
-                        from,
-                        Message::Update {
-                            update,
-                            onward: None,
-                        },
-                    );
-                }
-                // Already unlocked or expired: nothing is owed any more.
-                Err(_) => {}
+            let ours = self
+                .channels
+                .get_mut(&channel)
+                .expect("partner_of found it");
+            // An error means it was already unlocked or expired: nothing is owed any more.
+            if let Ok(update) = ours.send(&self.key, BalanceChange::Unlock { secret }, self.block) {
+                self.touch(channel);
+                self.send(
+                    from,
+                    Message::Update {
+                        update: Box::new(update),
+                        onward: None,
+                    },
+                );
             }
             self.sent.remove(&(secret_hash, channel));
             match sent.role {
@@ -602,9 +627,7 @@ impl Node {
                         self.send(upstream, Message::RevealSecret { secret });
                     }
                 }
-                SentRole::Attempt { payment, attempt } => {
-                    self.payment_succeeded(payment, attempt)
-                }
+                SentRole::Attempt { payment, attempt } => self.payment_succeeded(payment, attempt),
             }
         }
         if matched {
@@ -674,7 +697,7 @@ impl Node {
                 }
             }
             SentRole::Attempt { payment, attempt } => {
-                self.attempt_failed(payment, attempt, Some(at));
+                self.attempt_failed(payment, attempt, Some((at, reason)));
             }
         }
         Ok(())
@@ -695,19 +718,20 @@ impl Node {
             let Ok(partner) = self.partner_of(channel) else {
                 continue;
             };
-            let ours = self.channels.get_mut(&channel).expect("partner_of found it");
-            let Ok(update) = ours.send(
-                &self.key,
-                BalanceChange::LockExpired { secret_hash },
-                block,
-            ) else {
+            let ours = self
+                .channels
+                .get_mut(&channel)
+                .expect("partner_of found it");
+            let Ok(update) =
+                ours.send(&self.key, BalanceChange::LockExpired { secret_hash }, block)
+            else {
                 continue;
             };
             self.touch(channel);
             self.send(
                 partner,
                 Message::Update {
-                    update,
+                    update: Box::new(update),
                     onward: None,
                 },
             );
@@ -732,7 +756,10 @@ impl Node {
                 continue;
             }
             let pending = self.channels.get(channel).and_then(|c| {
-                c.participant(Side::Partner).locks().get(secret_hash).copied()
+                c.participant(Side::Partner)
+                    .locks()
+                    .get(secret_hash)
+                    .copied()
             });
             if pending.is_some_and(|lock| lock.expiration.0 <= horizon) {
                 due.push(*secret);

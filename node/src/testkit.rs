@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Tokens each node is minted at the start.
-pub const START_TOKENS: u64 = 1_000_000;
+pub const START_TOKENS: u64 = 1_000_000_000_000;
 
 /// A message on its way from one node to another.
 #[derive(Clone, Debug)]
@@ -57,7 +57,7 @@ impl InFlight {
 
 /// `n` nodes on a fresh in-process chain, with default configuration and seed 1.
 pub fn create_network(n: usize) -> Network {
-    Network::new(n, 1, |_| {})
+    Network::new(n, 1, |_, _| {})
 }
 
 /// Nodes, the chain, and the messages between them.
@@ -80,8 +80,9 @@ pub struct Network {
 }
 
 impl Network {
-    /// `n` nodes (keys from `seed`) on a fresh chain; `configure` adjusts each node's config.
-    pub fn new(n: usize, seed: u64, configure: impl Fn(&mut Config)) -> Self {
+    /// `n` nodes (keys from `seed`) on a fresh chain; `configure(i, config)` adjusts node `i`'s
+    /// config.
+    pub fn new(n: usize, seed: u64, configure: impl Fn(usize, &mut Config)) -> Self {
         assert!(n <= 256, "node keys are indexed by a byte");
         let evm: SharedEvm = Arc::new(Mutex::new(InProcessEvm::new(CHAIN_ID)));
         let mut deployer = EvmBackend::new(evm.clone(), DEPLOYER);
@@ -115,7 +116,7 @@ impl Network {
             .enumerate()
             .map(|(i, k)| {
                 let mut config = Config::new(token_network, seed.wrapping_mul(1000) + i as u64);
-                configure(&mut config);
+                configure(i, &mut config);
                 Node::new(config, k, now, block).expect("a valid config")
             })
             .collect();
@@ -161,7 +162,10 @@ impl Network {
             .iter()
             .rev()
             .find_map(|event| match event {
-                Event::ChannelOpened { channel, partner: p } if *p == partner => Some(*channel),
+                Event::ChannelOpened {
+                    channel,
+                    partner: p,
+                } if *p == partner => Some(*channel),
                 _ => None,
             })
             .expect("the channel opened");
@@ -172,6 +176,20 @@ impl Network {
             self.settle();
         }
         self.deliver_all();
+        let onchain = self.nodes[a].onchain_channel(channel).expect("opened");
+        let deposited = [a, b].map(|i| {
+            onchain
+                .side(self.address(i))
+                .map(|side| side.deposit)
+                .unwrap_or_default()
+        });
+        assert_eq!(
+            deposited,
+            deposits.map(U256::from),
+            "deposits of channel {channel}; events: {:?} {:?}",
+            self.events[a],
+            self.events[b]
+        );
         channel
     }
 
@@ -187,8 +205,11 @@ impl Network {
 
     /// An invoice of `payee` for `amount`, valid for an hour.
     pub fn invoice(&mut self, payee: usize, amount: u64) -> Invoice {
-        let invoice =
-            self.nodes[payee].create_invoice(self.now, Amount::from(amount), Duration::from_secs(3600));
+        let invoice = self.nodes[payee].create_invoice(
+            self.now,
+            Amount::from(amount),
+            Duration::from_secs(3600),
+        );
         self.settle();
         invoice
     }
@@ -317,9 +338,27 @@ impl Network {
         let mut delivered = 0u64;
         while self.deliver_next() {
             delivered += 1;
-            assert!(delivered < 1_000_000, "messages never stop: a delivery loop");
+            assert!(
+                delivered < 1_000_000,
+                "messages never stop: a delivery loop"
+            );
         }
         self.check_agreement();
+    }
+
+    /// Delivers messages until none is in flight, dropping (losing) those `drop` picks;
+    /// returns how many it dropped. Lost messages are not resent unless time moves on.
+    pub fn deliver_all_dropping(&mut self, drop: impl Fn(&InFlight) -> bool) -> usize {
+        let mut dropped = 0;
+        while let Some(next) = self.in_flight.front() {
+            if drop(next) {
+                self.in_flight.pop_front();
+                dropped += 1;
+            } else {
+                self.deliver_next();
+            }
+        }
+        dropped
     }
 
     /// Delivers `bytes` to node `to` as if `from` sent them, and returns the events it caused.
@@ -444,9 +483,13 @@ impl Network {
     /// Feeds every node the chain's events it has not seen, in order.
     fn feed_chain_events(&mut self) {
         let (block, count) = self.fed;
-        let events = complete(self.chains[0].events(block.max(self.contracts.block), None))
-            .expect("events");
-        let mut skip = if block >= self.contracts.block { count } else { 0 };
+        let events =
+            complete(self.chains[0].events(block.max(self.contracts.block), None)).expect("events");
+        let mut skip = if block >= self.contracts.block {
+            count
+        } else {
+            0
+        };
         for event in events {
             if event.block == block && skip > 0 {
                 skip -= 1;
@@ -481,16 +524,26 @@ impl Network {
             for channel in node.channels() {
                 let [ours, partner] = [Side::Ours, Side::Partner].map(|s| channel.participant(s));
                 let total = ours.total_deposit().to_u256() + partner.total_deposit().to_u256();
-                let balance = |me: &hoplite_htlc::Participant, other: &hoplite_htlc::Participant| {
+                let balance = |me: &hoplite_htlc::Participant,
+                               other: &hoplite_htlc::Participant| {
                     (me.total_deposit().to_u256() + other.transferred_amount().to_u256())
-                        .checked_sub(me.transferred_amount().to_u256() + me.locks().total().to_u256())
-                        .unwrap_or_else(|| panic!("node {i}: a negative balance in {}", channel.id()))
+                        .checked_sub(
+                            me.transferred_amount().to_u256() + me.locks().total().to_u256(),
+                        )
+                        .unwrap_or_else(|| {
+                            panic!("node {i}: a negative balance in {}", channel.id())
+                        })
                 };
                 let accounted = balance(ours, partner)
                     + balance(partner, ours)
                     + ours.locks().total().to_u256()
                     + partner.locks().total().to_u256();
-                assert_eq!(total, accounted, "node {i}: channel {} conserves", channel.id());
+                assert_eq!(
+                    total,
+                    accounted,
+                    "node {i}: channel {} conserves",
+                    channel.id()
+                );
             }
         }
     }

@@ -9,7 +9,9 @@
 
 use crate::invoice::PaymentId;
 use alloy_primitives::Address;
-use hoplite_htlc::{Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Secret, SecretHash};
+use hoplite_htlc::{
+    Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Secret, SecretHash,
+};
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded [`Envelope`] accepted. A `LockedTransfer` with the longest route
@@ -44,7 +46,7 @@ pub enum Message {
     /// when the change is a `LockedTransfer` (a new lock), and says what to do with the lock.
     Update {
         /// The change and the sender's signed proof after it.
-        update: BalanceUpdate,
+        update: Box<BalanceUpdate>,
         /// For a new lock: where the payment goes next.
         onward: Option<Onward>,
     },
