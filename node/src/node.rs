@@ -516,6 +516,11 @@ impl Node {
         self.onchain.values()
     }
 
+    /// How many messages to `peer` wait for its acknowledgement.
+    pub fn unacknowledged(&self, peer: Address) -> usize {
+        self.peers.get(&peer).map_or(0, |p| p.unacked.len())
+    }
+
     /// The network as we see it.
     pub fn graph(&self) -> &NetworkGraph {
         &self.graph
