@@ -6,6 +6,7 @@
 //! - [`Node`] (`node.rs`): inputs, commands, outputs, timers; the call-order contract is in its
 //!   docs. Channels come from the chain's events, policies from gossip.
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
+//! - `onchain.rs`: closing, answering a close, settling, unlocking, registering secrets.
 //! - [`wire`]: the messages between peers, acknowledged and resent, with a bounded encoding.
 //! - [`invoice`]: what a payee signs to ask for a payment.
 //! - [`testkit`] (feature `test-utils`): many nodes and the in-process EVM in one test, with
@@ -27,6 +28,7 @@
 
 pub mod invoice;
 mod node;
+mod onchain;
 mod payments;
 #[cfg(feature = "test-utils")]
 pub mod testkit;

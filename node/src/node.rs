@@ -1,15 +1,18 @@
 //! The node: inputs, commands, outputs and timers, and what it learns from the chain and gossip.
 
 use crate::invoice::{Invoice, InvoiceError, PaymentId};
+use crate::onchain::Duties;
 use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
 use crate::wire::{DecodeError, Envelope, FailurePoint, FailureReason, Message, MessageId};
 use alloy_primitives::Address;
+use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
+use hoplite_chain::contracts::TokenNetwork::BalanceData;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
 use hoplite_gossip::{ChannelUpdate, GossipMessage, GossipParams, GossipStore, Rejection, Verdict};
 use hoplite_htlc::{
-    Amount, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, PrivateKey, ReceiveError,
-    Secret, SecretHash, SendError, Side, TokenNetwork,
+    Amount, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Lock, PrivateKey,
+    ReceiveError, Secret, SecretHash, SendError, Side, SignedBalanceProof, TokenNetwork,
 };
 use hoplite_routing::{
     NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
@@ -162,6 +165,34 @@ pub enum ChainRequest {
         /// The secret.
         secret: Secret,
     },
+    /// Close `channel` with the partner's latest proof (`None`: it never paid us).
+    Close {
+        /// The channel.
+        channel: ChannelId,
+        /// The partner's latest proof.
+        partner_proof: Option<SignedBalanceProof>,
+    },
+    /// Submit the closer's newer proof during the challenge window (we are the non-closer).
+    UpdateNonClosing {
+        /// The closer's latest proof we hold.
+        closer_proof: SignedBalanceProof,
+    },
+    /// Settle after the window with each participant's submitted balance data.
+    Settle {
+        /// The channel.
+        channel: ChannelId,
+        /// participant1's, participant2's.
+        balances: [BalanceData; 2],
+    },
+    /// Pay out all of `sender`'s pending locks of a settled channel.
+    UnlockBatch {
+        /// The channel.
+        channel: ChannelId,
+        /// Whose pot.
+        sender: Address,
+        /// Its locks in slot order.
+        locks: Vec<Lock>,
+    },
 }
 
 /// Something the driver must do, or be told.
@@ -206,6 +237,18 @@ pub enum Event {
         channel: ChannelId,
         /// The other participant.
         partner: Address,
+    },
+    /// A channel of ours was closed on-chain; the challenge window runs.
+    ChannelClosed {
+        /// The channel.
+        channel: ChannelId,
+        /// Who closed it.
+        closer: Address,
+    },
+    /// A channel of ours was settled on-chain.
+    ChannelSettled {
+        /// The channel.
+        channel: ChannelId,
     },
     /// A payment of ours arrived: the payee has the secret and we unlocked.
     PaymentSent {
@@ -313,6 +356,9 @@ pub enum PeerError {
     /// The channel refused the update.
     #[error(transparent)]
     Update(#[from] ReceiveError),
+    /// A balance update for a channel that is no longer open on-chain.
+    #[error("channel {0} is closed")]
+    ChannelClosed(ChannelId),
     /// A secret request, reveal or failure that matches nothing we know.
     #[error("unsolicited {0}")]
     Unsolicited(&'static str),
@@ -336,9 +382,10 @@ impl PeerError {
     pub fn action(&self) -> PeerAction {
         match self {
             Self::Decode(_) => PeerAction::Disconnect,
-            Self::UnknownChannel(_) | Self::NotPartner { .. } | Self::Unsolicited(_) => {
-                PeerAction::Warn
-            }
+            Self::UnknownChannel(_)
+            | Self::NotPartner { .. }
+            | Self::ChannelClosed(_)
+            | Self::Unsolicited(_) => PeerAction::Warn,
             Self::Update(error) => match error.action() {
                 ErrorAction::Ignore => PeerAction::Ignore,
                 ErrorAction::Reject => PeerAction::Warn,
@@ -434,6 +481,7 @@ pub struct Node {
     pub(crate) sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     pub(crate) secrets: BTreeMap<SecretHash, Secret>,
     pub(crate) registered: BTreeSet<SecretHash>,
+    pub(crate) duties: BTreeMap<ChannelId, Duties>,
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
     dirty: BTreeSet<ChannelId>,
@@ -476,6 +524,7 @@ impl Node {
             sent: BTreeMap::new(),
             secrets: BTreeMap::new(),
             registered: BTreeSet::new(),
+            duties: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             outputs: VecDeque::new(),
@@ -954,6 +1003,10 @@ impl Node {
     }
 
     fn handle_chain_event(&mut self, event: &ChainEvent) {
+        if let ContractEvent::SecretRegistry(SecretRegistryEvents::SecretRevealed(e)) = &event.event
+        {
+            return self.handle_secret_revealed(Secret(e.secret));
+        }
         if let Some(opened) = OnChainChannel::opened(event) {
             self.channel_opened(opened);
             return;
@@ -987,9 +1040,17 @@ impl Node {
                     }
                 }
             }
-            Tn::ChannelClosed(_) | Tn::ChannelSettled(_) => {
+            Tn::ChannelClosed(e) => {
                 let _ = self.graph.remove_channel(id);
                 self.gossip.forget_channel(id);
+                self.handle_closed(id, e.closer);
+            }
+            Tn::ChannelSettled(_) => {
+                let _ = self.graph.remove_channel(id);
+                self.gossip.forget_channel(id);
+                if self.channels.contains_key(&id) {
+                    self.event(Event::ChannelSettled { channel: id });
+                }
             }
             _ => {}
         }
@@ -1037,6 +1098,6 @@ impl Node {
         }
         self.block = block;
         self.expire_locks();
-        self.register_secrets_in_danger();
+        self.chain_duties();
     }
 }

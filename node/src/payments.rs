@@ -337,6 +337,14 @@ impl Node {
         if channel.participant(Side::Partner).address() != from {
             return Err(PeerError::NotPartner { channel: id, from });
         }
+        // A closed channel's off-chain state is frozen: what is on-chain now decides.
+        if self
+            .onchain
+            .get(&id)
+            .is_none_or(|c| c.phase != hoplite_chain::events::Phase::Opened)
+        {
+            return Err(PeerError::ChannelClosed(id));
+        }
         if let Err(error) = channel.handle_update(update, self.block) {
             if error.action() == hoplite_htlc::ErrorAction::CloseChannel {
                 self.event(Event::ChannelBroken { channel: id, error });
@@ -637,6 +645,18 @@ impl Node {
         }
     }
 
+    /// A lock we sent is paid (its receiver knows the secret): claim what it was for.
+    pub(crate) fn sent_lock_claimed(&mut self, sent: SentLock, secret: Secret) {
+        match sent.role {
+            SentRole::Forward { incoming } => match self.partner_of(incoming) {
+                Ok(upstream) => self.send(upstream, Message::RevealSecret { secret }),
+                // The upstream channel is closed: our claim on its lock is on-chain.
+                Err(_) => self.register_secret(secret),
+            },
+            SentRole::Attempt { payment, attempt } => self.payment_succeeded(payment, attempt),
+        }
+    }
+
     fn payment_succeeded(&mut self, id: PaymentId, attempt: usize) {
         let now = self.now;
         let Some(payment) = self.payments.get_mut(&id) else {
@@ -740,34 +760,6 @@ impl Node {
             {
                 self.attempt_failed(payment, attempt, None);
             }
-        }
-    }
-
-    /// Registers on-chain the secrets of locks owed to us that are about to expire unclaimed:
-    /// registered by their expiration, they stay claimable on-chain.
-    pub(crate) fn register_secrets_in_danger(&mut self) {
-        let horizon = self.block.0.saturating_add(self.config.reveal_timeout);
-        let mut due = Vec::new();
-        for (secret_hash, channel) in self.received.keys() {
-            let Some(secret) = self.secrets.get(secret_hash) else {
-                continue;
-            };
-            if self.registered.contains(secret_hash) {
-                continue;
-            }
-            let pending = self.channels.get(channel).and_then(|c| {
-                c.participant(Side::Partner)
-                    .locks()
-                    .get(secret_hash)
-                    .copied()
-            });
-            if pending.is_some_and(|lock| lock.expiration.0 <= horizon) {
-                due.push(*secret);
-            }
-        }
-        for secret in due {
-            self.registered.insert(secret.hash());
-            self.chain_request(crate::node::ChainRequest::RegisterSecret { secret });
         }
     }
 }

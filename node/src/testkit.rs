@@ -286,6 +286,25 @@ impl Network {
         complete(self.chains[i].token_balance(account)).expect("balanceOf")
     }
 
+    /// Node `i`'s own access to the chain, to act behind its node's back (an attacker).
+    pub fn chain(&mut self, i: usize) -> &mut Chain<EvmBackend> {
+        &mut self.chains[i]
+    }
+
+    /// Feeds every node the chain's new events (after acting through [`Self::chain`]).
+    pub fn sync_chain(&mut self) {
+        self.feed_chain_events();
+        self.settle();
+    }
+
+    /// Mines one block at a time, delivering every message after each, `blocks` times.
+    pub fn mine_and_deliver(&mut self, blocks: u64) {
+        for _ in 0..blocks {
+            self.mine(1);
+            self.deliver_all();
+        }
+    }
+
     /// Takes node `i` offline: messages to it are lost until [`Self::reconnect`].
     pub fn disconnect(&mut self, i: usize) {
         self.offline.insert(i);
@@ -477,6 +496,21 @@ impl Network {
             ChainRequest::RegisterSecret { secret } => {
                 complete(chain.register_secret(secret)).map(drop)
             }
+            ChainRequest::Close {
+                channel,
+                partner_proof,
+            } => complete(chain.close_channel(*channel, partner_proof.as_ref())).map(drop),
+            ChainRequest::UpdateNonClosing { closer_proof } => {
+                complete(chain.update_non_closing_balance_proof(closer_proof, None)).map(drop)
+            }
+            ChainRequest::Settle { channel, balances } => {
+                complete(chain.settle_channel(*channel, balances.clone())).map(drop)
+            }
+            ChainRequest::UnlockBatch {
+                channel,
+                sender,
+                locks,
+            } => complete(chain.unlock_batch(*channel, *sender, locks)).map(drop),
         }
     }
 
@@ -514,12 +548,17 @@ impl Network {
         let held = complete(self.chains[0].token_balance(network))
             .expect("balanceOf")
             .to_u256();
-        let deposits: U256 = self.nodes[0]
+        let owed: U256 = self.nodes[0]
             .onchain_channels()
-            .filter(|c| matches!(c.phase, Phase::Opened | Phase::Closed))
-            .map(|c| c.available())
+            .map(|c| match c.phase {
+                Phase::Opened | Phase::Closed => c.available(),
+                Phase::Settled { .. } => c.pots.iter().flatten().map(|pot| pot.remaining).sum(),
+            })
             .sum();
-        assert_eq!(held, deposits, "the contract holds exactly the deposits");
+        assert_eq!(
+            held, owed,
+            "the contract holds exactly the open channels' deposits and the settled ones' locks"
+        );
         for (i, node) in self.nodes.iter().enumerate() {
             for channel in node.channels() {
                 let [ours, partner] = [Side::Ours, Side::Partner].map(|s| channel.participant(s));
@@ -548,9 +587,9 @@ impl Network {
         }
     }
 
-    /// Both ends of every channel hold the same state of each direction whose sender has no
-    /// unacknowledged message to the other (with nothing in flight, only lost messages can
-    /// leave them apart, until resent).
+    /// Both ends of every open channel hold the same state of each direction whose sender has
+    /// no unacknowledged message to the other (with nothing in flight, only lost messages can
+    /// leave them apart, until resent; a closed channel's states are frozen where they were).
     pub fn check_agreement(&self) {
         for (i, node) in self.nodes.iter().enumerate() {
             for channel in node.channels() {
@@ -560,7 +599,11 @@ impl Network {
                     .iter()
                     .position(|n| n.address() == partner)
                     .expect("partners are nodes");
-                if self.offline.contains(&i)
+                let open = node
+                    .onchain_channel(channel.id())
+                    .is_some_and(|c| c.phase == Phase::Opened);
+                if !open
+                    || self.offline.contains(&i)
                     || self.offline.contains(&j)
                     || node.unacknowledged(partner) > 0
                 {

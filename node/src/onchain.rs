@@ -1,0 +1,266 @@
+//! Duties on-chain: closing, answering a partner's close, settling, unlocking, and registering
+//! secrets that are about to be lost.
+//!
+//! The node acts on what the contract's events tell it (the same `OnChainChannel` the contract's
+//! stored hash commits to) and on new blocks:
+//! - the partner closed: submit its latest proof (`updateNonClosingBalanceProof`) if the close
+//!   left an older one, and register every secret we know of its locks to us (it will not unlock
+//!   them off-chain any more);
+//! - an incoming lock we can claim is `reveal_timeout` blocks from expiring and the partner has
+//!   not unlocked it: register the secret and close;
+//! - the window is over: settle, with both sides' submitted balance data (when we hold both);
+//! - settled with locks pending, and every one of them past its expiration (so the outcome is
+//!   final): `unlockBatch` the pots we are owed from.
+
+use crate::node::{ChainRequest, CommandError, Event, Node};
+use alloy_primitives::{Address, keccak256};
+use alloy_sol_types::SolValue;
+use hoplite_chain::contracts::TokenNetwork::{BalanceData, Side as OnChainSide};
+use hoplite_chain::events::Phase;
+use hoplite_htlc::{ChannelId, Lock, Secret, SecretHash, Side, SignedBalanceProof};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// What we asked of the chain for one channel, so each request goes out once.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Duties {
+    close: bool,
+    update: bool,
+    settle: bool,
+    /// Pots (by sender) we asked to unlock.
+    unlocks: BTreeSet<Address>,
+}
+
+/// The balance data a proof commits to on-chain; none submitted is all zeros.
+fn balance_data(proof: Option<&SignedBalanceProof>) -> BalanceData {
+    proof.map_or_else(BalanceData::default, |p| BalanceData::from(&p.proof))
+}
+
+/// Whether `data` is what a side's submitted proof committed to.
+fn matches(side: &OnChainSide, data: &BalanceData) -> bool {
+    if side.nonce == 0 {
+        return *data == BalanceData::default();
+    }
+    keccak256(data.abi_encode()) == side.balanceHash
+}
+
+impl Node {
+    /// Closes `channel` on-chain with the partner's latest proof: the challenge window starts,
+    /// and the node settles and unlocks after it.
+    pub fn close_channel(&mut self, now: Duration, channel: ChannelId) -> Result<(), CommandError> {
+        self.handle_timeout(now);
+        self.partner_of(channel)?;
+        self.request_close(channel);
+        self.handle_timeout(now);
+        Ok(())
+    }
+
+    fn request_close(&mut self, channel: ChannelId) {
+        let duties = self.duties.entry(channel).or_default();
+        if duties.close {
+            return;
+        }
+        duties.close = true;
+        let partner_proof = self
+            .channels
+            .get(&channel)
+            .and_then(|c| c.participant(Side::Partner).latest_proof().copied());
+        self.chain_request(ChainRequest::Close {
+            channel,
+            partner_proof,
+        });
+    }
+
+    /// Our channel was closed (by `closer`).
+    pub(crate) fn handle_closed(&mut self, channel: ChannelId, closer: Address) {
+        let Some(ours) = self.channels.get(&channel) else {
+            return;
+        };
+        let latest = ours.participant(Side::Partner).latest_proof().copied();
+        // Nobody unlocks off-chain any more: make every lock to us we can claim claimable.
+        let claimable: Vec<Secret> = ours
+            .participant(Side::Partner)
+            .locks()
+            .iter()
+            .filter(|lock| lock.expiration >= self.block)
+            .filter_map(|lock| self.secrets.get(&lock.secret_hash).copied())
+            .collect();
+        self.event(Event::ChannelClosed { channel, closer });
+        if closer != self.address {
+            let submitted = self
+                .onchain
+                .get(&channel)
+                .and_then(|c| c.side(closer))
+                .map_or(0, |side| side.nonce);
+            if let Some(proof) = latest
+                && proof.proof.nonce.0 > submitted
+            {
+                let duties = self.duties.entry(channel).or_default();
+                if !duties.update {
+                    duties.update = true;
+                    self.chain_request(ChainRequest::UpdateNonClosing {
+                        closer_proof: proof,
+                    });
+                }
+            }
+        }
+        for secret in claimable {
+            self.register_secret(secret);
+        }
+    }
+
+    pub(crate) fn register_secret(&mut self, secret: Secret) {
+        if self.registered.insert(secret.hash()) {
+            self.chain_request(ChainRequest::RegisterSecret { secret });
+        }
+    }
+
+    /// A secret became public on-chain: whoever holds our lock on it can claim it, so it is
+    /// paid; claim what it pays us.
+    pub(crate) fn handle_secret_revealed(&mut self, secret: Secret) {
+        let secret_hash = secret.hash();
+        self.registered.insert(secret_hash);
+        self.secrets.insert(secret_hash, secret);
+        let receivers: Vec<Address> = self
+            .sent
+            .range((secret_hash, ChannelId::default())..)
+            .take_while(|((hash, _), _)| *hash == secret_hash)
+            .filter_map(|((_, channel), _)| self.partner_of(*channel).ok())
+            .collect();
+        for receiver in receivers {
+            // As if the receiver told us: unlock off-chain while the channel is open, and
+            // pass the secret upstream.
+            let _ = self.handle_reveal(receiver, secret);
+        }
+        // Locks sent on channels that closed meanwhile are paid on-chain; a payment they
+        // belong to has reached its payee.
+        let closed: Vec<(SecretHash, ChannelId)> = self
+            .sent
+            .range((secret_hash, ChannelId::default())..)
+            .take_while(|((hash, _), _)| *hash == secret_hash)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in closed {
+            if let Some(sent) = self.sent.remove(&key) {
+                self.sent_lock_claimed(sent, secret);
+            }
+        }
+    }
+
+    /// Everything the chain expects of us by this block.
+    pub(crate) fn chain_duties(&mut self) {
+        let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for channel in ours {
+            let Some(onchain) = self.onchain.get(&channel) else {
+                continue;
+            };
+            match onchain.phase {
+                Phase::Opened => {}
+                Phase::Closed => {
+                    if self.block.0 > onchain.state.settleBlock {
+                        self.settle(channel);
+                    }
+                }
+                Phase::Settled { .. } => self.unlock_pots(channel),
+            }
+        }
+        self.claim_locks_in_danger();
+    }
+
+    fn settle(&mut self, channel: ChannelId) {
+        if self.duties.get(&channel).is_some_and(|d| d.settle) {
+            return;
+        }
+        let (Some(ours), Some(onchain)) = (self.channels.get(&channel), self.onchain.get(&channel))
+        else {
+            return;
+        };
+        let data_of = |address: Address| {
+            let side = if address == self.address {
+                Side::Ours
+            } else {
+                Side::Partner
+            };
+            balance_data(ours.participant(side).latest_proof())
+        };
+        let state = &onchain.state;
+        let balances = [data_of(state.participant1), data_of(state.participant2)];
+        // A close with an older proof than our latest: the closer knows its data and settles.
+        if !matches(&state.side1, &balances[0]) || !matches(&state.side2, &balances[1]) {
+            return;
+        }
+        self.duties.entry(channel).or_default().settle = true;
+        self.chain_request(ChainRequest::Settle { channel, balances });
+    }
+
+    fn unlock_pots(&mut self, channel: ChannelId) {
+        let (Some(ours), Some(onchain)) = (self.channels.get(&channel), self.onchain.get(&channel))
+        else {
+            return;
+        };
+        let mut requests = Vec::new();
+        for side in [Side::Ours, Side::Partner] {
+            let participant = ours.participant(side);
+            let sender = participant.address();
+            let Some(pot) = onchain.pot(sender) else {
+                continue;
+            };
+            let locks: Vec<Lock> = participant.locks().iter().copied().collect();
+            // Only the lock set the pot commits to can be unlocked; and only once every lock's
+            // fate is sealed (past its expiration) is one batch final.
+            if participant.locks().root() != pot.locksRoot
+                || locks.iter().any(|lock| lock.expiration >= self.block)
+            {
+                continue;
+            }
+            // Owed something: a lock to us whose secret is public, or ours whose isn't.
+            let owed = locks.iter().any(|lock| {
+                let public = self.registered.contains(&lock.secret_hash);
+                (side == Side::Partner) == public
+            });
+            if owed
+                && !self
+                    .duties
+                    .get(&channel)
+                    .is_some_and(|d| d.unlocks.contains(&sender))
+            {
+                requests.push((sender, locks));
+            }
+        }
+        for (sender, locks) in requests {
+            self.duties
+                .entry(channel)
+                .or_default()
+                .unlocks
+                .insert(sender);
+            self.chain_request(ChainRequest::UnlockBatch {
+                channel,
+                sender,
+                locks,
+            });
+        }
+    }
+
+    /// Incoming locks we can claim, about to expire, not unlocked: register and close.
+    fn claim_locks_in_danger(&mut self) {
+        let horizon = self.block.0.saturating_add(self.config.reveal_timeout);
+        let mut due = Vec::new();
+        for (channel, ours) in &self.channels {
+            if self.partner_of(*channel).is_err() {
+                continue;
+            }
+            for lock in ours.participant(Side::Partner).locks().iter() {
+                if let Some(secret) = self.secrets.get(&lock.secret_hash)
+                    && lock.expiration.0 <= horizon
+                    && lock.expiration >= self.block
+                {
+                    due.push((*channel, *secret));
+                }
+            }
+        }
+        for (channel, secret) in due {
+            self.register_secret(secret);
+            self.request_close(channel);
+        }
+    }
+}
