@@ -17,8 +17,7 @@ use hoplite_htlc::{
 use hoplite_routing::{
     NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
 };
-use rand::SeedableRng;
-use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -136,11 +135,30 @@ pub enum Input {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistId(pub u64);
 
-/// What the node's state needs kept durable.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What the node's state needs kept durable. Keep the latest `Channel` record per channel and
+/// the latest `State` record; [`Node::restore`] takes them back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
     Channel(Box<Channel>),
+    /// Everything else a node must not forget: payments, invoices, what each pending lock is
+    /// for, known secrets, unacknowledged messages, requests made on-chain.
+    State(Box<NodeState>),
+}
+
+/// The node's bookkeeping, as persisted (opaque: only [`Node::restore`] reads it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    draws: u64,
+    peers: BTreeMap<Address, Peer>,
+    pending_opens: BTreeMap<Address, Amount>,
+    payments: BTreeMap<PaymentId, Payment>,
+    invoices: BTreeMap<PaymentId, IncomingInvoice>,
+    received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
+    sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
+    secrets: BTreeMap<SecretHash, Secret>,
+    registered: BTreeSet<SecretHash>,
+    duties: BTreeMap<ChannelId, Duties>,
 }
 
 /// A transaction the node wants sent from its account.
@@ -431,7 +449,7 @@ enum Outgoing {
 }
 
 /// Messages to one peer not yet acknowledged.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Peer {
     next_id: u64,
     /// By id: the message and when it last went out (`None`: held back until persisted).
@@ -461,7 +479,9 @@ pub struct Node {
     pub(crate) config: Config,
     pub(crate) key: PrivateKey,
     pub(crate) address: Address,
-    pub(crate) rng: StdRng,
+    /// Random words drawn so far: each is `keccak256(seed ‖ draw)`, so a restored node never
+    /// draws one again.
+    draws: u64,
     pub(crate) now: Duration,
     pub(crate) block: BlockNumber,
     /// Every channel of the token network, as its events build it.
@@ -485,6 +505,8 @@ pub struct Node {
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
     dirty: BTreeSet<ChannelId>,
+    /// The bookkeeping changed in this call: persist a `State` record.
+    pub(crate) state_changed: bool,
     outputs: VecDeque<Output>,
     /// Message batches waiting for a persist id (and all before it).
     held: VecDeque<(PersistId, Vec<Outgoing>)>,
@@ -504,7 +526,7 @@ impl Node {
         config.check()?;
         let address = key.address();
         Ok(Self {
-            rng: StdRng::seed_from_u64(config.seed),
+            draws: 0,
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
             gossip: GossipStore::new(config.token_network, config.gossip),
             config,
@@ -527,6 +549,7 @@ impl Node {
             duties: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
+            state_changed: false,
             outputs: VecDeque::new(),
             held: VecDeque::new(),
             next_persist: 0,
@@ -653,11 +676,11 @@ impl Node {
             return Err(CommandError::DepositTooLow);
         }
         self.pending_opens.insert(partner, deposit);
-        self.outputs
-            .push_back(Output::Chain(ChainRequest::OpenChannel {
-                partner,
-                settle_timeout: self.config.settle_timeout,
-            }));
+        self.chain_request(ChainRequest::OpenChannel {
+            partner,
+            settle_timeout: self.config.settle_timeout,
+        });
+        self.finish();
         Ok(())
     }
 
@@ -676,8 +699,8 @@ impl Node {
         if total <= ours.participant(Side::Ours).total_deposit() {
             return Err(CommandError::DepositTooLow);
         }
-        self.outputs
-            .push_back(Output::Chain(ChainRequest::Deposit { channel, total }));
+        self.chain_request(ChainRequest::Deposit { channel, total });
+        self.finish();
         Ok(())
     }
 
@@ -699,6 +722,7 @@ impl Node {
             expires_at,
         );
         self.invoices.insert(payment, IncomingInvoice::new(invoice));
+        self.finish();
         invoice
     }
 
@@ -788,9 +812,12 @@ impl Node {
     }
 
     pub(crate) fn random_word(&mut self) -> alloy_primitives::B256 {
-        let mut word = alloy_primitives::B256::ZERO;
-        rand::RngCore::fill_bytes(&mut self.rng, &mut word.0);
-        word
+        self.draws += 1;
+        self.state_changed = true;
+        let mut input = [0u8; 16];
+        input[..8].copy_from_slice(&self.config.seed.to_le_bytes());
+        input[8..].copy_from_slice(&self.draws.to_le_bytes());
+        alloy_primitives::keccak256(input)
     }
 
     pub(crate) fn event(&mut self, event: Event) {
@@ -798,6 +825,7 @@ impl Node {
     }
 
     pub(crate) fn chain_request(&mut self, request: ChainRequest) {
+        self.state_changed = true;
         self.outputs.push_back(Output::Chain(request));
     }
 
@@ -823,27 +851,85 @@ impl Node {
     /// Ends a call: persists what changed and holds this call's messages until it is durable.
     fn finish(&mut self) {
         let batch = std::mem::take(&mut self.pending);
-        if self.dirty.is_empty() {
+        let state_changed = std::mem::take(&mut self.state_changed)
+            || !self.dirty.is_empty()
+            || batch.iter().any(|o| matches!(o, Outgoing::Message(..)));
+        if !state_changed {
             self.release(batch);
             return;
         }
+        let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.channels.get(&id))
+            .map(|channel| Record::Channel(Box::new(channel.clone())))
+            .collect();
+        records.push(Record::State(Box::new(self.snapshot())));
         let mut last = PersistId(0);
-        for channel in std::mem::take(&mut self.dirty) {
-            let Some(state) = self.channels.get(&channel) else {
-                continue;
-            };
+        for record in records {
             self.next_persist += 1;
             last = PersistId(self.next_persist);
-            self.outputs.push_back(Output::Persist {
-                id: last,
-                record: Record::Channel(Box::new(state.clone())),
-            });
+            self.outputs.push_back(Output::Persist { id: last, record });
         }
-        if last.0 == 0 {
-            self.release(batch);
-        } else {
-            self.held.push_back((last, batch));
+        self.held.push_back((last, batch));
+    }
+
+    fn snapshot(&self) -> NodeState {
+        NodeState {
+            draws: self.draws,
+            peers: self.peers.clone(),
+            pending_opens: self.pending_opens.clone(),
+            payments: self.payments.clone(),
+            invoices: self.invoices.clone(),
+            received: self.received.clone(),
+            sent: self.sent.clone(),
+            secrets: self.secrets.clone(),
+            registered: self.registered.clone(),
+            duties: self.duties.clone(),
         }
+    }
+
+    /// A node from its persisted records (the latest `Channel` record of each channel and the
+    /// latest `State` record), at `now` and chain height `block`.
+    ///
+    /// Then feed it the chain's events from the TokenNetwork's deployment block on (its view
+    /// of the network is rebuilt from them; its own channels keep their persisted state), and
+    /// report every connected peer with [`Input::PeerConnected`]: unacknowledged messages go
+    /// out again. Other nodes' policies come back with their next announcements.
+    pub fn restore(
+        config: Config,
+        key: PrivateKey,
+        records: impl IntoIterator<Item = Record>,
+        now: Duration,
+        block: BlockNumber,
+    ) -> Result<Self, CommandError> {
+        let mut node = Self::new(config, key, now, block)?;
+        for record in records {
+            match record {
+                Record::Channel(channel) => {
+                    node.channels.insert(channel.id(), *channel);
+                }
+                Record::State(state) => {
+                    let state = *state;
+                    node.draws = state.draws;
+                    node.peers = state.peers;
+                    node.pending_opens = state.pending_opens;
+                    node.payments = state.payments;
+                    node.invoices = state.invoices;
+                    node.received = state.received;
+                    node.sent = state.sent;
+                    node.secrets = state.secrets;
+                    node.registered = state.registered;
+                    node.duties = state.duties;
+                }
+            }
+        }
+        // Messages that were held back were never sent; they are sent now like any resend.
+        for peer in node.peers.values_mut() {
+            for (_, sent) in peer.unacked.values_mut() {
+                sent.get_or_insert(now);
+            }
+        }
+        Ok(node)
     }
 
     fn handle_persisted(&mut self, id: PersistId) {
@@ -1067,6 +1153,11 @@ impl Node {
             a if a == two => one,
             _ => return,
         };
+        if self.channels.contains_key(&id) {
+            // Restored from a record: replaying the chain must not reset it.
+            self.announce_policy(id);
+            return;
+        }
         let config = ChannelConfig {
             reveal_timeout: self.config.reveal_timeout,
             settle_timeout,

@@ -18,11 +18,12 @@ use alloy_sol_types::SolValue;
 use hoplite_chain::contracts::TokenNetwork::{BalanceData, Side as OnChainSide};
 use hoplite_chain::events::Phase;
 use hoplite_htlc::{ChannelId, Lock, Secret, SecretHash, Side, SignedBalanceProof};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// What we asked of the chain for one channel, so each request goes out once.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Duties {
     close: bool,
     update: bool,

@@ -9,17 +9,18 @@ use hoplite_htlc::{
     SendError, Side, Violation,
 };
 use hoplite_routing::{NodeId, Route, RouteParams};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// An invoice we made, and how far its payment got.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct IncomingInvoice {
     invoice: Invoice,
     state: InvoiceState,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum InvoiceState {
     /// Waiting for a lock.
     Open,
@@ -39,7 +40,7 @@ impl IncomingInvoice {
 }
 
 /// A payment we make.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Payment {
     invoice: Invoice,
     pub(crate) deadline: Duration,
@@ -50,7 +51,7 @@ pub(crate) struct Payment {
     last_failure: Option<(FailurePoint, FailureReason)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum PaymentState {
     /// Trying routes; no secret revealed.
     Routing,
@@ -67,7 +68,7 @@ impl Payment {
 }
 
 /// One route tried, with its own secret.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Attempt {
     secret: Secret,
     route: Route,
@@ -76,13 +77,13 @@ struct Attempt {
 }
 
 /// A lock a partner sent us, and what it is for.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ReceivedLock {
     amount: Amount,
     role: ReceivedRole,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum ReceivedRole {
     /// It pays our invoice `payment`; `payer` reveals the secret.
     Payee { payment: PaymentId, payer: Address },
@@ -93,14 +94,14 @@ enum ReceivedRole {
 }
 
 /// A lock we sent, and why.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SentLock {
     role: SentRole,
     /// The receiver reported a failure further on.
     failed: bool,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum SentRole {
     /// Attempt `attempt` of our payment.
     Attempt { payment: PaymentId, attempt: usize },
@@ -258,6 +259,7 @@ impl Node {
 
     fn fail_payment(&mut self, id: PaymentId, reason: PaymentFailure) {
         if let Some(payment) = self.payments.get_mut(&id) {
+            self.state_changed = true;
             payment.state = PaymentState::Failed;
             let last_failure = payment.last_failure;
             self.event(Event::PaymentFailed {
@@ -666,6 +668,7 @@ impl Node {
             return;
         }
         payment.state = PaymentState::Succeeded;
+        self.state_changed = true;
         let route = &payment.attempts[attempt].route;
         self.scorer.report_success(&route.hops, now);
         let event = Event::PaymentSent {

@@ -10,7 +10,7 @@
 //! [`Network::check_conservation`]. A network dropped with undelivered messages fails the test.
 
 use crate::invoice::{Invoice, PaymentId};
-use crate::node::{ChainRequest, Config, Event, Input, Node, Output, Record};
+use crate::node::{ChainRequest, Config, Event, Input, Node, NodeState, Output, PersistId, Record};
 use crate::wire::{Envelope, Message};
 use alloy_primitives::{Address, U256};
 use alloy_sol_types::SolCall;
@@ -21,7 +21,7 @@ use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
 use hoplite_chain::testing::{CHAIN_ID, DEPLOYER};
 use hoplite_chain::{Backend, Chain, ChainError};
 use hoplite_htlc::testing::key;
-use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, Side, TokenNetwork};
+use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, TokenNetwork};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -73,6 +73,12 @@ pub struct Network {
     events: Vec<Vec<Event>>,
     /// What each node persisted, by channel: its latest durable state.
     records: Vec<BTreeMap<ChannelId, Channel>>,
+    /// Each node's latest durable bookkeeping.
+    states: Vec<Option<Box<NodeState>>>,
+    /// Nodes whose storage is stalled: their records wait here, not durable yet.
+    stalled: BTreeMap<usize, Vec<(PersistId, Record)>>,
+    configs: Vec<Config>,
+    keys: Vec<PrivateKey>,
     offline: BTreeSet<usize>,
     /// The block of the last event fed to the nodes, and how many of that block's were fed.
     fed: (u64, usize),
@@ -111,13 +117,18 @@ impl Network {
         };
         let now = Duration::from_secs(1_700_000_000);
         let block = BlockNumber(evm.lock().expect("evm lock").block_number());
-        let nodes = keys
-            .into_iter()
-            .enumerate()
-            .map(|(i, k)| {
+        let configs: Vec<Config> = (0..n)
+            .map(|i| {
                 let mut config = Config::new(token_network, seed.wrapping_mul(1000) + i as u64);
                 configure(i, &mut config);
-                Node::new(config, k, now, block).expect("a valid config")
+                config
+            })
+            .collect();
+        let nodes = keys
+            .iter()
+            .zip(&configs)
+            .map(|(k, config)| {
+                Node::new(config.clone(), k.clone(), now, block).expect("a valid config")
             })
             .collect();
         Self {
@@ -129,6 +140,10 @@ impl Network {
             now,
             events: vec![Vec::new(); n],
             records: vec![BTreeMap::new(); n],
+            states: vec![None; n],
+            stalled: BTreeMap::new(),
+            configs,
+            keys,
             offline: BTreeSet::new(),
             fed: (0, 0),
             next_gossip_id: 0,
@@ -473,13 +488,62 @@ impl Network {
                 }
                 self.feed_chain_events();
             }
-            Output::Persist { id, record } => {
-                let Record::Channel(channel) = record;
-                self.records[i].insert(channel.id(), *channel);
-                self.nodes[i].handle_input(self.now, Input::Persisted(id));
-            }
+            Output::Persist { id, record } => match self.stalled.get_mut(&i) {
+                Some(waiting) => waiting.push((id, record)),
+                None => self.persist(i, id, record),
+            },
             Output::Event(event) => self.events[i].push(event),
         }
+    }
+
+    fn persist(&mut self, i: usize, id: PersistId, record: Record) {
+        match record {
+            Record::Channel(channel) => {
+                self.records[i].insert(channel.id(), *channel);
+            }
+            Record::State(state) => self.states[i] = Some(state),
+        }
+        self.nodes[i].handle_input(self.now, Input::Persisted(id));
+    }
+
+    /// Stalls node `i`'s storage: its records stay pending (and what waits for them, held)
+    /// until [`Self::resume_storage`], or are lost if it crashes first.
+    pub fn stall_storage(&mut self, i: usize) {
+        self.stalled.entry(i).or_default();
+    }
+
+    /// Makes node `i`'s pending records durable, in order.
+    pub fn resume_storage(&mut self, i: usize) {
+        for (id, record) in self.stalled.remove(&i).unwrap_or_default() {
+            self.persist(i, id, record);
+        }
+        self.settle();
+    }
+
+    /// Crashes node `i` and starts it again from what it persisted (pending records are lost),
+    /// replays the chain to it and reconnects it to its peers.
+    pub fn restart(&mut self, i: usize) {
+        self.stalled.remove(&i);
+        let records = self.records[i]
+            .values()
+            .cloned()
+            .map(|channel| Record::Channel(Box::new(channel)))
+            .chain(self.states[i].clone().map(Record::State));
+        let node = Node::restore(
+            self.configs[i].clone(),
+            self.keys[i].clone(),
+            records,
+            self.now,
+            self.block(),
+        )
+        .expect("the records restore");
+        self.nodes[i] = node;
+        let events = complete(self.chains[0].events(self.contracts.block, None)).expect("events");
+        for event in events {
+            self.nodes[i].handle_input(self.now, Input::Chain(event));
+        }
+        self.settle();
+        self.reconnect(i);
     }
 
     fn execute(&mut self, i: usize, request: &ChainRequest) -> Result<(), ChainError> {

@@ -3,7 +3,7 @@
 //! messages are resent until acknowledged; nothing signed leaves before it is persisted.
 
 use hoplite_gossip::{ChannelUpdate, GossipMessage, Rejection};
-use hoplite_htlc::{Amount, BalanceChange, Channel, ChannelId, ReceiveError};
+use hoplite_htlc::{Amount, BalanceChange, Channel, ChannelId, ReceiveError, Side};
 use hoplite_node::testkit::{InFlight, Network, create_network};
 use hoplite_node::wire::{
     DecodeError, Envelope, MAX_MESSAGE_SIZE, MAX_ROUTE_HOPS, Message, MessageId,
@@ -394,48 +394,31 @@ fn a_payment_survives_a_disconnection() {
 #[test]
 fn nothing_signed_leaves_before_it_is_persisted() {
     let (mut net, channel) = pair();
+    net.stall_storage(0);
     let now = net.now();
     net.nodes[0]
         .send_direct(now, channel, Amount::from(7u64))
         .unwrap();
-    let first: Vec<Output> = std::iter::from_fn(|| net.nodes[0].poll_output()).collect();
-    let [Output::Persist { id, record }] = &first[..] else {
-        panic!("only a Persist before it is durable: {first:?}");
+    net.settle();
+    assert!(net.in_flight.is_empty(), "held until the record is durable");
+    let durable = |net: &Network, i| {
+        net.persisted(i, channel)
+            .map(|c| c.participant(Side::Ours).transferred_amount())
     };
-    let hoplite_node::Record::Channel(persisted) = record;
-    assert_eq!(
-        persisted
-            .participant(hoplite_htlc::Side::Ours)
-            .transferred_amount(),
-        Amount::from(7u64)
-    );
-    net.nodes[0].handle_input(now, Input::Persisted(*id));
-    let then: Vec<Output> = std::iter::from_fn(|| net.nodes[0].poll_output()).collect();
-    let [Output::Send { envelope, .. }] = &then[..] else {
-        panic!("the update once persisted: {then:?}");
-    };
-    net.in_flight.push_back(InFlight {
-        from: 0,
-        to: 1,
-        bytes: envelope.encode(),
-    });
-    // The receiver, too, persists before it acknowledges.
-    let message = net.in_flight.pop_front().unwrap();
-    let from = net.address(0);
-    net.nodes[1].handle_input(
-        now,
-        Input::PeerMessage {
-            from,
-            bytes: message.bytes,
-        },
-    );
-    let outputs: Vec<Output> = std::iter::from_fn(|| net.nodes[1].poll_output()).collect();
+    assert_eq!(durable(&net, 0), Some(Amount::ZERO));
+    net.resume_storage(0);
+    assert_eq!(durable(&net, 0), Some(Amount::from(7u64)));
+    assert_eq!(net.in_flight.len(), 1);
+
+    // The receiver, too, persists the partner's proof before it acknowledges it.
+    net.stall_storage(1);
+    net.deliver_next();
     assert!(
-        outputs.iter().any(|o| matches!(o, Output::Persist { .. })),
-        "{outputs:?}"
+        net.in_flight.is_empty(),
+        "no acknowledgement before the proof is durable"
     );
-    assert!(
-        !outputs.iter().any(|o| matches!(o, Output::Send { .. })),
-        "{outputs:?}"
-    );
+    net.resume_storage(1);
+    assert!(matches!(net.in_flight[0].envelope(), Envelope::Ack(_)));
+    net.deliver_all();
+    assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);
 }

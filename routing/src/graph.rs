@@ -6,11 +6,12 @@ use hoplite_htlc::ChannelId;
 use petgraph::Direction;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, NodeIndexable};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 /// A participant: its Ethereum address (DESIGN §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeId(pub Address);
 
 /// What the sender of one channel direction charges and allows. Amounts are in the token's
@@ -78,7 +79,7 @@ impl DirectedChannel {
 
 /// One direction of a channel, named by the channel and which end sends: what the scorer learns
 /// about, and what a route's hops are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ChannelDirection {
     /// The channel.
     pub channel: ChannelId,

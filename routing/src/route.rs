@@ -46,6 +46,7 @@ use hoplite_htlc::ChannelId;
 use petgraph::Direction::Incoming;
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::{EdgeRef, NodeIndexable};
+use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::ops::Bound;
@@ -104,7 +105,7 @@ impl RouteParams {
 }
 
 /// One hop of a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteHop {
     /// The channel direction taken.
     pub direction: ChannelDirection,
@@ -119,7 +120,7 @@ pub struct RouteHop {
 }
 
 /// A route found by [`find_route`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     /// From the payer's channel to the payee's.
     pub hops: Vec<RouteHop>,
