@@ -390,7 +390,13 @@ impl Channel {
                 // `latest` may saturate, as nothing expires after u64::MAX anyway.
                 let earliest = current_block.0.checked_add(config.reveal_timeout + 1);
                 let latest = BlockNumber(current_block.0.saturating_add(config.settle_timeout));
-                let fits = earliest.is_some_and(|earliest| lock.expiration.0 >= earliest);
+                // The lower bound binds the sender only. A receiver whose view of the chain is
+                // ahead would otherwise refuse a state the sender already signed, and every
+                // later state of that direction with it. A lock it can't claim on-chain in time
+                // costs the receiver nothing: it just must not forward or claim it (the node's
+                // check), and the sender removes it once expired.
+                let fits = sender == Side::Partner
+                    || earliest.is_some_and(|earliest| lock.expiration.0 >= earliest);
                 if !fits || lock.expiration > latest {
                     return Err(Violation::LockExpirationOutOfRange {
                         expiration: lock.expiration,

@@ -52,7 +52,9 @@
 //! sender; nonce exactly one more than the last; the transferred amount, locked amount and locks
 //! root exactly what the change implies (so transferred never decreases); amounts non-zero and
 //! within the sender's spendable balance; no total beyond `uint256`; a new lock expires after
-//! `current_block + reveal_timeout` and no later than `current_block + settle_timeout`; at most
+//! `current_block + reveal_timeout` (a bound on its sender only: a receiver whose view of the chain
+//! is ahead accepts it, and must not forward or claim it) and no later than
+//! `current_block + settle_timeout`; at most
 //! [`locks::MAX_PENDING_LOCKS`] pending; a secret hash names one pending lock; `Unlock` carries the
 //! lock's secret; `LockExpired` only once `current_block > expiration`.
 //!

@@ -498,18 +498,27 @@ fn lock_expiration_leaves_reveal_timeout_and_fits_settle_timeout() {
     );
     p.transfer(0, locked(lock(1, 5, earliest)), B0);
     p.transfer(0, locked(lock(2, 5, latest)), B0);
-    // Sent at B0, received five blocks later: too close to expiry for Bob to claim on-chain.
-    let late = draft(&p, locked(lock(3, 5, earliest)), B0);
+    // Sent at B0, received five blocks later: too close to expiry for Bob to claim on-chain,
+    // but Alice signed it already; refusing it would block her direction for good. Bob holds
+    // it (his node won't forward or claim it) until Alice removes it once expired.
+    let late = p.send(0, locked(lock(3, 5, earliest)), B0).unwrap();
     let at = BlockNumber(B0.0 + 5);
+    p.deliver(1, &late, at).expect("a late lock is accepted");
+    assert!(
+        p.ends[1]
+            .participant(Side::Partner)
+            .locks()
+            .get(&lock(3, 5, earliest).secret_hash)
+            .is_some()
+    );
+    // The upper bound binds the receiver too: a receiver behind the sender refuses a lock
+    // beyond its own window, until its view catches up.
+    let far = draft(&p, locked(lock(4, 5, latest + 3)), BlockNumber(B0.0 + 3));
     assert_refused(
         &mut p,
-        &late,
-        at,
-        ReceiveError::Rule(Violation::LockExpirationOutOfRange {
-            expiration: BlockNumber(earliest),
-            earliest: BlockNumber(earliest + 5),
-            latest: BlockNumber(latest + 5),
-        }),
+        &far,
+        B0,
+        ReceiveError::Rule(range(latest + 3)),
         ErrorAction::Reject,
     );
 }

@@ -3,7 +3,7 @@
 use crate::invoice::{Invoice, InvoiceError, PaymentId};
 use crate::onchain::Duties;
 use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
-use crate::wire::{DecodeError, Envelope, FailurePoint, FailureReason, Message, MessageId};
+use crate::wire::{DecodeError, Envelope, FailurePoint, FailureReason, Message, MessageId, Onward};
 use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
 use hoplite_chain::contracts::TokenNetwork::BalanceData;
@@ -11,8 +11,9 @@ use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
 use hoplite_gossip::{ChannelUpdate, GossipMessage, GossipParams, GossipStore, Rejection, Verdict};
 use hoplite_htlc::{
-    Amount, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Lock, PrivateKey,
-    ReceiveError, Secret, SecretHash, SendError, Side, SignedBalanceProof, TokenNetwork,
+    Amount, BalanceChange, BalanceProof, BlockNumber, Channel, ChannelConfig, ChannelId,
+    ErrorAction, Lock, Nonce, PrivateKey, ReceiveError, Secret, SecretHash, SendError, Side,
+    SignedBalanceProof, TokenNetwork,
 };
 use hoplite_routing::{
     NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
@@ -158,7 +159,9 @@ pub struct NodeState {
     sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     secrets: BTreeMap<SecretHash, Secret>,
     registered: BTreeSet<SecretHash>,
+    revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
     duties: BTreeMap<ChannelId, Duties>,
+    own_states: BTreeMap<ChannelId, BTreeMap<Nonce, (BalanceProof, Vec<Lock>)>>,
 }
 
 /// A transaction the node wants sent from its account.
@@ -456,6 +459,16 @@ pub(crate) struct Peer {
     unacked: BTreeMap<MessageId, (Message, Option<Duration>)>,
 }
 
+impl Peer {
+    /// Drops the unacknowledged balance updates of `channel`.
+    pub(crate) fn forget_updates(&mut self, channel: ChannelId) {
+        self.unacked.retain(|_, (message, _)| match message {
+            Message::Update { update, .. } => update.proof.proof.channel_id != channel,
+            _ => true,
+        });
+    }
+}
+
 /// A Hoplite node as a state machine: no clock, no socket, no unseeded randomness.
 ///
 /// # Call order
@@ -501,7 +514,11 @@ pub struct Node {
     pub(crate) sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     pub(crate) secrets: BTreeMap<SecretHash, Secret>,
     pub(crate) registered: BTreeSet<SecretHash>,
+    /// Secrets the registry holds, with the block they were registered in.
+    pub(crate) revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
     pub(crate) duties: BTreeMap<ChannelId, Duties>,
+    /// Our signed states of each channel the partner may hold, with their locks, by nonce.
+    pub(crate) own_states: BTreeMap<ChannelId, BTreeMap<Nonce, (BalanceProof, Vec<Lock>)>>,
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
     dirty: BTreeSet<ChannelId>,
@@ -546,7 +563,9 @@ impl Node {
             sent: BTreeMap::new(),
             secrets: BTreeMap::new(),
             registered: BTreeSet::new(),
+            revealed_onchain: BTreeMap::new(),
             duties: BTreeMap::new(),
+            own_states: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             state_changed: false,
@@ -734,22 +753,44 @@ impl Node {
         amount: Amount,
     ) -> Result<(), CommandError> {
         self.advance(now);
+        let sent = self.sign_and_send(channel, BalanceChange::DirectTransfer { amount }, None);
+        self.finish();
+        sent
+    }
+
+    /// Signs our next state of `channel` after `change` and queues it to the partner (held back
+    /// until persisted). Keeps the state's proof and locks until the partner acknowledges a
+    /// later one: it may close with any state it holds, and we settle and unlock with ours.
+    pub(crate) fn sign_and_send(
+        &mut self,
+        channel: ChannelId,
+        change: BalanceChange,
+        onward: Option<Onward>,
+    ) -> Result<(), CommandError> {
         let partner = self.partner_of(channel)?;
-        let change = hoplite_htlc::BalanceChange::DirectTransfer { amount };
         let ours = self
             .channels
             .get_mut(&channel)
             .expect("partner_of found it");
         let update = ours.send(&self.key, change, self.block)?;
-        self.dirty.insert(channel);
+        let locks = ours
+            .participant(Side::Ours)
+            .locks()
+            .iter()
+            .copied()
+            .collect();
+        self.own_states
+            .entry(channel)
+            .or_default()
+            .insert(update.proof.proof.nonce, (update.proof.proof, locks));
+        self.touch(channel);
         self.send(
             partner,
             Message::Update {
                 update: Box::new(update),
-                onward: None,
+                onward,
             },
         );
-        self.finish();
         Ok(())
     }
 
@@ -855,7 +896,11 @@ impl Node {
             || !self.dirty.is_empty()
             || batch.iter().any(|o| matches!(o, Outgoing::Message(..)));
         if !state_changed {
-            self.release(batch);
+            // Nothing to persist, but nothing overtakes a held batch either.
+            match self.held.back() {
+                Some(&(id, _)) if !batch.is_empty() => self.held.push_back((id, batch)),
+                _ => self.release(batch),
+            }
             return;
         }
         let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
@@ -884,7 +929,9 @@ impl Node {
             sent: self.sent.clone(),
             secrets: self.secrets.clone(),
             registered: self.registered.clone(),
+            revealed_onchain: self.revealed_onchain.clone(),
             duties: self.duties.clone(),
+            own_states: self.own_states.clone(),
         }
     }
 
@@ -919,7 +966,9 @@ impl Node {
                     node.sent = state.sent;
                     node.secrets = state.secrets;
                     node.registered = state.registered;
+                    node.revealed_onchain = state.revealed_onchain;
                     node.duties = state.duties;
+                    node.own_states = state.own_states;
                 }
             }
         }
@@ -950,14 +999,8 @@ impl Node {
         }
     }
 
-    /// Outputs a batch of messages (held ones only after everything before them).
+    /// Outputs a batch of messages whose records are durable.
     fn release(&mut self, batch: Vec<Outgoing>) {
-        if !self.held.is_empty() && !batch.is_empty() {
-            // Keep the order of messages: nothing overtakes a held batch.
-            let (id, _) = *self.held.back().expect("not empty");
-            self.held.push_back((id, batch));
-            return;
-        }
         let now = self.now;
         for outgoing in batch {
             let (to, id) = match outgoing {
@@ -1008,8 +1051,17 @@ impl Node {
         };
         match envelope {
             Envelope::Ack(id) => {
-                if let Some(peer) = self.peers.get_mut(&from) {
-                    peer.unacked.remove(&id);
+                let acked = self
+                    .peers
+                    .get_mut(&from)
+                    .and_then(|peer| peer.unacked.remove(&id));
+                if let Some((Message::Update { update, .. }, _)) = acked {
+                    // The partner holds this state now: older ones of ours can't be needed.
+                    let proof = update.proof.proof;
+                    if let Some(states) = self.own_states.get_mut(&proof.channel_id) {
+                        *states = states.split_off(&proof.nonce);
+                        self.state_changed = true;
+                    }
                 }
             }
             Envelope::Message { id, message } => {
@@ -1030,14 +1082,21 @@ impl Node {
                 let acknowledge = match handled {
                     Ok(()) => true,
                     Err(error) => {
-                        // A resend of what we already applied, or a message that matches
-                        // nothing: acknowledge so it is not sent again. Refused updates are
-                        // not acknowledged: the sender resends them in order.
-                        let acknowledge = !matches!(
-                            &error,
-                            PeerError::Update(e) if e.action() != ErrorAction::Ignore
-                                && !matches!(e, ReceiveError::StaleNonce { .. })
-                        );
+                        // An acknowledged update is one we hold (the sender forgets older
+                        // states of its own on it), so only a resend of one we applied is
+                        // acknowledged; refused updates are resent in order until they apply
+                        // or their channel closes. A secret or failure notice that matches
+                        // nothing is acknowledged: resending it can't help.
+                        let acknowledge = match &error {
+                            PeerError::Update(e) => {
+                                e.action() == ErrorAction::Ignore
+                                    || matches!(e, ReceiveError::StaleNonce { .. })
+                            }
+                            PeerError::UnknownChannel(_)
+                            | PeerError::NotPartner { .. }
+                            | PeerError::ChannelClosed(_) => false,
+                            PeerError::Decode(_) | PeerError::Unsolicited(_) => true,
+                        };
                         self.reject(from, error);
                         acknowledge
                     }
@@ -1091,7 +1150,7 @@ impl Node {
     fn handle_chain_event(&mut self, event: &ChainEvent) {
         if let ContractEvent::SecretRegistry(SecretRegistryEvents::SecretRevealed(e)) = &event.event
         {
-            return self.handle_secret_revealed(Secret(e.secret));
+            return self.handle_secret_revealed(Secret(e.secret), BlockNumber(event.block));
         }
         if let Some(opened) = OnChainChannel::opened(event) {
             self.channel_opened(opened);
@@ -1130,6 +1189,12 @@ impl Node {
                 let _ = self.graph.remove_channel(id);
                 self.gossip.forget_channel(id);
                 self.handle_closed(id, e.closer);
+            }
+            Tn::LockUnlocked(e) if self.channels.contains_key(&id) => {
+                self.handle_pot_paid(id, e.sender);
+            }
+            Tn::LocksUnlocked(e) if self.channels.contains_key(&id) => {
+                self.handle_pot_paid(id, e.sender);
             }
             Tn::ChannelSettled(_) => {
                 let _ = self.graph.remove_channel(id);

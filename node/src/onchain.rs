@@ -17,7 +17,9 @@ use alloy_primitives::{Address, keccak256};
 use alloy_sol_types::SolValue;
 use hoplite_chain::contracts::TokenNetwork::{BalanceData, Side as OnChainSide};
 use hoplite_chain::events::Phase;
-use hoplite_htlc::{ChannelId, Lock, Secret, SecretHash, Side, SignedBalanceProof};
+use hoplite_htlc::{
+    BlockNumber, ChannelId, Lock, Nonce, Secret, SecretHash, Side, SignedBalanceProof,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -78,6 +80,7 @@ impl Node {
             return;
         };
         let latest = ours.participant(Side::Partner).latest_proof().copied();
+        let partner = ours.participant(Side::Partner).address();
         // Nobody unlocks off-chain any more: make every lock to us we can claim claimable.
         let claimable: Vec<Secret> = ours
             .participant(Side::Partner)
@@ -87,6 +90,11 @@ impl Node {
             .filter_map(|lock| self.secrets.get(&lock.secret_hash).copied())
             .collect();
         self.event(Event::ChannelClosed { channel, closer });
+        // Updates of this channel still unacknowledged can never apply now.
+        if let Some(peer) = self.peers.get_mut(&partner) {
+            peer.forget_updates(channel);
+            self.state_changed = true;
+        }
         if closer != self.address {
             let submitted = self
                 .onchain
@@ -118,9 +126,10 @@ impl Node {
 
     /// A secret became public on-chain: whoever holds our lock on it can claim it, so it is
     /// paid; claim what it pays us.
-    pub(crate) fn handle_secret_revealed(&mut self, secret: Secret) {
+    pub(crate) fn handle_secret_revealed(&mut self, secret: Secret, block: BlockNumber) {
         let secret_hash = secret.hash();
         self.registered.insert(secret_hash);
+        self.revealed_onchain.entry(secret_hash).or_insert(block);
         self.secrets.insert(secret_hash, secret);
         let receivers: Vec<Address> = self
             .sent
@@ -133,17 +142,62 @@ impl Node {
             // pass the secret upstream.
             let _ = self.handle_reveal(receiver, secret);
         }
-        // Locks sent on channels that closed meanwhile are paid on-chain; a payment they
-        // belong to has reached its payee.
+        // Locks sent on channels that closed meanwhile are paid on-chain if registered by
+        // their expiration; a payment they belong to has reached its payee.
         let closed: Vec<(SecretHash, ChannelId)> = self
             .sent
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
+            .filter(|(_, sent)| block <= sent.expiration)
             .map(|(key, _)| *key)
             .collect();
         for key in closed {
             if let Some(sent) = self.sent.remove(&key) {
                 self.sent_lock_claimed(sent, secret);
+            }
+        }
+    }
+
+    /// A pot of a settled channel of ours was paid out: each of its locks went to the receiver
+    /// if its secret was registered by its expiration, else back to the sender. Close the books
+    /// on them: payments received or forwarded, attempts paid or failed.
+    pub(crate) fn handle_pot_paid(&mut self, channel: ChannelId, sender: Address) {
+        let Some(ours) = self.channels.get(&channel) else {
+            return;
+        };
+        if sender == self.address {
+            // Locks of ours whose secret was registered in time were settled when it was
+            // (`handle_secret_revealed`); the rest came back.
+            let returned: Vec<(SecretHash, ChannelId)> = self
+                .sent
+                .keys()
+                .filter(|(_, id)| *id == channel)
+                .copied()
+                .collect();
+            for key in returned {
+                if let Some(sent) = self.sent.remove(&key) {
+                    self.sent_lock_expired(sent);
+                }
+            }
+            return;
+        }
+        let paid: Vec<(SecretHash, bool)> = ours
+            .participant(Side::Partner)
+            .locks()
+            .iter()
+            .map(|lock| {
+                let claimed = self
+                    .revealed_onchain
+                    .get(&lock.secret_hash)
+                    .is_some_and(|block| *block <= lock.expiration);
+                (lock.secret_hash, claimed)
+            })
+            .collect();
+        for (secret_hash, claimed) in paid {
+            if claimed {
+                self.handle_unlocked(channel, secret_hash);
+            } else {
+                self.received.remove(&(secret_hash, channel));
             }
         }
     }
@@ -176,16 +230,27 @@ impl Node {
         else {
             return;
         };
-        let data_of = |address: Address| {
-            let side = if address == self.address {
-                Side::Ours
-            } else {
-                Side::Partner
-            };
-            balance_data(ours.participant(side).latest_proof())
-        };
         let state = &onchain.state;
-        let balances = [data_of(state.participant1), data_of(state.participant2)];
+        let data_of = |address: Address, side: &OnChainSide| {
+            if address != self.address {
+                return balance_data(ours.participant(Side::Partner).latest_proof());
+            }
+            // Ours as the partner submitted it: none, or any state of ours it may have held.
+            if side.nonce == 0 {
+                return BalanceData::default();
+            }
+            self.own_states
+                .get(&channel)
+                .and_then(|states| states.get(&Nonce(side.nonce)))
+                .map_or_else(
+                    || balance_data(ours.participant(Side::Ours).latest_proof()),
+                    |(proof, _)| BalanceData::from(proof),
+                )
+        };
+        let balances = [
+            data_of(state.participant1, &state.side1),
+            data_of(state.participant2, &state.side2),
+        ];
         // A close with an older proof than our latest: the closer knows its data and settles.
         if !matches(&state.side1, &balances[0]) || !matches(&state.side2, &balances[1]) {
             return;
@@ -206,14 +271,26 @@ impl Node {
             let Some(pot) = onchain.pot(sender) else {
                 continue;
             };
-            let locks: Vec<Lock> = participant.locks().iter().copied().collect();
-            // Only the lock set the pot commits to can be unlocked; and only once every lock's
-            // fate is sealed (past its expiration) is one batch final.
-            if participant.locks().root() != pot.locksRoot
-                || locks.iter().any(|lock| lock.expiration >= self.block)
-            {
+            // Only the lock set the pot commits to can be unlocked: for our pot, that of the
+            // state of ours the partner submitted.
+            let locks: Option<Vec<Lock>> = if participant.locks().root() == pot.locksRoot {
+                Some(participant.locks().iter().copied().collect())
+            } else if side == Side::Ours {
+                self.own_states.get(&channel).and_then(|states| {
+                    states
+                        .values()
+                        .find(|(proof, _)| proof.locks_root == pot.locksRoot)
+                        .map(|(_, locks)| locks.clone())
+                })
+            } else {
+                None
+            };
+            // And only once every lock's fate is sealed (past its expiration) is one batch final.
+            let Some(locks) =
+                locks.filter(|locks| locks.iter().all(|lock| lock.expiration < self.block))
+            else {
                 continue;
-            }
+            };
             // Owed something: a lock to us whose secret is public, or ours whose isn't.
             let owed = locks.iter().any(|lock| {
                 let public = self.registered.contains(&lock.secret_hash);
@@ -243,7 +320,7 @@ impl Node {
     }
 
     /// Incoming locks we can claim, about to expire, not unlocked: register and close.
-    fn claim_locks_in_danger(&mut self) {
+    pub(crate) fn claim_locks_in_danger(&mut self) {
         let horizon = self.block.0.saturating_add(self.config.reveal_timeout);
         let mut due = Vec::new();
         for (channel, ours) in &self.channels {

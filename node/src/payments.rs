@@ -72,6 +72,9 @@ impl Payment {
 struct Attempt {
     secret: Secret,
     route: Route,
+    /// When the payee's lock expires: past it, revealing the secret could only let the hops
+    /// before the payee claim from us.
+    final_expiration: BlockNumber,
     /// Neither failed nor expired.
     live: bool,
 }
@@ -97,6 +100,8 @@ enum ReceivedRole {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SentLock {
     role: SentRole,
+    /// The lock's expiration: a secret learnt later claims nothing.
+    pub(crate) expiration: BlockNumber,
     /// The receiver reported a failure further on.
     failed: bool,
 }
@@ -204,24 +209,6 @@ impl Node {
                 })
                 .collect();
             let channel_id = first.direction.channel;
-            let channel = self
-                .channels
-                .get_mut(&channel_id)
-                .expect("routes start at ours");
-            let update = match channel.send(
-                &self.key,
-                BalanceChange::LockedTransfer { lock },
-                self.block,
-            ) {
-                Ok(update) => update,
-                Err(_) => {
-                    // Fees made it too much for this channel: try without it.
-                    let payment = self.payments.get_mut(&id).expect("checked above");
-                    payment.excluded.insert(channel_id);
-                    continue;
-                }
-            };
-            self.touch(channel_id);
             let onward = Onward {
                 payment: id,
                 payer: self.address,
@@ -229,10 +216,21 @@ impl Node {
                 amount: invoice.amount,
                 hops,
             };
+            let change = BalanceChange::LockedTransfer { lock };
+            if self
+                .sign_and_send(channel_id, change, Some(onward))
+                .is_err()
+            {
+                // Fees made it too much for this channel: try without it.
+                let payment = self.payments.get_mut(&id).expect("checked above");
+                payment.excluded.insert(channel_id);
+                continue;
+            }
             let payment = self.payments.get_mut(&id).expect("checked above");
             let attempt = payment.attempts.len();
             payment.attempts.push(Attempt {
                 secret,
+                final_expiration: at(route.hops[route.hops.len() - 1].expiry),
                 route,
                 live: true,
             });
@@ -243,14 +241,8 @@ impl Node {
                         payment: id,
                         attempt,
                     },
+                    expiration: lock.expiration,
                     failed: false,
-                },
-            );
-            self.send(
-                first.to.0,
-                Message::Update {
-                    update: Box::new(update),
-                    onward: Some(onward),
                 },
             );
             return;
@@ -378,7 +370,12 @@ impl Node {
     /// A lock a partner sent us: pay us, or forward it, or fail it back.
     fn handle_new_lock(&mut self, channel: ChannelId, from: Address, lock: Lock, onward: Onward) {
         let secret_hash = lock.secret_hash;
-        let outcome = if onward.hops.is_empty() {
+        // The channel accepts a lock its sender made before our view of the chain moved on;
+        // one we could not claim on-chain in time we neither forward nor claim.
+        let claimable = lock.expiration.0 > self.block.0.saturating_add(self.config.reveal_timeout);
+        let outcome = if !claimable {
+            Err((FailureReason::ExpiryTooSoon, None))
+        } else if onward.hops.is_empty() {
             self.accept_as_payee(&lock, &onward)
                 .map_err(|reason| (reason, None))
         } else {
@@ -481,36 +478,24 @@ impl Node {
             expiration: hop.expiration,
             secret_hash: lock.secret_hash,
         };
-        let channel = self.channels.get_mut(&out).expect("partner_of found it");
-        let update = channel
-            .send(
-                &self.key,
-                BalanceChange::LockedTransfer { lock: next },
-                self.block,
-            )
-            .map_err(|error| match error {
-                SendError::Rule(Violation::InsufficientBalance { .. }) => {
-                    fail(FailureReason::InsufficientCapacity)
-                }
-                _ => fail(FailureReason::ChannelRefused),
-            })?;
-        self.touch(out);
-        self.sent.insert(
-            (lock.secret_hash, out),
-            SentLock {
-                role: SentRole::Forward { incoming },
-                failed: false,
-            },
-        );
         let onward = Onward {
             hops: onward.hops[1..].to_vec(),
             ..onward.clone()
         };
-        self.send(
-            hop.to,
-            Message::Update {
-                update: Box::new(update),
-                onward: Some(onward),
+        let change = BalanceChange::LockedTransfer { lock: next };
+        self.sign_and_send(out, change, Some(onward))
+            .map_err(|error| match error {
+                CommandError::Channel(SendError::Rule(Violation::InsufficientBalance {
+                    ..
+                })) => fail(FailureReason::InsufficientCapacity),
+                _ => fail(FailureReason::ChannelRefused),
+            })?;
+        self.sent.insert(
+            (lock.secret_hash, out),
+            SentLock {
+                role: SentRole::Forward { incoming },
+                expiration: next.expiration,
+                failed: false,
             },
         );
         let kept = lock.amount.checked_sub(hop.amount).unwrap_or(Amount::ZERO);
@@ -518,7 +503,7 @@ impl Node {
     }
 
     /// The sender of a lock to us unlocked it: we were paid.
-    fn handle_unlocked(&mut self, channel: ChannelId, secret_hash: SecretHash) {
+    pub(crate) fn handle_unlocked(&mut self, channel: ChannelId, secret_hash: SecretHash) {
         let Some(received) = self.received.remove(&(secret_hash, channel)) else {
             return;
         };
@@ -558,9 +543,14 @@ impl Node {
             .iter()
             .position(|a| a.secret.hash() == secret_hash)
             .ok_or(unsolicited.clone())?;
+        // The payee must still be able to claim its lock on-chain with the secret.
+        let claimable = payment.attempts[attempt].final_expiration.0
+            > self.block.0.saturating_add(self.config.reveal_timeout);
         match payment.state {
             PaymentState::Routing
-                if payment.attempts[attempt].live && amount >= payment.invoice.amount =>
+                if payment.attempts[attempt].live
+                    && claimable
+                    && amount >= payment.invoice.amount =>
             {
                 // The one secret we ever reveal for this payment.
                 payment.state = PaymentState::Revealed(attempt);
@@ -579,7 +569,8 @@ impl Node {
         let secret_hash = secret.hash();
         let mut matched = false;
 
-        // As the payee: the payer revealed it; claim from the lock's sender.
+        // As the payee: the payer revealed it; claim from the lock's sender. Not once the lock
+        // expired: the secret would only let the hops before us claim from the payer.
         let payee_locks: Vec<(ChannelId, PaymentId)> = self
             .received
             .range((secret_hash, ChannelId::default())..)
@@ -590,6 +581,12 @@ impl Node {
                 }
                 _ => None,
             })
+            .filter(|(channel, _)| {
+                self.channels
+                    .get(channel)
+                    .and_then(|c| c.participant(Side::Partner).locks().get(&secret_hash))
+                    .is_some_and(|lock| self.block <= lock.expiration)
+            })
             .collect();
         for (channel, payment) in payee_locks {
             matched = true;
@@ -599,51 +596,45 @@ impl Node {
             {
                 invoice.state = InvoiceState::Revealed(secret_hash);
             }
-            if let Ok(sender) = self.partner_of(channel) {
-                self.send(sender, Message::RevealSecret { secret });
+            match self.partner_of(channel) {
+                Ok(sender) => self.send(sender, Message::RevealSecret { secret }),
+                // Closed: the lock is claimed on-chain.
+                Err(_) => self.register_secret(secret),
             }
         }
 
-        // As a lock's sender: its receiver knows the secret, so we owe it; unlock.
+        // As a lock's sender: its receiver knows the secret, so we owe it (unless the lock
+        // expired: then it can't claim it on-chain either); unlock.
         let owed: Vec<(ChannelId, SentLock)> = self
             .sent
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
-            .filter(|((_, channel), _)| self.partner_of(*channel) == Ok(from))
+            .filter(|((_, channel), sent)| {
+                self.partner_of(*channel) == Ok(from) && self.block <= sent.expiration
+            })
             .map(|((_, channel), sent)| (*channel, *sent))
             .collect();
         for (channel, sent) in owed {
             matched = true;
             self.secrets.insert(secret_hash, secret);
-            let ours = self
-                .channels
-                .get_mut(&channel)
-                .expect("partner_of found it");
             // An error means it was already unlocked or expired: nothing is owed any more.
-            if let Ok(update) = ours.send(&self.key, BalanceChange::Unlock { secret }, self.block) {
-                self.touch(channel);
-                self.send(
-                    from,
-                    Message::Update {
-                        update: Box::new(update),
-                        onward: None,
-                    },
-                );
-            }
+            let _ = self.sign_and_send(channel, BalanceChange::Unlock { secret }, None);
             self.sent.remove(&(secret_hash, channel));
-            match sent.role {
-                SentRole::Forward { incoming } => {
-                    if let Ok(upstream) = self.partner_of(incoming) {
-                        self.send(upstream, Message::RevealSecret { secret });
-                    }
-                }
-                SentRole::Attempt { payment, attempt } => self.payment_succeeded(payment, attempt),
-            }
+            self.sent_lock_claimed(sent, secret);
         }
-        if matched {
-            Ok(())
-        } else {
-            Err(PeerError::Unsolicited("secret"))
+        if !matched {
+            return Err(PeerError::Unsolicited("secret"));
+        }
+        // A lock to us this secret claims may be too close to its expiration to wait for the
+        // partner's unlock: register it on-chain now, in this block.
+        self.claim_locks_in_danger();
+        Ok(())
+    }
+
+    /// A lock we sent returned to us unclaimed.
+    pub(crate) fn sent_lock_expired(&mut self, sent: SentLock) {
+        if let SentRole::Attempt { payment, attempt } = sent.role {
+            self.attempt_failed(payment, attempt, None);
         }
     }
 
@@ -738,30 +729,12 @@ impl Node {
             }
         }
         for (channel, secret_hash) in expired {
-            let Ok(partner) = self.partner_of(channel) else {
+            let change = BalanceChange::LockExpired { secret_hash };
+            if self.sign_and_send(channel, change, None).is_err() {
                 continue;
-            };
-            let ours = self
-                .channels
-                .get_mut(&channel)
-                .expect("partner_of found it");
-            let Ok(update) =
-                ours.send(&self.key, BalanceChange::LockExpired { secret_hash }, block)
-            else {
-                continue;
-            };
-            self.touch(channel);
-            self.send(
-                partner,
-                Message::Update {
-                    update: Box::new(update),
-                    onward: None,
-                },
-            );
-            if let Some(sent) = self.sent.remove(&(secret_hash, channel))
-                && let SentRole::Attempt { payment, attempt } = sent.role
-            {
-                self.attempt_failed(payment, attempt, None);
+            }
+            if let Some(sent) = self.sent.remove(&(secret_hash, channel)) {
+                self.sent_lock_expired(sent);
             }
         }
     }
