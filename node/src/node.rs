@@ -136,15 +136,27 @@ pub enum Input {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistId(pub u64);
 
-/// What the node's state needs kept durable. Keep the latest `Channel` record per channel and
-/// the latest `State` record; [`Node::restore`] takes them back.
+/// What the node's state needs kept durable; [`Node::restore`] takes it back. Keep the latest
+/// `Channel` record of each channel and the latest `State` record (each replaces the one
+/// before); keep every `Invoice` and `Finished` record (they accumulate, and may be dropped once
+/// their invoice expired).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
     Channel(Box<Channel>),
-    /// Everything else a node must not forget: payments, invoices, what each pending lock is
-    /// for, known secrets, unacknowledged messages, requests made on-chain.
+    /// What a node must not forget about work in progress: payments under way, what each
+    /// pending lock is for, secrets in use, unacknowledged messages, requests made on-chain. Its
+    /// size follows the work in flight, not the history.
     State(Box<NodeState>),
+    /// An invoice we made.
+    Invoice(Box<Invoice>),
+    /// A payment we made, or an invoice of ours that was paid: never again until it expires.
+    Finished {
+        /// The payment.
+        payment: PaymentId,
+        /// Its invoice's expiry, seconds.
+        expires_at: u64,
+    },
 }
 
 /// The node's bookkeeping, as persisted (opaque: only [`Node::restore`] reads it).
@@ -154,7 +166,6 @@ pub struct NodeState {
     peers: BTreeMap<Address, Peer>,
     pending_opens: BTreeMap<Address, Amount>,
     payments: BTreeMap<PaymentId, Payment>,
-    invoices: BTreeMap<PaymentId, IncomingInvoice>,
     received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
     sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     secrets: BTreeMap<SecretHash, Secret>,
@@ -510,6 +521,9 @@ pub struct Node {
     pending_opens: BTreeMap<Address, Amount>,
     pub(crate) payments: BTreeMap<PaymentId, Payment>,
     pub(crate) invoices: BTreeMap<PaymentId, IncomingInvoice>,
+    /// Payments made and invoices paid, by id, with their invoice's expiry (seconds): kept
+    /// until then so neither happens twice.
+    pub(crate) finished: BTreeMap<PaymentId, u64>,
     pub(crate) received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
     pub(crate) sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     pub(crate) secrets: BTreeMap<SecretHash, Secret>,
@@ -524,6 +538,8 @@ pub struct Node {
     dirty: BTreeSet<ChannelId>,
     /// The bookkeeping changed in this call: persist a `State` record.
     pub(crate) state_changed: bool,
+    /// Invoice and Finished records made by this call.
+    pub(crate) records: Vec<Record>,
     outputs: VecDeque<Output>,
     /// Message batches waiting for a persist id (and all before it).
     held: VecDeque<(PersistId, Vec<Outgoing>)>,
@@ -559,6 +575,7 @@ impl Node {
             pending_opens: BTreeMap::new(),
             payments: BTreeMap::new(),
             invoices: BTreeMap::new(),
+            finished: BTreeMap::new(),
             received: BTreeMap::new(),
             sent: BTreeMap::new(),
             secrets: BTreeMap::new(),
@@ -569,6 +586,7 @@ impl Node {
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             state_changed: false,
+            records: Vec::new(),
             outputs: VecDeque::new(),
             held: VecDeque::new(),
             next_persist: 0,
@@ -662,6 +680,7 @@ impl Node {
             }
         }
         self.expire_payments();
+        self.forget_expired();
         self.finish();
     }
 
@@ -741,6 +760,7 @@ impl Node {
             expires_at,
         );
         self.invoices.insert(payment, IncomingInvoice::new(invoice));
+        self.records.push(Record::Invoice(Box::new(invoice)));
         self.finish();
         invoice
     }
@@ -894,6 +914,7 @@ impl Node {
         let batch = std::mem::take(&mut self.pending);
         let state_changed = std::mem::take(&mut self.state_changed)
             || !self.dirty.is_empty()
+            || !self.records.is_empty()
             || batch.iter().any(|o| matches!(o, Outgoing::Message(..)));
         if !state_changed {
             // Nothing to persist, but nothing overtakes a held batch either.
@@ -903,11 +924,13 @@ impl Node {
             }
             return;
         }
+        self.forget_unused_secrets();
         let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
             .into_iter()
             .filter_map(|id| self.channels.get(&id))
             .map(|channel| Record::Channel(Box::new(channel.clone())))
             .collect();
+        records.append(&mut self.records);
         records.push(Record::State(Box::new(self.snapshot())));
         let mut last = PersistId(0);
         for record in records {
@@ -924,7 +947,7 @@ impl Node {
             peers: self.peers.clone(),
             pending_opens: self.pending_opens.clone(),
             payments: self.payments.clone(),
-            invoices: self.invoices.clone(),
+
             received: self.received.clone(),
             sent: self.sent.clone(),
             secrets: self.secrets.clone(),
@@ -955,13 +978,23 @@ impl Node {
                 Record::Channel(channel) => {
                     node.channels.insert(channel.id(), *channel);
                 }
+                Record::Invoice(invoice) => {
+                    node.invoices
+                        .insert(invoice.payment, IncomingInvoice::new(*invoice));
+                }
+                Record::Finished {
+                    payment,
+                    expires_at,
+                } => {
+                    node.finished.insert(payment, expires_at);
+                }
                 Record::State(state) => {
                     let state = *state;
                     node.draws = state.draws;
                     node.peers = state.peers;
                     node.pending_opens = state.pending_opens;
                     node.payments = state.payments;
-                    node.invoices = state.invoices;
+
                     node.received = state.received;
                     node.sent = state.sent;
                     node.secrets = state.secrets;
@@ -972,6 +1005,8 @@ impl Node {
                 }
             }
         }
+        let finished = &node.finished;
+        node.invoices.retain(|id, _| !finished.contains_key(id));
         // Messages that were held back were never sent; they are sent now like any resend.
         for peer in node.peers.values_mut() {
             for (_, sent) in peer.unacked.values_mut() {

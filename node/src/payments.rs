@@ -1,7 +1,7 @@
 //! Paying, being paid and forwarding: what the node does with locks and secrets.
 
 use crate::invoice::{Invoice, PaymentId};
-use crate::node::{CommandError, Event, Node, PaymentFailure, PeerError};
+use crate::node::{CommandError, Event, Node, PaymentFailure, PeerError, Record};
 use crate::wire::{FailurePoint, FailureReason, Message, Onward, OnwardHop};
 use alloy_primitives::Address;
 use hoplite_htlc::{
@@ -26,8 +26,6 @@ enum InvoiceState {
     Open,
     /// The payer revealed the secret of this lock; we claim it.
     Revealed(SecretHash),
-    /// The lock's sender unlocked it.
-    Paid,
 }
 
 impl IncomingInvoice {
@@ -128,7 +126,9 @@ impl Node {
         if invoice.payee == self.address {
             return Err(CommandError::OwnInvoice);
         }
-        if self.payments.contains_key(&invoice.payment) {
+        if self.payments.contains_key(&invoice.payment)
+            || self.finished.contains_key(&invoice.payment)
+        {
             return Err(CommandError::DuplicatePayment(invoice.payment));
         }
         self.payments.insert(
@@ -250,16 +250,61 @@ impl Node {
     }
 
     fn fail_payment(&mut self, id: PaymentId, reason: PaymentFailure) {
-        if let Some(payment) = self.payments.get_mut(&id) {
-            self.state_changed = true;
-            payment.state = PaymentState::Failed;
-            let last_failure = payment.last_failure;
+        if let Some(payment) = self.finish_payment(id) {
             self.event(Event::PaymentFailed {
                 payment: id,
                 reason,
-                last_failure,
+                last_failure: payment.last_failure,
             });
         }
+    }
+
+    /// Forgets a payment that reached its outcome, remembering only its id until its invoice
+    /// expires (so it is not paid twice). Its attempts' secrets are never revealed after this,
+    /// and their locks, if any are still pending, just expire.
+    fn finish_payment(&mut self, id: PaymentId) -> Option<Payment> {
+        let payment = self.payments.remove(&id)?;
+        self.finish_id(id, payment.invoice.expires_at);
+        Some(payment)
+    }
+
+    fn finish_id(&mut self, payment: PaymentId, expires_at: u64) {
+        self.finished.insert(payment, expires_at);
+        self.state_changed = true;
+        self.records.push(Record::Finished {
+            payment,
+            expires_at,
+        });
+    }
+
+    /// Forgets finished ids past their invoice's expiry and invoices never paid that expired
+    /// (restore drops them too: they are persisted as their own records).
+    pub(crate) fn forget_expired(&mut self) {
+        let now = self.now.as_secs();
+        self.finished.retain(|_, expires_at| *expires_at >= now);
+        let received = &self.received;
+        self.invoices.retain(|id, invoice| {
+            invoice.invoice.expires_at >= now
+                || received.values().any(
+                    |r| matches!(r.role, ReceivedRole::Payee { payment, .. } if payment == *id),
+                )
+        });
+    }
+
+    /// Forgets secrets no pending lock of ours uses any more.
+    pub(crate) fn forget_unused_secrets(&mut self) {
+        let (sent, received) = (&self.sent, &self.received);
+        let in_use = |hash: &SecretHash| {
+            let from = (*hash, ChannelId::default());
+            sent.range(from..)
+                .next()
+                .is_some_and(|((h, _), _)| h == hash)
+                || received
+                    .range(from..)
+                    .next()
+                    .is_some_and(|((h, _), _)| h == hash)
+        };
+        self.secrets.retain(|hash, _| in_use(hash));
     }
 
     /// An attempt failed (a failure came back, or its lock expired).
@@ -509,8 +554,9 @@ impl Node {
         };
         match received.role {
             ReceivedRole::Payee { payment, .. } => {
-                if let Some(invoice) = self.invoices.get_mut(&payment) {
-                    invoice.state = InvoiceState::Paid;
+                // Paid: the id alone refuses another payment of it until it expires.
+                if let Some(paid) = self.invoices.remove(&payment) {
+                    self.finish_id(payment, paid.invoice.expires_at);
                 }
                 self.event(Event::PaymentReceived {
                     payment,
@@ -652,14 +698,9 @@ impl Node {
 
     fn payment_succeeded(&mut self, id: PaymentId, attempt: usize) {
         let now = self.now;
-        let Some(payment) = self.payments.get_mut(&id) else {
+        let Some(payment) = self.finish_payment(id) else {
             return;
         };
-        if matches!(payment.state, PaymentState::Succeeded) {
-            return;
-        }
-        payment.state = PaymentState::Succeeded;
-        self.state_changed = true;
         let route = &payment.attempts[attempt].route;
         self.scorer.report_success(&route.hops, now);
         let event = Event::PaymentSent {

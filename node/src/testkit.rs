@@ -75,6 +75,8 @@ pub struct Network {
     records: Vec<BTreeMap<ChannelId, Channel>>,
     /// Each node's latest durable bookkeeping.
     states: Vec<Option<Box<NodeState>>>,
+    /// Each node's Invoice and Finished records, in order.
+    logs: Vec<Vec<Record>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
     stalled: BTreeMap<usize, Vec<(PersistId, Record)>>,
     configs: Vec<Config>,
@@ -143,6 +145,7 @@ impl Network {
             events: vec![Vec::new(); n],
             records: vec![BTreeMap::new(); n],
             states: vec![None; n],
+            logs: vec![Vec::new(); n],
             stalled: BTreeMap::new(),
             configs,
             keys,
@@ -522,6 +525,7 @@ impl Network {
                 self.records[i].insert(channel.id(), *channel);
             }
             Record::State(state) => self.states[i] = Some(state),
+            record @ (Record::Invoice(_) | Record::Finished { .. }) => self.logs[i].push(record),
         }
         self.nodes[i].handle_input(self.now, Input::Persisted(id));
     }
@@ -548,6 +552,7 @@ impl Network {
             .values()
             .cloned()
             .map(|channel| Record::Channel(Box::new(channel)))
+            .chain(self.logs[i].iter().cloned())
             .chain(self.states[i].clone().map(Record::State));
         let node = Node::restore(
             self.configs[i].clone(),
