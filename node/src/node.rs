@@ -656,7 +656,13 @@ impl Node {
             .filter(|payment| payment.is_pending())
             .map(|payment| payment.deadline)
             .min();
-        resend.into_iter().chain(deadline).min()
+        let announce = self
+            .channels
+            .keys()
+            .filter(|id| self.partner_of(**id).is_ok())
+            .filter_map(|id| self.announcement_due(*id))
+            .min();
+        resend.into_iter().chain(deadline).chain(announce).min()
     }
 
     /// Resends unacknowledged messages and gives up payments past their deadline.
@@ -681,7 +687,42 @@ impl Node {
         }
         self.expire_payments();
         self.forget_expired();
+        self.refresh_gossip();
         self.finish();
+    }
+
+    /// Drops policies silent past `stale_after` from routing, and announces ours again when
+    /// half of that has passed since we last did (so peers never prune our channels).
+    fn refresh_gossip(&mut self) {
+        for (channel, participant) in self.gossip.prune(self.now) {
+            let silent = Policy {
+                base_fee: 0,
+                fee_millionths: 0,
+                expiry_delta: 0,
+                min_lock: 0,
+                max_lock: 0,
+                enabled: false,
+            };
+            let _ = self
+                .graph
+                .update_policy(channel, NodeId(participant), silent);
+        }
+        let due: Vec<ChannelId> = self
+            .channels
+            .keys()
+            .copied()
+            .filter(|id| self.partner_of(*id).is_ok())
+            .filter(|id| self.announcement_due(*id).is_some_and(|at| at <= self.now))
+            .collect();
+        for channel in due {
+            self.announce_policy(channel);
+        }
+    }
+
+    /// When our policy for `channel` should be announced again.
+    fn announcement_due(&self, channel: ChannelId) -> Option<Duration> {
+        let last = self.gossip.latest(channel, self.address)?.timestamp;
+        Some(Duration::from_secs(last) + self.config.gossip.stale_after / 2)
     }
 
     /// Handles one input.

@@ -422,3 +422,17 @@ fn nothing_signed_leaves_before_it_is_persisted() {
     net.deliver_all();
     assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);
 }
+
+#[test]
+fn policies_are_announced_again_before_peers_would_prune_them() {
+    let mut net = create_network(3);
+    net.open_channel(0, 1, [10_000, 0]);
+    net.open_channel(1, 2, [10_000, 0]);
+    // Three weeks, a day at a time: every node's policies would be pruned after two without
+    // announcements; each node announces again after one.
+    for _ in 0..21 {
+        net.advance(Duration::from_secs(24 * 3600));
+    }
+    net.deliver_all();
+    net.route_payment(&[0, 1, 2], 1_000);
+}
