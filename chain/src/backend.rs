@@ -1,6 +1,6 @@
 //! What a chain must offer for [`crate::Chain`] to run on it: send a transaction as one
 //! account, call, deploy, read the block number and logs. Two implementations:
-//! [`crate::evm::EvmBackend`] (in-process revm) and [`crate::rpc::RpcBackend`] (JSON-RPC).
+//! [`crate::evm::EvmBackend`] (in-process revm) and `RpcBackend` (JSON-RPC, feature `rpc`).
 //!
 //! Block numbers: [`Backend::block_number`] is the latest block; a transaction sent after reading
 //! it is included in a later block, and its logs carry that block's number.

@@ -15,7 +15,9 @@
 //! - [`backend`]: the [`Backend`] trait `Chain` runs on, and [`Mine`] for dev chains.
 //! - [`evm`]: [`evm::InProcessEvm`], revm under Cancun rules with blocks mined on the caller's
 //!   command, and [`evm::EvmBackend`]: the deterministic chain for tests and the simulator.
-//! - [`rpc`]: [`rpc::RpcBackend`], any Ethereum node over HTTP JSON-RPC through alloy.
+//! - `rpc` (feature `rpc`, on by default): `RpcBackend`, any Ethereum node over HTTP JSON-RPC
+//!   through alloy. Off, the crate builds without an HTTP client or tokio (the node's sans-IO
+//!   part and the simulator need only the in-process EVM).
 //! - [`events`]: contract events decoded from logs, and [`events::OnChainChannel`], a channel's
 //!   state rebuilt from them (the contract stores only its hash; calls carry it in calldata).
 //! - [`deploy`]: [`deploy::Deployment`], the contracts deployed from their bytecode.
@@ -28,6 +30,7 @@ pub mod contracts;
 pub mod deploy;
 pub mod events;
 pub mod evm;
+#[cfg(feature = "rpc")]
 pub mod rpc;
 #[cfg(feature = "test-utils")]
 pub mod testing;

@@ -3,34 +3,30 @@
 //! party: a watchtower, a settler, or an intruder. [`Anvil`] runs a local anvil node for the
 //! JSON-RPC backend.
 
-use crate::backend::{Backend, Mine};
+use crate::backend::Mine;
 use crate::client::Chain;
 use crate::contracts::{TestToken, TokenNetwork};
 use crate::deploy::Deployment;
 use crate::evm::{EvmBackend, InProcessEvm, SharedEvm};
-use crate::rpc::RpcBackend;
-use alloy_primitives::{Address, B256, U256, address, b256};
-use alloy_provider::Provider;
-use alloy_signer_local::PrivateKeySigner;
+use alloy_primitives::{Address, B256, U256, address};
 use alloy_sol_types::{SolCall, SolStruct};
 use hoplite_htlc::eip712::BalanceProofUpdate;
-use hoplite_htlc::testing::{key, key_bytes};
+use hoplite_htlc::testing::key;
 use hoplite_htlc::{
     Amount, BalanceProof, ChannelId, Nonce, PrivateKey, Signature, SignedBalanceProof,
     TokenNetwork as Domain,
 };
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
+
+#[cfg(feature = "rpc")]
+mod anvil;
+#[cfg(feature = "rpc")]
+pub use anvil::Anvil;
 
 /// The chain id of every test network.
 pub const CHAIN_ID: u64 = 1337;
 /// Deploys the contracts: anvil's first dev account.
 pub const DEPLOYER: Address = address!("f39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
-/// Its well-known key (anvil's default mnemonic; never use it anywhere real).
-const DEPLOYER_KEY: B256 =
-    b256!("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
 /// The challenge window of test channels, in blocks.
 pub const SETTLE_TIMEOUT: u32 = 40;
 /// Party indices.
@@ -62,7 +58,7 @@ pub fn nothing() -> TokenNetwork::BalanceData {
 }
 
 /// The party keys: the same on every backend.
-fn party_key(who: usize) -> PrivateKey {
+pub(crate) fn party_key(who: usize) -> PrivateKey {
     key(9, who as u8)
 }
 
@@ -86,34 +82,6 @@ impl TestNet<EvmBackend> {
     /// The in-process chain.
     pub fn evm(&self) -> std::sync::MutexGuard<'_, InProcessEvm> {
         self.parties[ALICE].backend().evm()
-    }
-}
-
-impl TestNet<RpcBackend> {
-    /// A fresh network on `anvil`; the parties get ether for gas from anvil's cheat call.
-    pub async fn on_anvil(anvil: &Anvil) -> Self {
-        let signer = |bytes: B256| PrivateKeySigner::from_bytes(&bytes).expect("valid key");
-        let deployer = RpcBackend::connect(anvil.url(), signer(DEPLOYER_KEY))
-            .await
-            .expect("anvil answers");
-        let mut backends = Vec::new();
-        for who in [ALICE, BOB, CAROL] {
-            let backend = RpcBackend::connect(anvil.url(), signer(key_bytes(9, who as u8)))
-                .await
-                .expect("anvil answers");
-            let ether = U256::from(10u64).pow(U256::from(20u64));
-            backend
-                .provider()
-                .raw_request::<_, serde_json::Value>(
-                    "anvil_setBalance".into(),
-                    (backend.account(), ether),
-                )
-                .await
-                .expect("anvil_setBalance");
-            backends.push(backend);
-        }
-        let backends: [RpcBackend; 3] = backends.try_into().expect("three parties");
-        Self::deploy(deployer, backends).await
     }
 }
 
@@ -270,77 +238,5 @@ impl<B: Mine> TestNet<B> {
     /// Mines until the challenge window of a channel closed now is over.
     pub async fn mine_past_window(&mut self) {
         self.mine(u64::from(SETTLE_TIMEOUT) + 1).await;
-    }
-}
-
-/// A local anvil node on a free loopback port, stopped when dropped. [`Anvil::start`] installs
-/// the pinned anvil first (`scripts/install-tools.sh anvil`) if it is missing.
-pub struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Anvil {
-    /// Installs (if needed) and starts anvil with chain id [`CHAIN_ID`] under Cancun rules.
-    ///
-    /// # Panics
-    /// If anvil can't be installed or started: the message says what to fix. Tests never skip
-    /// the JSON-RPC backend silently.
-    pub fn start() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        // Tests start anvils in parallel; one install per process (the script also locks).
-        static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-        let installed = INSTALLED.get_or_init(|| {
-            match Command::new(root.join("scripts/install-tools.sh"))
-                .arg("anvil")
-                .status()
-            {
-                Ok(status) if status.success() => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-        if let Err(error) = installed {
-            panic!(
-                "could not install anvil ({error}): run scripts/install-tools.sh anvil \
-                 (needs npm and the npm registry)"
-            );
-        }
-        let binary = root.join(".tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-        let mut child = Command::new(&binary)
-            .args(["--port", "0", "--host", "127.0.0.1", "--hardfork", "cancun"])
-            .args(["--chain-id", &CHAIN_ID.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let address = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("Listening on ").map(str::to_owned));
-        let Some(address) = address else {
-            let status = child.kill().and_then(|()| child.wait());
-            panic!("anvil exited before listening ({status:?})");
-        };
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            url: format!("http://{address}"),
-        }
-    }
-
-    /// Its JSON-RPC endpoint.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        // Already gone is fine: there is nothing left to stop.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
