@@ -189,6 +189,41 @@ pub fn recover_address_with(
     Ok(address_of(&public))
 }
 
+/// A compressed secp256k1 public key (33 bytes): what a peer needs to encrypt to a node.
+pub type PublicKey = FixedBytes<33>;
+
+/// The public key that signed `digest` (compressed): a node's key from any of its signatures.
+pub fn recover_public_key(
+    digest: &B256,
+    signature: &Signature,
+) -> Result<PublicKey, SignatureError> {
+    let (rs, recovery_id) = signature.checked_parts()?;
+    let id = secp256k1::ecdsa::RecoveryId::from_u8_masked(recovery_id);
+    let signature = secp256k1::ecdsa::RecoverableSignature::from_compact(rs, id)
+        .map_err(|_| SignatureError::Unrecoverable)?;
+    let message = secp256k1::Message::from_digest(digest.0);
+    let key = secp256k1::SECP256K1
+        .recover_ecdsa(message, &signature)
+        .map_err(|_| SignatureError::Unrecoverable)?;
+    Ok(FixedBytes(key.serialize()))
+}
+
+impl PrivateKey {
+    /// Our public key, compressed.
+    pub fn public_key(&self) -> PublicKey {
+        FixedBytes(secp256k1::PublicKey::from_secret_key_global(&self.secp).serialize())
+    }
+
+    /// The ECDH secret we share with the holder of `public` (`sha256` of the shared point,
+    /// libsecp256k1's definition); `None` if `public` is not a point on the curve.
+    pub fn shared_secret(&self, public: &PublicKey) -> Option<B256> {
+        let public = secp256k1::PublicKey::from_slice(public.as_slice()).ok()?;
+        Some(B256::from(
+            secp256k1::ecdh::SharedSecret::new(&public, &self.secp).secret_bytes(),
+        ))
+    }
+}
+
 /// `keccak256(x ‖ y)[12..]` of an uncompressed public key `0x04 ‖ x ‖ y`.
 fn address_of(uncompressed: &[u8; 65]) -> Address {
     Address::from_slice(&keccak256(&uncompressed[1..])[12..])
@@ -197,6 +232,20 @@ fn address_of(uncompressed: &[u8; 65]) -> Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_keys_recover_and_agree_on_a_shared_secret() {
+        let alice = PrivateKey::from_bytes(&B256::repeat_byte(1)).unwrap();
+        let bob = PrivateKey::from_bytes(&B256::repeat_byte(2)).unwrap();
+        let digest = keccak256(b"hello");
+        let recovered = recover_public_key(&digest, &alice.sign_digest(&digest)).unwrap();
+        assert_eq!(recovered, alice.public_key());
+        let shared = alice.shared_secret(&bob.public_key()).unwrap();
+        assert_eq!(Some(shared), bob.shared_secret(&alice.public_key()));
+        let carol = PrivateKey::from_bytes(&B256::repeat_byte(3)).unwrap();
+        assert_ne!(Some(shared), carol.shared_secret(&alice.public_key()));
+        assert_eq!(alice.shared_secret(&FixedBytes([7; 33])), None);
+    }
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     fn random_key(rng: &mut StdRng) -> PrivateKey {

@@ -217,10 +217,13 @@ impl Model {
         for (index, end) in self.pair.ends.iter().enumerate() {
             let ours = end.participant(Side::Ours);
             let partner = end.participant(Side::Partner);
-            let available = [ours, partner].iter().try_fold(Amount::ZERO, |sum, p| {
-                sum.checked_add(p.total_deposit())?
-                    .checked_sub(p.total_withdraw())
-            });
+            // Deposits first, then withdrawals: one side may withdraw more than it deposited
+            // (what it was paid), so subtracting side by side could dip below zero.
+            let available = ours
+                .total_deposit()
+                .checked_add(partner.total_deposit())
+                .and_then(|sum| sum.checked_sub(ours.total_withdraw()))
+                .and_then(|sum| sum.checked_sub(partner.total_withdraw()));
             let held = [Side::Ours, Side::Partner]
                 .iter()
                 .try_fold(Amount::ZERO, |sum, &side| {

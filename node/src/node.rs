@@ -449,8 +449,11 @@ pub enum CommandError {
     #[error("deposit total must grow")]
     DepositTooLow,
     /// Paying ourselves.
-    #[error("an invoice of our own")]
+    #[error("paying ourselves")]
     OwnInvoice,
+    /// No announcement of the payee tells its public key, so a secret can't be encrypted to it.
+    #[error("no public key known for {0}")]
+    UnknownPayee(Address),
 }
 
 /// A message or acknowledgement made by a call, not yet output.
@@ -849,7 +852,7 @@ impl Node {
             partner,
             Message::Update {
                 update: Box::new(update),
-                onward,
+                onward: onward.map(Box::new),
             },
         );
         Ok(())
@@ -1142,7 +1145,9 @@ impl Node {
             }
             Envelope::Message { id, message } => {
                 let handled = match message {
-                    Message::Update { update, onward } => self.handle_update(from, &update, onward),
+                    Message::Update { update, onward } => {
+                        self.handle_update(from, &update, onward.map(|onward| *onward))
+                    }
                     Message::SecretRequest {
                         payment,
                         secret_hash,
@@ -1277,6 +1282,7 @@ impl Node {
                 self.gossip.forget_channel(id);
                 if self.channels.contains_key(&id) {
                     self.event(Event::ChannelSettled { channel: id });
+                    self.handle_settled(id);
                 }
             }
             _ => {}

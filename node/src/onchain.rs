@@ -158,6 +158,41 @@ impl Node {
         }
     }
 
+    /// Our channel settled: a lock of ours that the state the partner submitted doesn't hold
+    /// (it never received it) went back to us with the settlement.
+    pub(crate) fn handle_settled(&mut self, channel: ChannelId) {
+        let pot_locks = self.our_pot_locks(channel).unwrap_or_default();
+        let void: Vec<(SecretHash, ChannelId)> = self
+            .sent
+            .keys()
+            .filter(|(hash, id)| {
+                *id == channel && !pot_locks.iter().any(|l| l.secret_hash == *hash)
+            })
+            .copied()
+            .collect();
+        for key in void {
+            if let Some(sent) = self.sent.remove(&key) {
+                self.sent_lock_expired(sent);
+            }
+        }
+    }
+
+    /// The locks of our pot in a settled channel: those of the state of ours the partner
+    /// submitted (`None` if we don't know that state).
+    fn our_pot_locks(&self, channel: ChannelId) -> Option<Vec<Lock>> {
+        let ours = self.channels.get(&channel)?.participant(Side::Ours);
+        let Some(pot) = self.onchain.get(&channel)?.pot(self.address) else {
+            return Some(Vec::new());
+        };
+        if ours.locks().root() == pot.locksRoot {
+            return Some(ours.locks().iter().copied().collect());
+        }
+        self.own_states
+            .get(&channel)?
+            .values()
+            .find_map(|(proof, locks)| (proof.locks_root == pot.locksRoot).then(|| locks.clone()))
+    }
+
     /// A pot of a settled channel of ours was paid out: each of its locks went to the receiver
     /// if its secret was registered by its expiration, else back to the sender. Close the books
     /// on them: payments received or forwarded, attempts paid or failed.
@@ -273,17 +308,10 @@ impl Node {
             };
             // Only the lock set the pot commits to can be unlocked: for our pot, that of the
             // state of ours the partner submitted.
-            let locks: Option<Vec<Lock>> = if participant.locks().root() == pot.locksRoot {
-                Some(participant.locks().iter().copied().collect())
-            } else if side == Side::Ours {
-                self.own_states.get(&channel).and_then(|states| {
-                    states
-                        .values()
-                        .find(|(proof, _)| proof.locks_root == pot.locksRoot)
-                        .map(|(_, locks)| locks.clone())
-                })
-            } else {
-                None
+            let locks: Option<Vec<Lock>> = match side {
+                Side::Ours => self.our_pot_locks(channel),
+                Side::Partner => (participant.locks().root() == pot.locksRoot)
+                    .then(|| participant.locks().iter().copied().collect()),
             };
             // And only once every lock's fate is sealed (past its expiration) is one batch final.
             let Some(locks) =

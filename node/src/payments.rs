@@ -2,8 +2,9 @@
 
 use crate::invoice::{Invoice, PaymentId};
 use crate::node::{CommandError, Event, Node, PaymentFailure, PeerError, Record};
-use crate::wire::{FailurePoint, FailureReason, Message, Onward, OnwardHop};
+use crate::wire::{FailurePoint, FailureReason, Keysend, Message, Onward, OnwardHop};
 use alloy_primitives::Address;
+use hoplite_htlc::crypto::{PublicKey, recover_public_key};
 use hoplite_htlc::{
     Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Lock, Secret, SecretHash,
     SendError, Side, Violation,
@@ -37,10 +38,21 @@ impl IncomingInvoice {
     }
 }
 
+/// Whom a payment goes to, and how much.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Target {
+    payee: Address,
+    amount: Amount,
+    /// Seconds: the invoice's expiry (or, spontaneous, a day after it started).
+    expires_at: u64,
+    /// Spontaneous: the payee's public key, to encrypt each attempt's secret to.
+    payee_key: Option<PublicKey>,
+}
+
 /// A payment we make.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Payment {
-    invoice: Invoice,
+    target: Target,
     pub(crate) deadline: Duration,
     attempts: Vec<Attempt>,
     /// Channels that failed this payment.
@@ -131,10 +143,63 @@ impl Node {
         {
             return Err(CommandError::DuplicatePayment(invoice.payment));
         }
+        let target = Target {
+            payee: invoice.payee,
+            amount: invoice.amount,
+            expires_at: invoice.expires_at,
+            payee_key: None,
+        };
+        self.start_payment(now, invoice.payment, target);
+        Ok(invoice.payment)
+    }
+
+    /// Pays `amount` to `payee` without an invoice (keysend): we make the secret and send it
+    /// encrypted to the payee, who claims at once. The payee's public key comes from its
+    /// signed channel announcements. One route is tried: once the payee holds the secret, a
+    /// retry could pay it twice, so the outcome waits for that attempt's lock.
+    pub fn send_spontaneous(
+        &mut self,
+        now: Duration,
+        payee: Address,
+        amount: Amount,
+    ) -> Result<PaymentId, CommandError> {
+        self.handle_timeout(now);
+        if payee == self.address {
+            return Err(CommandError::OwnInvoice);
+        }
+        if amount.is_zero() {
+            return Err(CommandError::Invoice(crate::InvoiceError::ZeroAmount));
+        }
+        let payee_key = self
+            .public_key_of(payee)
+            .ok_or(CommandError::UnknownPayee(payee))?;
+        let id = PaymentId(self.random_word());
+        let target = Target {
+            payee,
+            amount,
+            expires_at: now.as_secs().saturating_add(24 * 3600),
+            payee_key: Some(payee_key),
+        };
+        self.start_payment(now, id, target);
+        Ok(id)
+    }
+
+    /// A node's public key, recovered from one of its channel announcements.
+    fn public_key_of(&self, node: Address) -> Option<PublicKey> {
+        self.onchain
+            .values()
+            .filter(|c| [c.state.participant1, c.state.participant2].contains(&node))
+            .find_map(|c| {
+                let update = self.gossip.latest(c.id, node)?;
+                recover_public_key(&update.digest(), &update.signature).ok()
+            })
+    }
+
+    fn start_payment(&mut self, now: Duration, id: PaymentId, target: Target) {
         self.payments.insert(
-            invoice.payment,
+            id,
             Payment {
-                invoice: *invoice,
+                target,
                 deadline: now.saturating_add(self.config.payment_timeout),
                 attempts: Vec::new(),
                 excluded: BTreeSet::new(),
@@ -142,9 +207,9 @@ impl Node {
                 last_failure: None,
             },
         );
-        self.start_attempt(invoice.payment);
+        self.state_changed = true;
+        self.start_attempt(id);
         self.handle_timeout(now);
-        Ok(invoice.payment)
     }
 
     /// Routes and sends the next attempt of a payment, or gives it up.
@@ -162,8 +227,8 @@ impl Node {
             if payment.attempts.len() >= self.config.max_attempts {
                 return self.fail_payment(id, PaymentFailure::AttemptsExhausted);
             }
-            let invoice = payment.invoice;
-            let Some(amount) = amount_u128(invoice.amount) else {
+            let target = payment.target;
+            let Some(amount) = amount_u128(target.amount) else {
                 return self.fail_payment(id, PaymentFailure::AmountTooLarge);
             };
             let mut params = RouteParams::for_amount(amount);
@@ -173,7 +238,7 @@ impl Node {
             // Our own channels must be open and able to pay at least the amount now.
             for (channel_id, channel) in &self.channels {
                 if self.partner_of(*channel_id).is_err()
-                    || channel.spendable(Side::Ours) < invoice.amount
+                    || channel.spendable(Side::Ours) < target.amount
                 {
                     params.excluded_channels.insert(*channel_id);
                 }
@@ -182,7 +247,7 @@ impl Node {
                 &self.graph,
                 &self.scorer,
                 NodeId(self.address),
-                NodeId(invoice.payee),
+                NodeId(target.payee),
                 amount,
                 &params,
             ) {
@@ -209,12 +274,23 @@ impl Node {
                 })
                 .collect();
             let channel_id = first.direction.channel;
+            let keysend = match target.payee_key {
+                Some(key) => match self.one_time_key() {
+                    Some(ephemeral) => Keysend::seal(secret, &key, &ephemeral),
+                    None => None,
+                },
+                None => None,
+            };
+            if target.payee_key.is_some() && keysend.is_none() {
+                return self.fail_payment(id, PaymentFailure::AttemptsExhausted);
+            }
             let onward = Onward {
                 payment: id,
                 payer: self.address,
-                payee: invoice.payee,
-                amount: invoice.amount,
+                payee: target.payee,
+                amount: target.amount,
                 hops,
+                keysend,
             };
             let change = BalanceChange::LockedTransfer { lock };
             if self
@@ -228,6 +304,10 @@ impl Node {
             }
             let payment = self.payments.get_mut(&id).expect("checked above");
             let attempt = payment.attempts.len();
+            if keysend.is_some() {
+                // The payee holds this attempt's secret: it is the only one.
+                payment.state = PaymentState::Revealed(attempt);
+            }
             payment.attempts.push(Attempt {
                 secret,
                 final_expiration: at(route.hops[route.hops.len() - 1].expiry),
@@ -264,7 +344,7 @@ impl Node {
     /// and their locks, if any are still pending, just expire.
     fn finish_payment(&mut self, id: PaymentId) -> Option<Payment> {
         let payment = self.payments.remove(&id)?;
-        self.finish_id(id, payment.invoice.expires_at);
+        self.finish_id(id, payment.target.expires_at);
         Some(payment)
     }
 
@@ -307,6 +387,11 @@ impl Node {
         self.secrets.retain(|hash, _| in_use(hash));
     }
 
+    /// A fresh key for one keysend attempt.
+    fn one_time_key(&mut self) -> Option<hoplite_htlc::PrivateKey> {
+        hoplite_htlc::PrivateKey::from_bytes(&self.random_word()).ok()
+    }
+
     /// An attempt failed (a failure came back, or its lock expired).
     fn attempt_failed(
         &mut self,
@@ -324,7 +409,10 @@ impl Node {
         if !tried.live {
             return;
         }
-        tried.live = false;
+        let revealed = matches!(payment.state, PaymentState::Revealed(r) if r == attempt);
+        if !(revealed && failure.is_some()) {
+            tried.live = false;
+        }
         if failure.is_some() {
             payment.last_failure = failure;
         }
@@ -341,6 +429,9 @@ impl Node {
         }
         match payment.state {
             PaymentState::Routing => self.start_attempt(id),
+            // A spontaneous payment's failure notice could be a lie by a hop that forwarded
+            // anyway: only the lock's return settles it.
+            PaymentState::Revealed(_) if failure.is_some() => {}
             PaymentState::Revealed(revealed) if revealed == attempt => {
                 self.fail_payment(id, PaymentFailure::Expired)
             }
@@ -444,15 +535,21 @@ impl Node {
                 ReceivedRole::Refused
             }
         };
-        if let ReceivedRole::Payee { payment, payer } = role {
-            self.send(
+        match (role, onward.keysend.and_then(|k| k.open(&self.key))) {
+            // Spontaneous: we hold the secret already; claim from the lock's sender.
+            (ReceivedRole::Payee { .. }, Some(secret)) => {
+                self.secrets.insert(secret_hash, secret);
+                self.send(from, Message::RevealSecret { secret });
+            }
+            (ReceivedRole::Payee { payment, payer }, None) => self.send(
                 payer,
                 Message::SecretRequest {
                     payment,
                     secret_hash,
                     amount: lock.amount,
                 },
-            );
+            ),
+            _ => {}
         }
         self.received.insert(
             (secret_hash, channel),
@@ -466,6 +563,27 @@ impl Node {
     fn accept_as_payee(&self, lock: &Lock, onward: &Onward) -> Result<ReceivedRole, FailureReason> {
         if onward.payee != self.address {
             return Err(FailureReason::UnknownPayment);
+        }
+        if let Some(keysend) = &onward.keysend {
+            // A spontaneous payment: the secret must open, match the lock, and pay enough,
+            // once.
+            let secret = keysend
+                .open(&self.key)
+                .ok_or(FailureReason::UnknownPayment)?;
+            let taken = self.finished.contains_key(&onward.payment)
+                || self.received.values().any(|r| {
+                    matches!(r.role, ReceivedRole::Payee { payment, .. } if payment == onward.payment)
+                });
+            if secret.hash() != lock.secret_hash || taken {
+                return Err(FailureReason::UnknownPayment);
+            }
+            if lock.amount < onward.amount {
+                return Err(FailureReason::AmountTooLow);
+            }
+            return Ok(ReceivedRole::Payee {
+                payment: onward.payment,
+                payer: onward.payer,
+            });
         }
         let invoice = self
             .invoices
@@ -555,9 +673,12 @@ impl Node {
         match received.role {
             ReceivedRole::Payee { payment, .. } => {
                 // Paid: the id alone refuses another payment of it until it expires.
-                if let Some(paid) = self.invoices.remove(&payment) {
-                    self.finish_id(payment, paid.invoice.expires_at);
-                }
+                let expires_at = match self.invoices.remove(&payment) {
+                    Some(paid) => paid.invoice.expires_at,
+                    // Spontaneous: refuse it again for a day.
+                    None => self.now.as_secs().saturating_add(24 * 3600),
+                };
+                self.finish_id(payment, expires_at);
                 self.event(Event::PaymentReceived {
                     payment,
                     amount: received.amount,
@@ -582,7 +703,7 @@ impl Node {
         let payment = self
             .payments
             .get_mut(&id)
-            .filter(|p| p.invoice.payee == from)
+            .filter(|p| p.target.payee == from && p.target.payee_key.is_none())
             .ok_or(unsolicited.clone())?;
         let attempt = payment
             .attempts
@@ -596,7 +717,7 @@ impl Node {
             PaymentState::Routing
                 if payment.attempts[attempt].live
                     && claimable
-                    && amount >= payment.invoice.amount =>
+                    && amount >= payment.target.amount =>
             {
                 // The one secret we ever reveal for this payment.
                 payment.state = PaymentState::Revealed(attempt);
@@ -705,7 +826,7 @@ impl Node {
         self.scorer.report_success(&route.hops, now);
         let event = Event::PaymentSent {
             payment: id,
-            amount: payment.invoice.amount,
+            amount: payment.target.amount,
             fee: Amount::from(route.fee),
             route: route.hops.iter().map(|hop| hop.to.0).collect(),
         };

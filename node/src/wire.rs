@@ -8,9 +8,10 @@
 //! latest proof), and the other messages only move a payment forward from the state they name.
 
 use crate::invoice::PaymentId;
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256, keccak256};
+use hoplite_htlc::crypto::PublicKey;
 use hoplite_htlc::{
-    Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, Secret, SecretHash,
+    Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, PrivateKey, Secret, SecretHash,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +49,7 @@ pub enum Message {
         /// The change and the sender's signed proof after it.
         update: Box<BalanceUpdate>,
         /// For a new lock: where the payment goes next.
-        onward: Option<Onward>,
+        onward: Option<Box<Onward>>,
     },
     /// The payee of `payment` holds a lock on `secret_hash` of `amount` and asks the payer for
     /// the secret.
@@ -131,6 +132,40 @@ pub struct Onward {
     pub amount: Amount,
     /// The hops after the receiver; empty when the receiver is the payee.
     pub hops: Vec<OnwardHop>,
+    /// For a spontaneous payment (no invoice): the payer's secret, encrypted to the payee.
+    pub keysend: Option<Keysend>,
+}
+
+/// A secret only the payee can read: `secret ⊕ keccak256("hoplite keysend" ‖ ecdh(ephemeral,
+/// payee))`, a one-time pad under a key made afresh for each attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keysend {
+    /// The sender's one-time public key.
+    pub ephemeral: PublicKey,
+    /// The encrypted secret.
+    pub encrypted_secret: B256,
+}
+
+impl Keysend {
+    /// Encrypts `secret` to `payee` under the one-time key `ephemeral`; `None` if `payee` is
+    /// not a valid public key.
+    pub fn seal(secret: Secret, payee: &PublicKey, ephemeral: &PrivateKey) -> Option<Self> {
+        let pad = pad(&ephemeral.shared_secret(payee)?);
+        Some(Self {
+            ephemeral: ephemeral.public_key(),
+            encrypted_secret: secret.0 ^ pad,
+        })
+    }
+
+    /// The secret, read with the payee's key; `None` if the one-time key is not valid.
+    pub fn open(&self, payee: &PrivateKey) -> Option<Secret> {
+        let pad = pad(&payee.shared_secret(&self.ephemeral)?);
+        Some(Secret(self.encrypted_secret ^ pad))
+    }
+}
+
+fn pad(shared: &B256) -> B256 {
+    keccak256([b"hoplite keysend".as_slice(), shared.as_slice()].concat())
 }
 
 /// One hop after a lock's receiver: the lock it is to send.

@@ -96,12 +96,13 @@ fn malformed_routing_data_is_refused_before_anything_is_checked() {
         payee: net.address(1),
         amount: Amount::from(5u64),
         hops: vec![],
+        keysend: None,
     };
     let bytes = Envelope::Message {
         id,
         message: Message::Update {
             update: update.clone(),
-            onward: Some(onward.clone()),
+            onward: Some(Box::new(onward.clone())),
         },
     }
     .encode();
@@ -132,7 +133,7 @@ fn malformed_routing_data_is_refused_before_anything_is_checked() {
         id,
         message: Message::Update {
             update: Box::new(lock_update),
-            onward: Some(long),
+            onward: Some(Box::new(long)),
         },
     }
     .encode();

@@ -1,5 +1,5 @@
-//! Random interleavings across a 3-node line 0 - 1 - 2: payments both ways and across, direct
-//! transfers, messages delivered out of order, lost, resent, blocks mined, nodes restarted.
+//! Random interleavings across a 3-node line 0 - 1 - 2: invoice and spontaneous payments both
+//! ways and across, direct transfers, messages delivered out of order, lost, resent, blocks mined, nodes restarted.
 //! After every delivery the testkit checks conservation; at the end, with everything delivered,
 //! expired, settled and unlocked, every payment is all-or-nothing and every node holds exactly
 //! what the completed payments say it should (so no honest node lost anything).
@@ -19,6 +19,8 @@ const DEPOSIT: u64 = 50_000;
 enum Op {
     /// An invoice payment from one node to another (through 1 between 0 and 2).
     Pay { from: usize, to: usize, amount: u64 },
+    /// A spontaneous payment (the payer's secret, encrypted to the payee).
+    Keysend { from: usize, to: usize, amount: u64 },
     /// A direct transfer to a neighbour.
     Direct {
         from: usize,
@@ -42,6 +44,9 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..3usize, 0..3usize, 1..20_000u64)
             .prop_filter("payee differs", |(f, t, _)| f != t)
             .prop_map(|(from, to, amount)| Op::Pay { from, to, amount }),
+        2 => (0..3usize, 0..3usize, 1..20_000u64)
+            .prop_filter("payee differs", |(f, t, _)| f != t)
+            .prop_map(|(from, to, amount)| Op::Keysend { from, to, amount }),
         2 => (0..3usize, any::<bool>(), 1..5_000u64).prop_map(|(from, right, amount)| Op::Direct {
             from,
             right,
@@ -69,6 +74,14 @@ fn run(ops: &[Op]) {
                 let invoice = net.invoice(to, amount);
                 let now = net.now();
                 if let Ok(id) = net.nodes[from].pay(now, &invoice) {
+                    payments.push((id, from, to, amount));
+                }
+                net.settle();
+            }
+            Op::Keysend { from, to, amount } => {
+                let now = net.now();
+                let payee = net.address(to);
+                if let Ok(id) = net.nodes[from].send_spontaneous(now, payee, Amount::from(amount)) {
                     payments.push((id, from, to, amount));
                 }
                 net.settle();

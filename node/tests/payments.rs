@@ -264,3 +264,50 @@ fn mediator_refuses_a_fee_below_its_policy() {
         [amount(10_000), amount(10_000)]
     );
 }
+
+#[test]
+fn spontaneous_payment_carries_its_secret_to_the_payee_only() {
+    let (mut net, ch) = line(3, 10_000);
+    let now = net.now();
+    let payee = net.address(2);
+    let payment = net.nodes[0]
+        .send_spontaneous(now, payee, amount(1_000))
+        .unwrap();
+    net.settle();
+    // The mediator sees the encrypted secret and can't open it; the payee can.
+    let Some(Message::Update {
+        onward: Some(onward),
+        ..
+    }) = net.in_flight[0].message()
+    else {
+        panic!("a lock with routing data");
+    };
+    let keysend = onward.keysend.expect("a spontaneous payment's secret");
+    let (mediator, payee_key) = (
+        hoplite_htlc::testing::key(1, 1),
+        hoplite_htlc::testing::key(1, 2),
+    );
+    let secret = keysend.open(&payee_key).unwrap();
+    assert_ne!(keysend.open(&mediator), Some(secret));
+
+    let paid = net.claim_payment(&[0, 1, 2], payment);
+    assert_eq!(paid, amount(fee(1_000)));
+    assert!(
+        net.events(2)
+            .iter()
+            .all(|e| !matches!(e, Event::PeerMessageRejected { .. }))
+    );
+    let sent = 1_000 + fee(1_000);
+    assert_eq!(
+        balances(&net, ch[0], 0, 1),
+        [amount(10_000 - sent), amount(10_000 + sent)]
+    );
+    assert_eq!(balances(&net, ch[1], 1, 2), [amount(9_000), amount(11_000)]);
+
+    // Nobody announced this node: there is no key to encrypt to.
+    let stranger = alloy_primitives::Address::repeat_byte(9);
+    assert_eq!(
+        net.nodes[0].send_spontaneous(now, stranger, amount(1)),
+        Err(hoplite_node::CommandError::UnknownPayee(stranger))
+    );
+}

@@ -9,7 +9,8 @@ use hoplite_htlc::{
 };
 use hoplite_node::PaymentId;
 use hoplite_node::wire::{
-    Envelope, FailurePoint, FailureReason, MAX_ROUTE_HOPS, Message, MessageId, Onward, OnwardHop,
+    Envelope, FailurePoint, FailureReason, Keysend, MAX_ROUTE_HOPS, Message, MessageId, Onward,
+    OnwardHop,
 };
 use proptest::prelude::*;
 
@@ -46,6 +47,7 @@ fn samples() -> Vec<Envelope> {
         payee: signer.address(),
         amount: Amount::MAX,
         hops: vec![hop; MAX_ROUTE_HOPS],
+        keysend: Keysend::seal(Secret(Default::default()), &key(3, 1).public_key(), &signer),
     };
     let message = |message| Envelope::Message {
         id: MessageId(u64::MAX),
@@ -54,7 +56,7 @@ fn samples() -> Vec<Envelope> {
     vec![
         message(Message::Update {
             update: Box::new(update),
-            onward: Some(onward),
+            onward: Some(Box::new(onward)),
         }),
         message(Message::SecretRequest {
             payment: PaymentId(Default::default()),
