@@ -18,4 +18,4 @@ mod store;
 mod update;
 
 pub use store::{GossipParams, GossipStore, Rejection, Verdict};
-pub use update::{ChannelUpdate, DecodeError, GossipMessage, MAX_GOSSIP_SIZE, PolicyUpdate};
+pub use update::{ChannelUpdate, DecodeError, GossipMessage, MAX_GOSSIP_SIZE};

@@ -28,50 +28,6 @@ mod eip712 {
 /// An upper bound on an encoded [`GossipMessage`].
 pub const MAX_GOSSIP_SIZE: usize = 512;
 
-/// The policy a participant announces for the direction it sends on (the wire form of
-/// [`hoplite_routing::Policy`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyUpdate {
-    /// Fixed fee per forwarded payment.
-    pub base_fee: u64,
-    /// Proportional fee, in millionths.
-    pub fee_millionths: u32,
-    /// Blocks wanted between the incoming and the outgoing lock's expiration.
-    pub expiry_delta: u16,
-    /// Smallest lock forwarded.
-    pub min_lock: u128,
-    /// Largest lock forwarded.
-    pub max_lock: u128,
-    /// Whether it forwards this way at all.
-    pub enabled: bool,
-}
-
-impl From<PolicyUpdate> for Policy {
-    fn from(p: PolicyUpdate) -> Self {
-        Policy {
-            base_fee: p.base_fee,
-            fee_millionths: p.fee_millionths,
-            expiry_delta: p.expiry_delta,
-            min_lock: p.min_lock,
-            max_lock: p.max_lock,
-            enabled: p.enabled,
-        }
-    }
-}
-
-impl From<Policy> for PolicyUpdate {
-    fn from(p: Policy) -> Self {
-        PolicyUpdate {
-            base_fee: p.base_fee,
-            fee_millionths: p.fee_millionths,
-            expiry_delta: p.expiry_delta,
-            min_lock: p.min_lock,
-            max_lock: p.max_lock,
-            enabled: p.enabled,
-        }
-    }
-}
-
 /// One direction's policy, signed by `participant`, the side that sends on it.
 ///
 /// Signed as the EIP-712 type `ChannelUpdate(uint256 channelId,address participant,uint64
@@ -88,7 +44,7 @@ pub struct ChannelUpdate {
     /// Seconds (the signer's clock); a newer update replaces an older one.
     pub timestamp: u64,
     /// The policy.
-    pub policy: PolicyUpdate,
+    pub policy: Policy,
     /// `participant`'s signature.
     pub signature: Signature,
 }
@@ -100,7 +56,7 @@ impl ChannelUpdate {
         token_network: TokenNetwork,
         channel: ChannelId,
         timestamp: u64,
-        policy: PolicyUpdate,
+        policy: Policy,
     ) -> Self {
         let mut update = Self {
             token_network,

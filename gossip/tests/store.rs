@@ -1,15 +1,16 @@
 //! The gossip store's verdicts: each way to be invalid, not news, or accepted; pruning.
 
 use alloy_primitives::Address;
-use hoplite_gossip::{ChannelUpdate, GossipParams, GossipStore, PolicyUpdate, Rejection, Verdict};
+use hoplite_gossip::{ChannelUpdate, GossipParams, GossipStore, Rejection, Verdict};
 use hoplite_htlc::testing::{TOKEN_NETWORK, key};
 use hoplite_htlc::{ChannelId, TokenNetwork};
+use hoplite_routing::Policy;
 use std::time::Duration;
 
 const NOW: u64 = 1_700_000_000;
 
-fn policy() -> PolicyUpdate {
-    PolicyUpdate {
+fn policy() -> Policy {
+    Policy {
         base_fee: 1,
         fee_millionths: 100,
         expiry_delta: 20,

@@ -35,8 +35,8 @@ pub struct Config {
     pub settle_timeout: u32,
     /// Our forwarding policy, announced for every channel we have.
     pub policy: Policy,
-    /// Blocks the payee's lock must have left when we pay (and at least what we require as
-    /// a payee).
+    /// Blocks the payee's lock has left when we pay (routing's `final_expiry_delta`). As a
+    /// payee we accept any lock we could still claim on-chain (more than `reveal_timeout`).
     pub final_expiry_delta: u32,
     /// How long `pay` keeps trying.
     pub payment_timeout: Duration,
@@ -884,7 +884,7 @@ impl Node {
             self.config.token_network,
             channel,
             self.now.as_secs(),
-            self.config.policy.into(),
+            self.config.policy,
         );
         self.apply_channel_update(&update);
         let _ = self
@@ -1219,11 +1219,10 @@ impl Node {
             .map(|c| [c.state.participant1, c.state.participant2]);
         let verdict = self.gossip.handle_update(self.now, update, participants);
         if verdict == Verdict::Accept {
-            let policy = Policy::from(update.policy);
             // The channel is on-chain (checked above), so it is in the graph.
-            let _ = self
-                .graph
-                .update_policy(update.channel, NodeId(update.participant), policy);
+            let _ =
+                self.graph
+                    .update_policy(update.channel, NodeId(update.participant), update.policy);
         }
         verdict
     }

@@ -65,10 +65,9 @@ pub(crate) struct Payment {
 enum PaymentState {
     /// Trying routes; no secret revealed.
     Routing,
-    /// The payee has attempt `.0`'s secret; waiting for it to come back.
+    /// The payee has attempt `.0`'s secret; waiting for it to come back. (A payment that
+    /// reached its outcome leaves the map: `Node::finished` remembers its id.)
     Revealed(usize),
-    Succeeded,
-    Failed,
 }
 
 impl Payment {

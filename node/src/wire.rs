@@ -16,7 +16,7 @@ use hoplite_htlc::{
 use serde::{Deserialize, Serialize};
 
 /// The largest encoded [`Envelope`] accepted. A `LockedTransfer` with the longest route
-/// ([`MAX_ROUTE_HOPS`] hops) takes about 2 KiB.
+/// ([`MAX_ROUTE_HOPS`] hops), maximal amounts and a keysend secret takes 2,420 bytes.
 pub const MAX_MESSAGE_SIZE: usize = 4096;
 
 /// The most hops a route may have (the router's default limit is 20).

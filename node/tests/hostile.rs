@@ -194,17 +194,19 @@ fn wrongly_signed_or_misaddressed_updates_are_refused() {
         panic!("a balance update");
     };
 
-    // A flipped bit in the signature recovers some other signer, or none.
-    let mut forged = update.clone();
-    forged.proof.signature.0[5] ^= 1;
-    let bytes = Envelope::Message {
-        id,
-        message: Message::Update {
-            update: forged,
+    // The same message with its update edited.
+    let edited = |edit: &dyn Fn(&mut hoplite_htlc::BalanceUpdate)| {
+        let mut update = update.clone();
+        edit(&mut update);
+        let message = Message::Update {
+            update,
             onward: onward.clone(),
-        },
-    }
-    .encode();
+        };
+        Envelope::Message { id, message }.encode()
+    };
+
+    // A flipped bit in the signature recovers some other signer, or none.
+    let bytes = edited(&|u| u.proof.signature.0[5] ^= 1);
     let errors = rejections(&net.inject(0, 1, bytes));
     assert!(
         matches!(
@@ -216,19 +218,12 @@ fn wrongly_signed_or_misaddressed_updates_are_refused() {
         "{errors:?}"
     );
     // A larger amount under the original signature.
-    let mut inflated = update.clone();
-    inflated.proof.proof.transferred_amount = Amount::from(500u64);
-    inflated.change = BalanceChange::DirectTransfer {
-        amount: Amount::from(500u64),
-    };
-    let bytes = Envelope::Message {
-        id,
-        message: Message::Update {
-            update: inflated,
-            onward: onward.clone(),
-        },
-    }
-    .encode();
+    let bytes = edited(&|u| {
+        u.proof.proof.transferred_amount = Amount::from(500u64);
+        u.change = BalanceChange::DirectTransfer {
+            amount: Amount::from(500u64),
+        };
+    });
     let errors = rejections(&net.inject(0, 1, bytes));
     assert!(
         matches!(
@@ -284,7 +279,7 @@ fn forged_or_foreign_gossip_is_rejected() {
         config.token_network,
         channel,
         net.now().as_secs() + 100,
-        config.policy.into(),
+        config.policy,
     );
     update.participant = net.address(0);
     let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
@@ -298,7 +293,7 @@ fn forged_or_foreign_gossip_is_rejected() {
         config.token_network,
         channel,
         net.now().as_secs() + 100,
-        config.policy.into(),
+        config.policy,
     );
     let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
     assert!(matches!(
@@ -320,7 +315,7 @@ fn forged_or_foreign_gossip_is_rejected() {
         config.token_network,
         channel,
         net.now().as_secs(),
-        config.policy.into(),
+        config.policy,
     );
     let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
     assert_eq!(verdict, Some(hoplite_gossip::Verdict::Accept));

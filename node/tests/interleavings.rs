@@ -1,11 +1,12 @@
 //! Random interleavings across a 3-node line 0 - 1 - 2: invoice and spontaneous payments both
-//! ways and across, direct transfers, messages delivered out of order, lost, resent, blocks mined, nodes restarted.
+//! ways and across, direct transfers, messages delivered out of order, lost, resent, blocks
+//! mined, nodes restarted.
 //! After every delivery the testkit checks conservation; at the end, with everything delivered,
 //! expired, settled and unlocked, every payment is all-or-nothing and every node holds exactly
 //! what the completed payments say it should (so no honest node lost anything).
 //!
-//! A failure prints the operations that reproduce it (proptest shrinks them and records the
-//! seed in `proptest-regressions/`).
+//! A failure prints the operations that reproduce it (proptest shrinks them) and every node's
+//! events, and records the seed in `interleavings.regressions` beside this file.
 
 use hoplite_htlc::{Amount, Side};
 use hoplite_node::Event;

@@ -107,7 +107,7 @@ fn every_message_kind_round_trips_within_the_limit() {
         TOKEN_NETWORK,
         ChannelId::from(1),
         1,
-        hoplite_gossip::PolicyUpdate {
+        hoplite_routing::Policy {
             base_fee: u64::MAX,
             fee_millionths: u32::MAX,
             expiry_delta: u16::MAX,

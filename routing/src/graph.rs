@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 pub struct NodeId(pub Address);
 
 /// What the sender of one channel direction charges and allows. Amounts are in the token's
-/// smallest unit (msat for the Lightning snapshot).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// smallest unit (msat for the Lightning snapshot). Gossip carries it as is (serde).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Fixed fee per forwarded payment.
     pub base_fee: u64,
