@@ -6,7 +6,9 @@
 //! - [`Node`] (`node.rs`): inputs, commands, outputs, timers; the call-order contract is in its
 //!   docs. Channels come from the chain's events, policies from gossip.
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
-//! - `onchain.rs`: closing, answering a close, settling, unlocking, registering secrets.
+//! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
+//!   balances).
+//! - `onchain.rs`: duties on-chain: answering a close, settling, unlocking, registering secrets.
 //! - [`wire`]: the messages between peers, acknowledged and resent, with a bounded encoding.
 //! - [`invoice`]: what a payee signs to ask for a payment.
 //! - [`testkit`] (feature `test-utils`): many nodes and the in-process EVM in one test, with
@@ -26,6 +28,7 @@
 //! secret could claim them, and the payer would pay twice. With one secret per attempt, no lock
 //! of a failed attempt is ever claimable, and retries are safe at once.
 
+mod close;
 pub mod invoice;
 mod node;
 mod onchain;
@@ -34,6 +37,7 @@ mod payments;
 pub mod testkit;
 pub mod wire;
 
+pub use close::Close;
 pub use invoice::{Invoice, InvoiceError, PaymentId};
 pub use node::{
     ChainRequest, CommandError, Config, Event, Input, Node, Output, PaymentFailure, PeerAction,

@@ -1,5 +1,6 @@
 //! The node: inputs, commands, outputs and timers, and what it learns from the chain and gossip.
 
+use crate::close::Closing;
 use crate::invoice::{Invoice, InvoiceError, PaymentId};
 use crate::onchain::Duties;
 use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
@@ -13,7 +14,7 @@ use hoplite_gossip::{ChannelUpdate, GossipMessage, GossipParams, GossipStore, Re
 use hoplite_htlc::{
     Amount, BalanceChange, BalanceProof, BlockNumber, Channel, ChannelConfig, ChannelId,
     ErrorAction, Lock, Nonce, PrivateKey, ReceiveError, Secret, SecretHash, SendError, Side,
-    SignedBalanceProof, TokenNetwork,
+    Signature, SignedBalanceProof, TokenNetwork,
 };
 use hoplite_routing::{
     NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
@@ -173,6 +174,9 @@ pub struct NodeState {
     revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
     duties: BTreeMap<ChannelId, Duties>,
     own_states: BTreeMap<ChannelId, BTreeMap<Nonce, (BalanceProof, Vec<Lock>)>>,
+    closing: BTreeMap<ChannelId, Closing>,
+    close_rounds: u64,
+    close_answered: BTreeMap<ChannelId, u64>,
 }
 
 /// A transaction the node wants sent from its account.
@@ -215,6 +219,16 @@ pub enum ChainRequest {
         channel: ChannelId,
         /// participant1's, participant2's.
         balances: [BalanceData; 2],
+    },
+    /// Settle `channel` at once at `balances` (participant1's, participant2's), which both
+    /// signed (`signatures` in the same order).
+    CooperativeSettle {
+        /// The channel.
+        channel: ChannelId,
+        /// The final balances.
+        balances: [Amount; 2],
+        /// participant1's, participant2's.
+        signatures: [Signature; 2],
     },
     /// Pay out all of `sender`'s pending locks of a settled channel.
     UnlockBatch {
@@ -276,6 +290,12 @@ pub enum Event {
         channel: ChannelId,
         /// Who closed it.
         closer: Address,
+    },
+    /// The partner refused to settle cooperatively (its view differs, or a lock is pending):
+    /// the channel goes on. Close it again later, or unilaterally.
+    CloseRefused {
+        /// The channel.
+        channel: ChannelId,
     },
     /// A channel of ours was settled on-chain.
     ChannelSettled {
@@ -391,6 +411,12 @@ pub enum PeerError {
     /// A balance update for a channel that is no longer open on-chain.
     #[error("channel {0} is closed")]
     ChannelClosed(ChannelId),
+    /// A new state for a channel in a cooperative close: it carries none.
+    #[error("channel {0} is closing")]
+    ChannelClosing(ChannelId),
+    /// A signature that is not the partner's.
+    #[error("bad signature")]
+    BadSignature,
     /// A secret request, reveal or failure that matches nothing we know.
     #[error("unsolicited {0}")]
     Unsolicited(&'static str),
@@ -414,7 +440,9 @@ impl PeerError {
     pub fn action(&self) -> PeerAction {
         match self {
             Self::Decode(_) => PeerAction::Disconnect,
-            Self::UnknownChannel(_)
+            Self::ChannelClosing(_) => PeerAction::Ignore,
+            Self::BadSignature
+            | Self::UnknownChannel(_)
             | Self::NotPartner { .. }
             | Self::ChannelClosed(_)
             | Self::Unsolicited(_) => PeerAction::Warn,
@@ -451,6 +479,12 @@ pub enum CommandError {
     /// Paying ourselves.
     #[error("paying ourselves")]
     OwnInvoice,
+    /// A lock is pending in the channel: it can't be closed cooperatively now.
+    #[error("locks pending in channel {0}")]
+    LocksPending(ChannelId),
+    /// The channel is in a cooperative close: it carries no new state.
+    #[error("channel {0} is closing")]
+    ChannelClosing(ChannelId),
     /// No announcement of the payee tells its public key, so a secret can't be encrypted to it.
     #[error("no public key known for {0}")]
     UnknownPayee(Address),
@@ -474,12 +508,10 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    /// Drops the unacknowledged balance updates of `channel`.
-    pub(crate) fn forget_updates(&mut self, channel: ChannelId) {
-        self.unacked.retain(|_, (message, _)| match message {
-            Message::Update { update, .. } => update.proof.proof.channel_id != channel,
-            _ => true,
-        });
+    /// Drops the unacknowledged messages about `channel` (balance updates, closing).
+    pub(crate) fn forget_channel(&mut self, channel: ChannelId) {
+        self.unacked
+            .retain(|_, (message, _)| message.channel() != Some(channel));
     }
 }
 
@@ -491,7 +523,8 @@ impl Peer {
 /// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)'s
 /// instant has come, and commands ([`open_channel`](Self::open_channel),
 /// [`deposit`](Self::deposit), [`create_invoice`](Self::create_invoice), [`pay`](Self::pay),
-/// [`send_direct`](Self::send_direct)). After every call, drain
+/// [`send_spontaneous`](Self::send_spontaneous), [`send_direct`](Self::send_direct),
+/// [`close_channel`](Self::close_channel), [`set_policy`](Self::set_policy)). After every call, drain
 /// [`poll_output`](Self::poll_output) until `None`, then read `poll_timeout` again.
 ///
 /// `now` is any monotonic clock (the runtime: time since the UNIX epoch; the simulator:
@@ -536,6 +569,12 @@ pub struct Node {
     pub(crate) duties: BTreeMap<ChannelId, Duties>,
     /// Our signed states of each channel the partner may hold, with their locks, by nonce.
     pub(crate) own_states: BTreeMap<ChannelId, BTreeMap<Nonce, (BalanceProof, Vec<Lock>)>>,
+    /// Our channels in a cooperative close.
+    pub(crate) closing: BTreeMap<ChannelId, Closing>,
+    /// Cooperative-close proposals we made so far (each one's number).
+    pub(crate) close_rounds: u64,
+    /// The latest partner's proposal we answered, by channel.
+    pub(crate) close_answered: BTreeMap<ChannelId, u64>,
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
     dirty: BTreeSet<ChannelId>,
@@ -586,6 +625,9 @@ impl Node {
             revealed_onchain: BTreeMap::new(),
             duties: BTreeMap::new(),
             own_states: BTreeMap::new(),
+            closing: BTreeMap::new(),
+            close_rounds: 0,
+            close_answered: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             state_changed: false,
@@ -832,6 +874,9 @@ impl Node {
         onward: Option<Onward>,
     ) -> Result<(), CommandError> {
         let partner = self.partner_of(channel)?;
+        if self.is_closing(channel) {
+            return Err(CommandError::ChannelClosing(channel));
+        }
         let ours = self
             .channels
             .get_mut(&channel)
@@ -877,19 +922,24 @@ impl Node {
         Ok(())
     }
 
-    /// Signs and publishes our policy for `channel`, and routes with it ourselves.
-    fn announce_policy(&mut self, channel: ChannelId) {
+    /// Signs and publishes our policy for `channel` (disabled while it closes), and routes
+    /// with it ourselves.
+    pub(crate) fn announce_policy(&mut self, channel: ChannelId) {
+        let policy = Policy {
+            enabled: self.config.policy.enabled && !self.is_closing(channel),
+            ..self.config.policy
+        };
         let update = ChannelUpdate::sign(
             &self.key,
             self.config.token_network,
             channel,
             self.now.as_secs(),
-            self.config.policy,
+            policy,
         );
         self.apply_channel_update(&update);
         let _ = self
             .graph
-            .update_policy(channel, NodeId(self.address), self.config.policy);
+            .update_policy(channel, NodeId(self.address), policy);
         self.outputs
             .push_back(Output::Publish(GossipMessage::ChannelUpdate(update)));
     }
@@ -999,6 +1049,9 @@ impl Node {
             revealed_onchain: self.revealed_onchain.clone(),
             duties: self.duties.clone(),
             own_states: self.own_states.clone(),
+            closing: self.closing.clone(),
+            close_rounds: self.close_rounds,
+            close_answered: self.close_answered.clone(),
         }
     }
 
@@ -1046,6 +1099,9 @@ impl Node {
                     node.revealed_onchain = state.revealed_onchain;
                     node.duties = state.duties;
                     node.own_states = state.own_states;
+                    node.closing = state.closing;
+                    node.close_rounds = state.close_rounds;
+                    node.close_answered = state.close_answered;
                 }
             }
         }
@@ -1144,6 +1200,7 @@ impl Node {
                 }
             }
             Envelope::Message { id, message } => {
+                let is_update = matches!(message, Message::Update { .. });
                 let handled = match message {
                     Message::Update { update, onward } => {
                         self.handle_update(from, &update, onward.map(|onward| *onward))
@@ -1159,6 +1216,19 @@ impl Node {
                         at,
                         reason,
                     } => self.handle_failure(from, secret_hash, at, reason),
+                    Message::CloseRequest {
+                        channel,
+                        round,
+                        balances,
+                    } => self.handle_close_request(from, channel, round, balances),
+                    Message::CloseAccepted {
+                        channel,
+                        round,
+                        signature,
+                    } => self.handle_close_accepted(from, channel, round, signature),
+                    Message::CloseRefused { channel, round } => {
+                        self.handle_close_refused(from, channel, round)
+                    }
                 };
                 let acknowledge = match handled {
                     Ok(()) => true,
@@ -1166,8 +1236,8 @@ impl Node {
                         // An acknowledged update is one we hold (the sender forgets older
                         // states of its own on it), so only a resend of one we applied is
                         // acknowledged; refused updates are resent in order until they apply
-                        // or their channel closes. A secret or failure notice that matches
-                        // nothing is acknowledged: resending it can't help.
+                        // or their channel closes. Any other message that was refused is
+                        // acknowledged: resending it can't help.
                         let acknowledge = match &error {
                             PeerError::Update(e) => {
                                 e.action() == ErrorAction::Ignore
@@ -1175,8 +1245,11 @@ impl Node {
                             }
                             PeerError::UnknownChannel(_)
                             | PeerError::NotPartner { .. }
-                            | PeerError::ChannelClosed(_) => false,
-                            PeerError::Decode(_) | PeerError::Unsolicited(_) => true,
+                            | PeerError::ChannelClosed(_)
+                            | PeerError::ChannelClosing(_) => !is_update,
+                            PeerError::Decode(_)
+                            | PeerError::BadSignature
+                            | PeerError::Unsolicited(_) => true,
                         };
                         self.reject(from, error);
                         acknowledge
@@ -1279,7 +1352,16 @@ impl Node {
             Tn::ChannelSettled(_) => {
                 let _ = self.graph.remove_channel(id);
                 self.gossip.forget_channel(id);
-                if self.channels.contains_key(&id) {
+                if let Some(ours) = self.channels.get(&id) {
+                    // A cooperative settlement ends a channel that was never closed: what is
+                    // still unacknowledged on it can never apply.
+                    let partner = ours.participant(Side::Partner).address();
+                    if let Some(peer) = self.peers.get_mut(&partner) {
+                        peer.forget_channel(id);
+                    }
+                    self.closing.remove(&id);
+                    self.close_answered.remove(&id);
+                    self.state_changed = true;
                     self.event(Event::ChannelSettled { channel: id });
                     self.handle_settled(id);
                 }

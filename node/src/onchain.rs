@@ -1,5 +1,5 @@
-//! Duties on-chain: closing, answering a partner's close, settling, unlocking, and registering
-//! secrets that are about to be lost.
+//! Duties on-chain: answering a partner's close, settling, unlocking, and registering secrets
+//! that are about to be lost (closing the channel to claim them).
 //!
 //! The node acts on what the contract's events tell it (the same `OnChainChannel` the contract's
 //! stored hash commits to) and on new blocks:
@@ -12,7 +12,7 @@
 //! - settled with locks pending, and every one of them past its expiration (so the outcome is
 //!   final): `unlockBatch` the pots we are owed from.
 
-use crate::node::{ChainRequest, CommandError, Event, Node};
+use crate::node::{ChainRequest, Event, Node};
 use alloy_primitives::{Address, keccak256};
 use alloy_sol_types::SolValue;
 use hoplite_chain::contracts::TokenNetwork::{BalanceData, Side as OnChainSide};
@@ -22,7 +22,6 @@ use hoplite_htlc::{
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 /// What we asked of the chain for one channel, so each request goes out once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,17 +47,7 @@ fn matches(side: &OnChainSide, data: &BalanceData) -> bool {
 }
 
 impl Node {
-    /// Closes `channel` on-chain with the partner's latest proof: the challenge window starts,
-    /// and the node settles and unlocks after it.
-    pub fn close_channel(&mut self, now: Duration, channel: ChannelId) -> Result<(), CommandError> {
-        self.handle_timeout(now);
-        self.partner_of(channel)?;
-        self.request_close(channel);
-        self.handle_timeout(now);
-        Ok(())
-    }
-
-    fn request_close(&mut self, channel: ChannelId) {
+    pub(crate) fn request_close(&mut self, channel: ChannelId) {
         let duties = self.duties.entry(channel).or_default();
         if duties.close {
             return;
@@ -92,7 +81,7 @@ impl Node {
         self.event(Event::ChannelClosed { channel, closer });
         // Updates of this channel still unacknowledged can never apply now.
         if let Some(peer) = self.peers.get_mut(&partner) {
-            peer.forget_updates(channel);
+            peer.forget_channel(channel);
             self.state_changed = true;
         }
         if closer != self.address {

@@ -237,6 +237,7 @@ impl Node {
             // Our own channels must be open and able to pay at least the amount now.
             for (channel_id, channel) in &self.channels {
                 if self.partner_of(*channel_id).is_err()
+                    || self.is_closing(*channel_id)
                     || channel.spendable(Side::Ours) < target.amount
                 {
                     params.excluded_channels.insert(*channel_id);
@@ -473,6 +474,12 @@ impl Node {
             .is_none_or(|c| c.phase != hoplite_chain::events::Phase::Opened)
         {
             return Err(PeerError::ChannelClosed(id));
+        }
+        // A resend of what we hold is answered as usual; nothing newer applies while closing.
+        if self.closing.contains_key(&id)
+            && update.proof.proof.nonce > channel.participant(Side::Partner).nonce()
+        {
+            return Err(PeerError::ChannelClosing(id));
         }
         if let Err(error) = channel.handle_update(update, self.block) {
             if error.action() == hoplite_htlc::ErrorAction::CloseChannel {

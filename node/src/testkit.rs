@@ -595,6 +595,16 @@ impl Network {
             ChainRequest::Settle { channel, balances } => {
                 complete(chain.settle_channel(*channel, balances.clone())).map(drop)
             }
+            ChainRequest::CooperativeSettle {
+                channel,
+                balances,
+                signatures,
+            } => complete(chain.cooperative_settle(
+                *channel,
+                *balances,
+                [&signatures[0], &signatures[1]],
+            ))
+            .map(drop),
             ChainRequest::UnlockBatch {
                 channel,
                 sender,

@@ -12,6 +12,7 @@ use alloy_primitives::{Address, B256, keccak256};
 use hoplite_htlc::crypto::PublicKey;
 use hoplite_htlc::{
     Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, PrivateKey, Secret, SecretHash,
+    Signature,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +78,50 @@ pub enum Message {
         /// Why.
         reason: FailureReason,
     },
+    /// The sender proposes to settle `channel` at once at `balances` (participant1's,
+    /// participant2's, in the contract's order): what it holds now, with no lock pending. It
+    /// sends nothing more on the channel until answered. Each proposal is answered once:
+    /// `round` grows with every proposal of the sender, and a resend of one already answered
+    /// is ignored.
+    CloseRequest {
+        /// The channel.
+        channel: ChannelId,
+        /// The proposal's number.
+        round: u64,
+        /// The final balances.
+        balances: [Amount; 2],
+    },
+    /// The receiver's proposal `round`, signed by the sender (EIP-712 `CooperativeSettle`):
+    /// the sender never changes the channel again.
+    CloseAccepted {
+        /// The channel.
+        channel: ChannelId,
+        /// The proposal answered.
+        round: u64,
+        /// The sender's signature of the settlement.
+        signature: Signature,
+    },
+    /// The receiver's proposal `round` is not what the sender holds (or a lock is pending):
+    /// the channel goes on.
+    CloseRefused {
+        /// The channel.
+        channel: ChannelId,
+        /// The proposal answered.
+        round: u64,
+    },
+}
+
+impl Message {
+    /// The channel the message is about, if it is about one.
+    pub fn channel(&self) -> Option<ChannelId> {
+        match self {
+            Self::Update { update, .. } => Some(update.proof.proof.channel_id),
+            Self::CloseRequest { channel, .. }
+            | Self::CloseAccepted { channel, .. }
+            | Self::CloseRefused { channel, .. } => Some(*channel),
+            Self::SecretRequest { .. } | Self::RevealSecret { .. } | Self::Failure { .. } => None,
+        }
+    }
 }
 
 /// Where a payment failed: the node that gave up, and the channel it could not use (`None`

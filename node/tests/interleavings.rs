@@ -1,6 +1,6 @@
 //! Random interleavings across a 3-node line 0 - 1 - 2: invoice and spontaneous payments both
 //! ways and across, direct transfers, messages delivered out of order, lost, resent, blocks
-//! mined, nodes restarted.
+//! mined, nodes restarted, channels closed cooperatively or unilaterally.
 //! After every delivery the testkit checks conservation; at the end, with everything delivered,
 //! expired, settled and unlocked, every payment is all-or-nothing and every node holds exactly
 //! what the completed payments say it should (so no honest node lost anything).
@@ -9,8 +9,8 @@
 //! events, and records the seed in `interleavings.regressions` beside this file.
 
 use hoplite_htlc::{Amount, Side};
-use hoplite_node::Event;
 use hoplite_node::testkit::create_network;
+use hoplite_node::{Close, Event};
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -38,6 +38,12 @@ enum Op {
     Mine(u64),
     /// A node crashes and restarts from what it persisted.
     Restart(usize),
+    /// A node closes its channel with a neighbour, cooperatively or not.
+    Close {
+        from: usize,
+        right: bool,
+        cooperative: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -58,6 +64,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1..20u64).prop_map(Op::Advance),
         1 => (1..8u64).prop_map(Op::Mine),
         1 => (0..3usize).prop_map(Op::Restart),
+        1 => (0..3usize, any::<bool>(), prop::bool::weighted(0.8)).prop_map(
+            |(from, right, cooperative)| Op::Close { from, right, cooperative }
+        ),
     ]
 }
 
@@ -122,6 +131,30 @@ fn run(ops: &[Op]) {
             Op::Advance(secs) => net.advance(Duration::from_secs(secs)),
             Op::Mine(blocks) => net.mine(blocks),
             Op::Restart(i) => net.restart(i),
+            Op::Close {
+                from,
+                right,
+                cooperative,
+            } => {
+                let to = if right {
+                    from + 1
+                } else {
+                    from.wrapping_sub(1)
+                };
+                if to > 2 {
+                    continue;
+                }
+                let channel = channels[from.min(to)];
+                let now = net.now();
+                let how = if cooperative {
+                    Close::Cooperative
+                } else {
+                    Close::Unilateral
+                };
+                // Refused when closed already, or with locks pending: that changes nothing.
+                let _ = net.nodes[from].close_channel(now, channel, how);
+                net.settle();
+            }
         }
     }
     // Finish: resend and deliver everything, let payments time out, locks expire, windows

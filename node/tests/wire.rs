@@ -74,6 +74,20 @@ fn samples() -> Vec<Envelope> {
             },
             reason: FailureReason::InsufficientCapacity,
         }),
+        message(Message::CloseRequest {
+            channel: ChannelId::from(9),
+            round: u64::MAX,
+            balances: [Amount::MAX, Amount::MAX],
+        }),
+        message(Message::CloseAccepted {
+            channel: ChannelId::from(9),
+            round: u64::MAX,
+            signature: signer.sign_digest(&Default::default()),
+        }),
+        message(Message::CloseRefused {
+            channel: ChannelId::from(9),
+            round: u64::MAX,
+        }),
         Envelope::Ack(MessageId(3)),
     ]
 }

@@ -1,0 +1,268 @@
+//! Closing a channel: unilaterally (the challenge window runs, see `onchain.rs`) or
+//! cooperatively (both sign the final balances and the contract pays them out at once).
+//!
+//! The cooperative close, between the proposer P and its partner Q:
+//!
+//! ```text
+//! P → Q  CloseRequest(round, balances)  P's view, no lock pending either way; P stops paying
+//! Q → P  CloseAccepted(round, sig_Q)    only if Q's view is the same; Q never changes it again
+//!   or   CloseRefused(round)            otherwise: the channel goes on
+//! P      cooperativeSettle(balances, sig_P, sig_Q)
+//! ```
+//!
+//! Q answers each round once: a resend of a refused proposal must not be accepted later, when
+//! P has gone on with the channel.
+//!
+//! A signed settlement can be submitted for as long as the channel is open (the contract's
+//! `CooperativeSettle` has no expiry), so whoever has signed one never accepts a newer state of
+//! the channel: a payment to it afterwards could be settled away by the old balances. Q signs
+//! first, so only Q is bound before P decides; P signs only to submit. A party left waiting (its
+//! partner went silent) closes unilaterally, which is always allowed.
+
+use crate::node::{ChainRequest, CommandError, Event, Node, PeerError};
+use crate::wire::Message;
+use alloy_primitives::{Address, B256};
+use hoplite_htlc::crypto::recover_address;
+use hoplite_htlc::eip712::CooperativeSettle;
+use hoplite_htlc::{Amount, ChannelId, Side, Signature};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How to close a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// Ask the partner to sign the final balances; the channel is paid out at once. Needs the
+    /// partner online and no lock pending; a refusal is reported as
+    /// [`Event::CloseRefused`](crate::Event::CloseRefused) and the channel goes on.
+    Cooperative,
+    /// Close on-chain with the partner's latest proof; settled after the challenge window.
+    Unilateral,
+}
+
+/// Where a cooperative close of one of our channels stands. While it is in either phase the
+/// channel carries no new state in either direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Closing {
+    /// We asked the partner to sign these balances (participant1's, participant2's).
+    Proposed {
+        /// Our proposal's number.
+        round: u64,
+        /// The balances.
+        balances: [Amount; 2],
+    },
+    /// We signed these balances: the channel is frozen until it settles.
+    Signed([Amount; 2]),
+}
+
+impl Node {
+    /// Closes `channel`. [`Close::Unilateral`] submits the partner's latest proof: the
+    /// challenge window starts, and the node settles and unlocks after it.
+    /// [`Close::Cooperative`] proposes the current balances to the partner; it is refused at
+    /// once with [`CommandError::LocksPending`] while a lock is pending in either direction.
+    pub fn close_channel(
+        &mut self,
+        now: Duration,
+        channel: ChannelId,
+        how: Close,
+    ) -> Result<(), CommandError> {
+        self.handle_timeout(now);
+        let partner = self.partner_of(channel)?;
+        match how {
+            Close::Unilateral => self.request_close(channel),
+            Close::Cooperative => {
+                if self.closing.contains_key(&channel) {
+                    return Err(CommandError::ChannelClosing(channel));
+                }
+                let balances = self.final_balances(channel)?;
+                self.close_rounds += 1;
+                let round = self.close_rounds;
+                self.closing
+                    .insert(channel, Closing::Proposed { round, balances });
+                self.state_changed = true;
+                self.announce_policy(channel);
+                self.send(
+                    partner,
+                    Message::CloseRequest {
+                        channel,
+                        round,
+                        balances,
+                    },
+                );
+            }
+        }
+        self.handle_timeout(now);
+        Ok(())
+    }
+
+    /// Whether `channel` is in a cooperative close: it carries no new state.
+    pub(crate) fn is_closing(&self, channel: ChannelId) -> bool {
+        self.closing.contains_key(&channel)
+    }
+
+    /// What each participant (in the contract's order) would be paid now, if no lock is
+    /// pending.
+    fn final_balances(&self, channel: ChannelId) -> Result<[Amount; 2], CommandError> {
+        let ours = self
+            .channels
+            .get(&channel)
+            .ok_or(CommandError::UnknownChannel(channel))?;
+        let onchain = self
+            .onchain
+            .get(&channel)
+            .ok_or(CommandError::UnknownChannel(channel))?;
+        if !ours.participant(Side::Ours).locks().is_empty()
+            || !ours.participant(Side::Partner).locks().is_empty()
+        {
+            return Err(CommandError::LocksPending(channel));
+        }
+        let ours_first = onchain.state.participant1 == self.address;
+        let (mine, theirs) = (ours.spendable(Side::Ours), ours.spendable(Side::Partner));
+        Ok(if ours_first {
+            [mine, theirs]
+        } else {
+            [theirs, mine]
+        })
+    }
+
+    /// The digest both participants sign to settle `channel` at `balances`.
+    fn settlement_digest(&self, channel: ChannelId, balances: [Amount; 2]) -> Option<B256> {
+        let state = &self.onchain.get(&channel)?.state;
+        Some(self.config.token_network.typed_digest(&CooperativeSettle {
+            channelId: channel.0,
+            participant1: state.participant1,
+            balance1: balances[0].to_u256(),
+            participant2: state.participant2,
+            balance2: balances[1].to_u256(),
+        }))
+    }
+
+    /// The partner proposes to settle at `balances`: sign them if they are what we hold too.
+    pub(crate) fn handle_close_request(
+        &mut self,
+        from: Address,
+        channel: ChannelId,
+        round: u64,
+        balances: [Amount; 2],
+    ) -> Result<(), PeerError> {
+        self.check_partner(from, channel)?;
+        if self
+            .close_answered
+            .get(&channel)
+            .is_some_and(|r| *r >= round)
+        {
+            return Ok(());
+        }
+        self.close_answered.insert(channel, round);
+        self.state_changed = true;
+        let accept = match self.closing.get(&channel) {
+            // We signed already, for the partner's earlier proposal or for this one.
+            Some(Closing::Signed(signed)) => *signed == balances,
+            // Both proposed at once: the same balances are settled by the lower address (the
+            // other signs); different ones are refused on both sides.
+            Some(Closing::Proposed { balances: ours, .. }) if *ours == balances => {
+                if self.address < from {
+                    return Ok(());
+                }
+                true
+            }
+            _ => self.final_balances(channel).ok() == Some(balances),
+        };
+        if !accept {
+            self.send(from, Message::CloseRefused { channel, round });
+            return Ok(());
+        }
+        let Some(digest) = self.settlement_digest(channel, balances) else {
+            return Err(PeerError::ChannelClosed(channel));
+        };
+        // From now on the channel never changes.
+        let signature = self.key.sign_digest(&digest);
+        if self.closing.insert(channel, Closing::Signed(balances))
+            != Some(Closing::Signed(balances))
+        {
+            self.announce_policy(channel);
+        }
+        self.send(
+            from,
+            Message::CloseAccepted {
+                channel,
+                round,
+                signature,
+            },
+        );
+        Ok(())
+    }
+
+    /// The partner signed our proposal: sign it too and settle.
+    pub(crate) fn handle_close_accepted(
+        &mut self,
+        from: Address,
+        channel: ChannelId,
+        round: u64,
+        signature: Signature,
+    ) -> Result<(), PeerError> {
+        self.check_partner(from, channel)?;
+        let Some(Closing::Proposed { balances, .. }) = self
+            .closing
+            .get(&channel)
+            .copied()
+            .filter(|c| matches!(c, Closing::Proposed { round: r, .. } if *r == round))
+        else {
+            return Err(PeerError::Unsolicited("close acceptance"));
+        };
+        let digest = self
+            .settlement_digest(channel, balances)
+            .ok_or(PeerError::ChannelClosed(channel))?;
+        if recover_address(&digest, &signature).ok() != Some(from) {
+            // Our proposal stands unanswered; the partner may still answer it properly.
+            return Err(PeerError::BadSignature);
+        }
+        let ours = self.key.sign_digest(&digest);
+        let first = self
+            .onchain
+            .get(&channel)
+            .is_some_and(|c| c.state.participant1 == self.address);
+        let signatures = if first {
+            [ours, signature]
+        } else {
+            [signature, ours]
+        };
+        self.closing.insert(channel, Closing::Signed(balances));
+        self.chain_request(ChainRequest::CooperativeSettle {
+            channel,
+            balances,
+            signatures,
+        });
+        Ok(())
+    }
+
+    /// The partner refused our proposal: the channel goes on.
+    pub(crate) fn handle_close_refused(
+        &mut self,
+        from: Address,
+        channel: ChannelId,
+        round: u64,
+    ) -> Result<(), PeerError> {
+        self.check_partner(from, channel)?;
+        if !matches!(self.closing.get(&channel), Some(Closing::Proposed { round: r, .. }) if *r == round)
+        {
+            return Err(PeerError::Unsolicited("close refusal"));
+        }
+        self.closing.remove(&channel);
+        self.state_changed = true;
+        self.announce_policy(channel);
+        self.event(Event::CloseRefused { channel });
+        Ok(())
+    }
+
+    /// `from` is the partner in our open channel `channel`.
+    fn check_partner(&self, from: Address, channel: ChannelId) -> Result<(), PeerError> {
+        match self.partner_of(channel) {
+            Ok(partner) if partner == from => Ok(()),
+            Ok(_) => Err(PeerError::NotPartner { channel, from }),
+            Err(_) if self.channels.contains_key(&channel) => {
+                Err(PeerError::ChannelClosed(channel))
+            }
+            Err(_) => Err(PeerError::UnknownChannel(channel)),
+        }
+    }
+}

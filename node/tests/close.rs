@@ -1,0 +1,285 @@
+//! Closing channels cooperatively: both sign the final balances, the contract pays them out at
+//! once, and each end gets on-chain exactly what it held off-chain. Every delivery is followed
+//! by the testkit's conservation check.
+
+use hoplite_htlc::{Amount, ChannelId};
+use hoplite_node::testkit::{Network, START_TOKENS, create_network};
+use hoplite_node::wire::{Envelope, Message, MessageId};
+use hoplite_node::{ChainRequest, Close, CommandError, Event, PeerError};
+use std::time::Duration;
+
+fn amount(n: u64) -> Amount {
+    Amount::from(n)
+}
+
+/// Nodes 0 and 1 with a channel (deposits 1,000 and 500) and payments both ways: 0 holds 850,
+/// 1 holds 650.
+fn paid_channel() -> (Network, ChannelId) {
+    let mut net = create_network(2);
+    let channel = net.open_channel(0, 1, [1_000, 500]);
+    let now = net.now();
+    net.nodes[0].send_direct(now, channel, amount(300)).unwrap();
+    net.nodes[1].send_direct(now, channel, amount(150)).unwrap();
+    net.settle();
+    net.deliver_all();
+    (net, channel)
+}
+
+fn settled(net: &Network, i: usize, channel: ChannelId) -> bool {
+    net.events(i)
+        .iter()
+        .any(|e| matches!(e, Event::ChannelSettled { channel: c } if *c == channel))
+}
+
+/// Node `i`'s tokens on-chain, counted from what it was minted.
+fn gained(net: &mut Network, i: usize) -> i128 {
+    i128::try_from(net.tokens(i).to_u256()).unwrap() - i128::from(START_TOKENS)
+}
+
+fn chain_requests_failed(net: &Network, i: usize) -> Vec<Event> {
+    net.events(i)
+        .iter()
+        .filter(|e| matches!(e, Event::ChainRequestFailed { .. }))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn cooperative_close_pays_out_the_off_chain_balances_at_once() {
+    let (mut net, channel) = paid_channel();
+    let now = net.now();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    // Settled at once: no close, no challenge window.
+    for i in [0, 1] {
+        assert!(settled(&net, i, channel), "node {i}: {:?}", net.events(i));
+        assert!(
+            !net.events(i)
+                .iter()
+                .any(|e| matches!(e, Event::ChannelClosed { .. }))
+        );
+        assert!(chain_requests_failed(&net, i).is_empty());
+    }
+    // Deposited 1,000 and 500; held 850 and 650.
+    assert_eq!(gained(&mut net, 0), 850 - 1_000);
+    assert_eq!(gained(&mut net, 1), 650 - 500);
+    assert!(net.nodes[0].onchain_channel(channel).is_some());
+    // Nothing is left to send on it.
+    assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);
+    assert_eq!(net.nodes[1].unacknowledged(net.address(0)), 0);
+}
+
+#[test]
+fn a_pending_lock_blocks_a_cooperative_close() {
+    let mut net = create_network(2);
+    let channel = net.open_channel(0, 1, [1_000, 500]);
+    let payment = net.send_payment(0, 1, 100);
+    let now = net.now();
+    assert_eq!(
+        net.nodes[0].close_channel(now, channel, Close::Cooperative),
+        Err(CommandError::LocksPending(channel))
+    );
+    // Once the payment is through, the close goes ahead.
+    net.claim_payment(&[0, 1], payment);
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    assert!(settled(&net, 0, channel));
+    assert_eq!(gained(&mut net, 0), -100);
+    assert_eq!(gained(&mut net, 1), 100);
+}
+
+#[test]
+fn a_transfer_crossing_the_proposal_makes_it_refused_and_the_channel_goes_on() {
+    let (mut net, channel) = paid_channel();
+    let now = net.now();
+    // 1 pays 50 while 0's proposal (without those 50) is on its way.
+    net.nodes[1].send_direct(now, channel, amount(50)).unwrap();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    assert!(
+        net.events(0)
+            .iter()
+            .any(|e| matches!(e, Event::CloseRefused { channel: c } if *c == channel)),
+        "{:?}",
+        net.events(0)
+    );
+    assert!(!settled(&net, 0, channel));
+    // 0 refused the transfer while proposing; it is resent and applies now.
+    net.advance(Duration::from_secs(10));
+    net.deliver_all();
+    assert_eq!(net.spendable(0, channel), amount(900));
+    assert_eq!(net.spendable(1, channel), amount(600));
+    // The channel works again, and a second try closes it.
+    net.nodes[0].send_direct(now, channel, amount(1)).unwrap();
+    net.settle();
+    net.deliver_all();
+    let now = net.now();
+    net.nodes[1]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    assert!(settled(&net, 1, channel));
+    assert_eq!(gained(&mut net, 0), 899 - 1_000);
+    assert_eq!(gained(&mut net, 1), 601 - 500);
+}
+
+#[test]
+fn proposals_crossing_each_other_settle_once() {
+    let (mut net, channel) = paid_channel();
+    let now = net.now();
+    for i in [0, 1] {
+        net.nodes[i]
+            .close_channel(now, channel, Close::Cooperative)
+            .unwrap();
+    }
+    net.settle();
+    net.deliver_all();
+    for i in [0, 1] {
+        assert!(settled(&net, i, channel));
+        assert!(
+            chain_requests_failed(&net, i).is_empty(),
+            "{:?}",
+            net.events(i)
+        );
+    }
+    assert_eq!(gained(&mut net, 0), 850 - 1_000);
+    assert_eq!(gained(&mut net, 1), 650 - 500);
+}
+
+#[test]
+fn a_signer_is_frozen_and_a_silent_partner_is_closed_on_unilaterally() {
+    let (mut net, channel) = paid_channel();
+    let now = net.now();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    // The proposer sends nothing more on the channel, nor accepts anything new.
+    assert_eq!(
+        net.nodes[0].send_direct(now, channel, amount(1)),
+        Err(CommandError::ChannelClosing(channel))
+    );
+    // 1 signs; its acceptance is lost, and 0 goes offline.
+    assert!(net.deliver_next());
+    net.in_flight.clear();
+    assert_eq!(
+        net.nodes[1].send_direct(now, channel, amount(1)),
+        Err(CommandError::ChannelClosing(channel))
+    );
+    net.disconnect(0);
+    // 1 can't settle with one signature: it closes unilaterally and settles after the window.
+    let now = net.now();
+    net.nodes[1]
+        .close_channel(now, channel, Close::Unilateral)
+        .unwrap();
+    net.settle();
+    net.reconnect(0);
+    net.in_flight.clear();
+    net.mine_and_deliver(510);
+    for i in [0, 1] {
+        assert!(settled(&net, i, channel), "node {i}: {:?}", net.events(i));
+    }
+    assert_eq!(gained(&mut net, 0), 850 - 1_000);
+    assert_eq!(gained(&mut net, 1), 650 - 500);
+}
+
+#[test]
+fn a_forged_acceptance_is_rejected_and_settles_nothing() {
+    let (mut net, channel) = paid_channel();
+    let now = net.now();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    // Intercept 1's real acceptance; present one signed by someone else instead.
+    let request = net.in_flight.pop_front().unwrap();
+    let Some(Message::CloseRequest {
+        balances, round, ..
+    }) = request.message()
+    else {
+        panic!("expected the proposal, got {:?}", request.message());
+    };
+    // In the contract's order: 0 opened the channel, so it is participant1.
+    assert_eq!(balances, [amount(850), amount(650)]);
+    let forged = hoplite_htlc::testing::key(99, 0).sign_digest(&alloy_primitives::B256::ZERO);
+    let envelope = Envelope::Message {
+        id: MessageId(1_000),
+        message: Message::CloseAccepted {
+            channel,
+            round,
+            signature: forged,
+        },
+    };
+    let events = net.inject(1, 0, envelope.encode());
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::PeerMessageRejected {
+                error: PeerError::BadSignature,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    assert!(!settled(&net, 0, channel));
+    // The real exchange still completes.
+    net.in_flight.clear();
+    let seen = net.events(0).len();
+    net.in_flight.push_back(request);
+    net.deliver_all();
+    assert!(settled(&net, 0, channel));
+    assert!(net.events(0)[seen..].iter().all(|e| !matches!(
+        e,
+        Event::ChainRequestFailed {
+            request: ChainRequest::CooperativeSettle { .. },
+            ..
+        }
+    )));
+    assert_eq!(gained(&mut net, 0), 850 - 1_000);
+}
+
+#[test]
+fn a_refused_proposal_resent_later_is_not_accepted() {
+    let (mut net, channel) = paid_channel();
+    let now = net.now();
+    // 0 pays 10, then proposes balances that include it; the proposal overtakes the payment.
+    net.nodes[0].send_direct(now, channel, amount(10)).unwrap();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    let request = net.in_flight.pop_back().unwrap();
+    assert!(matches!(
+        request.message(),
+        Some(Message::CloseRequest { .. })
+    ));
+    let resent = request.clone();
+    net.in_flight.push_front(request);
+    net.deliver_all();
+    assert!(
+        net.events(0)
+            .iter()
+            .any(|e| matches!(e, Event::CloseRefused { .. }))
+    );
+    // Now 1 holds the payment, and the old proposal matches its view: a resend must still not
+    // be signed, since 0 has gone on with the channel.
+    assert_eq!(net.spendable(1, channel), amount(660));
+    net.in_flight.push_back(resent);
+    net.deliver_all();
+    let now = net.now();
+    net.nodes[1].send_direct(now, channel, amount(5)).unwrap();
+    net.settle();
+    net.deliver_all();
+    assert_eq!(net.spendable(0, channel), amount(845));
+    assert!(!settled(&net, 0, channel));
+}
