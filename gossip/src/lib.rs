@@ -3,19 +3,30 @@
 //! reports each [`Verdict`] back to gossipsub so invalid messages are not relayed.
 //!
 //! # Layout
+//! - [`ChannelAnnouncement`]: a channel and its capacity, EIP-712-signed by both participants;
+//!   [`NodeAnnouncement`]: a node's alias and addresses, signed by the node
+//!   (`announcement.rs`).
 //! - [`ChannelUpdate`]: one direction's fee policy and limits, EIP-712-signed by the side that
 //!   sends on it (`update.rs`).
-//! - [`GossipMessage`]: what travels on the gossip topic, with a bounded postcard encoding.
-//! - [`GossipStore`]: the latest accepted update per channel direction; validation against the
-//!   chain (the signer must be that side's participant of a channel that exists on-chain), newer
-//!   timestamp wins, a per-direction rate limit, and pruning of silent directions.
+//! - [`GossipMessage`]: what travels on the gossip topic, with a bounded postcard encoding
+//!   (`message.rs`).
+//! - [`GossipStore`]: what a node believes, and the verdict on every message: each is checked
+//!   against the chain (the channel is open on-chain with these participants and this
+//!   capacity; an announced node has a channel open), newer timestamp wins, a rate limit per
+//!   direction and per node, pruning of closed channels and silent directions and nodes.
 //!
-//! Channels themselves are not announced here: a node follows the TokenNetwork's events, so it
-//! learns every channel, its participants and its deposits from the chain, which is the
-//! authority an announcement would have to be checked against anyway.
+//! A node that follows every event of the TokenNetwork (as `hoplite-node` does) learns the
+//! channels from the chain, the authority an announcement is checked against; announcements
+//! are validated and relayed for nodes that don't, and tell everyone the nodes' addresses.
 
+mod announcement;
+mod message;
 mod store;
 mod update;
 
-pub use store::{GossipParams, GossipStore, Rejection, Verdict};
-pub use update::{ChannelUpdate, DecodeError, GossipMessage, MAX_GOSSIP_SIZE};
+pub use announcement::{
+    ChannelAnnouncement, MAX_ADDRESS_LEN, MAX_ADDRESSES, MAX_ALIAS_LEN, NodeAnnouncement,
+};
+pub use message::{DecodeError, GossipMessage, MAX_GOSSIP_SIZE};
+pub use store::{ChannelFacts, GossipParams, GossipStore, Rejection, Verdict};
+pub use update::ChannelUpdate;

@@ -1,21 +1,22 @@
-//! What a node believes about other channels' policies, and the verdict on each update.
+//! What a node believes about the network, and the verdict on each gossip message.
 
-use crate::ChannelUpdate;
+use crate::{ChannelAnnouncement, ChannelUpdate, NodeAnnouncement};
 use alloy_primitives::Address;
-use hoplite_htlc::{ChannelId, TokenNetwork};
+use hoplite_htlc::{Amount, ChannelId, TokenNetwork};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Limits of the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GossipParams {
-    /// Fewest seconds between two accepted updates of one direction (by our clock); more
-    /// frequent ones are ignored, not relayed.
+    /// Fewest seconds between two accepted updates of one direction, or announcements of one
+    /// node (by our clock); more frequent ones are ignored, not relayed.
     pub min_update_interval: Duration,
     /// How far ahead of our clock an update's timestamp may be.
     pub max_clock_skew: Duration,
-    /// A direction whose last update is older than this is pruned (the side must re-announce
-    /// periodically, as in Lightning, where two weeks of silence prune a channel).
+    /// A direction whose last update, or a node whose last announcement, is older than this is
+    /// pruned (each must be announced again periodically, as in Lightning, where two weeks of
+    /// silence prune a channel).
     pub stale_after: Duration,
 }
 
@@ -40,7 +41,16 @@ pub enum Verdict {
     Reject(Rejection),
 }
 
-/// Why an update is invalid.
+/// What the chain shows of an open channel: what its announcement must say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelFacts {
+    /// Its participants, in the contract's order.
+    pub participants: [Address; 2],
+    /// Both deposits less withdrawals.
+    pub capacity: Amount,
+}
+
+/// Why a gossip message is invalid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// Not a well-formed gossip message.
@@ -52,6 +62,12 @@ pub enum Rejection {
     /// No such channel on-chain (or it was closed).
     #[error("channel {0} is not open on-chain")]
     UnknownChannel(ChannelId),
+    /// A channel announcement names other participants than the chain's.
+    #[error("channel {0} has other participants on-chain")]
+    WrongParticipants(ChannelId),
+    /// A node announcement of a node with no channel open on-chain.
+    #[error("{0} has no open channel")]
+    UnknownNode(Address),
     /// The named participant is not an end of the channel.
     #[error("{participant} is not a participant of channel {channel}")]
     NotAParticipant {
@@ -60,7 +76,7 @@ pub enum Rejection {
         /// Who the update names.
         participant: Address,
     },
-    /// The signature does not recover to the named participant.
+    /// A signature does not recover to the participant or node it names.
     #[error("not signed by the participant it names")]
     BadSignature,
     /// The timestamp is too far in the future.
@@ -76,23 +92,28 @@ pub enum Rejection {
     EmptyLockRange,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Latest {
-    update: ChannelUpdate,
+#[derive(Clone, Debug)]
+struct Latest<T> {
+    message: T,
+    /// The signer's timestamp.
+    timestamp: u64,
     accepted_at: Duration,
 }
 
-/// The latest accepted [`ChannelUpdate`] per channel direction.
+/// The latest accepted announcement of each channel and node, and [`ChannelUpdate`] of each
+/// channel direction.
 ///
-/// Call [`handle_update`](Self::handle_update) for every update received (or made locally),
-/// with the channel's participants as the chain shows them; apply an `Accept`ed update to the
-/// routing graph. Call [`prune`](Self::prune) now and then, and [`forget_channel`]
-/// (Self::forget_channel) when a channel closes on-chain.
+/// Call the `handle_*` method of every message received (or made locally), with what the chain
+/// shows; apply an `Accept`ed update to the routing graph. Call [`prune`](Self::prune) now and
+/// then, [`forget_channel`](Self::forget_channel) when a channel closes on-chain and
+/// [`forget_node`](Self::forget_node) when a node's last channel does.
 #[derive(Clone, Debug)]
 pub struct GossipStore {
     token_network: TokenNetwork,
     params: GossipParams,
-    latest: BTreeMap<(ChannelId, Address), Latest>,
+    latest: BTreeMap<(ChannelId, Address), Latest<ChannelUpdate>>,
+    channels: BTreeMap<ChannelId, ChannelAnnouncement>,
+    nodes: BTreeMap<Address, Latest<NodeAnnouncement>>,
 }
 
 impl GossipStore {
@@ -102,7 +123,96 @@ impl GossipStore {
             token_network,
             params,
             latest: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            nodes: BTreeMap::new(),
         }
+    }
+
+    /// Checks a channel announcement against the chain (`facts`: the channel, if open) and
+    /// keeps it if it is new. One whose capacity differs from the chain's is ignored, not
+    /// rejected: it may be older than a deposit, or we may not have seen the deposit yet.
+    pub fn handle_channel_announcement(
+        &mut self,
+        announcement: &ChannelAnnouncement,
+        facts: Option<ChannelFacts>,
+    ) -> Verdict {
+        if announcement.token_network != self.token_network {
+            return Verdict::Reject(Rejection::WrongTokenNetwork);
+        }
+        let Some(facts) = facts else {
+            return Verdict::Reject(Rejection::UnknownChannel(announcement.channel));
+        };
+        if announcement.participants != facts.participants {
+            return Verdict::Reject(Rejection::WrongParticipants(announcement.channel));
+        }
+        let known = self
+            .channels
+            .get(&announcement.channel)
+            .is_some_and(|known| known.capacity == facts.capacity);
+        if announcement.capacity != facts.capacity || known {
+            return Verdict::Ignore;
+        }
+        if !announcement.signed_by_participants() {
+            return Verdict::Reject(Rejection::BadSignature);
+        }
+        self.channels.insert(announcement.channel, *announcement);
+        Verdict::Accept
+    }
+
+    /// Checks a node announcement (`has_channel`: the node has a channel open on-chain, which
+    /// bounds how many nodes we keep) and keeps it if it is new.
+    pub fn handle_node_announcement(
+        &mut self,
+        now: Duration,
+        announcement: &NodeAnnouncement,
+        has_channel: bool,
+    ) -> Verdict {
+        if announcement.token_network != self.token_network {
+            return Verdict::Reject(Rejection::WrongTokenNetwork);
+        }
+        if !announcement.within_bounds() {
+            return Verdict::Reject(Rejection::Malformed);
+        }
+        if let Err(rejection) = self.check_timestamp(now, announcement.timestamp) {
+            return Verdict::Reject(rejection);
+        }
+        if !has_channel {
+            return Verdict::Reject(Rejection::UnknownNode(announcement.node));
+        }
+        if let Some(latest) = self.nodes.get(&announcement.node)
+            && !self.is_news(now, announcement.timestamp, latest)
+        {
+            return Verdict::Ignore;
+        }
+        if !announcement.signed_by_node() {
+            return Verdict::Reject(Rejection::BadSignature);
+        }
+        self.nodes.insert(
+            announcement.node,
+            Latest {
+                message: announcement.clone(),
+                timestamp: announcement.timestamp,
+                accepted_at: now,
+            },
+        );
+        Verdict::Accept
+    }
+
+    fn check_timestamp(&self, now: Duration, timestamp: u64) -> Result<(), Rejection> {
+        let horizon = now.saturating_add(self.params.max_clock_skew).as_secs();
+        if timestamp > horizon {
+            return Err(Rejection::FromTheFuture {
+                timestamp,
+                now: now.as_secs(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a message with `timestamp` replaces `latest`: newer, and not too soon after it.
+    fn is_news<T>(&self, now: Duration, timestamp: u64, latest: &Latest<T>) -> bool {
+        timestamp > latest.timestamp
+            && now.saturating_sub(latest.accepted_at) >= self.params.min_update_interval
     }
 
     /// Checks an update, cheapest test first, and keeps it if it is new. `participants`: the
@@ -121,7 +231,8 @@ impl GossipStore {
         self.latest.insert(
             (update.channel, update.participant),
             Latest {
-                update: *update,
+                message: *update,
+                timestamp: update.timestamp,
                 accepted_at: now,
             },
         );
@@ -148,20 +259,12 @@ impl GossipStore {
         if update.policy.min_lock > update.policy.max_lock {
             return Err(Some(Rejection::EmptyLockRange));
         }
-        let horizon = now.saturating_add(self.params.max_clock_skew).as_secs();
-        if update.timestamp > horizon {
-            return Err(Some(Rejection::FromTheFuture {
-                timestamp: update.timestamp,
-                now: now.as_secs(),
-            }));
-        }
-        if let Some(latest) = self.latest.get(&(update.channel, update.participant)) {
-            // Not news: checked before the signature, which is the expensive part.
-            if update.timestamp <= latest.update.timestamp
-                || now.saturating_sub(latest.accepted_at) < self.params.min_update_interval
-            {
-                return Err(None);
-            }
+        self.check_timestamp(now, update.timestamp)?;
+        if let Some(latest) = self.latest.get(&(update.channel, update.participant))
+            && !self.is_news(now, update.timestamp, latest)
+        {
+            // Checked before the signature, which is the expensive part.
+            return Err(None);
         }
         match update.signer() {
             Ok(signer) if signer == update.participant => Ok(()),
@@ -173,28 +276,50 @@ impl GossipStore {
     pub fn latest(&self, channel: ChannelId, participant: Address) -> Option<&ChannelUpdate> {
         self.latest
             .get(&(channel, participant))
-            .map(|latest| &latest.update)
+            .map(|latest| &latest.message)
     }
 
-    /// Forgets a channel's updates (it closed on-chain).
+    /// The accepted announcement of `channel`.
+    pub fn channel_announcement(&self, channel: ChannelId) -> Option<&ChannelAnnouncement> {
+        self.channels.get(&channel)
+    }
+
+    /// The latest accepted announcement of `node`.
+    pub fn node_announcement(&self, node: Address) -> Option<&NodeAnnouncement> {
+        self.nodes.get(&node).map(|latest| &latest.message)
+    }
+
+    /// Forgets a channel's announcement and updates (it closed on-chain).
     pub fn forget_channel(&mut self, channel: ChannelId) {
         self.latest.retain(|(id, _), _| *id != channel);
+        self.channels.remove(&channel);
     }
 
-    /// Removes directions silent for longer than `stale_after` (by their own timestamps);
-    /// returns them, so the caller can drop them from the routing graph.
+    /// Forgets a node's announcement (its last open channel closed).
+    pub fn forget_node(&mut self, node: Address) {
+        self.nodes.remove(&node);
+    }
+
+    /// Removes directions and nodes silent for longer than `stale_after` (by their own
+    /// timestamps); returns the directions, so the caller can drop them from the routing graph.
     pub fn prune(&mut self, now: Duration) -> Vec<(ChannelId, Address)> {
         let cutoff = now.saturating_sub(self.params.stale_after).as_secs();
+        self.nodes.retain(|_, latest| latest.timestamp >= cutoff);
         let stale: Vec<_> = self
             .latest
             .iter()
-            .filter(|(_, latest)| latest.update.timestamp < cutoff)
+            .filter(|(_, latest)| latest.timestamp < cutoff)
             .map(|(key, _)| *key)
             .collect();
         for key in &stale {
             self.latest.remove(key);
         }
         stale
+    }
+
+    /// How many nodes are announced.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// How many directions have a policy.

@@ -1,4 +1,4 @@
-//! The signed messages of the gossip topic and their encoding.
+//! A channel direction's policy, signed by its side.
 
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::SolStruct;
@@ -24,9 +24,6 @@ mod eip712 {
         }
     }
 }
-
-/// An upper bound on an encoded [`GossipMessage`].
-pub const MAX_GOSSIP_SIZE: usize = 512;
 
 /// One direction's policy, signed by `participant`, the side that sends on it.
 ///
@@ -90,45 +87,5 @@ impl ChannelUpdate {
     /// Who signed it.
     pub fn signer(&self) -> Result<Address, SignatureError> {
         recover_address(&self.digest(), &self.signature)
-    }
-}
-
-/// A message of the gossip topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum GossipMessage {
-    /// A channel direction's policy.
-    ChannelUpdate(ChannelUpdate),
-}
-
-/// Bytes that are not a well-formed [`GossipMessage`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Longer than [`MAX_GOSSIP_SIZE`].
-    #[error("gossip message of {0} bytes exceeds the {MAX_GOSSIP_SIZE}-byte limit")]
-    TooLong(usize),
-    /// Bytes left over after a complete message.
-    #[error("{0} trailing bytes after the gossip message")]
-    TrailingBytes(usize),
-    /// Not a valid encoding.
-    #[error("malformed gossip message: {0}")]
-    Malformed(#[from] postcard::Error),
-}
-
-impl GossipMessage {
-    /// The wire encoding (postcard).
-    pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("a GossipMessage always serialises")
-    }
-
-    /// Parses [`encode`](Self::encode)'s output; never panics, nothing in it is variable-length.
-    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_GOSSIP_SIZE {
-            return Err(DecodeError::TooLong(bytes.len()));
-        }
-        let (message, rest) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes(rest.len()));
-        }
-        Ok(message)
     }
 }

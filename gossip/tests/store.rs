@@ -1,9 +1,14 @@
-//! The gossip store's verdicts: each way to be invalid, not news, or accepted; pruning.
+//! The gossip store's verdicts on announcements and updates: each way to be invalid, not news,
+//! or accepted; pruning and forgetting.
 
 use alloy_primitives::Address;
-use hoplite_gossip::{ChannelUpdate, GossipParams, GossipStore, Rejection, Verdict};
+use hoplite_gossip::{
+    ChannelAnnouncement, ChannelFacts, ChannelUpdate, DecodeError, GossipMessage, GossipParams,
+    GossipStore, MAX_ADDRESS_LEN, MAX_ADDRESSES, MAX_ALIAS_LEN, MAX_GOSSIP_SIZE, NodeAnnouncement,
+    Rejection, Verdict,
+};
 use hoplite_htlc::testing::{TOKEN_NETWORK, key};
-use hoplite_htlc::{ChannelId, TokenNetwork};
+use hoplite_htlc::{Amount, ChannelId, TokenNetwork};
 use hoplite_routing::Policy;
 use std::time::Duration;
 
@@ -159,4 +164,174 @@ fn silent_directions_are_pruned_and_closed_channels_forgotten() {
     assert_eq!(store.len(), 1);
     store.forget_channel(channel);
     assert!(store.is_empty());
+}
+
+fn announcement(channel: ChannelId, capacity: u64, signers: [u8; 2]) -> ChannelAnnouncement {
+    let participants = [key(1, 0).address(), key(1, 1).address()];
+    let capacity = Amount::from(capacity);
+    let signatures = signers.map(|signer| {
+        ChannelAnnouncement::sign_part(
+            &key(1, signer),
+            TOKEN_NETWORK,
+            channel,
+            participants,
+            capacity,
+        )
+    });
+    ChannelAnnouncement {
+        token_network: TOKEN_NETWORK,
+        channel,
+        participants,
+        capacity,
+        signatures,
+    }
+}
+
+#[test]
+fn channel_announcements_are_checked_against_the_chain() {
+    let Setup {
+        mut store,
+        channel,
+        ends,
+    } = setup();
+    let facts = Some(ChannelFacts {
+        participants: ends,
+        capacity: Amount::from(1_500u64),
+    });
+    let good = announcement(channel, 1_500, [0, 1]);
+    // Not open on-chain, another token network, other participants, a forged signature.
+    assert_eq!(
+        store.handle_channel_announcement(&good, None),
+        Verdict::Reject(Rejection::UnknownChannel(channel))
+    );
+    let foreign = ChannelAnnouncement {
+        token_network: TokenNetwork {
+            chain_id: 2,
+            ..TOKEN_NETWORK
+        },
+        ..good
+    };
+    assert_eq!(
+        store.handle_channel_announcement(&foreign, facts),
+        Verdict::Reject(Rejection::WrongTokenNetwork)
+    );
+    let swapped = ChannelAnnouncement {
+        participants: [ends[1], ends[0]],
+        ..good
+    };
+    assert_eq!(
+        store.handle_channel_announcement(&swapped, facts),
+        Verdict::Reject(Rejection::WrongParticipants(channel))
+    );
+    let forged = announcement(channel, 1_500, [0, 0]);
+    assert_eq!(
+        store.handle_channel_announcement(&forged, facts),
+        Verdict::Reject(Rejection::BadSignature)
+    );
+    // Another capacity than the chain's: older, or newer than our view; nobody to blame.
+    let other = announcement(channel, 1_000, [0, 1]);
+    assert_eq!(
+        store.handle_channel_announcement(&other, facts),
+        Verdict::Ignore
+    );
+    assert_eq!(store.channel_announcement(channel), None);
+    // The right one is accepted once.
+    assert_eq!(
+        store.handle_channel_announcement(&good, facts),
+        Verdict::Accept
+    );
+    assert_eq!(
+        store.handle_channel_announcement(&good, facts),
+        Verdict::Ignore
+    );
+    assert_eq!(store.channel_announcement(channel), Some(&good));
+    store.forget_channel(channel);
+    assert_eq!(store.channel_announcement(channel), None);
+}
+
+fn node_announcement(signer: u8, timestamp: u64, alias: &str) -> NodeAnnouncement {
+    NodeAnnouncement::sign(
+        &key(1, signer),
+        TOKEN_NETWORK,
+        timestamp,
+        alias.to_owned(),
+        vec!["/ip4/10.0.0.1/tcp/9735".to_owned()],
+    )
+}
+
+#[test]
+fn node_announcements_need_a_channel_a_signature_and_news() {
+    let mut store = GossipStore::new(TOKEN_NETWORK, GossipParams::default());
+    let first = node_announcement(0, NOW, "alpha");
+    assert_eq!(
+        store.handle_node_announcement(at(NOW), &first, false),
+        Verdict::Reject(Rejection::UnknownNode(first.node))
+    );
+    let mut forged = first.clone();
+    forged.alias = "mallory".to_owned();
+    assert_eq!(
+        store.handle_node_announcement(at(NOW), &forged, true),
+        Verdict::Reject(Rejection::BadSignature)
+    );
+    let long = node_announcement(0, NOW, &"x".repeat(MAX_ALIAS_LEN + 1));
+    assert_eq!(
+        store.handle_node_announcement(at(NOW), &long, true),
+        Verdict::Reject(Rejection::Malformed)
+    );
+    // Encoded, it does not even decode.
+    assert_eq!(
+        GossipMessage::decode(&GossipMessage::NodeAnnouncement(long).encode()),
+        Err(DecodeError::FieldTooLong)
+    );
+    let ahead = node_announcement(0, NOW + 3_600, "alpha");
+    assert!(matches!(
+        store.handle_node_announcement(at(NOW), &ahead, true),
+        Verdict::Reject(Rejection::FromTheFuture { .. })
+    ));
+    assert_eq!(
+        store.handle_node_announcement(at(NOW), &first, true),
+        Verdict::Accept
+    );
+    assert_eq!(store.node_announcement(first.node), Some(&first));
+    // Repeated, older, or newer within the rate limit: not news. After it: news.
+    let newer = node_announcement(0, NOW + 10, "beta");
+    assert_eq!(
+        store.handle_node_announcement(at(NOW + 10), &newer, true),
+        Verdict::Ignore
+    );
+    assert_eq!(
+        store.handle_node_announcement(at(NOW + 60), &first, true),
+        Verdict::Ignore
+    );
+    assert_eq!(
+        store.handle_node_announcement(at(NOW + 60), &newer, true),
+        Verdict::Accept
+    );
+    assert_eq!(store.node_announcement(first.node).unwrap().alias, "beta");
+    // Silent for two weeks: pruned. Its last channel closed: forgotten.
+    store.prune(at(NOW + 15 * 24 * 3600));
+    assert_eq!(store.node_count(), 0);
+    assert_eq!(
+        store.handle_node_announcement(at(NOW + 60), &first, true),
+        Verdict::Accept
+    );
+    store.forget_node(first.node);
+    assert_eq!(store.node_announcement(first.node), None);
+}
+
+#[test]
+fn the_largest_node_announcement_fits_the_gossip_limit() {
+    let largest = NodeAnnouncement::sign(
+        &key(1, 0),
+        TOKEN_NETWORK,
+        u64::MAX,
+        "a".repeat(MAX_ALIAS_LEN),
+        vec!["b".repeat(MAX_ADDRESS_LEN); MAX_ADDRESSES],
+    );
+    let bytes = GossipMessage::NodeAnnouncement(largest.clone()).encode();
+    assert!(bytes.len() <= MAX_GOSSIP_SIZE, "{} bytes", bytes.len());
+    assert_eq!(
+        GossipMessage::decode(&bytes),
+        Ok(GossipMessage::NodeAnnouncement(largest))
+    );
 }

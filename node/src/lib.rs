@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`Node`] (`node.rs`): inputs, commands, outputs, timers; the call-order contract is in its
 //!   docs. Channels come from the chain's events, policies from gossip.
+//! - `gossip.rs`: announcing our channels, policies and ourselves; judging what peers relay.
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
 //! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
 //!   balances).
@@ -29,6 +30,7 @@
 //! of a failed attempt is ever claimable, and retries are safe at once.
 
 mod close;
+mod gossip;
 pub mod invoice;
 mod node;
 mod onchain;

@@ -10,7 +10,10 @@ use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
 use hoplite_chain::contracts::TokenNetwork::BalanceData;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
-use hoplite_gossip::{ChannelUpdate, GossipMessage, GossipParams, GossipStore, Rejection, Verdict};
+use hoplite_gossip::{
+    GossipMessage, GossipParams, GossipStore, MAX_ADDRESS_LEN, MAX_ADDRESSES, MAX_ALIAS_LEN,
+    Rejection, Verdict,
+};
 use hoplite_htlc::{
     Amount, BalanceChange, BalanceProof, BlockNumber, Channel, ChannelConfig, ChannelId,
     ErrorAction, Lock, Nonce, PrivateKey, ReceiveError, Secret, SecretHash, SendError, Side,
@@ -49,6 +52,11 @@ pub struct Config {
     pub gossip: GossipParams,
     /// The scorer's weights.
     pub scorer: ProbabilisticParams,
+    /// A name for people, in our node announcement (at most 32 bytes).
+    pub alias: String,
+    /// Where peers can reach us (libp2p multiaddrs), in our node announcement (at most 4, of
+    /// at most 128 bytes).
+    pub addresses: Vec<String>,
     /// Seeds every random choice the node makes (secrets, payment ids, the scorer's hasher).
     pub seed: u64,
 }
@@ -74,12 +82,14 @@ impl Config {
             resend_after: Duration::from_secs(5),
             gossip: GossipParams::default(),
             scorer: ProbabilisticParams::default(),
+            alias: String::new(),
+            addresses: Vec::new(),
             seed,
         }
     }
 
     /// Whether the timing parameters can keep a mediator safe.
-    fn check(&self) -> Result<(), CommandError> {
+    pub(crate) fn check(&self) -> Result<(), CommandError> {
         let delta = u64::from(self.policy.expiry_delta);
         // A mediator that learns the secret just before its outgoing lock expires still has
         // `expiry_delta` blocks to claim the incoming one; it needs `reveal_timeout` of them.
@@ -89,6 +99,12 @@ impl Config {
             || u64::from(self.settle_timeout) <= self.reveal_timeout
         {
             return Err(CommandError::Timeouts);
+        }
+        if self.alias.len() > MAX_ALIAS_LEN
+            || self.addresses.len() > MAX_ADDRESSES
+            || self.addresses.iter().any(|a| a.len() > MAX_ADDRESS_LEN)
+        {
+            return Err(CommandError::AnnouncementTooLong);
         }
         Ok(())
     }
@@ -177,6 +193,7 @@ pub struct NodeState {
     closing: BTreeMap<ChannelId, Closing>,
     close_rounds: u64,
     close_answered: BTreeMap<ChannelId, u64>,
+    announcement_parts: BTreeMap<ChannelId, (Amount, Signature)>,
 }
 
 /// A transaction the node wants sent from its account.
@@ -485,6 +502,9 @@ pub enum CommandError {
     /// The channel is in a cooperative close: it carries no new state.
     #[error("channel {0} is closing")]
     ChannelClosing(ChannelId),
+    /// The alias or addresses exceed the node announcement's bounds.
+    #[error("alias or addresses too long for a node announcement")]
+    AnnouncementTooLong,
     /// No announcement of the payee tells its public key, so a secret can't be encrypted to it.
     #[error("no public key known for {0}")]
     UnknownPayee(Address),
@@ -575,6 +595,9 @@ pub struct Node {
     pub(crate) close_rounds: u64,
     /// The latest partner's proposal we answered, by channel.
     pub(crate) close_answered: BTreeMap<ChannelId, u64>,
+    /// The partner's signature of a channel's announcement, for a capacity the chain has not
+    /// shown us yet.
+    pub(crate) announcement_parts: BTreeMap<ChannelId, (Amount, Signature)>,
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
     dirty: BTreeSet<ChannelId>,
@@ -582,7 +605,7 @@ pub struct Node {
     pub(crate) state_changed: bool,
     /// Invoice and Finished records made by this call.
     pub(crate) records: Vec<Record>,
-    outputs: VecDeque<Output>,
+    pub(crate) outputs: VecDeque<Output>,
     /// Message batches waiting for a persist id (and all before it).
     held: VecDeque<(PersistId, Vec<Outgoing>)>,
     next_persist: u64,
@@ -628,6 +651,7 @@ impl Node {
             closing: BTreeMap::new(),
             close_rounds: 0,
             close_answered: BTreeMap::new(),
+            announcement_parts: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             state_changed: false,
@@ -675,6 +699,11 @@ impl Node {
         self.peers.get(&peer).map_or(0, |p| p.unacked.len())
     }
 
+    /// What gossip told us: announcements and policies.
+    pub fn gossip(&self) -> &GossipStore {
+        &self.gossip
+    }
+
     /// The network as we see it.
     pub fn graph(&self) -> &NetworkGraph {
         &self.graph
@@ -707,7 +736,12 @@ impl Node {
             .filter(|id| self.partner_of(**id).is_ok())
             .filter_map(|id| self.announcement_due(*id))
             .min();
-        resend.into_iter().chain(deadline).chain(announce).min()
+        resend
+            .into_iter()
+            .chain(deadline)
+            .chain(announce)
+            .chain(self.node_announcement_due())
+            .min()
     }
 
     /// Resends unacknowledged messages and gives up payments past their deadline.
@@ -734,40 +768,6 @@ impl Node {
         self.forget_expired();
         self.refresh_gossip();
         self.finish();
-    }
-
-    /// Drops policies silent past `stale_after` from routing, and announces ours again when
-    /// half of that has passed since we last did (so peers never prune our channels).
-    fn refresh_gossip(&mut self) {
-        for (channel, participant) in self.gossip.prune(self.now) {
-            let silent = Policy {
-                base_fee: 0,
-                fee_millionths: 0,
-                expiry_delta: 0,
-                min_lock: 0,
-                max_lock: 0,
-                enabled: false,
-            };
-            let _ = self
-                .graph
-                .update_policy(channel, NodeId(participant), silent);
-        }
-        let due: Vec<ChannelId> = self
-            .channels
-            .keys()
-            .copied()
-            .filter(|id| self.partner_of(*id).is_ok())
-            .filter(|id| self.announcement_due(*id).is_some_and(|at| at <= self.now))
-            .collect();
-        for channel in due {
-            self.announce_policy(channel);
-        }
-    }
-
-    /// When our policy for `channel` should be announced again.
-    fn announcement_due(&self, channel: ChannelId) -> Option<Duration> {
-        let last = self.gossip.latest(channel, self.address)?.timestamp;
-        Some(Duration::from_secs(last) + self.config.gossip.stale_after / 2)
     }
 
     /// Handles one input.
@@ -903,47 +903,6 @@ impl Node {
         Ok(())
     }
 
-    /// Changes our forwarding policy and announces it for every channel we have. Peers that
-    /// heard from us less than `min_update_interval` ago ignore the announcement for now; we
-    /// enforce the new policy at once.
-    pub fn set_policy(&mut self, now: Duration, policy: Policy) -> Result<(), CommandError> {
-        self.advance(now);
-        let previous = std::mem::replace(&mut self.config.policy, policy);
-        if let Err(error) = self.config.check() {
-            self.config.policy = previous;
-            return Err(error);
-        }
-        let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
-        for channel in ours {
-            if self.partner_of(channel).is_ok() {
-                self.announce_policy(channel);
-            }
-        }
-        Ok(())
-    }
-
-    /// Signs and publishes our policy for `channel` (disabled while it closes), and routes
-    /// with it ourselves.
-    pub(crate) fn announce_policy(&mut self, channel: ChannelId) {
-        let policy = Policy {
-            enabled: self.config.policy.enabled && !self.is_closing(channel),
-            ..self.config.policy
-        };
-        let update = ChannelUpdate::sign(
-            &self.key,
-            self.config.token_network,
-            channel,
-            self.now.as_secs(),
-            policy,
-        );
-        self.apply_channel_update(&update);
-        let _ = self
-            .graph
-            .update_policy(channel, NodeId(self.address), policy);
-        self.outputs
-            .push_back(Output::Publish(GossipMessage::ChannelUpdate(update)));
-    }
-
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
@@ -960,7 +919,7 @@ impl Node {
         }
     }
 
-    fn advance(&mut self, now: Duration) {
+    pub(crate) fn advance(&mut self, now: Duration) {
         // Time never runs backwards here, whatever the driver does.
         self.now = self.now.max(now);
         self.scorer.time_passed(self.now);
@@ -1052,6 +1011,7 @@ impl Node {
             closing: self.closing.clone(),
             close_rounds: self.close_rounds,
             close_answered: self.close_answered.clone(),
+            announcement_parts: self.announcement_parts.clone(),
         }
     }
 
@@ -1102,6 +1062,7 @@ impl Node {
                     node.closing = state.closing;
                     node.close_rounds = state.close_rounds;
                     node.close_answered = state.close_answered;
+                    node.announcement_parts = state.announcement_parts;
                 }
             }
         }
@@ -1229,6 +1190,11 @@ impl Node {
                     Message::CloseRefused { channel, round } => {
                         self.handle_close_refused(from, channel, round)
                     }
+                    Message::AnnouncementSignature {
+                        channel,
+                        capacity,
+                        signature,
+                    } => self.handle_announcement_signature(from, channel, capacity, signature),
                 };
                 let acknowledge = match handled {
                     Ok(()) => true,
@@ -1271,35 +1237,6 @@ impl Node {
         self.event(Event::PeerMessageRejected { from, error });
     }
 
-    fn handle_gossip(&mut self, from: Address, id: u64, bytes: &[u8]) {
-        let verdict = match GossipMessage::decode(bytes) {
-            Ok(GossipMessage::ChannelUpdate(update)) => self.apply_channel_update(&update),
-            Err(_) => Verdict::Reject(Rejection::Malformed),
-        };
-        if let Verdict::Reject(rejection) = verdict {
-            self.event(Event::GossipRejected { from, rejection });
-        }
-        self.outputs
-            .push_back(Output::GossipVerdict { id, verdict });
-    }
-
-    /// Checks an update against the chain and gossip rules and, if accepted, feeds routing.
-    fn apply_channel_update(&mut self, update: &ChannelUpdate) -> Verdict {
-        let participants = self
-            .onchain
-            .get(&update.channel)
-            .filter(|c| c.phase == Phase::Opened)
-            .map(|c| [c.state.participant1, c.state.participant2]);
-        let verdict = self.gossip.handle_update(self.now, update, participants);
-        if verdict == Verdict::Accept {
-            // The channel is on-chain (checked above), so it is in the graph.
-            let _ =
-                self.graph
-                    .update_policy(update.channel, NodeId(update.participant), update.policy);
-        }
-        verdict
-    }
-
     fn handle_chain_event(&mut self, event: &ChainEvent) {
         if let ContractEvent::SecretRegistry(SecretRegistryEvents::SecretRevealed(e)) = &event.event
         {
@@ -1336,11 +1273,12 @@ impl Node {
                     {
                         self.dirty.insert(id);
                     }
+                    self.share_announcement(id);
                 }
             }
             Tn::ChannelClosed(e) => {
                 let _ = self.graph.remove_channel(id);
-                self.gossip.forget_channel(id);
+                self.forget_gossip(id);
                 self.handle_closed(id, e.closer);
             }
             Tn::LockUnlocked(e) if self.channels.contains_key(&id) => {
@@ -1351,7 +1289,7 @@ impl Node {
             }
             Tn::ChannelSettled(_) => {
                 let _ = self.graph.remove_channel(id);
-                self.gossip.forget_channel(id);
+                self.forget_gossip(id);
                 if let Some(ours) = self.channels.get(&id) {
                     // A cooperative settlement ends a channel that was never closed: what is
                     // still unacknowledged on it can never apply.
@@ -1384,6 +1322,7 @@ impl Node {
         if self.channels.contains_key(&id) {
             // Restored from a record: replaying the chain must not reset it.
             self.announce_policy(id);
+            self.announce_node();
             return;
         }
         let config = ChannelConfig {
@@ -1409,6 +1348,7 @@ impl Node {
             });
         }
         self.announce_policy(id);
+        self.announce_node();
     }
 
     fn handle_block(&mut self, block: BlockNumber) {

@@ -20,6 +20,7 @@ use hoplite_chain::events::Phase;
 use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
 use hoplite_chain::testing::{CHAIN_ID, DEPLOYER};
 use hoplite_chain::{Backend, Chain, ChainError};
+use hoplite_gossip::Verdict;
 use hoplite_htlc::testing::key;
 use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, TokenNetwork};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -430,6 +431,24 @@ impl Network {
         self.settle();
         self.check_conservation();
         self.events[to][before..].to_vec()
+    }
+
+    /// Node `to`'s verdict on gossip `bytes` relayed by node `from` (its other outputs are
+    /// acted on as usual).
+    pub fn gossip_verdict(&mut self, from: usize, to: usize, bytes: Vec<u8>) -> Option<Verdict> {
+        self.next_gossip_id += 1;
+        let id = self.next_gossip_id;
+        let from = self.address(from);
+        self.nodes[to].handle_input(self.now, Input::Gossip { from, id, bytes });
+        let mut verdict = None;
+        while let Some(output) = self.nodes[to].poll_output() {
+            match output {
+                Output::GossipVerdict { id: i, verdict: v } if i == id => verdict = Some(v),
+                output => self.act(to, output),
+            }
+        }
+        self.settle();
+        verdict
     }
 
     /// Mines `blocks` blocks, telling every node of each one (deadlines fall on single blocks).

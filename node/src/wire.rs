@@ -109,6 +109,16 @@ pub enum Message {
         /// The proposal answered.
         round: u64,
     },
+    /// The sender's signature of `channel`'s announcement at `capacity` (what the chain
+    /// shows after a change of deposits): with both, either participant can announce it.
+    AnnouncementSignature {
+        /// The channel.
+        channel: ChannelId,
+        /// Its capacity.
+        capacity: Amount,
+        /// The sender's signature of the `ChannelAnnouncement`.
+        signature: Signature,
+    },
 }
 
 impl Message {
@@ -118,7 +128,8 @@ impl Message {
             Self::Update { update, .. } => Some(update.proof.proof.channel_id),
             Self::CloseRequest { channel, .. }
             | Self::CloseAccepted { channel, .. }
-            | Self::CloseRefused { channel, .. } => Some(*channel),
+            | Self::CloseRefused { channel, .. }
+            | Self::AnnouncementSignature { channel, .. } => Some(*channel),
             Self::SecretRequest { .. } | Self::RevealSecret { .. } | Self::Failure { .. } => None,
         }
     }

@@ -8,7 +8,7 @@ use hoplite_node::testkit::{InFlight, Network, create_network};
 use hoplite_node::wire::{
     DecodeError, Envelope, MAX_MESSAGE_SIZE, MAX_ROUTE_HOPS, Message, MessageId,
 };
-use hoplite_node::{Event, Input, Output, PeerAction, PeerError};
+use hoplite_node::{Event, PeerAction, PeerError};
 use std::time::Duration;
 
 fn pair() -> (Network, ChannelId) {
@@ -282,7 +282,7 @@ fn forged_or_foreign_gossip_is_rejected() {
         config.policy,
     );
     update.participant = net.address(0);
-    let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
+    let verdict = net.gossip_verdict(2, 1, GossipMessage::ChannelUpdate(update).encode());
     assert_eq!(
         verdict,
         Some(hoplite_gossip::Verdict::Reject(Rejection::BadSignature))
@@ -295,7 +295,7 @@ fn forged_or_foreign_gossip_is_rejected() {
         net.now().as_secs() + 100,
         config.policy,
     );
-    let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
+    let verdict = net.gossip_verdict(2, 1, GossipMessage::ChannelUpdate(update).encode());
     assert!(matches!(
         verdict,
         Some(hoplite_gossip::Verdict::Reject(
@@ -303,7 +303,7 @@ fn forged_or_foreign_gossip_is_rejected() {
         ))
     ));
     // Garbage.
-    let verdict = gossip_verdict(&mut net, vec![7; 40]);
+    let verdict = net.gossip_verdict(2, 1, vec![7; 40]);
     assert_eq!(
         verdict,
         Some(hoplite_gossip::Verdict::Reject(Rejection::Malformed))
@@ -317,25 +317,11 @@ fn forged_or_foreign_gossip_is_rejected() {
         net.now().as_secs(),
         config.policy,
     );
-    let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
+    let verdict = net.gossip_verdict(2, 1, GossipMessage::ChannelUpdate(update).encode());
     assert_eq!(verdict, Some(hoplite_gossip::Verdict::Accept));
     // The same again is not news.
-    let verdict = gossip_verdict(&mut net, GossipMessage::ChannelUpdate(update).encode());
+    let verdict = net.gossip_verdict(2, 1, GossipMessage::ChannelUpdate(update).encode());
     assert_eq!(verdict, Some(hoplite_gossip::Verdict::Ignore));
-}
-
-/// Node 1's verdict on gossip bytes.
-fn gossip_verdict(net: &mut Network, bytes: Vec<u8>) -> Option<hoplite_gossip::Verdict> {
-    let now = net.now();
-    let from = net.address(2);
-    net.nodes[1].handle_input(now, Input::Gossip { from, id: 7, bytes });
-    let mut verdict = None;
-    while let Some(output) = net.nodes[1].poll_output() {
-        if let Output::GossipVerdict { id: 7, verdict: v } = output {
-            verdict = Some(v);
-        }
-    }
-    verdict
 }
 
 #[test]

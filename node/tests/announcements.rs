@@ -1,0 +1,160 @@
+//! Channel and node announcements end to end: the participants of a channel sign its capacity
+//! to each other and announce it; every node checks what it hears against the chain, learns
+//! the nodes' aliases and addresses, and forgets both when the channels close.
+
+use hoplite_gossip::{ChannelAnnouncement, GossipMessage, NodeAnnouncement, Rejection, Verdict};
+use hoplite_htlc::{Amount, ChannelId};
+use hoplite_node::testkit::Network;
+use hoplite_node::wire::{Envelope, Message, MessageId};
+use hoplite_node::{Close, Event, PeerError};
+
+/// Three nodes with aliases and addresses; a channel between 0 and 1 (1,000 and 500).
+fn network() -> (Network, ChannelId) {
+    let mut net = Network::new(3, 7, |i, config| {
+        config.alias = format!("node {i}");
+        config.addresses = vec![format!("/ip4/10.0.0.{i}/tcp/9735")];
+    });
+    let channel = net.open_channel(0, 1, [1_000, 500]);
+    (net, channel)
+}
+
+fn announced(net: &Network, i: usize, channel: ChannelId) -> Option<ChannelAnnouncement> {
+    net.nodes[i].gossip().channel_announcement(channel).copied()
+}
+
+#[test]
+fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
+    let (mut net, channel) = network();
+    for i in 0..3 {
+        let announcement = announced(&net, i, channel).expect("announced");
+        assert_eq!(announcement.capacity, Amount::from(1_500u64));
+        assert_eq!(announcement.participants, [net.address(0), net.address(1)]);
+        for j in [0, 1] {
+            let node = net.nodes[i]
+                .gossip()
+                .node_announcement(net.address(j))
+                .unwrap_or_else(|| panic!("node {i} knows node {j}"));
+            assert_eq!(node.alias, format!("node {j}"));
+            assert_eq!(node.addresses, vec![format!("/ip4/10.0.0.{j}/tcp/9735")]);
+        }
+        // Node 2 has no channel: nobody keeps an announcement of it.
+        assert!(
+            net.nodes[i]
+                .gossip()
+                .node_announcement(net.address(2))
+                .is_none()
+        );
+    }
+    // A deposit: the channel is announced again with its new capacity.
+    let now = net.now();
+    net.nodes[1]
+        .deposit(now, channel, Amount::from(800u64))
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    for i in 0..3 {
+        assert_eq!(
+            announced(&net, i, channel).map(|a| a.capacity),
+            Some(Amount::from(1_800u64))
+        );
+    }
+    // Closed: the channel and its nodes (who have no other) are forgotten.
+    let now = net.now();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    for i in 0..3 {
+        assert_eq!(announced(&net, i, channel), None);
+        assert_eq!(net.nodes[i].gossip().node_count(), 0);
+    }
+}
+
+#[test]
+fn forged_and_unfounded_announcements_are_rejected() {
+    let (mut net, channel) = network();
+    let genuine = announced(&net, 2, channel).unwrap();
+    let config = net.nodes[2].config().clone();
+    // Node 1 deposits behind its node's back: the capacity changes on-chain, and node 2 has
+    // not heard the new announcement yet. One signed by node 0 alone is forged.
+    let total = Amount::from(900u64);
+    let own = net.address(1);
+    hoplite_chain::evm::complete(net.chain(1).set_total_deposit(channel, own, total)).unwrap();
+    net.sync_chain();
+    let capacity = Amount::from(1_900u64);
+    let part = ChannelAnnouncement::sign_part(
+        &hoplite_htlc::testing::key(7, 0),
+        config.token_network,
+        channel,
+        genuine.participants,
+        capacity,
+    );
+    let forged = ChannelAnnouncement {
+        capacity,
+        signatures: [part, part],
+        ..genuine
+    };
+    assert_eq!(
+        net.gossip_verdict(0, 2, GossipMessage::ChannelAnnouncement(forged).encode()),
+        Some(Verdict::Reject(Rejection::BadSignature))
+    );
+    // The participants' own exchange announces it.
+    net.deliver_all();
+    assert_eq!(
+        announced(&net, 2, channel).map(|a| a.capacity),
+        Some(capacity)
+    );
+    // A channel that does not exist on-chain.
+    let unknown = ChannelAnnouncement {
+        channel: ChannelId::from(77),
+        ..genuine
+    };
+    assert_eq!(
+        net.gossip_verdict(0, 2, GossipMessage::ChannelAnnouncement(unknown).encode()),
+        Some(Verdict::Reject(Rejection::UnknownChannel(ChannelId::from(
+            77
+        ))))
+    );
+    // Node 2 announcing itself without a channel.
+    let config = net.nodes[2].config().clone();
+    let lonely = NodeAnnouncement::sign(
+        &hoplite_htlc::testing::key(7, 2),
+        config.token_network,
+        net.now().as_secs(),
+        "node 2".to_owned(),
+        Vec::new(),
+    );
+    assert_eq!(lonely.node, net.address(2));
+    assert_eq!(
+        net.gossip_verdict(2, 1, GossipMessage::NodeAnnouncement(lonely).encode()),
+        Some(Verdict::Reject(Rejection::UnknownNode(net.address(2))))
+    );
+}
+
+#[test]
+fn a_partner_signature_that_is_not_its_own_is_refused() {
+    let (mut net, channel) = network();
+    let genuine = announced(&net, 1, channel).unwrap();
+    let envelope = Envelope::Message {
+        id: MessageId(1_000),
+        message: Message::AnnouncementSignature {
+            channel,
+            capacity: genuine.capacity,
+            // Node 1's own signature, presented as node 0's.
+            signature: genuine.signatures[1],
+        },
+    };
+    let events = net.inject(0, 1, envelope.encode());
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::PeerMessageRejected {
+                error: PeerError::BadSignature,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    net.in_flight.clear();
+}
