@@ -823,6 +823,10 @@ impl Node {
         if total <= ours.participant(Side::Ours).total_deposit() {
             return Err(CommandError::DepositTooLow);
         }
+        // A settlement being signed must add up to what the channel holds.
+        if self.is_closing(channel) {
+            return Err(CommandError::ChannelClosing(channel));
+        }
         self.chain_request(ChainRequest::Deposit { channel, total });
         self.finish();
         Ok(())

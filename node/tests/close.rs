@@ -169,6 +169,10 @@ fn a_signer_is_frozen_and_a_silent_partner_is_closed_on_unilaterally() {
         net.nodes[0].send_direct(now, channel, amount(1)),
         Err(CommandError::ChannelClosing(channel))
     );
+    assert_eq!(
+        net.nodes[0].deposit(now, channel, amount(5_000)),
+        Err(CommandError::ChannelClosing(channel))
+    );
     // 1 signs; its acceptance is lost, and 0 goes offline.
     assert!(net.deliver_next());
     net.in_flight.clear();
