@@ -16,15 +16,16 @@
 //! A signed settlement can be submitted for as long as the channel is open (the contract's
 //! `CooperativeSettle` has no expiry), so whoever has signed one never accepts a newer state of
 //! the channel: a payment to it afterwards could be settled away by the old balances. Q signs
-//! first, so only Q is bound before P decides; P signs only to submit. A party left waiting (its
-//! partner went silent) closes unilaterally, which is always allowed.
+//! first, so only Q is bound before P decides; P signs only to submit. A proposal unanswered for
+//! `close_timeout` blocks is dropped; a signer whose channel has not settled by then closes
+//! unilaterally (which the user may also do at any time).
 
 use crate::node::{ChainRequest, CommandError, Event, Node, PeerError};
 use crate::wire::Message;
 use alloy_primitives::{Address, B256};
 use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::eip712::CooperativeSettle;
-use hoplite_htlc::{Amount, ChannelId, Side, Signature};
+use hoplite_htlc::{Amount, BlockNumber, ChannelId, Side, Signature};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -32,15 +33,17 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Close {
     /// Ask the partner to sign the final balances; the channel is paid out at once. Needs the
-    /// partner online and no lock pending; a refusal is reported as
-    /// [`Event::CloseRefused`](crate::Event::CloseRefused) and the channel goes on.
+    /// partner online and no lock pending; a refusal, or no answer within `close_timeout`
+    /// blocks, is reported as [`Event::CloseRefused`](crate::Event::CloseRefused) and the
+    /// channel goes on. Once we signed, a channel not settled within `close_timeout` blocks is
+    /// closed unilaterally.
     Cooperative,
     /// Close on-chain with the partner's latest proof; settled after the challenge window.
     Unilateral,
 }
 
 /// Where a cooperative close of one of our channels stands. While it is in either phase the
-/// channel carries no new state in either direction.
+/// channel carries no new state in either direction; `since` is the block it began in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Closing {
     /// We asked the partner to sign these balances (participant1's, participant2's).
@@ -49,9 +52,16 @@ pub(crate) enum Closing {
         round: u64,
         /// The balances.
         balances: [Amount; 2],
+        /// When we proposed.
+        since: BlockNumber,
     },
     /// We signed these balances: the channel is frozen until it settles.
-    Signed([Amount; 2]),
+    Signed {
+        /// The balances.
+        balances: [Amount; 2],
+        /// When we signed.
+        since: BlockNumber,
+    },
 }
 
 impl Node {
@@ -76,8 +86,15 @@ impl Node {
                 let balances = self.final_balances(channel)?;
                 self.close_rounds += 1;
                 let round = self.close_rounds;
-                self.closing
-                    .insert(channel, Closing::Proposed { round, balances });
+                let since = self.block;
+                self.closing.insert(
+                    channel,
+                    Closing::Proposed {
+                        round,
+                        balances,
+                        since,
+                    },
+                );
                 self.state_changed = true;
                 self.announce_policy(channel);
                 self.send(
@@ -156,7 +173,9 @@ impl Node {
         self.state_changed = true;
         let accept = match self.closing.get(&channel) {
             // We signed already, for the partner's earlier proposal or for this one.
-            Some(Closing::Signed(signed)) => *signed == balances,
+            Some(Closing::Signed {
+                balances: signed, ..
+            }) => *signed == balances,
             // Both proposed at once: the same balances are settled by the lower address (the
             // other signs); different ones are refused on both sides.
             Some(Closing::Proposed { balances: ours, .. }) if *ours == balances => {
@@ -176,9 +195,10 @@ impl Node {
         };
         // From now on the channel never changes.
         let signature = self.key.sign_digest(&digest);
-        if self.closing.insert(channel, Closing::Signed(balances))
-            != Some(Closing::Signed(balances))
-        {
+        if !matches!(self.closing.get(&channel), Some(Closing::Signed { .. })) {
+            let since = self.block;
+            self.closing
+                .insert(channel, Closing::Signed { balances, since });
             self.announce_policy(channel);
         }
         self.send(
@@ -226,7 +246,9 @@ impl Node {
         } else {
             [signature, ours]
         };
-        self.closing.insert(channel, Closing::Signed(balances));
+        let since = self.block;
+        self.closing
+            .insert(channel, Closing::Signed { balances, since });
         self.chain_request(ChainRequest::CooperativeSettle {
             channel,
             balances,
@@ -247,11 +269,49 @@ impl Node {
         {
             return Err(PeerError::Unsolicited("close refusal"));
         }
+        self.drop_proposal(channel, true);
+        Ok(())
+    }
+
+    /// Cooperative closes that took `close_timeout` blocks: a proposal unanswered is dropped
+    /// (we signed nothing, the channel goes on); a channel frozen by our signature that has not
+    /// settled (the partner never submitted, or the settlement failed) is closed unilaterally.
+    pub(crate) fn give_up_slow_closes(&mut self) {
+        let timeout = self.config.close_timeout;
+        let due: Vec<(ChannelId, Closing)> = self
+            .closing
+            .iter()
+            .filter(|(_, closing)| {
+                let (Closing::Proposed { since, .. } | Closing::Signed { since, .. }) = closing;
+                self.block.0 >= since.0.saturating_add(timeout)
+            })
+            .map(|(channel, closing)| (*channel, *closing))
+            .collect();
+        for (channel, closing) in due {
+            if self.partner_of(channel).is_err() {
+                continue;
+            }
+            match closing {
+                Closing::Proposed { .. } => self.drop_proposal(channel, false),
+                Closing::Signed { .. } => self.request_close(channel),
+            }
+        }
+    }
+
+    /// Our proposal for `channel` is over (`answered`: refused, else unanswered): the channel
+    /// goes on, and the proposal is not sent again.
+    fn drop_proposal(&mut self, channel: ChannelId, answered: bool) {
         self.closing.remove(&channel);
+        if let Ok(partner) = self.partner_of(channel)
+            && let Some(peer) = self.peers.get_mut(&partner)
+        {
+            peer.unacked.retain(|_, (message, _)| {
+                !matches!(message, Message::CloseRequest { channel: c, .. } if *c == channel)
+            });
+        }
         self.state_changed = true;
         self.announce_policy(channel);
-        self.event(Event::CloseRefused { channel });
-        Ok(())
+        self.event(Event::CloseRefused { channel, answered });
     }
 
     /// `from` is the partner in our open channel `channel`.

@@ -37,6 +37,9 @@ pub struct Config {
     pub reveal_timeout: u64,
     /// The challenge window of the channels we open, in blocks.
     pub settle_timeout: u32,
+    /// Blocks a cooperative close may take: an unanswered proposal is dropped, and a channel
+    /// whose settlement we signed but that has not settled is closed unilaterally.
+    pub close_timeout: u64,
     /// Our forwarding policy, announced for every channel we have.
     pub policy: Policy,
     /// Blocks the payee's lock has left when we pay (routing's `final_expiry_delta`). As a
@@ -68,6 +71,7 @@ impl Config {
             token_network,
             reveal_timeout: 10,
             settle_timeout: 500,
+            close_timeout: 20,
             policy: Policy {
                 base_fee: 1,
                 fee_millionths: 1_000,
@@ -94,6 +98,7 @@ impl Config {
         // A mediator that learns the secret just before its outgoing lock expires still has
         // `expiry_delta` blocks to claim the incoming one; it needs `reveal_timeout` of them.
         if self.reveal_timeout == 0
+            || self.close_timeout == 0
             || delta <= self.reveal_timeout
             || u64::from(self.final_expiry_delta) <= self.reveal_timeout
             || u64::from(self.settle_timeout) <= self.reveal_timeout
@@ -308,11 +313,14 @@ pub enum Event {
         /// Who closed it.
         closer: Address,
     },
-    /// The partner refused to settle cooperatively (its view differs, or a lock is pending):
-    /// the channel goes on. Close it again later, or unilaterally.
+    /// Our cooperative close did not happen: the partner refused (its view differs, or a lock
+    /// is pending), or did not answer within `close_timeout` blocks. The channel goes on; close
+    /// it again later, or unilaterally.
     CloseRefused {
         /// The channel.
         channel: ChannelId,
+        /// Whether the partner answered (refused) or stayed silent.
+        answered: bool,
     },
     /// A channel of ours was settled on-chain.
     ChannelSettled {
@@ -476,7 +484,9 @@ impl PeerError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
     /// The timing parameters can't keep a mediator safe.
-    #[error("need 0 < reveal_timeout < expiry_delta, final_expiry_delta and settle_timeout")]
+    #[error(
+        "need 0 < reveal_timeout < expiry_delta, final_expiry_delta and settle_timeout, and 0 < close_timeout"
+    )]
     Timeouts,
     /// No such open channel of ours.
     #[error("no open channel {0}")]
@@ -524,7 +534,7 @@ enum Outgoing {
 pub(crate) struct Peer {
     next_id: u64,
     /// By id: the message and when it last went out (`None`: held back until persisted).
-    unacked: BTreeMap<MessageId, (Message, Option<Duration>)>,
+    pub(crate) unacked: BTreeMap<MessageId, (Message, Option<Duration>)>,
 }
 
 impl Peer {

@@ -244,6 +244,7 @@ impl Node {
             }
         }
         self.claim_locks_in_danger();
+        self.give_up_slow_closes();
     }
 
     fn settle(&mut self, channel: ChannelId) {

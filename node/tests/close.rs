@@ -106,9 +106,9 @@ fn a_transfer_crossing_the_proposal_makes_it_refused_and_the_channel_goes_on() {
     net.settle();
     net.deliver_all();
     assert!(
-        net.events(0)
-            .iter()
-            .any(|e| matches!(e, Event::CloseRefused { channel: c } if *c == channel)),
+        net.events(0).iter().any(
+            |e| matches!(e, Event::CloseRefused { channel: c, answered: true } if *c == channel)
+        ),
         "{:?}",
         net.events(0)
     );
@@ -157,7 +157,7 @@ fn proposals_crossing_each_other_settle_once() {
 }
 
 #[test]
-fn a_signer_is_frozen_and_a_silent_partner_is_closed_on_unilaterally() {
+fn a_signer_is_frozen_and_closes_unilaterally_when_its_partner_goes_silent() {
     let (mut net, channel) = paid_channel();
     let now = net.now();
     net.nodes[0]
@@ -181,12 +181,21 @@ fn a_signer_is_frozen_and_a_silent_partner_is_closed_on_unilaterally() {
         Err(CommandError::ChannelClosing(channel))
     );
     net.disconnect(0);
-    // 1 can't settle with one signature: it closes unilaterally and settles after the window.
-    let now = net.now();
-    net.nodes[1]
-        .close_channel(now, channel, Close::Unilateral)
-        .unwrap();
-    net.settle();
+    // 1 can't settle with one signature: `close_timeout` blocks after signing, it closes
+    // unilaterally, and both are paid after the challenge window.
+    let closed = |net: &Network| {
+        net.events(1)
+            .iter()
+            .any(|e| matches!(e, Event::ChannelClosed { .. }))
+    };
+    net.mine(19);
+    assert!(!closed(&net));
+    net.mine(1);
+    assert!(
+        net.events(1)
+            .iter()
+            .any(|e| matches!(e, Event::ChannelClosed { closer, .. } if *closer == net.address(1)))
+    );
     net.reconnect(0);
     net.in_flight.clear();
     net.mine_and_deliver(510);
@@ -285,5 +294,33 @@ fn a_refused_proposal_resent_later_is_not_accepted() {
     net.settle();
     net.deliver_all();
     assert_eq!(net.spendable(0, channel), amount(845));
+    assert!(!settled(&net, 0, channel));
+}
+
+#[test]
+fn an_unanswered_proposal_is_dropped_and_the_channel_goes_on() {
+    let (mut net, channel) = paid_channel();
+    net.disconnect(1);
+    let now = net.now();
+    net.nodes[0]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+    net.in_flight.clear();
+    net.mine(20);
+    assert!(net.events(0).iter().any(|e| matches!(
+        e,
+        Event::CloseRefused { channel: c, answered: false } if *c == channel
+    )));
+    // Nothing was signed, and the proposal is not sent again: the channel carries payments
+    // both ways.
+    net.reconnect(1);
+    net.deliver_all();
+    let now = net.now();
+    net.nodes[0].send_direct(now, channel, amount(5)).unwrap();
+    net.nodes[1].send_direct(now, channel, amount(2)).unwrap();
+    net.settle();
+    net.deliver_all();
+    assert_eq!(net.spendable(1, channel), amount(653));
     assert!(!settled(&net, 0, channel));
 }
