@@ -315,7 +315,7 @@ impl Node {
     }
 
     /// `from` is the partner in our open channel `channel`.
-    fn check_partner(&self, from: Address, channel: ChannelId) -> Result<(), PeerError> {
+    pub(crate) fn check_partner(&self, from: Address, channel: ChannelId) -> Result<(), PeerError> {
         match self.partner_of(channel) {
             Ok(partner) if partner == from => Ok(()),
             Ok(_) => Err(PeerError::NotPartner { channel, from }),

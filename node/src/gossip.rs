@@ -120,10 +120,7 @@ impl Node {
 
     /// Whether `node` has a channel open on-chain.
     fn has_open_channel(&self, node: Address) -> bool {
-        self.onchain.values().any(|c| {
-            c.phase == Phase::Opened
-                && (c.state.participant1 == node || c.state.participant2 == node)
-        })
+        self.open_channels_of.contains_key(&node)
     }
 
     /// The deposits of our `channel` changed: send the partner our signature of its new
@@ -169,9 +166,7 @@ impl Node {
         capacity: Amount,
         signature: Signature,
     ) -> Result<(), PeerError> {
-        if self.partner_of(channel) != Ok(from) {
-            return Err(PeerError::NotPartner { channel, from });
-        }
+        self.check_partner(from, channel)?;
         let facts = self
             .channel_facts(channel)
             .ok_or(PeerError::ChannelClosed(channel))?;

@@ -576,6 +576,8 @@ pub struct Node {
     pub(crate) block: BlockNumber,
     /// Every channel of the token network, as its events build it.
     pub(crate) onchain: BTreeMap<ChannelId, OnChainChannel>,
+    /// How many channels each participant has open on-chain (only those with one).
+    pub(crate) open_channels_of: BTreeMap<Address, u32>,
     /// Our channels' off-chain state.
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
     pub(crate) graph: NetworkGraph,
@@ -643,6 +645,7 @@ impl Node {
             now,
             block,
             onchain: BTreeMap::new(),
+            open_channels_of: BTreeMap::new(),
             channels: BTreeMap::new(),
             graph: NetworkGraph::new(),
             router: Router::default(),
@@ -1266,7 +1269,21 @@ impl Node {
         let Some(onchain) = self.onchain.get_mut(&id) else {
             return;
         };
+        let was_open = onchain.phase == Phase::Opened;
         onchain.apply(event);
+        if was_open && onchain.phase != Phase::Opened {
+            for node in [onchain.state.participant1, onchain.state.participant2] {
+                if let Some(count) = self.open_channels_of.get_mut(&node) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.open_channels_of.remove(&node);
+                    }
+                }
+            }
+        }
+        let Some(onchain) = self.onchain.get(&id) else {
+            return;
+        };
         let ContractEvent::TokenNetwork(contract_event) = &event.event else {
             return;
         };
@@ -1326,7 +1343,11 @@ impl Node {
         let id = opened.id;
         let [one, two] = [opened.state.participant1, opened.state.participant2];
         let settle_timeout = u64::from(opened.state.settleTimeout);
-        self.onchain.insert(id, opened);
+        if self.onchain.insert(id, opened).is_none() {
+            for node in [one, two] {
+                *self.open_channels_of.entry(node).or_default() += 1;
+            }
+        }
         let _ = self.graph.add_channel(id, NodeId(one), NodeId(two), 0);
         let partner = match self.address {
             a if a == one => two,
