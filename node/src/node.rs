@@ -92,7 +92,8 @@ impl Config {
         }
     }
 
-    /// Whether the timing parameters can keep a mediator safe.
+    /// Whether the configuration is usable: timing that keeps a mediator safe, and a node
+    /// announcement within its bounds.
     pub(crate) fn check(&self) -> Result<(), CommandError> {
         let delta = u64::from(self.policy.expiry_delta);
         // A mediator that learns the secret just before its outgoing lock expires still has
