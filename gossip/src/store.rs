@@ -31,6 +31,11 @@ impl Default for GossipParams {
 }
 
 /// What to do with a gossip message: the runtime reports it to gossipsub.
+///
+/// A message about a channel that is not open on-chain as far as we know, or a node with no
+/// such channel, is ignored, not rejected: the relayer's view of the chain may be ahead of ours
+/// (a channel just opened) or behind it (one just closed), and nobody is to blame (LDK does the
+/// same).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Valid and new: applied, relay it.
@@ -59,15 +64,9 @@ pub enum Rejection {
     /// For another chain or contract.
     #[error("update for another token network")]
     WrongTokenNetwork,
-    /// No such channel on-chain (or it was closed).
-    #[error("channel {0} is not open on-chain")]
-    UnknownChannel(ChannelId),
     /// A channel announcement names other participants than the chain's.
     #[error("channel {0} has other participants on-chain")]
     WrongParticipants(ChannelId),
-    /// A node announcement of a node with no channel open on-chain.
-    #[error("{0} has no open channel")]
-    UnknownNode(Address),
     /// The named participant is not an end of the channel.
     #[error("{participant} is not a participant of channel {channel}")]
     NotAParticipant {
@@ -129,8 +128,9 @@ impl GossipStore {
     }
 
     /// Checks a channel announcement against the chain (`facts`: the channel, if open) and
-    /// keeps it if it is new. One whose capacity differs from the chain's is ignored, not
-    /// rejected: it may be older than a deposit, or we may not have seen the deposit yet.
+    /// keeps it if it is new. One of a channel we don't know open, or whose capacity differs
+    /// from the chain's, is ignored, not rejected: it may be older than a deposit, or we may
+    /// not have seen the chain's latest blocks yet.
     pub fn handle_channel_announcement(
         &mut self,
         announcement: &ChannelAnnouncement,
@@ -140,7 +140,7 @@ impl GossipStore {
             return Verdict::Reject(Rejection::WrongTokenNetwork);
         }
         let Some(facts) = facts else {
-            return Verdict::Reject(Rejection::UnknownChannel(announcement.channel));
+            return Verdict::Ignore;
         };
         if announcement.participants != facts.participants {
             return Verdict::Reject(Rejection::WrongParticipants(announcement.channel));
@@ -160,7 +160,7 @@ impl GossipStore {
     }
 
     /// Checks a node announcement (`has_channel`: the node has a channel open on-chain, which
-    /// bounds how many nodes we keep) and keeps it if it is new.
+    /// bounds how many nodes we keep; if not, it is ignored) and keeps it if it is new.
     pub fn handle_node_announcement(
         &mut self,
         now: Duration,
@@ -177,7 +177,7 @@ impl GossipStore {
             return Verdict::Reject(rejection);
         }
         if !has_channel {
-            return Verdict::Reject(Rejection::UnknownNode(announcement.node));
+            return Verdict::Ignore;
         }
         if let Some(latest) = self.nodes.get(&announcement.node)
             && !self.is_news(now, announcement.timestamp, latest)
@@ -216,7 +216,7 @@ impl GossipStore {
     }
 
     /// Checks an update, cheapest test first, and keeps it if it is new. `participants`: the
-    /// channel's two ends if it is open on-chain.
+    /// channel's two ends if it is open on-chain (if not, the update is ignored).
     pub fn handle_update(
         &mut self,
         now: Duration,
@@ -249,7 +249,7 @@ impl GossipStore {
         if update.token_network != self.token_network {
             return Err(Some(Rejection::WrongTokenNetwork));
         }
-        let participants = participants.ok_or(Rejection::UnknownChannel(update.channel))?;
+        let participants = participants.ok_or(None)?;
         if !participants.contains(&update.participant) {
             return Err(Some(Rejection::NotAParticipant {
                 channel: update.channel,

@@ -110,9 +110,10 @@ fn invalid_updates_are_rejected_with_their_reason() {
         reject(&mut store, &foreign, Some(ends)),
         Verdict::Reject(Rejection::WrongTokenNetwork)
     );
+    // Not open on-chain as far as we know: maybe we lag; not news, nobody to blame.
     assert_eq!(
         reject(&mut store, &update(0, channel, NOW), None),
-        Verdict::Reject(Rejection::UnknownChannel(channel))
+        Verdict::Ignore
     );
     let outsider = update(2, channel, NOW);
     assert!(matches!(
@@ -199,10 +200,11 @@ fn channel_announcements_are_checked_against_the_chain() {
         capacity: Amount::from(1_500u64),
     });
     let good = announcement(channel, 1_500, [0, 1]);
-    // Not open on-chain, another token network, other participants, a forged signature.
+    // Not open on-chain as far as we know (maybe we lag): ignored. Another token network,
+    // other participants, a forged signature: rejected.
     assert_eq!(
         store.handle_channel_announcement(&good, None),
-        Verdict::Reject(Rejection::UnknownChannel(channel))
+        Verdict::Ignore
     );
     let foreign = ChannelAnnouncement {
         token_network: TokenNetwork {
@@ -263,10 +265,12 @@ fn node_announcement(signer: u8, timestamp: u64, alias: &str) -> NodeAnnouncemen
 fn node_announcements_need_a_channel_a_signature_and_news() {
     let mut store = GossipStore::new(TOKEN_NETWORK, GossipParams::default());
     let first = node_announcement(0, NOW, "alpha");
+    // No channel open on-chain as far as we know: ignored, and not kept.
     assert_eq!(
         store.handle_node_announcement(at(NOW), &first, false),
-        Verdict::Reject(Rejection::UnknownNode(first.node))
+        Verdict::Ignore
     );
+    assert_eq!(store.node_count(), 0);
     let mut forged = first.clone();
     forged.alias = "mallory".to_owned();
     assert_eq!(

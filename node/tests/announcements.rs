@@ -72,7 +72,7 @@ fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
 }
 
 #[test]
-fn forged_and_unfounded_announcements_are_rejected() {
+fn forged_announcements_are_rejected_and_unfounded_ones_not_relayed() {
     let (mut net, channel) = network();
     let genuine = announced(&net, 2, channel).unwrap();
     let config = net.nodes[2].config().clone();
@@ -105,17 +105,16 @@ fn forged_and_unfounded_announcements_are_rejected() {
         announced(&net, 2, channel).map(|a| a.capacity),
         Some(capacity)
     );
-    // A channel that does not exist on-chain.
+    // A channel that does not exist on-chain, as far as node 2 knows: not relayed.
     let unknown = ChannelAnnouncement {
         channel: ChannelId::from(77),
         ..genuine
     };
     assert_eq!(
         net.gossip_verdict(0, 2, GossipMessage::ChannelAnnouncement(unknown).encode()),
-        Some(Verdict::Reject(Rejection::UnknownChannel(ChannelId::from(
-            77
-        ))))
+        Some(Verdict::Ignore)
     );
+    assert_eq!(announced(&net, 2, ChannelId::from(77)), None);
     // Node 2 announcing itself without a channel.
     let config = net.nodes[2].config().clone();
     let lonely = NodeAnnouncement::sign(
@@ -128,7 +127,13 @@ fn forged_and_unfounded_announcements_are_rejected() {
     assert_eq!(lonely.node, net.address(2));
     assert_eq!(
         net.gossip_verdict(2, 1, GossipMessage::NodeAnnouncement(lonely).encode()),
-        Some(Verdict::Reject(Rejection::UnknownNode(net.address(2))))
+        Some(Verdict::Ignore)
+    );
+    assert!(
+        net.nodes[1]
+            .gossip()
+            .node_announcement(net.address(2))
+            .is_none()
     );
 }
 
