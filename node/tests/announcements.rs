@@ -83,8 +83,10 @@ fn forged_announcements_are_rejected_and_unfounded_ones_not_relayed() {
     hoplite_chain::evm::complete(net.chain(1).set_total_deposit(channel, own, total)).unwrap();
     net.sync_chain();
     let capacity = Amount::from(1_900u64);
+    let key0 = hoplite_htlc::testing::key(7, 0);
+    assert_eq!(key0.address(), net.address(0));
     let part = ChannelAnnouncement::sign_part(
-        &hoplite_htlc::testing::key(7, 0),
+        &key0,
         config.token_network,
         channel,
         genuine.participants,
@@ -116,7 +118,6 @@ fn forged_announcements_are_rejected_and_unfounded_ones_not_relayed() {
     );
     assert_eq!(announced(&net, 2, ChannelId::from(77)), None);
     // Node 2 announcing itself without a channel.
-    let config = net.nodes[2].config().clone();
     let lonely = NodeAnnouncement::sign(
         &hoplite_htlc::testing::key(7, 2),
         config.token_network,
