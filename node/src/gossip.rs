@@ -153,7 +153,7 @@ impl Node {
         if let Some((capacity, theirs)) = self.announcement_parts.get(&channel).copied()
             && capacity == facts.capacity
         {
-            self.announce_channel(channel, facts, theirs);
+            self.announce_channel(channel, facts, signature, theirs);
         }
     }
 
@@ -170,6 +170,10 @@ impl Node {
         let facts = self
             .channel_facts(channel)
             .ok_or(PeerError::ChannelClosed(channel))?;
+        // An older capacity than the chain's is not worth announcing, nor checking.
+        if capacity < facts.capacity {
+            return Ok(());
+        }
         let digest = ChannelAnnouncement::digest(
             self.config.token_network,
             channel,
@@ -179,28 +183,26 @@ impl Node {
         if recover_address(&digest, &signature).ok() != Some(from) {
             return Err(PeerError::BadSignature);
         }
-        // The partner saw the chain before us (we announce when we catch up), or after (an
-        // older capacity is not worth announcing).
-        match capacity.cmp(&facts.capacity) {
-            std::cmp::Ordering::Equal => self.announce_channel(channel, facts, signature),
-            std::cmp::Ordering::Greater => {
-                self.announcement_parts
-                    .insert(channel, (capacity, signature));
-                self.state_changed = true;
-            }
-            std::cmp::Ordering::Less => {}
+        if capacity == facts.capacity {
+            let ours = self.key.sign_digest(&digest);
+            self.announce_channel(channel, facts, ours, signature);
+        } else {
+            // The partner saw the chain before us: announce when we catch up.
+            self.announcement_parts
+                .insert(channel, (capacity, signature));
+            self.state_changed = true;
         }
         Ok(())
     }
 
-    fn announce_channel(&mut self, channel: ChannelId, facts: ChannelFacts, theirs: Signature) {
-        let ours = ChannelAnnouncement::sign_part(
-            &self.key,
-            self.config.token_network,
-            channel,
-            facts.participants,
-            facts.capacity,
-        );
+    /// Publishes `channel`'s announcement with both participants' signatures of `facts`.
+    fn announce_channel(
+        &mut self,
+        channel: ChannelId,
+        facts: ChannelFacts,
+        ours: Signature,
+        theirs: Signature,
+    ) {
         let signatures = if facts.participants[0] == self.address {
             [ours, theirs]
         } else {

@@ -10,8 +10,10 @@
 //! [`Network::check_conservation`]. A network dropped with undelivered messages fails the test.
 
 use crate::invoice::{Invoice, PaymentId};
-use crate::node::{ChainRequest, Config, Event, Input, Node, NodeState, Output, PersistId, Record};
-use crate::wire::{Envelope, Message};
+use crate::node::{
+    ChainRequest, Config, Event, Input, Node, NodeState, Output, PeerError, PersistId, Record,
+};
+use crate::wire::{Envelope, Message, MessageId};
 use alloy_primitives::{Address, U256};
 use alloy_sol_types::SolCall;
 use hoplite_chain::contracts::TestToken;
@@ -431,6 +433,22 @@ impl Network {
         self.settle();
         self.check_conservation();
         self.events[to][before..].to_vec()
+    }
+
+    /// Delivers `message` to node `to` as if `from` sent it, and returns the errors it was
+    /// rejected with.
+    pub fn inject_message(&mut self, from: usize, to: usize, message: Message) -> Vec<PeerError> {
+        let envelope = Envelope::Message {
+            id: MessageId(u64::MAX),
+            message,
+        };
+        self.inject(from, to, envelope.encode())
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::PeerMessageRejected { error, .. } => Some(error),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Node `to`'s verdict on gossip `bytes` relayed by node `from` (its other outputs are

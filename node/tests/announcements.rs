@@ -5,8 +5,8 @@
 use hoplite_gossip::{ChannelAnnouncement, GossipMessage, NodeAnnouncement, Rejection, Verdict};
 use hoplite_htlc::{Amount, ChannelId};
 use hoplite_node::testkit::Network;
-use hoplite_node::wire::{Envelope, Message, MessageId};
-use hoplite_node::{Close, Event, PeerError};
+use hoplite_node::wire::Message;
+use hoplite_node::{Close, PeerError};
 
 /// Three nodes with aliases and addresses; a channel between 0 and 1 (1,000 and 500).
 fn network() -> (Network, ChannelId) {
@@ -142,25 +142,16 @@ fn forged_announcements_are_rejected_and_unfounded_ones_not_relayed() {
 fn a_partner_signature_that_is_not_its_own_is_refused() {
     let (mut net, channel) = network();
     let genuine = announced(&net, 1, channel).unwrap();
-    let envelope = Envelope::Message {
-        id: MessageId(1_000),
-        message: Message::AnnouncementSignature {
+    let errors = net.inject_message(
+        0,
+        1,
+        Message::AnnouncementSignature {
             channel,
             capacity: genuine.capacity,
             // Node 1's own signature, presented as node 0's.
             signature: genuine.signatures[1],
         },
-    };
-    let events = net.inject(0, 1, envelope.encode());
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::PeerMessageRejected {
-                error: PeerError::BadSignature,
-                ..
-            }
-        )),
-        "{events:?}"
     );
+    assert_eq!(errors, [PeerError::BadSignature]);
     net.in_flight.clear();
 }

@@ -4,7 +4,7 @@
 
 use hoplite_htlc::{Amount, ChannelId};
 use hoplite_node::testkit::{Network, START_TOKENS, create_network};
-use hoplite_node::wire::{Envelope, Message, MessageId};
+use hoplite_node::wire::Message;
 use hoplite_node::{ChainRequest, Close, CommandError, Event, PeerError};
 use std::time::Duration;
 
@@ -36,6 +36,20 @@ fn gained(net: &mut Network, i: usize) -> i128 {
     i128::try_from(net.tokens(i).to_u256()).unwrap() - i128::from(START_TOKENS)
 }
 
+/// Both nodes' tokens on-chain, counted from what they were minted, are `expected`.
+fn assert_gained(net: &mut Network, expected: [i128; 2]) {
+    assert_eq!([gained(net, 0), gained(net, 1)], expected);
+}
+
+/// Node `i` proposes a cooperative close of `channel` (nothing delivered).
+fn propose(net: &mut Network, i: usize, channel: ChannelId) {
+    let now = net.now();
+    net.nodes[i]
+        .close_channel(now, channel, Close::Cooperative)
+        .unwrap();
+    net.settle();
+}
+
 fn chain_requests_failed(net: &Network, i: usize) -> Vec<Event> {
     net.events(i)
         .iter()
@@ -47,11 +61,7 @@ fn chain_requests_failed(net: &Network, i: usize) -> Vec<Event> {
 #[test]
 fn cooperative_close_pays_out_the_off_chain_balances_at_once() {
     let (mut net, channel) = paid_channel();
-    let now = net.now();
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     net.deliver_all();
     // Settled at once: no close, no challenge window.
     for i in [0, 1] {
@@ -64,8 +74,7 @@ fn cooperative_close_pays_out_the_off_chain_balances_at_once() {
         assert!(chain_requests_failed(&net, i).is_empty());
     }
     // Deposited 1,000 and 500; held 850 and 650.
-    assert_eq!(gained(&mut net, 0), 850 - 1_000);
-    assert_eq!(gained(&mut net, 1), 650 - 500);
+    assert_gained(&mut net, [850 - 1_000, 650 - 500]);
     assert!(net.nodes[0].onchain_channel(channel).is_some());
     // Nothing is left to send on it.
     assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);
@@ -84,14 +93,10 @@ fn a_pending_lock_blocks_a_cooperative_close() {
     );
     // Once the payment is through, the close goes ahead.
     net.claim_payment(&[0, 1], payment);
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     net.deliver_all();
     assert!(settled(&net, 0, channel));
-    assert_eq!(gained(&mut net, 0), -100);
-    assert_eq!(gained(&mut net, 1), 100);
+    assert_gained(&mut net, [-100, 100]);
 }
 
 #[test]
@@ -100,10 +105,7 @@ fn a_transfer_crossing_the_proposal_makes_it_refused_and_the_channel_goes_on() {
     let now = net.now();
     // 1 pays 50 while 0's proposal (without those 50) is on its way.
     net.nodes[1].send_direct(now, channel, amount(50)).unwrap();
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     net.deliver_all();
     assert!(
         net.events(0).iter().any(
@@ -122,27 +124,18 @@ fn a_transfer_crossing_the_proposal_makes_it_refused_and_the_channel_goes_on() {
     net.nodes[0].send_direct(now, channel, amount(1)).unwrap();
     net.settle();
     net.deliver_all();
-    let now = net.now();
-    net.nodes[1]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 1, channel);
     net.deliver_all();
     assert!(settled(&net, 1, channel));
-    assert_eq!(gained(&mut net, 0), 899 - 1_000);
-    assert_eq!(gained(&mut net, 1), 601 - 500);
+    assert_gained(&mut net, [899 - 1_000, 601 - 500]);
 }
 
 #[test]
 fn proposals_crossing_each_other_settle_once() {
     let (mut net, channel) = paid_channel();
-    let now = net.now();
     for i in [0, 1] {
-        net.nodes[i]
-            .close_channel(now, channel, Close::Cooperative)
-            .unwrap();
+        propose(&mut net, i, channel);
     }
-    net.settle();
     net.deliver_all();
     for i in [0, 1] {
         assert!(settled(&net, i, channel));
@@ -152,18 +145,14 @@ fn proposals_crossing_each_other_settle_once() {
             net.events(i)
         );
     }
-    assert_eq!(gained(&mut net, 0), 850 - 1_000);
-    assert_eq!(gained(&mut net, 1), 650 - 500);
+    assert_gained(&mut net, [850 - 1_000, 650 - 500]);
 }
 
 #[test]
 fn a_signer_is_frozen_and_closes_unilaterally_when_its_partner_goes_silent() {
     let (mut net, channel) = paid_channel();
     let now = net.now();
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     // The proposer sends nothing more on the channel, nor accepts anything new.
     assert_eq!(
         net.nodes[0].send_direct(now, channel, amount(1)),
@@ -202,18 +191,13 @@ fn a_signer_is_frozen_and_closes_unilaterally_when_its_partner_goes_silent() {
     for i in [0, 1] {
         assert!(settled(&net, i, channel), "node {i}: {:?}", net.events(i));
     }
-    assert_eq!(gained(&mut net, 0), 850 - 1_000);
-    assert_eq!(gained(&mut net, 1), 650 - 500);
+    assert_gained(&mut net, [850 - 1_000, 650 - 500]);
 }
 
 #[test]
 fn a_forged_acceptance_is_rejected_and_settles_nothing() {
     let (mut net, channel) = paid_channel();
-    let now = net.now();
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     // Intercept 1's real acceptance; present one signed by someone else instead.
     let request = net.in_flight.pop_front().unwrap();
     let Some(Message::CloseRequest {
@@ -225,25 +209,16 @@ fn a_forged_acceptance_is_rejected_and_settles_nothing() {
     // In the contract's order: 0 opened the channel, so it is participant1.
     assert_eq!(balances, [amount(850), amount(650)]);
     let forged = hoplite_htlc::testing::key(99, 0).sign_digest(&alloy_primitives::B256::ZERO);
-    let envelope = Envelope::Message {
-        id: MessageId(1_000),
-        message: Message::CloseAccepted {
+    let errors = net.inject_message(
+        1,
+        0,
+        Message::CloseAccepted {
             channel,
             round,
             signature: forged,
         },
-    };
-    let events = net.inject(1, 0, envelope.encode());
-    assert!(
-        events.iter().any(|e| matches!(
-            e,
-            Event::PeerMessageRejected {
-                error: PeerError::BadSignature,
-                ..
-            }
-        )),
-        "{events:?}"
     );
+    assert_eq!(errors, [PeerError::BadSignature]);
     assert!(!settled(&net, 0, channel));
     // The real exchange still completes.
     net.in_flight.clear();
@@ -267,10 +242,7 @@ fn a_refused_proposal_resent_later_is_not_accepted() {
     let now = net.now();
     // 0 pays 10, then proposes balances that include it; the proposal overtakes the payment.
     net.nodes[0].send_direct(now, channel, amount(10)).unwrap();
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     let request = net.in_flight.pop_back().unwrap();
     assert!(matches!(
         request.message(),
@@ -301,11 +273,7 @@ fn a_refused_proposal_resent_later_is_not_accepted() {
 fn an_unanswered_proposal_is_dropped_and_the_channel_goes_on() {
     let (mut net, channel) = paid_channel();
     net.disconnect(1);
-    let now = net.now();
-    net.nodes[0]
-        .close_channel(now, channel, Close::Cooperative)
-        .unwrap();
-    net.settle();
+    propose(&mut net, 0, channel);
     net.in_flight.clear();
     net.mine(20);
     assert!(net.events(0).iter().any(|e| matches!(

@@ -5,9 +5,7 @@
 use hoplite_gossip::{ChannelUpdate, GossipMessage, Rejection};
 use hoplite_htlc::{Amount, BalanceChange, Channel, ChannelId, ReceiveError, Side};
 use hoplite_node::testkit::{InFlight, Network, create_network};
-use hoplite_node::wire::{
-    DecodeError, Envelope, MAX_MESSAGE_SIZE, MAX_ROUTE_HOPS, Message, MessageId,
-};
+use hoplite_node::wire::{DecodeError, Envelope, MAX_MESSAGE_SIZE, MAX_ROUTE_HOPS, Message};
 use hoplite_node::{Event, PeerAction, PeerError};
 use std::time::Duration;
 
@@ -248,12 +246,7 @@ fn wrongly_signed_or_misaddressed_updates_are_refused() {
     assert_eq!(state(&net, channel), before);
     // Unsolicited secrets and failures are refused too.
     let secret = hoplite_htlc::Secret(Default::default());
-    let bytes = Envelope::Message {
-        id: MessageId(99),
-        message: Message::RevealSecret { secret },
-    }
-    .encode();
-    let errors = rejections(&net.inject(0, 1, bytes));
+    let errors = net.inject_message(0, 1, Message::RevealSecret { secret });
     assert_eq!(errors, [PeerError::Unsolicited("secret")]);
     // The unsolicited secret was acknowledged (resending it can't help); no refused update
     // was: an acknowledgement says "I hold this state".

@@ -8,7 +8,7 @@
 //! A failure prints the operations that reproduce it (proptest shrinks them) and every node's
 //! events, and records the seed in `interleavings.regressions` beside this file.
 
-use hoplite_htlc::{Amount, Side};
+use hoplite_htlc::{Amount, ChannelId, Side};
 use hoplite_node::testkit::create_network;
 use hoplite_node::{Close, Event};
 use proptest::prelude::*;
@@ -70,6 +70,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The channel of node `from` to its right (or left) neighbour on the line, if it has one.
+fn neighbour_channel(channels: &[ChannelId; 2], from: usize, right: bool) -> Option<ChannelId> {
+    let to = if right {
+        from + 1
+    } else {
+        from.checked_sub(1)?
+    };
+    (to <= 2).then(|| channels[from.min(to)])
+}
+
 fn run(ops: &[Op]) {
     let mut net = create_network(3);
     let channels = [
@@ -101,15 +111,9 @@ fn run(ops: &[Op]) {
                 right,
                 amount,
             } => {
-                let to = if right {
-                    from + 1
-                } else {
-                    from.wrapping_sub(1)
-                };
-                if to > 2 {
+                let Some(channel) = neighbour_channel(&channels, from, right) else {
                     continue;
-                }
-                let channel = channels[from.min(to)];
+                };
                 let now = net.now();
                 // Refused when it can't pay: that changes nothing.
                 let _ = net.nodes[from].send_direct(now, channel, Amount::from(amount));
@@ -136,15 +140,9 @@ fn run(ops: &[Op]) {
                 right,
                 cooperative,
             } => {
-                let to = if right {
-                    from + 1
-                } else {
-                    from.wrapping_sub(1)
-                };
-                if to > 2 {
+                let Some(channel) = neighbour_channel(&channels, from, right) else {
                     continue;
-                }
-                let channel = channels[from.min(to)];
+                };
                 let now = net.now();
                 let how = if cooperative {
                     Close::Cooperative
