@@ -126,9 +126,12 @@ contract TokenNetwork {
     event ChannelOpened(uint256 indexed channelId, address indexed participant1, address indexed participant2, uint32 settleTimeout);
     event ChannelNewDeposit(uint256 indexed channelId, address indexed participant, uint256 totalDeposit);
     event ChannelWithdraw(uint256 indexed channelId, address indexed participant, uint256 totalWithdraw);
-    /// @notice The window runs to block (this block + settleTimeout). `nonce` 0: no proof.
-    event ChannelClosed(uint256 indexed channelId, address indexed closer, uint64 nonce, bytes32 balanceHash);
-    event NonClosingBalanceProofUpdated(uint256 indexed channelId, address indexed closer, uint64 nonce, bytes32 balanceHash);
+    /// @notice The window runs to block (this block + settleTimeout). `balance` is what the
+    /// partner's submitted proof commits to (its hash is the side's balanceHash), so either
+    /// participant can settle from the log alone; `nonce` 0: no proof, and `balance` is zero.
+    event ChannelClosed(uint256 indexed channelId, address indexed closer, uint64 nonce, BalanceData balance);
+    /// @notice The closer's newer proof, submitted in the window; `balance` as in ChannelClosed.
+    event NonClosingBalanceProofUpdated(uint256 indexed channelId, address indexed closer, uint64 nonce, BalanceData balance);
     /// @notice Paid out; `lockedN` of participantN's pending locks (root `locksRootN`) stay in
     /// a pot for unlock.
     event ChannelSettled(
@@ -302,17 +305,18 @@ contract TokenNetwork {
     ) external {
         Channel memory c = loadOpen(channelId, channel);
         (, Side memory other, address partner) = sides(c, channelId, msg.sender);
-        bytes32 balanceHash;
-        if (nonce > 0) {
-            requireSigner(proofDigest(channelId, nonce, balance), partnerSignature, partner);
-            balanceHash = keccak256(abi.encode(balance));
-            other.balanceHash = balanceHash;
-            other.nonce = nonce;
-        }
         c.closer = msg.sender;
         c.settleBlock = uint64(block.number) + c.settleTimeout;
-        store(channelId, c);
-        emit ChannelClosed(channelId, msg.sender, nonce, balanceHash);
+        if (nonce > 0) {
+            requireSigner(proofDigest(channelId, nonce, balance), partnerSignature, partner);
+            other.balanceHash = keccak256(abi.encode(balance));
+            other.nonce = nonce;
+            store(channelId, c);
+            emit ChannelClosed(channelId, msg.sender, nonce, balance);
+        } else {
+            store(channelId, c);
+            emit ChannelClosed(channelId, msg.sender, 0, BalanceData(0, 0, bytes32(0)));
+        }
     }
 
     /// @notice During the window, submits the closer's newer balance proof. Anyone may call it
@@ -341,11 +345,10 @@ contract TokenNetwork {
         if (nonce <= closing.nonce) {
             revert NonceNotNewer(closing.nonce, nonce);
         }
-        bytes32 balanceHash = keccak256(abi.encode(balance));
-        closing.balanceHash = balanceHash;
+        closing.balanceHash = keccak256(abi.encode(balance));
         closing.nonce = nonce;
         store(channelId, c);
-        emit NonClosingBalanceProofUpdated(channelId, closer, nonce, balanceHash);
+        emit NonClosingBalanceProofUpdated(channelId, closer, nonce, balance);
     }
 
     /// @notice After the window, pays both participants from the submitted proofs; each side's

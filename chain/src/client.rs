@@ -361,6 +361,7 @@ impl<B: Backend> Chain<B> {
             state: TokenNetwork::Channel::default(),
             phase: crate::events::Phase::Opened,
             pots: [None, None],
+            submitted: Default::default(),
         }))
     }
 }

@@ -103,6 +103,10 @@ pub struct OnChainChannel {
     /// After settlement: the pending locks of participant1 (towards participant2) and of
     /// participant2 (towards participant1) not yet unlocked.
     pub pots: [Option<TokenNetwork::LockPot>; 2],
+    /// Once closed: the balance data of participant1's and participant2's submitted proofs
+    /// (zero where none was), as the close and update events carry it. What `settleChannel`
+    /// takes, so settlement never depends on data a node kept off-chain.
+    pub submitted: [TokenNetwork::BalanceData; 2],
 }
 
 impl OnChainChannel {
@@ -124,6 +128,7 @@ impl OnChainChannel {
             },
             phase: Phase::Opened,
             pots: [None, None],
+            submitted: Default::default(),
         })
     }
 
@@ -153,18 +158,11 @@ impl OnChainChannel {
                 self.state.settleBlock = event.block + u64::from(self.state.settleTimeout);
                 if e.nonce > 0
                     && let Some(partner) = self.partner_of(e.closer)
-                    && let Some(side) = self.side_mut(partner)
                 {
-                    side.nonce = e.nonce;
-                    side.balanceHash = e.balanceHash;
+                    self.submit(partner, e.nonce, &e.balance);
                 }
             }
-            Tn::NonClosingBalanceProofUpdated(e) => {
-                if let Some(side) = self.side_mut(e.closer) {
-                    side.nonce = e.nonce;
-                    side.balanceHash = e.balanceHash;
-                }
-            }
+            Tn::NonClosingBalanceProofUpdated(e) => self.submit(e.closer, e.nonce, &e.balance),
             Tn::ChannelSettled(e) => {
                 self.phase = Phase::Settled {
                     cooperatively: self.phase == Phase::Opened,
@@ -256,6 +254,23 @@ impl OnChainChannel {
     pub fn available(&self) -> U256 {
         let s = &self.state;
         (s.side1.deposit + s.side2.deposit) - (s.side1.withdrawn + s.side2.withdrawn)
+    }
+
+    /// `signer`'s proof with `nonce` and `balance` was submitted.
+    fn submit(&mut self, signer: Address, nonce: u64, balance: &TokenNetwork::BalanceData) {
+        let index = match signer {
+            p if p == self.state.participant1 => 0,
+            p if p == self.state.participant2 => 1,
+            _ => return,
+        };
+        let side = if index == 0 {
+            &mut self.state.side1
+        } else {
+            &mut self.state.side2
+        };
+        side.nonce = nonce;
+        side.balanceHash = keccak256(balance.abi_encode());
+        self.submitted[index] = balance.clone();
     }
 
     fn side_mut(&mut self, participant: Address) -> Option<&mut TokenNetwork::Side> {

@@ -136,6 +136,8 @@ async fn close_update_settle_pays_both_sides<B: Mine>(mut net: TestNet<B>) {
     net.assert_state_rebuilt(id).await;
     let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
     assert_eq!(channel.phase, Phase::Closed);
+    // The log alone tells a third party what to settle with.
+    assert_eq!(channel.submitted, [alices.clone(), bobs.clone()]);
     let early = net
         .chain(CAROL)
         .settle_channel(id, [alices.clone(), bobs.clone()])
@@ -149,7 +151,7 @@ async fn close_update_settle_pays_both_sides<B: Mine>(mut net: TestNet<B>) {
         .await;
     assert!(matches!(revert(wrong), E::BalanceDataMismatch(_)));
     net.chain(CAROL)
-        .settle_channel(id, [alices.clone(), bobs.clone()])
+        .settle_channel(id, channel.submitted.clone())
         .await
         .unwrap();
     net.assert_state_rebuilt(id).await;
@@ -189,6 +191,9 @@ async fn the_newer_proof_of_the_closer_wins<B: Mine>(mut net: TestNet<B>) {
         .update_non_closing_balance_proof(&fourth, None)
         .await;
     assert!(matches!(revert(late), E::ChallengeWindowOver(_)));
+    // The refused updates left no trace in the log's balance data.
+    let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
+    assert_eq!(channel.submitted, [newest.clone(), nothing()]);
     net.chain(CAROL)
         .settle_channel(id, [newest, nothing()])
         .await

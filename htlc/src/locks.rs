@@ -36,7 +36,7 @@ pub enum InsertError {
 ///
 /// Serialised as its locks in slot order; deserialising rebuilds the tree and checks every
 /// insertion rule again.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "Vec<Lock>", try_from = "Vec<Lock>")]
 pub struct PendingLocks {
     /// Slot order: the order of the tree's leaves.
@@ -47,6 +47,13 @@ pub struct PendingLocks {
     /// Secret hash to slot, for `Unlock` and `LockExpired` (ordered: no randomly keyed hasher).
     slots: BTreeMap<SecretHash, usize>,
     total: Amount,
+}
+
+impl Default for PendingLocks {
+    /// An empty set, as [`PendingLocks::new`].
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl From<PendingLocks> for Vec<Lock> {
@@ -76,8 +83,10 @@ impl PendingLocks {
     /// An empty set.
     pub fn new() -> Self {
         Self {
+            locks: Vec::new(),
             levels: vec![Vec::new()],
-            ..Self::default()
+            slots: BTreeMap::new(),
+            total: Amount::ZERO,
         }
     }
 
@@ -307,6 +316,15 @@ mod tests {
         assert_eq!(locks_root(&[a, b]), ab);
         let c0 = node_hash(&c.leaf_hash(), &z);
         assert_eq!(locks_root(&[a, b, c]), node_hash(&ab, &c0));
+    }
+
+    #[test]
+    fn a_default_set_is_an_empty_one() {
+        // `Default` once left the tree without its leaf level, so the first insert panicked.
+        let mut set = PendingLocks::default();
+        assert_eq!(set, PendingLocks::new());
+        set.insert(lock(0)).unwrap();
+        assert_eq!(set.root(), locks_root(&[lock(0)]));
     }
 
     #[test]

@@ -111,9 +111,10 @@ impl Node {
         Ok(())
     }
 
-    /// Whether `channel` is in a cooperative close: it carries no new state.
+    /// Whether `channel` is closing, cooperatively or unilaterally: it carries no new state.
     pub(crate) fn is_closing(&self, channel: ChannelId) -> bool {
         self.closing.contains_key(&channel)
+            || self.monitors.get(&channel).is_some_and(|m| m.closing)
     }
 
     /// What each participant (in the contract's order) would be paid now, if no lock is
@@ -249,7 +250,7 @@ impl Node {
         let since = self.block;
         self.closing
             .insert(channel, Closing::Signed { balances, since });
-        self.chain_request(ChainRequest::CooperativeSettle {
+        self.send_chain_request(ChainRequest::CooperativeSettle {
             channel,
             balances,
             signatures,

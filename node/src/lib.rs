@@ -9,7 +9,10 @@
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
 //! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
 //!   balances).
-//! - `onchain.rs`: duties on-chain: answering a close, settling, unlocking, registering secrets.
+//! - `onchain.rs`: duties on-chain, derived on every call from what the chain shows:
+//!   closing, depositing, answering a close, settling, unlocking, registering secrets.
+//! - `monitor.rs`: each channel's duties in flight (one request per channel, retried while it
+//!   matters) and the history of our lock sets, kept until the channel settles.
 //! - [`wire`]: the messages between peers, acknowledged and resent, with a bounded encoding.
 //! - [`invoice`]: what a payee signs to ask for a payment.
 //! - [`testkit`] (feature `test-utils`): many nodes and the in-process EVM in one test, with
@@ -32,6 +35,7 @@
 mod close;
 mod gossip;
 pub mod invoice;
+mod monitor;
 mod node;
 mod onchain;
 mod payments;
@@ -41,6 +45,7 @@ pub mod wire;
 
 pub use close::Close;
 pub use invoice::{Invoice, InvoiceError, PaymentId};
+pub use monitor::{ChainFailure, ChainRequestId, LockChange};
 pub use node::{
     ChainRequest, CommandError, Config, Event, Input, Node, Output, PaymentFailure, PeerAction,
     PeerError, PersistId, Record,

@@ -2,7 +2,9 @@
 
 use crate::close::Closing;
 use crate::invoice::{Invoice, InvoiceError, PaymentId};
-use crate::onchain::Duties;
+use crate::monitor::{
+    ChainFailure, ChainRequestId, ChannelMonitor, InFlight, LockChange, LockHistory,
+};
 use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
 use crate::wire::{DecodeError, Envelope, FailurePoint, FailureReason, Message, MessageId, Onward};
 use alloy_primitives::Address;
@@ -15,9 +17,9 @@ use hoplite_gossip::{
     Rejection, Verdict,
 };
 use hoplite_htlc::{
-    Amount, BalanceChange, BalanceProof, BlockNumber, Channel, ChannelConfig, ChannelId,
-    ErrorAction, Lock, Nonce, PrivateKey, ReceiveError, Secret, SecretHash, SendError, Side,
-    Signature, SignedBalanceProof, TokenNetwork,
+    Amount, BalanceChange, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Lock,
+    Nonce, PrivateKey, ReceiveError, Secret, SecretHash, SendError, Side, Signature,
+    SignedBalanceProof, TokenNetwork,
 };
 use hoplite_routing::{
     NetworkGraph, NodeId, Policy, ProbabilisticParams, ProbabilisticScorer, RouteError, Router,
@@ -60,6 +62,10 @@ pub struct Config {
     /// Where peers can reach us (libp2p multiaddrs), in our node announcement (at most 4, of
     /// at most 128 bytes).
     pub addresses: Vec<String>,
+    /// Blocks after which a chain request that shows no effect is sent again (a failed one is
+    /// sent again the block after). Below `reveal_timeout`, so a registration that went
+    /// missing is retried in time.
+    pub chain_retry_after: u64,
     /// Seeds every random choice the node makes (secrets, payment ids, the scorer's hasher).
     pub seed: u64,
 }
@@ -88,6 +94,7 @@ impl Config {
             scorer: ProbabilisticParams::default(),
             alias: String::new(),
             addresses: Vec::new(),
+            chain_retry_after: 3,
             seed,
         }
     }
@@ -100,6 +107,8 @@ impl Config {
         // `expiry_delta` blocks to claim the incoming one; it needs `reveal_timeout` of them.
         if self.reveal_timeout == 0
             || self.close_timeout == 0
+            || self.chain_retry_after == 0
+            || self.chain_retry_after >= self.reveal_timeout
             || delta <= self.reveal_timeout
             || u64::from(self.final_expiry_delta) <= self.reveal_timeout
             || u64::from(self.settle_timeout) <= self.reveal_timeout
@@ -146,12 +155,15 @@ pub enum Input {
     Block(BlockNumber),
     /// The record of [`Output::Persist`] `id` is durable.
     Persisted(PersistId),
-    /// A chain request failed (reverted or not sent).
+    /// A chain request failed (reverted or not sent); the node sends it again the block after
+    /// if it still matters. (A request that succeeded needs no input: its events show it.)
     ChainRequestFailed {
+        /// The request's id.
+        id: ChainRequestId,
         /// The request.
         request: ChainRequest,
         /// Why.
-        error: String,
+        failure: ChainFailure,
     },
 }
 
@@ -159,10 +171,11 @@ pub enum Input {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistId(pub u64);
 
-/// What the node's state needs kept durable; [`Node::restore`] takes it back. Keep the latest
-/// `Channel` record of each channel and the latest `State` record (each replaces the one
-/// before); keep every `Invoice` and `Finished` record (they accumulate, and may be dropped once
-/// their invoice expired).
+/// What the node's state needs kept durable; [`Node::restore`] takes it back, in the order they
+/// were written. Keep the latest `Channel` record of each channel and the latest `State` record
+/// (each replaces the one before); keep every `Invoice` and `Finished` record (they accumulate,
+/// and may be dropped once their invoice expired) and every `LockChange` record (they
+/// accumulate, and may be dropped once their channel settled).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
@@ -173,6 +186,16 @@ pub enum Record {
     State(Box<NodeState>),
     /// An invoice we made.
     Invoice(Box<Invoice>),
+    /// How our state `nonce` of `channel` changed our lock set: the partner may close with any
+    /// state of ours, and unlocking its pot needs that state's locks.
+    LockChange {
+        /// The channel.
+        channel: ChannelId,
+        /// Our state that made the change.
+        nonce: Nonce,
+        /// The change.
+        change: LockChange,
+    },
     /// A payment we made, or an invoice of ours that was paid: never again until it expires.
     Finished {
         /// The payment.
@@ -192,10 +215,10 @@ pub struct NodeState {
     received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
     sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     secrets: BTreeMap<SecretHash, Secret>,
-    registered: BTreeSet<SecretHash>,
     revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
-    duties: BTreeMap<ChannelId, Duties>,
-    own_states: BTreeMap<ChannelId, BTreeMap<Nonce, (BalanceProof, Vec<Lock>)>>,
+    monitors: BTreeMap<ChannelId, ChannelMonitor>,
+    registrations: BTreeMap<SecretHash, InFlight>,
+    chain_requests: u64,
     closing: BTreeMap<ChannelId, Closing>,
     close_rounds: u64,
     close_answered: BTreeMap<ChannelId, u64>,
@@ -283,8 +306,13 @@ pub enum Output {
         /// Accept, ignore or reject.
         verdict: Verdict,
     },
-    /// Send a transaction.
-    Chain(ChainRequest),
+    /// Send a transaction; report a failure with [`Input::ChainRequestFailed`] and `id`.
+    Chain {
+        /// Its id.
+        id: ChainRequestId,
+        /// The transaction.
+        request: ChainRequest,
+    },
     /// Make `record` durable, then report [`Input::Persisted`]; messages that depend on it are
     /// held back until then.
     Persist {
@@ -390,12 +418,12 @@ pub enum Event {
         /// Why.
         rejection: Rejection,
     },
-    /// A chain request failed.
+    /// A chain request failed (the node retries it while it matters).
     ChainRequestFailed {
         /// The request.
         request: ChainRequest,
         /// Why.
-        error: String,
+        failure: ChainFailure,
     },
 }
 
@@ -443,6 +471,10 @@ pub enum PeerError {
     /// A signature that is not the partner's.
     #[error("bad signature")]
     BadSignature,
+    /// The partner expired a lock to us whose secret the registry shows revealed in time: the
+    /// lock is ours on-chain, so the channel is closed to claim it.
+    #[error("lock {0:?} was claimed on-chain; it can't expire")]
+    LockClaimed(SecretHash),
     /// A secret request, reveal or failure that matches nothing we know.
     #[error("unsolicited {0}")]
     Unsolicited(&'static str),
@@ -472,6 +504,7 @@ impl PeerError {
             | Self::NotPartner { .. }
             | Self::ChannelClosed(_)
             | Self::Unsolicited(_) => PeerAction::Warn,
+            Self::LockClaimed(_) => PeerAction::CloseChannel,
             Self::Update(error) => match error.action() {
                 ErrorAction::Ignore => PeerAction::Ignore,
                 ErrorAction::Reject => PeerAction::Warn,
@@ -596,12 +629,17 @@ pub struct Node {
     pub(crate) received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
     pub(crate) sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
     pub(crate) secrets: BTreeMap<SecretHash, Secret>,
-    pub(crate) registered: BTreeSet<SecretHash>,
-    /// Secrets the registry holds, with the block they were registered in.
+    /// Secrets of our locks the registry holds, with the block they were registered in.
     pub(crate) revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
-    pub(crate) duties: BTreeMap<ChannelId, Duties>,
-    /// Our signed states of each channel the partner may hold, with their locks, by nonce.
-    pub(crate) own_states: BTreeMap<ChannelId, BTreeMap<Nonce, (BalanceProof, Vec<Lock>)>>,
+    /// Our channels' on-chain duties.
+    pub(crate) monitors: BTreeMap<ChannelId, ChannelMonitor>,
+    /// Secret registrations out on the chain.
+    pub(crate) registrations: BTreeMap<SecretHash, InFlight>,
+    /// Chain requests made so far (each one's id).
+    chain_requests: u64,
+    /// Every change of our lock set by channel, until it settles (persisted as `LockChange`
+    /// records, not in the `State` record).
+    pub(crate) lock_history: BTreeMap<ChannelId, LockHistory>,
     /// Our channels in a cooperative close.
     pub(crate) closing: BTreeMap<ChannelId, Closing>,
     /// Cooperative-close proposals we made so far (each one's number).
@@ -658,10 +696,11 @@ impl Node {
             received: BTreeMap::new(),
             sent: BTreeMap::new(),
             secrets: BTreeMap::new(),
-            registered: BTreeSet::new(),
             revealed_onchain: BTreeMap::new(),
-            duties: BTreeMap::new(),
-            own_states: BTreeMap::new(),
+            monitors: BTreeMap::new(),
+            registrations: BTreeMap::new(),
+            chain_requests: 0,
+            lock_history: BTreeMap::new(),
             closing: BTreeMap::new(),
             close_rounds: 0,
             close_answered: BTreeMap::new(),
@@ -711,6 +750,11 @@ impl Node {
     /// How many messages to `peer` wait for its acknowledgement.
     pub fn unacknowledged(&self, peer: Address) -> usize {
         self.peers.get(&peer).map_or(0, |p| p.unacked.len())
+    }
+
+    /// How many changes of our lock set in `channel` are kept (until it settles).
+    pub fn lock_changes_kept(&self, channel: ChannelId) -> usize {
+        self.lock_history.get(&channel).map_or(0, LockHistory::len)
     }
 
     /// What gossip told us: announcements and policies.
@@ -795,9 +839,11 @@ impl Node {
             Input::Chain(event) => self.handle_chain_event(&event),
             Input::Block(block) => self.handle_block(block),
             Input::Persisted(id) => self.handle_persisted(id),
-            Input::ChainRequestFailed { request, error } => {
-                self.event(Event::ChainRequestFailed { request, error })
-            }
+            Input::ChainRequestFailed {
+                id,
+                request,
+                failure,
+            } => self.handle_chain_request_failed(id, request, failure),
         }
         self.finish();
     }
@@ -814,7 +860,7 @@ impl Node {
             return Err(CommandError::DepositTooLow);
         }
         self.pending_opens.insert(partner, deposit);
-        self.chain_request(ChainRequest::OpenChannel {
+        self.send_chain_request(ChainRequest::OpenChannel {
             partner,
             settle_timeout: self.config.settle_timeout,
         });
@@ -841,7 +887,10 @@ impl Node {
         if self.is_closing(channel) {
             return Err(CommandError::ChannelClosing(channel));
         }
-        self.chain_request(ChainRequest::Deposit { channel, total });
+        // The duties send it, and again until the chain shows it.
+        let monitor = self.monitors.entry(channel).or_default();
+        monitor.deposit = monitor.deposit.max(Some(total));
+        self.state_changed = true;
         self.finish();
         Ok(())
     }
@@ -883,8 +932,9 @@ impl Node {
     }
 
     /// Signs our next state of `channel` after `change` and queues it to the partner (held back
-    /// until persisted). Keeps the state's proof and locks until the partner acknowledges a
-    /// later one: it may close with any state it holds, and we settle and unlock with ours.
+    /// until persisted). A change of our lock set goes into the channel's lock history: the
+    /// partner may close with any state of ours it holds, and its pot unlocks with that
+    /// state's locks.
     pub(crate) fn sign_and_send(
         &mut self,
         channel: ChannelId,
@@ -900,16 +950,15 @@ impl Node {
             .get_mut(&channel)
             .expect("partner_of found it");
         let update = ours.send(&self.key, change, self.block)?;
-        let locks = ours
-            .participant(Side::Ours)
-            .locks()
-            .iter()
-            .copied()
-            .collect();
-        self.own_states
-            .entry(channel)
-            .or_default()
-            .insert(update.proof.proof.nonce, (update.proof.proof, locks));
+        let lock_change = match change {
+            BalanceChange::DirectTransfer { .. } => None,
+            BalanceChange::LockedTransfer { lock } => Some(LockChange::Added(lock)),
+            BalanceChange::Unlock { secret } => Some(LockChange::Removed(secret.hash())),
+            BalanceChange::LockExpired { secret_hash } => Some(LockChange::Removed(secret_hash)),
+        };
+        if let Some(lock_change) = lock_change {
+            self.record_lock_change(channel, update.proof.proof.nonce, lock_change);
+        }
         self.touch(channel);
         self.send(
             partner,
@@ -956,9 +1005,28 @@ impl Node {
         self.outputs.push_back(Output::Event(event));
     }
 
-    pub(crate) fn chain_request(&mut self, request: ChainRequest) {
+    /// Outputs a chain request under a new id.
+    pub(crate) fn send_chain_request(&mut self, request: ChainRequest) -> ChainRequestId {
+        self.chain_requests += 1;
+        let id = ChainRequestId(self.chain_requests);
         self.state_changed = true;
-        self.outputs.push_back(Output::Chain(request));
+        self.outputs.push_back(Output::Chain { id, request });
+        id
+    }
+
+    fn handle_chain_request_failed(
+        &mut self,
+        id: ChainRequestId,
+        request: ChainRequest,
+        failure: ChainFailure,
+    ) {
+        if let ChainRequest::OpenChannel { partner, .. } = request {
+            // No channel came of it: its deposit must not go into a later one.
+            self.pending_opens.remove(&partner);
+            self.state_changed = true;
+        }
+        self.chain_request_failed(id);
+        self.event(Event::ChainRequestFailed { request, failure });
     }
 
     /// Marks a channel changed: it is persisted before this call's messages go out.
@@ -982,6 +1050,7 @@ impl Node {
 
     /// Ends a call: persists what changed and holds this call's messages until it is durable.
     fn finish(&mut self) {
+        self.chain_duties();
         let batch = std::mem::take(&mut self.pending);
         let state_changed = std::mem::take(&mut self.state_changed)
             || !self.dirty.is_empty()
@@ -1022,10 +1091,10 @@ impl Node {
             received: self.received.clone(),
             sent: self.sent.clone(),
             secrets: self.secrets.clone(),
-            registered: self.registered.clone(),
             revealed_onchain: self.revealed_onchain.clone(),
-            duties: self.duties.clone(),
-            own_states: self.own_states.clone(),
+            monitors: self.monitors.clone(),
+            registrations: self.registrations.clone(),
+            chain_requests: self.chain_requests,
             closing: self.closing.clone(),
             close_rounds: self.close_rounds,
             close_answered: self.close_answered.clone(),
@@ -1063,6 +1132,15 @@ impl Node {
                 } => {
                     node.finished.insert(payment, expires_at);
                 }
+                Record::LockChange {
+                    channel,
+                    nonce,
+                    change,
+                } => node
+                    .lock_history
+                    .entry(channel)
+                    .or_default()
+                    .record(nonce, change),
                 Record::State(state) => {
                     let state = *state;
                     node.draws = state.draws;
@@ -1073,10 +1151,10 @@ impl Node {
                     node.received = state.received;
                     node.sent = state.sent;
                     node.secrets = state.secrets;
-                    node.registered = state.registered;
                     node.revealed_onchain = state.revealed_onchain;
-                    node.duties = state.duties;
-                    node.own_states = state.own_states;
+                    node.monitors = state.monitors;
+                    node.registrations = state.registrations;
+                    node.chain_requests = state.chain_requests;
                     node.closing = state.closing;
                     node.close_rounds = state.close_rounds;
                     node.close_answered = state.close_answered;
@@ -1086,6 +1164,14 @@ impl Node {
         }
         let finished = &node.finished;
         node.invoices.retain(|id, _| !finished.contains_key(id));
+        // Changes of states whose channel record never became durable were never sent.
+        for (id, history) in &mut node.lock_history {
+            let nonce = node
+                .channels
+                .get(id)
+                .map_or(Nonce(0), |c| c.participant(Side::Ours).nonce());
+            history.truncate_after(nonce);
+        }
         // Messages that were held back were never sent; they are sent now like any resend.
         for peer in node.peers.values_mut() {
             for (_, sent) in peer.unacked.values_mut() {
@@ -1165,17 +1251,8 @@ impl Node {
         };
         match envelope {
             Envelope::Ack(id) => {
-                let acked = self
-                    .peers
-                    .get_mut(&from)
-                    .and_then(|peer| peer.unacked.remove(&id));
-                if let Some((Message::Update { update, .. }, _)) = acked {
-                    // The partner holds this state now: older ones of ours can't be needed.
-                    let proof = update.proof.proof;
-                    if let Some(states) = self.own_states.get_mut(&proof.channel_id) {
-                        *states = states.split_off(&proof.nonce);
-                        self.state_changed = true;
-                    }
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.unacked.remove(&id);
                 }
             }
             Envelope::Message { id, message } => {
@@ -1234,6 +1311,8 @@ impl Node {
                             PeerError::Decode(_)
                             | PeerError::BadSignature
                             | PeerError::Unsolicited(_) => true,
+                            // Not applied, and never will be: the channel closes.
+                            PeerError::LockClaimed(_) => false,
                         };
                         self.reject(from, error);
                         acknowledge
@@ -1377,11 +1456,12 @@ impl Node {
             channel: id,
             partner,
         });
-        if let Some(deposit) = self.pending_opens.remove(&partner) {
-            self.chain_request(ChainRequest::Deposit {
-                channel: id,
-                total: deposit,
-            });
+        // The opener is participant1: only a channel we opened takes the deposit we asked for.
+        if one == self.address
+            && let Some(deposit) = self.pending_opens.remove(&partner)
+        {
+            self.monitors.entry(id).or_default().deposit = Some(deposit);
+            self.state_changed = true;
         }
         self.announce_policy(id);
         self.announce_node();
@@ -1393,6 +1473,5 @@ impl Node {
         }
         self.block = block;
         self.expire_locks();
-        self.chain_duties();
     }
 }

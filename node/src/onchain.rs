@@ -1,125 +1,89 @@
-//! Duties on-chain: answering a partner's close, settling, unlocking, and registering secrets
-//! that are about to be lost (closing the channel to claim them).
+//! Duties on-chain, derived at the end of every call from what the chain shows (the contract's
+//! events, which build the same `OnChainChannel` its stored hash commits to), the block, and
+//! what we hold (see `monitor.rs` for how requests go out and are retried):
+//! - we decided to close (the user, a lock in danger, a partner that broke the rules, a
+//!   cooperative close that stalled): close with the partner's latest proof;
+//! - a deposit the user asked for that the chain does not show yet;
+//! - the partner closed with an older proof of its own than the one we hold: submit ours
+//!   (`updateNonClosingBalanceProof`) while the window is open;
+//! - the window is over: settle with the balance data the close and update events carried,
+//!   whatever we kept;
+//! - settled with locks pending, and every lock of a pot past its expiration (its fate sealed):
+//!   `unlockBatch` a pot we are owed from, one at a time;
+//! - a lock to us whose secret we hold, on a channel we no longer expect to be unlocked
+//!   off-chain (closing or closed) or about to expire: register the secret before its
+//!   expiration; on an open channel, also close.
 //!
-//! The node acts on what the contract's events tell it (the same `OnChainChannel` the contract's
-//! stored hash commits to) and on new blocks:
-//! - the partner closed: submit its latest proof (`updateNonClosingBalanceProof`) if the close
-//!   left an older one, and register every secret we know of its locks to us (it will not unlock
-//!   them off-chain any more);
-//! - an incoming lock we can claim is `reveal_timeout` blocks from expiring and the partner has
-//!   not unlocked it: register the secret and close;
-//! - the window is over: settle, with both sides' submitted balance data (when we hold both);
-//! - settled with locks pending, and every one of them past its expiration (so the outcome is
-//!   final): `unlockBatch` the pots we are owed from.
+//! A lock's fate is decided by the chain alone: it pays its receiver if the SecretRegistry
+//! shows its secret revealed at or before its expiration ([`Node::claimed_onchain`]), else it
+//! returns to its sender. The driver feeds a block's events before the block itself, so when
+//! a block past a lock's expiration comes in, every reveal that could claim it is known.
 
+use crate::monitor::{Duty, InFlight, may_send};
 use crate::node::{ChainRequest, Event, Node};
-use alloy_primitives::{Address, keccak256};
-use alloy_sol_types::SolValue;
-use hoplite_chain::contracts::TokenNetwork::{BalanceData, Side as OnChainSide};
-use hoplite_chain::events::Phase;
-use hoplite_htlc::{
-    BlockNumber, ChannelId, Lock, Nonce, Secret, SecretHash, Side, SignedBalanceProof,
-};
-use serde::{Deserialize, Serialize};
+use alloy_primitives::Address;
+use hoplite_chain::events::{OnChainChannel, Phase};
+use hoplite_htlc::{BlockNumber, Channel, ChannelId, Lock, Secret, SecretHash, Side};
 use std::collections::BTreeSet;
 
-/// What we asked of the chain for one channel, so each request goes out once.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Duties {
-    close: bool,
-    update: bool,
-    settle: bool,
-    /// Pots (by sender) we asked to unlock.
-    unlocks: BTreeSet<Address>,
-}
-
-/// The balance data a proof commits to on-chain; none submitted is all zeros.
-fn balance_data(proof: Option<&SignedBalanceProof>) -> BalanceData {
-    proof.map_or_else(BalanceData::default, |p| BalanceData::from(&p.proof))
-}
-
-/// Whether `data` is what a side's submitted proof committed to.
-fn matches(side: &OnChainSide, data: &BalanceData) -> bool {
-    if side.nonce == 0 {
-        return *data == BalanceData::default();
-    }
-    keccak256(data.abi_encode()) == side.balanceHash
-}
-
 impl Node {
+    /// Decides to close `channel` unilaterally. From now on it carries no new state either way
+    /// (what we close with stays the partner's latest proof), and the duties close it.
     pub(crate) fn request_close(&mut self, channel: ChannelId) {
-        let duties = self.duties.entry(channel).or_default();
-        if duties.close {
+        let monitor = self.monitors.entry(channel).or_default();
+        if monitor.closing {
             return;
         }
-        duties.close = true;
-        let partner_proof = self
-            .channels
-            .get(&channel)
-            .and_then(|c| c.participant(Side::Partner).latest_proof().copied());
-        self.chain_request(ChainRequest::Close {
-            channel,
-            partner_proof,
-        });
+        monitor.closing = true;
+        self.state_changed = true;
+        self.announce_policy(channel);
     }
 
-    /// Our channel was closed (by `closer`).
+    /// Whether the chain shows `secret_hash` revealed in time for a lock expiring at
+    /// `expiration`: the contract's rule (registered at or before the expiration), the one
+    /// the node uses everywhere for "claimed on-chain".
+    pub(crate) fn claimed_onchain(
+        &self,
+        secret_hash: &SecretHash,
+        expiration: BlockNumber,
+    ) -> bool {
+        self.revealed_onchain
+            .get(secret_hash)
+            .is_some_and(|block| *block <= expiration)
+    }
+
+    /// Whether the receiver of a lock expiring at `expiration` who learns its secret now has
+    /// more than `reveal_timeout` blocks to register it: the one rule for accepting,
+    /// forwarding and revealing. A lock to us that fails it, whose secret we hold, is in danger.
+    pub(crate) fn claimable_in_time(&self, expiration: BlockNumber) -> bool {
+        expiration.0 > self.block.0.saturating_add(self.config.reveal_timeout)
+    }
+
+    /// Our channel was closed (by `closer`): the duties take it from here.
     pub(crate) fn handle_closed(&mut self, channel: ChannelId, closer: Address) {
         let Some(ours) = self.channels.get(&channel) else {
             return;
         };
-        let latest = ours.participant(Side::Partner).latest_proof().copied();
         let partner = ours.participant(Side::Partner).address();
-        // Nobody unlocks off-chain any more: make every lock to us we can claim claimable.
-        let claimable: Vec<Secret> = ours
-            .participant(Side::Partner)
-            .locks()
-            .iter()
-            .filter(|lock| lock.expiration >= self.block)
-            .filter_map(|lock| self.secrets.get(&lock.secret_hash).copied())
-            .collect();
         self.event(Event::ChannelClosed { channel, closer });
         // Updates of this channel still unacknowledged can never apply now.
         if let Some(peer) = self.peers.get_mut(&partner) {
             peer.forget_channel(channel);
             self.state_changed = true;
         }
-        if closer != self.address {
-            let submitted = self
-                .onchain
-                .get(&channel)
-                .and_then(|c| c.side(closer))
-                .map_or(0, |side| side.nonce);
-            if let Some(proof) = latest
-                && proof.proof.nonce.0 > submitted
-            {
-                let duties = self.duties.entry(channel).or_default();
-                if !duties.update {
-                    duties.update = true;
-                    self.chain_request(ChainRequest::UpdateNonClosing {
-                        closer_proof: proof,
-                    });
-                }
-            }
-        }
-        for secret in claimable {
-            self.register_secret(secret);
-        }
-    }
-
-    pub(crate) fn register_secret(&mut self, secret: Secret) {
-        if self.registered.insert(secret.hash()) {
-            self.chain_request(ChainRequest::RegisterSecret { secret });
-        }
     }
 
     /// A secret became public on-chain: whoever holds our lock on it can claim it, so it is
-    /// paid; claim what it pays us.
+    /// paid; claim what it pays us. Only secrets of our locks are kept: anyone may register
+    /// any number of secrets.
     pub(crate) fn handle_secret_revealed(&mut self, secret: Secret, block: BlockNumber) {
         let secret_hash = secret.hash();
-        self.registered.insert(secret_hash);
+        if !self.has_lock_on(&secret_hash) {
+            return;
+        }
         self.revealed_onchain.entry(secret_hash).or_insert(block);
         self.secrets.insert(secret_hash, secret);
+        self.state_changed = true;
         let receivers: Vec<Address> = self
             .sent
             .range((secret_hash, ChannelId::default())..)
@@ -131,13 +95,13 @@ impl Node {
             // pass the secret upstream.
             let _ = self.handle_reveal(receiver, secret);
         }
-        // Locks sent on channels that closed meanwhile are paid on-chain if registered by
-        // their expiration; a payment they belong to has reached its payee.
+        // Locks sent on channels that closed meanwhile are paid on-chain if revealed in time;
+        // a payment they belong to has reached its payee.
         let closed: Vec<(SecretHash, ChannelId)> = self
             .sent
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
-            .filter(|(_, sent)| block <= sent.expiration)
+            .filter(|(_, sent)| self.claimed_onchain(&secret_hash, sent.expiration))
             .map(|(key, _)| *key)
             .collect();
         for key in closed {
@@ -164,10 +128,18 @@ impl Node {
                 self.sent_lock_expired(sent);
             }
         }
+        if self
+            .onchain
+            .get(&channel)
+            .is_some_and(|c| c.pot(self.address).is_none())
+        {
+            // Nothing of ours is left to unlock: no older state of ours can matter now.
+            self.lock_history.remove(&channel);
+        }
     }
 
     /// The locks of our pot in a settled channel: those of the state of ours the partner
-    /// submitted (`None` if we don't know that state).
+    /// submitted (`None` if no state we signed has its root).
     fn our_pot_locks(&self, channel: ChannelId) -> Option<Vec<Lock>> {
         let ours = self.channels.get(&channel)?.participant(Side::Ours);
         let Some(pot) = self.onchain.get(&channel)?.pot(self.address) else {
@@ -176,21 +148,20 @@ impl Node {
         if ours.locks().root() == pot.locksRoot {
             return Some(ours.locks().iter().copied().collect());
         }
-        self.own_states
-            .get(&channel)?
-            .values()
-            .find_map(|(proof, locks)| (proof.locks_root == pot.locksRoot).then(|| locks.clone()))
+        self.lock_history
+            .get(&channel)
+            .and_then(|history| history.locks_with_root(pot.locksRoot))
     }
 
     /// A pot of a settled channel of ours was paid out: each of its locks went to the receiver
-    /// if its secret was registered by its expiration, else back to the sender. Close the books
+    /// if its secret was revealed on-chain in time, else back to the sender. Close the books
     /// on them: payments received or forwarded, attempts paid or failed.
     pub(crate) fn handle_pot_paid(&mut self, channel: ChannelId, sender: Address) {
         let Some(ours) = self.channels.get(&channel) else {
             return;
         };
         if sender == self.address {
-            // Locks of ours whose secret was registered in time were settled when it was
+            // Locks of ours claimed on-chain were settled when their secret was revealed
             // (`handle_secret_revealed`); the rest came back.
             let returned: Vec<(SecretHash, ChannelId)> = self
                 .sent
@@ -203,6 +174,7 @@ impl Node {
                     self.sent_lock_expired(sent);
                 }
             }
+            self.lock_history.remove(&channel);
             return;
         }
         let paid: Vec<(SecretHash, bool)> = ours
@@ -210,10 +182,7 @@ impl Node {
             .locks()
             .iter()
             .map(|lock| {
-                let claimed = self
-                    .revealed_onchain
-                    .get(&lock.secret_hash)
-                    .is_some_and(|block| *block <= lock.expiration);
+                let claimed = self.claimed_onchain(&lock.secret_hash, lock.expiration);
                 (lock.secret_hash, claimed)
             })
             .collect();
@@ -226,137 +195,248 @@ impl Node {
         }
     }
 
-    /// Everything the chain expects of us by this block.
+    /// Derives what the chain expects of us now and sends what is due (called at the end of
+    /// every call).
     pub(crate) fn chain_duties(&mut self) {
-        let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
-        for channel in ours {
-            let Some(onchain) = self.onchain.get(&channel) else {
-                continue;
-            };
-            match onchain.phase {
-                Phase::Opened => {}
-                Phase::Closed => {
-                    if self.block.0 > onchain.state.settleBlock {
-                        self.settle(channel);
-                    }
-                }
-                Phase::Settled { .. } => self.unlock_pots(channel),
-            }
-        }
         self.claim_locks_in_danger();
         self.give_up_slow_closes();
-    }
-
-    fn settle(&mut self, channel: ChannelId) {
-        if self.duties.get(&channel).is_some_and(|d| d.settle) {
-            return;
-        }
-        let (Some(ours), Some(onchain)) = (self.channels.get(&channel), self.onchain.get(&channel))
-        else {
-            return;
-        };
-        let state = &onchain.state;
-        let data_of = |address: Address, side: &OnChainSide| {
-            if address != self.address {
-                return balance_data(ours.participant(Side::Partner).latest_proof());
-            }
-            // Ours as the partner submitted it: none, or any state of ours it may have held.
-            if side.nonce == 0 {
-                return BalanceData::default();
-            }
-            self.own_states
+        let block = self.block;
+        let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
+        for channel in ours {
+            let needed = self.channel_duty(channel);
+            let settled = self
+                .onchain
                 .get(&channel)
-                .and_then(|states| states.get(&Nonce(side.nonce)))
-                .map_or_else(
-                    || balance_data(ours.participant(Side::Ours).latest_proof()),
-                    |(proof, _)| BalanceData::from(proof),
-                )
-        };
-        let balances = [
-            data_of(state.participant1, &state.side1),
-            data_of(state.participant2, &state.side2),
-        ];
-        // A close with an older proof than our latest: the closer knows its data and settles.
-        if !matches(&state.side1, &balances[0]) || !matches(&state.side2, &balances[1]) {
-            return;
-        }
-        self.duties.entry(channel).or_default().settle = true;
-        self.chain_request(ChainRequest::Settle { channel, balances });
-    }
-
-    fn unlock_pots(&mut self, channel: ChannelId) {
-        let (Some(ours), Some(onchain)) = (self.channels.get(&channel), self.onchain.get(&channel))
-        else {
-            return;
-        };
-        let mut requests = Vec::new();
-        for side in [Side::Ours, Side::Partner] {
-            let participant = ours.participant(side);
-            let sender = participant.address();
-            let Some(pot) = onchain.pot(sender) else {
+                .is_some_and(|c| matches!(c.phase, Phase::Settled { .. }));
+            let Some((duty, request)) = needed else {
+                // Done (the chain shows it) or moot. A settled channel owes nothing more, so
+                // its monitor goes; it comes back if a pot becomes ours to unlock.
+                if settled {
+                    if self.monitors.remove(&channel).is_some() {
+                        self.state_changed = true;
+                    }
+                } else if let Some(monitor) = self.monitors.get_mut(&channel)
+                    && monitor.in_flight.take().is_some()
+                {
+                    self.state_changed = true;
+                }
                 continue;
             };
-            // Only the lock set the pot commits to can be unlocked: for our pot, that of the
-            // state of ours the partner submitted.
-            let locks: Option<Vec<Lock>> = match side {
-                Side::Ours => self.our_pot_locks(channel),
-                Side::Partner => (participant.locks().root() == pot.locksRoot)
-                    .then(|| participant.locks().iter().copied().collect()),
+            let in_flight = self.monitors.get(&channel).and_then(|m| m.in_flight);
+            if !may_send(in_flight.as_ref(), block) {
+                continue;
+            }
+            let id = self.send_chain_request(request);
+            let retry_at = self.retry_block();
+            self.monitors.entry(channel).or_default().in_flight =
+                Some(InFlight { id, duty, retry_at });
+        }
+        self.register_secrets();
+    }
+
+    /// The block from which a request sent now may be sent again.
+    fn retry_block(&self) -> BlockNumber {
+        BlockNumber(self.block.0.saturating_add(self.config.chain_retry_after))
+    }
+
+    /// What `channel` needs of the chain now, if anything.
+    fn channel_duty(&self, channel: ChannelId) -> Option<(Duty, ChainRequest)> {
+        let ours = self.channels.get(&channel)?;
+        let onchain = self.onchain.get(&channel)?;
+        let monitor = self.monitors.get(&channel);
+        let block = self.block.0;
+        match onchain.phase {
+            Phase::Opened => {
+                if monitor.is_some_and(|m| m.closing) {
+                    let partner_proof = ours.participant(Side::Partner).latest_proof().copied();
+                    return Some((
+                        Duty::Close,
+                        ChainRequest::Close {
+                            channel,
+                            partner_proof,
+                        },
+                    ));
+                }
+                let total = monitor.and_then(|m| m.deposit)?;
+                let deposited = onchain.side(self.address)?.deposit;
+                (deposited < total.to_u256())
+                    .then_some((Duty::Deposit, ChainRequest::Deposit { channel, total }))
+            }
+            Phase::Closed => {
+                let settle_block = onchain.state.settleBlock;
+                if block > settle_block {
+                    let balances = onchain.submitted.clone();
+                    return Some((Duty::Settle, ChainRequest::Settle { channel, balances }));
+                }
+                // An update sent now lands in a later block: it must still be in the window.
+                let closer = onchain.state.closer;
+                if closer == self.address || block >= settle_block {
+                    return None;
+                }
+                let proof = ours.participant(Side::Partner).latest_proof()?;
+                let submitted = onchain.side(closer)?.nonce;
+                (proof.proof.nonce.0 > submitted).then_some((
+                    Duty::Update,
+                    ChainRequest::UpdateNonClosing {
+                        closer_proof: *proof,
+                    },
+                ))
+            }
+            Phase::Settled { .. } => self.unlock_duty(ours, onchain),
+        }
+    }
+
+    /// A pot of a settled channel whose locks are all past their expiration and that owes us
+    /// something: a lock to us claimed on-chain, or one of ours that was not.
+    fn unlock_duty(
+        &self,
+        ours: &Channel,
+        onchain: &OnChainChannel,
+    ) -> Option<(Duty, ChainRequest)> {
+        let participants = [onchain.state.participant1, onchain.state.participant2];
+        for (second, sender) in [false, true].into_iter().zip(participants) {
+            if onchain.pot(sender).is_none() {
+                continue;
+            }
+            let to_us = sender != self.address;
+            // Only the lock set the pot commits to can be unlocked.
+            let locks = if to_us {
+                let partner = ours.participant(Side::Partner);
+                let root = onchain.pot(sender).map(|pot| pot.locksRoot);
+                (Some(partner.locks().root()) == root)
+                    .then(|| partner.locks().iter().copied().collect())
+            } else {
+                self.our_pot_locks(onchain.id)
             };
-            // And only once every lock's fate is sealed (past its expiration) is one batch final.
-            let Some(locks) =
-                locks.filter(|locks| locks.iter().all(|lock| lock.expiration < self.block))
+            let Some(locks) = locks
+                .filter(|locks: &Vec<Lock>| locks.iter().all(|lock| lock.expiration < self.block))
             else {
                 continue;
             };
-            // Owed something: a lock to us whose secret is public, or ours whose isn't.
-            let owed = locks.iter().any(|lock| {
-                let public = self.registered.contains(&lock.secret_hash);
-                (side == Side::Partner) == public
-            });
-            if owed
-                && !self
-                    .duties
-                    .get(&channel)
-                    .is_some_and(|d| d.unlocks.contains(&sender))
-            {
-                requests.push((sender, locks));
+            let owed = locks
+                .iter()
+                .any(|lock| to_us == self.claimed_onchain(&lock.secret_hash, lock.expiration));
+            if owed {
+                let request = ChainRequest::UnlockBatch {
+                    channel: onchain.id,
+                    sender,
+                    locks,
+                };
+                return Some((Duty::Unlock { second }, request));
             }
         }
-        for (sender, locks) in requests {
-            self.duties
-                .entry(channel)
-                .or_default()
-                .unlocks
-                .insert(sender);
-            self.chain_request(ChainRequest::UnlockBatch {
-                channel,
-                sender,
-                locks,
-            });
-        }
+        None
     }
 
-    /// Incoming locks we can claim, about to expire, not unlocked: register and close.
-    pub(crate) fn claim_locks_in_danger(&mut self) {
-        let horizon = self.block.0.saturating_add(self.config.reveal_timeout);
-        let mut due = Vec::new();
+    /// Registers the secrets of locks to us that we can no longer expect to be unlocked
+    /// off-chain (the channel is closing or closed, or the lock is in danger), until the
+    /// registry shows them or the lock expired.
+    fn register_secrets(&mut self) {
+        let block = self.block;
+        let mut due = BTreeSet::new();
         for (channel, ours) in &self.channels {
-            if self.partner_of(*channel).is_err() {
-                continue;
-            }
+            let open = self.partner_of(*channel).is_ok() && !self.is_closing(*channel);
             for lock in ours.participant(Side::Partner).locks().iter() {
-                if let Some(secret) = self.secrets.get(&lock.secret_hash)
-                    && lock.expiration.0 <= horizon
-                    && lock.expiration >= self.block
+                let hash = lock.secret_hash;
+                // A registration sent now lands in a later block: at the latest the expiration.
+                if block < lock.expiration
+                    && self.secrets.contains_key(&hash)
+                    && !self.revealed_onchain.contains_key(&hash)
+                    && (!open || !self.claimable_in_time(lock.expiration))
                 {
-                    due.push((*channel, *secret));
+                    due.insert(hash);
                 }
             }
         }
-        for (channel, secret) in due {
-            self.register_secret(secret);
+        // A registration no longer due is done (the registry shows it) or moot (expired).
+        let before = self.registrations.len();
+        self.registrations.retain(|hash, _| due.contains(hash));
+        if self.registrations.len() != before {
+            self.state_changed = true;
+        }
+        for hash in due {
+            if !may_send(self.registrations.get(&hash), block) {
+                continue;
+            }
+            let secret = self.secrets[&hash];
+            let id = self.send_chain_request(ChainRequest::RegisterSecret { secret });
+            let retry_at = self.retry_block();
+            self.registrations.insert(
+                hash,
+                InFlight {
+                    id,
+                    duty: Duty::Register,
+                    retry_at,
+                },
+            );
+        }
+    }
+
+    /// A request we sent failed: retry it the block after, if it still matters then.
+    pub(crate) fn chain_request_failed(&mut self, id: crate::ChainRequestId) -> bool {
+        let retry_at = BlockNumber(self.block.0.saturating_add(1));
+        let in_flight = self
+            .monitors
+            .values_mut()
+            .filter_map(|m| m.in_flight.as_mut())
+            .chain(self.registrations.values_mut())
+            .find(|f| f.id == id);
+        match in_flight {
+            Some(in_flight) => {
+                in_flight.retry_at = retry_at;
+                self.state_changed = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Incoming locks whose secret we hold, about to expire, not unlocked by the partner:
+    /// close the channel (the secret is registered by the duties).
+    pub(crate) fn claim_locks_in_danger(&mut self) {
+        let mut due = Vec::new();
+        for (channel, ours) in &self.channels {
+            if self.partner_of(*channel).is_err() || self.is_closing(*channel) {
+                continue;
+            }
+            let in_danger = ours.participant(Side::Partner).locks().iter().any(|lock| {
+                self.secrets.contains_key(&lock.secret_hash)
+                    && !self.claimable_in_time(lock.expiration)
+                    && self.block <= lock.expiration
+            });
+            if in_danger {
+                due.push(*channel);
+            }
+        }
+        for channel in due {
             self.request_close(channel);
         }
+    }
+
+    /// Records how our new state `nonce` of `channel` changed our lock set, as a record of its
+    /// own (one per lock added or removed).
+    pub(crate) fn record_lock_change(
+        &mut self,
+        channel: ChannelId,
+        nonce: hoplite_htlc::Nonce,
+        change: crate::LockChange,
+    ) {
+        self.lock_history
+            .entry(channel)
+            .or_default()
+            .record(nonce, change);
+        self.records.push(crate::Record::LockChange {
+            channel,
+            nonce,
+            change,
+        });
+    }
+
+    /// Whether a pending lock of ours, sent or received, has this secret hash.
+    pub(crate) fn has_lock_on(&self, hash: &SecretHash) -> bool {
+        let from = (*hash, ChannelId::default());
+        let first_is = |key: Option<&(SecretHash, ChannelId)>| key.is_some_and(|(h, _)| h == hash);
+        first_is(self.sent.range(from..).next().map(|(k, _)| k))
+            || first_is(self.received.range(from..).next().map(|(k, _)| k))
     }
 }

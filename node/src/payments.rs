@@ -371,20 +371,15 @@ impl Node {
         });
     }
 
-    /// Forgets secrets no pending lock of ours uses any more.
+    /// Forgets secrets, and their on-chain reveals, that no pending lock of ours uses any
+    /// more.
     pub(crate) fn forget_unused_secrets(&mut self) {
-        let (sent, received) = (&self.sent, &self.received);
-        let in_use = |hash: &SecretHash| {
-            let from = (*hash, ChannelId::default());
-            sent.range(from..)
-                .next()
-                .is_some_and(|((h, _), _)| h == hash)
-                || received
-                    .range(from..)
-                    .next()
-                    .is_some_and(|((h, _), _)| h == hash)
-        };
-        self.secrets.retain(|hash, _| in_use(hash));
+        let mut secrets = std::mem::take(&mut self.secrets);
+        secrets.retain(|hash, _| self.has_lock_on(hash));
+        self.secrets = secrets;
+        let mut revealed = std::mem::take(&mut self.revealed_onchain);
+        revealed.retain(|hash, _| self.has_lock_on(hash));
+        self.revealed_onchain = revealed;
     }
 
     /// A fresh key for one keysend attempt.
@@ -462,7 +457,7 @@ impl Node {
         let id = update.proof.proof.channel_id;
         let channel = self
             .channels
-            .get_mut(&id)
+            .get(&id)
             .ok_or(PeerError::UnknownChannel(id))?;
         if channel.participant(Side::Partner).address() != from {
             return Err(PeerError::NotPartner { channel: id, from });
@@ -475,15 +470,28 @@ impl Node {
         {
             return Err(PeerError::ChannelClosed(id));
         }
-        // A resend of what we hold is answered as usual; nothing newer applies while closing.
-        if self.closing.contains_key(&id)
+        // A resend of what we hold is answered as usual; nothing newer applies while closing
+        // (cooperatively: we may have signed the final balances; unilaterally: we close with
+        // the partner's proof we hold now).
+        if self.is_closing(id)
             && update.proof.proof.nonce > channel.participant(Side::Partner).nonce()
         {
             return Err(PeerError::ChannelClosing(id));
         }
+        // The channel's rules only know the block; the registry decides whether a lock to us
+        // was claimed (the sender is the authenticated partner: it claims the lock back).
+        if let BalanceChange::LockExpired { secret_hash } = update.change
+            && let Some(lock) = channel.participant(Side::Partner).locks().get(&secret_hash)
+            && self.claimed_onchain(&secret_hash, lock.expiration)
+        {
+            self.request_close(id);
+            return Err(PeerError::LockClaimed(secret_hash));
+        }
+        let channel = self.channels.get_mut(&id).expect("found above");
         if let Err(error) = channel.handle_update(update, self.block) {
             if error.action() == hoplite_htlc::ErrorAction::CloseChannel {
                 self.event(Event::ChannelBroken { channel: id, error });
+                self.request_close(id);
             }
             return Err(error.into());
         }
@@ -514,7 +522,7 @@ impl Node {
         let secret_hash = lock.secret_hash;
         // The channel accepts a lock its sender made before our view of the chain moved on;
         // one we could not claim on-chain in time we neither forward nor claim.
-        let claimable = lock.expiration.0 > self.block.0.saturating_add(self.config.reveal_timeout);
+        let claimable = self.claimable_in_time(lock.expiration);
         let outcome = if !claimable {
             Err((FailureReason::ExpiryTooSoon, None))
         } else if onward.hops.is_empty() {
@@ -708,7 +716,7 @@ impl Node {
         let unsolicited = PeerError::Unsolicited("secret request");
         let payment = self
             .payments
-            .get_mut(&id)
+            .get(&id)
             .filter(|p| p.target.payee == from && p.target.payee_key.is_none())
             .ok_or(unsolicited.clone())?;
         let attempt = payment
@@ -717,8 +725,8 @@ impl Node {
             .position(|a| a.secret.hash() == secret_hash)
             .ok_or(unsolicited.clone())?;
         // The payee must still be able to claim its lock on-chain with the secret.
-        let claimable = payment.attempts[attempt].final_expiration.0
-            > self.block.0.saturating_add(self.config.reveal_timeout);
+        let claimable = self.claimable_in_time(payment.attempts[attempt].final_expiration);
+        let payment = self.payments.get_mut(&id).expect("found above");
         match payment.state {
             PaymentState::Routing
                 if payment.attempts[attempt].live
@@ -769,10 +777,9 @@ impl Node {
             {
                 invoice.state = InvoiceState::Revealed(secret_hash);
             }
-            match self.partner_of(channel) {
-                Ok(sender) => self.send(sender, Message::RevealSecret { secret }),
-                // Closed: the lock is claimed on-chain.
-                Err(_) => self.register_secret(secret),
+            // Closed (or closing): the duties register the secret, the lock is claimed on-chain.
+            if let Ok(sender) = self.partner_of(channel) {
+                self.send(sender, Message::RevealSecret { secret });
             }
         }
 
@@ -799,8 +806,7 @@ impl Node {
             return Err(PeerError::Unsolicited("secret"));
         }
         // A lock to us this secret claims may be too close to its expiration to wait for the
-        // partner's unlock: register it on-chain now, in this block.
-        self.claim_locks_in_danger();
+        // partner's unlock: the duties at the end of this call register it.
         Ok(())
     }
 
@@ -814,11 +820,14 @@ impl Node {
     /// A lock we sent is paid (its receiver knows the secret): claim what it was for.
     pub(crate) fn sent_lock_claimed(&mut self, sent: SentLock, secret: Secret) {
         match sent.role {
-            SentRole::Forward { incoming } => match self.partner_of(incoming) {
-                Ok(upstream) => self.send(upstream, Message::RevealSecret { secret }),
-                // The upstream channel is closed: our claim on its lock is on-chain.
-                Err(_) => self.register_secret(secret),
-            },
+            SentRole::Forward { incoming } => {
+                // The upstream channel closed: the duties register the secret, our claim on its
+                // lock is on-chain.
+                self.secrets.insert(secret.hash(), secret);
+                if let Ok(upstream) = self.partner_of(incoming) {
+                    self.send(upstream, Message::RevealSecret { secret });
+                }
+            }
             SentRole::Attempt { payment, attempt } => self.payment_succeeded(payment, attempt),
         }
     }
@@ -885,13 +894,16 @@ impl Node {
         Ok(())
     }
 
-    /// Removes our locks past their expiration whose secret we never learnt.
+    /// Removes our locks past their expiration that the chain does not show claimed: by the
+    /// contract's rule they are ours again, whatever secret we learnt late off-chain.
     pub(crate) fn expire_locks(&mut self) {
         let block = self.block;
         let mut expired: Vec<(ChannelId, SecretHash)> = Vec::new();
         for (id, channel) in &self.channels {
             for lock in channel.participant(Side::Ours).locks().iter() {
-                if block > lock.expiration && !self.secrets.contains_key(&lock.secret_hash) {
+                if block > lock.expiration
+                    && !self.claimed_onchain(&lock.secret_hash, lock.expiration)
+                {
                     expired.push((*id, lock.secret_hash));
                 }
             }

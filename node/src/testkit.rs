@@ -8,8 +8,14 @@
 //! in-process EVM (the real contract bytecode) and every node is fed the resulting events;
 //! records are persisted at once. After every delivered message the network checks
 //! [`Network::check_conservation`]. A network dropped with undelivered messages fails the test.
+//!
+//! The chain can be made as hard as a real one: with [`Network::use_mempool`] requests wait
+//! for [`Network::mine`], and a second transaction on a channel in one block reverts
+//! `StaleChannelState` as on the contract (both were made against the same state);
+//! [`Network::fail_chain_requests`] makes requests fail as if never sent.
 
 use crate::invoice::{Invoice, PaymentId};
+use crate::monitor::{ChainFailure, ChainRequestId};
 use crate::node::{
     ChainRequest, Config, Event, Input, Node, NodeState, Output, PeerError, PersistId, Record,
 };
@@ -78,7 +84,7 @@ pub struct Network {
     records: Vec<BTreeMap<ChannelId, Channel>>,
     /// Each node's latest durable bookkeeping.
     states: Vec<Option<Box<NodeState>>>,
-    /// Each node's Invoice and Finished records, in order.
+    /// Each node's Invoice, Finished and LockChange records, in order.
     logs: Vec<Vec<Record>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
     stalled: BTreeMap<usize, Vec<(PersistId, Record)>>,
@@ -90,7 +96,14 @@ pub struct Network {
     /// The block of the last event fed to the nodes, and how many of that block's were fed.
     fed: (u64, usize),
     next_gossip_id: u64,
+    /// Requests wait for the next block (`None`: each runs at once).
+    mempool: Option<Vec<(usize, ChainRequestId, ChainRequest)>>,
+    /// Per node: how many more requests matching the rule fail, and the rule.
+    failing: BTreeMap<usize, (usize, ChainRule)>,
 }
+
+/// Which chain requests a [`Network::fail_chain_requests`] rule fails.
+pub type ChainRule = Box<dyn Fn(&ChainRequest) -> bool>;
 
 impl Network {
     /// `n` nodes (keys from `seed`) on a fresh chain; `configure(i, config)` adjusts node `i`'s
@@ -156,7 +169,26 @@ impl Network {
             checks: true,
             fed: (0, 0),
             next_gossip_id: 0,
+            mempool: None,
+            failing: BTreeMap::new(),
         }
+    }
+
+    /// From now on chain requests wait in a mempool for the next [`Self::mine`], which runs
+    /// them in order; a second one on the same channel in that block reverts
+    /// `StaleChannelState` without running, as it would on the contract.
+    pub fn use_mempool(&mut self) {
+        self.mempool.get_or_insert_with(Vec::new);
+    }
+
+    /// Node `i`'s next `times` chain requests that `rule` picks fail as not sent.
+    pub fn fail_chain_requests(
+        &mut self,
+        i: usize,
+        times: usize,
+        rule: impl Fn(&ChainRequest) -> bool + 'static,
+    ) {
+        self.failing.insert(i, (times, Box::new(rule)));
     }
 
     /// Turns the invariant checks after each delivery on or off (on by default; benchmarks
@@ -469,9 +501,23 @@ impl Network {
         verdict
     }
 
-    /// Mines `blocks` blocks, telling every node of each one (deadlines fall on single blocks).
+    /// Mines `blocks` blocks, telling every node of each one (deadlines fall on single blocks);
+    /// with a mempool, each block first runs the requests waiting for it.
     pub fn mine(&mut self, blocks: u64) {
         for _ in 0..blocks {
+            if let Some(waiting) = self.mempool.as_mut().map(std::mem::take) {
+                let mut touched = BTreeSet::new();
+                for (i, id, request) in waiting {
+                    let conflict = request.channel().is_some_and(|c| !touched.insert(c));
+                    let result = if conflict {
+                        Err(ChainFailure::StaleState)
+                    } else {
+                        self.execute(i, &request)
+                    };
+                    self.report(i, id, request, result);
+                }
+                self.feed_chain_events();
+            }
             self.evm.lock().expect("evm lock").mine(1);
             let block = self.block();
             for node in &mut self.nodes {
@@ -538,14 +584,13 @@ impl Network {
                 }
             }
             Output::GossipVerdict { .. } => {}
-            Output::Chain(request) => {
-                if let Err(error) = self.execute(i, &request) {
-                    let input = Input::ChainRequestFailed {
-                        request,
-                        error: error.to_string(),
-                    };
-                    self.nodes[i].handle_input(self.now, input);
+            Output::Chain { id, request } => {
+                if let Some(waiting) = &mut self.mempool {
+                    waiting.push((i, id, request));
+                    return;
                 }
+                let result = self.execute(i, &request);
+                self.report(i, id, request, result);
                 self.feed_chain_events();
             }
             Output::Persist { id, record } => match self.stalled.get_mut(&i) {
@@ -562,7 +607,8 @@ impl Network {
                 self.records[i].insert(channel.id(), *channel);
             }
             Record::State(state) => self.states[i] = Some(state),
-            record @ (Record::Invoice(_) | Record::Finished { .. }) => self.logs[i].push(record),
+            // Invoice, Finished and LockChange records accumulate.
+            record => self.logs[i].push(record),
         }
         self.nodes[i].handle_input(self.now, Input::Persisted(id));
     }
@@ -608,7 +654,36 @@ impl Network {
         self.reconnect(i);
     }
 
-    fn execute(&mut self, i: usize, request: &ChainRequest) -> Result<(), ChainError> {
+    /// Tells node `i` of its request's failure, if it failed.
+    fn report(
+        &mut self,
+        i: usize,
+        id: ChainRequestId,
+        request: ChainRequest,
+        result: Result<(), ChainFailure>,
+    ) {
+        if let Err(failure) = result {
+            let input = Input::ChainRequestFailed {
+                id,
+                request,
+                failure,
+            };
+            self.nodes[i].handle_input(self.now, input);
+        }
+    }
+
+    fn execute(&mut self, i: usize, request: &ChainRequest) -> Result<(), ChainFailure> {
+        if let Some((times, rule)) = self.failing.get_mut(&i)
+            && *times > 0
+            && rule(request)
+        {
+            *times -= 1;
+            return Err(ChainFailure::NotSent("failed by the test".into()));
+        }
+        self.run(i, request).map_err(|e| ChainFailure::from(&e))
+    }
+
+    fn run(&mut self, i: usize, request: &ChainRequest) -> Result<(), ChainError> {
         let me = self.address(i);
         let chain = &mut self.chains[i];
         match request {

@@ -183,7 +183,9 @@ fn a_signer_is_frozen_and_closes_unilaterally_when_its_partner_goes_silent() {
     assert!(
         net.events(1)
             .iter()
-            .any(|e| matches!(e, Event::ChannelClosed { closer, .. } if *closer == net.address(1)))
+            .any(|e| matches!(e, Event::ChannelClosed { closer, .. } if *closer == net.address(1))),
+        "{:?}",
+        net.events(1)
     );
     net.reconnect(0);
     net.in_flight.clear();

@@ -1,0 +1,163 @@
+//! What each of our channels needs of the chain, and what the node must keep until the channel
+//! settles: a per-channel monitor in the style of LDK's `ChannelMonitor`.
+//!
+//! Duties are not remembered as "done when sent". On every call the node derives what the chain
+//! still expects of it from the channel's on-chain state, the block and what it holds
+//! (`onchain.rs`); a duty is done when the chain shows its effect. A request goes out with a
+//! [`ChainRequestId`], at most one per channel at a time (two transactions on one channel in one
+//! block conflict on the contract), and is sent again while it still matters: `chain_retry_after`
+//! blocks after it went out with no effect, or the block after it failed.
+
+use crate::node::ChainRequest;
+use hoplite_chain::{ChainError, RevertReason, contracts::TokenNetwork::TokenNetworkErrors};
+use hoplite_htlc::locks::PendingLocks;
+use hoplite_htlc::{Amount, BlockNumber, Lock, Nonce, SecretHash};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Names one [`Output::Chain`](crate::Output::Chain) request, so the driver can report its
+/// failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChainRequestId(pub u64);
+
+/// Why a chain request did not take effect, sorted by what the node does next (it retries every
+/// kind the block after, for as long as the duty matters).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ChainFailure {
+    /// Another transaction changed the channel first (the contract's `StaleChannelState`):
+    /// the node retries once the chain's events show the new state.
+    #[error("the channel changed first")]
+    StaleState,
+    /// The contract refused, with its reason.
+    #[error("reverted: {0}")]
+    Reverted(String),
+    /// It never reached the chain (transport, nonce, funds).
+    #[error("not sent: {0}")]
+    NotSent(String),
+}
+
+impl From<&ChainError> for ChainFailure {
+    fn from(error: &ChainError) -> Self {
+        match error {
+            ChainError::Reverted(RevertReason::TokenNetwork(
+                TokenNetworkErrors::StaleChannelState(_),
+            )) => Self::StaleState,
+            ChainError::Reverted(reason) => Self::Reverted(reason.to_string()),
+            ChainError::Halted(e) => Self::Reverted(e.clone()),
+            ChainError::Transport(e) | ChainError::Unexpected(e) => Self::NotSent(e.clone()),
+        }
+    }
+}
+
+/// What a chain request is for; the node derives which one a channel needs now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Duty {
+    /// Raise our deposit.
+    Deposit,
+    /// Close with the partner's latest proof.
+    Close,
+    /// Submit the closer's newer proof in the window.
+    Update,
+    /// Settle after the window.
+    Settle,
+    /// Unlock the pot of this sender (participant1 `false`, participant2 `true`).
+    Unlock {
+        /// Whether the pot is participant2's.
+        second: bool,
+    },
+    /// Register a secret.
+    Register,
+}
+
+/// A request out on the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InFlight {
+    pub(crate) id: ChainRequestId,
+    pub(crate) duty: Duty,
+    /// From this block on it may be sent again.
+    pub(crate) retry_at: BlockNumber,
+}
+
+/// One of our channels' on-chain duties.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChannelMonitor {
+    /// We decided to close unilaterally: from then on the channel carries no new state either
+    /// way, so the proof we close with stays the partner's latest and nothing we sign after it
+    /// needs settling.
+    pub(crate) closing: bool,
+    /// The deposit total the user asked for, until the chain shows it.
+    pub(crate) deposit: Option<Amount>,
+    /// The transaction out for this channel.
+    pub(crate) in_flight: Option<InFlight>,
+}
+
+/// Whether `in_flight` leaves room to send `duty` at `block`: nothing is out, or what is out
+/// may be retried (a failure, or no effect after `chain_retry_after` blocks).
+pub(crate) fn may_send(in_flight: Option<&InFlight>, block: BlockNumber) -> bool {
+    in_flight.is_none_or(|f| block >= f.retry_at)
+}
+
+/// How one of our signed states changed our direction's lock set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LockChange {
+    /// A lock was added (`LockedTransfer`).
+    Added(Lock),
+    /// The lock with this secret hash was removed (`Unlock`, `LockExpired`).
+    Removed(SecretHash),
+}
+
+/// Every change of our direction's lock set in one channel, by the nonce of the state that made
+/// it, kept until the channel settles: the partner may close with any state of ours it holds,
+/// and only the lock set behind that state's root can unlock its pot. One entry per lock added
+/// or removed; direct transfers add nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LockHistory(BTreeMap<Nonce, LockChange>);
+
+impl LockHistory {
+    /// Our state `nonce` made `change` (a later record of the same nonce replaces an earlier
+    /// one: a state signed again after a crash that lost it).
+    pub(crate) fn record(&mut self, nonce: Nonce, change: LockChange) {
+        self.0.insert(nonce, change);
+    }
+
+    /// Forgets changes of states after `nonce` (never durable with their channel record).
+    pub(crate) fn truncate_after(&mut self, nonce: Nonce) {
+        self.0.retain(|n, _| *n <= nonce);
+    }
+
+    /// The lock set, in slot order, of our state whose locks root is `root`: replayed from the
+    /// first change, so the slots are exactly those the state was signed with.
+    pub(crate) fn locks_with_root(&self, root: alloy_primitives::B256) -> Option<Vec<Lock>> {
+        let mut set = PendingLocks::new();
+        for change in self.0.values() {
+            match change {
+                LockChange::Added(lock) => set.insert(*lock).ok()?,
+                LockChange::Removed(hash) => set.remove(hash)?.0,
+            };
+            if set.root() == root {
+                return Some(set.iter().copied().collect());
+            }
+        }
+        None
+    }
+
+    /// How many changes are kept.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl ChainRequest {
+    /// The channel the request acts on (none for an open or a secret registration).
+    pub fn channel(&self) -> Option<hoplite_htlc::ChannelId> {
+        match self {
+            Self::OpenChannel { .. } | Self::RegisterSecret { .. } => None,
+            Self::Deposit { channel, .. }
+            | Self::Close { channel, .. }
+            | Self::Settle { channel, .. }
+            | Self::CooperativeSettle { channel, .. }
+            | Self::UnlockBatch { channel, .. } => Some(*channel),
+            Self::UpdateNonClosing { closer_proof } => Some(closer_proof.proof.channel_id),
+        }
+    }
+}
