@@ -91,10 +91,11 @@ pub(crate) struct ChannelMonitor {
     pub(crate) in_flight: Option<InFlight>,
 }
 
-/// Whether `in_flight` leaves room to send `duty` at `block`: nothing is out, or what is out
-/// may be retried (a failure, or no effect after `chain_retry_after` blocks).
-pub(crate) fn may_send(in_flight: Option<&InFlight>, block: BlockNumber) -> bool {
-    in_flight.is_none_or(|f| block >= f.retry_at)
+/// Whether `in_flight` leaves room to send `duty` at `block`: nothing is out, what is out is
+/// for another duty (the one derived before is done or moot: the state it acted on has
+/// changed), or it may be retried (a failure, or no effect after `chain_retry_after` blocks).
+pub(crate) fn may_send(in_flight: Option<&InFlight>, duty: Duty, block: BlockNumber) -> bool {
+    in_flight.is_none_or(|f| f.duty != duty || block >= f.retry_at)
 }
 
 /// How one of our signed states changed our direction's lock set.

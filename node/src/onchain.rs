@@ -223,7 +223,7 @@ impl Node {
                 continue;
             };
             let in_flight = self.monitors.get(&channel).and_then(|m| m.in_flight);
-            if !may_send(in_flight.as_ref(), block) {
+            if !may_send(in_flight.as_ref(), duty, block) {
                 continue;
             }
             let id = self.send_chain_request(request);
@@ -355,7 +355,7 @@ impl Node {
             self.state_changed = true;
         }
         for hash in due {
-            if !may_send(self.registrations.get(&hash), block) {
+            if !may_send(self.registrations.get(&hash), Duty::Register, block) {
                 continue;
             }
             let secret = self.secrets[&hash];
