@@ -153,7 +153,7 @@ pub enum Input {
     Chain(ChainEvent),
     /// A new block: lock expirations and on-chain deadlines count in blocks.
     Block(BlockNumber),
-    /// The record of [`Output::Persist`] `id` is durable.
+    /// The records of every [`Output::Persist`] up to `id` are durable.
     Persisted(PersistId),
     /// A chain request failed (reverted or not sent); the node sends it again the block after
     /// if it still matters. (A request that succeeded needs no input: its events show it.)
@@ -173,9 +173,9 @@ pub struct PersistId(pub u64);
 
 /// What the node's state needs kept durable; [`Node::restore`] takes it back, in the order they
 /// were written. Keep the latest `Channel` record of each channel and the latest `State` record
-/// (each replaces the one before); keep every `Invoice` and `Finished` record (they accumulate,
-/// and may be dropped once their invoice expired) and every `LockChange` record (they
-/// accumulate, and may be dropped once their channel settled).
+/// (each replaces the one before); keep every `Invoice`, `InvoiceRevealed` and `Finished`
+/// record (they accumulate, and may be dropped once their invoice expired) and every
+/// `LockChange` record (they accumulate, and may be dropped once their channel settled).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
@@ -186,6 +186,14 @@ pub enum Record {
     State(Box<NodeState>),
     /// An invoice we made.
     Invoice(Box<Invoice>),
+    /// The payer of our invoice `payment` revealed the secret of its lock: the invoice takes
+    /// no other payment.
+    InvoiceRevealed {
+        /// The invoice.
+        payment: PaymentId,
+        /// The lock being claimed.
+        secret_hash: SecretHash,
+    },
     /// How our state `nonce` of `channel` changed our lock set: the partner may close with any
     /// state of ours, and unlocking its pot needs that state's locks.
     LockChange {
@@ -313,13 +321,14 @@ pub enum Output {
         /// The transaction.
         request: ChainRequest,
     },
-    /// Make `record` durable, then report [`Input::Persisted`]; messages that depend on it are
-    /// held back until then.
+    /// Make `records` durable together (one transaction: all or none), then report
+    /// [`Input::Persisted`] with `id`. What the call that made them output besides (messages,
+    /// acknowledgements, events, chain requests) is held back until then.
     Persist {
-        /// Its id.
+        /// Its id; ids grow by one with each batch.
         id: PersistId,
-        /// What to keep.
-        record: Record,
+        /// What to keep, in order.
+        records: Vec<Record>,
     },
     /// Something to tell the user.
     Event(Event),
@@ -554,13 +563,15 @@ pub enum CommandError {
     UnknownPayee(Address),
 }
 
-/// A message or acknowledgement made by a call, not yet output.
-#[derive(Clone, Copy, Debug)]
+/// What a call made that waits for the call's records to be durable.
+#[derive(Clone, Debug)]
 enum Outgoing {
     /// The unacknowledged message `id` to this peer.
     Message(Address, MessageId),
     /// An acknowledgement of the peer's message `id`.
     Ack(Address, MessageId),
+    /// An event or a chain request: neither may tell of a state a crash could forget.
+    Output(Output),
 }
 
 /// Messages to one peer not yet acknowledged.
@@ -661,7 +672,6 @@ pub struct Node {
     held: VecDeque<(PersistId, Vec<Outgoing>)>,
     next_persist: u64,
     persisted_through: u64,
-    persisted_ahead: BTreeSet<u64>,
 }
 
 impl Node {
@@ -713,7 +723,6 @@ impl Node {
             held: VecDeque::new(),
             next_persist: 0,
             persisted_through: 0,
-            persisted_ahead: BTreeSet::new(),
         })
     }
 
@@ -1001,8 +1010,9 @@ impl Node {
         alloy_primitives::keccak256(input)
     }
 
+    /// Reports `event` once this call's records are durable.
     pub(crate) fn event(&mut self, event: Event) {
-        self.outputs.push_back(Output::Event(event));
+        self.pending.push(Outgoing::Output(Output::Event(event)));
     }
 
     /// Outputs a chain request under a new id.
@@ -1010,7 +1020,8 @@ impl Node {
         self.chain_requests += 1;
         let id = ChainRequestId(self.chain_requests);
         self.state_changed = true;
-        self.outputs.push_back(Output::Chain { id, request });
+        self.pending
+            .push(Outgoing::Output(Output::Chain { id, request }));
         id
     }
 
@@ -1072,13 +1083,10 @@ impl Node {
             .collect();
         records.append(&mut self.records);
         records.push(Record::State(Box::new(self.snapshot())));
-        let mut last = PersistId(0);
-        for record in records {
-            self.next_persist += 1;
-            last = PersistId(self.next_persist);
-            self.outputs.push_back(Output::Persist { id: last, record });
-        }
-        self.held.push_back((last, batch));
+        self.next_persist += 1;
+        let id = PersistId(self.next_persist);
+        self.outputs.push_back(Output::Persist { id, records });
+        self.held.push_back((id, batch));
     }
 
     fn snapshot(&self) -> NodeState {
@@ -1125,6 +1133,14 @@ impl Node {
                 Record::Invoice(invoice) => {
                     node.invoices
                         .insert(invoice.payment, IncomingInvoice::new(*invoice));
+                }
+                Record::InvoiceRevealed {
+                    payment,
+                    secret_hash,
+                } => {
+                    if let Some(invoice) = node.invoices.get_mut(&payment) {
+                        invoice.revealed(secret_hash);
+                    }
                 }
                 Record::Finished {
                     payment,
@@ -1182,13 +1198,11 @@ impl Node {
     }
 
     fn handle_persisted(&mut self, id: PersistId) {
+        // Through `id`: an id we never gave is the driver's bug, not a reason to release.
         if id.0 <= self.persisted_through || id.0 > self.next_persist {
             return;
         }
-        self.persisted_ahead.insert(id.0);
-        while self.persisted_ahead.remove(&(self.persisted_through + 1)) {
-            self.persisted_through += 1;
-        }
+        self.persisted_through = id.0;
         while self
             .held
             .front()
@@ -1199,7 +1213,7 @@ impl Node {
         }
     }
 
-    /// Outputs a batch of messages whose records are durable.
+    /// Outputs what a call made once its records are durable.
     fn release(&mut self, batch: Vec<Outgoing>) {
         let now = self.now;
         for outgoing in batch {
@@ -1207,6 +1221,10 @@ impl Node {
                 Outgoing::Ack(to, id) => {
                     let envelope = Envelope::Ack(id);
                     self.outputs.push_back(Output::Send { to, envelope });
+                    continue;
+                }
+                Outgoing::Output(output) => {
+                    self.outputs.push_back(output);
                     continue;
                 }
                 Outgoing::Message(to, id) => (to, id),

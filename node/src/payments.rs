@@ -36,6 +36,11 @@ impl IncomingInvoice {
             state: InvoiceState::Open,
         }
     }
+
+    /// The payer revealed the secret of the lock with `secret_hash`.
+    pub(crate) fn revealed(&mut self, secret_hash: SecretHash) {
+        self.state = InvoiceState::Revealed(secret_hash);
+    }
 }
 
 /// Whom a payment goes to, and how much.
@@ -775,7 +780,11 @@ impl Node {
             if let Some(invoice) = self.invoices.get_mut(&payment)
                 && invoice.state == InvoiceState::Open
             {
-                invoice.state = InvoiceState::Revealed(secret_hash);
+                invoice.revealed(secret_hash);
+                self.records.push(Record::InvoiceRevealed {
+                    payment,
+                    secret_hash,
+                });
             }
             // Closed (or closing): the duties register the secret, the lock is claimed on-chain.
             if let Ok(sender) = self.partner_of(channel) {

@@ -84,10 +84,10 @@ pub struct Network {
     records: Vec<BTreeMap<ChannelId, Channel>>,
     /// Each node's latest durable bookkeeping.
     states: Vec<Option<Box<NodeState>>>,
-    /// Each node's Invoice, Finished and LockChange records, in order.
+    /// Each node's Invoice, InvoiceRevealed, Finished and LockChange records, in order.
     logs: Vec<Vec<Record>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
-    stalled: BTreeMap<usize, Vec<(PersistId, Record)>>,
+    stalled: BTreeMap<usize, Vec<(PersistId, Vec<Record>)>>,
     configs: Vec<Config>,
     keys: Vec<PrivateKey>,
     offline: BTreeSet<usize>,
@@ -593,22 +593,25 @@ impl Network {
                 self.report(i, id, request, result);
                 self.feed_chain_events();
             }
-            Output::Persist { id, record } => match self.stalled.get_mut(&i) {
-                Some(waiting) => waiting.push((id, record)),
-                None => self.persist(i, id, record),
+            Output::Persist { id, records } => match self.stalled.get_mut(&i) {
+                Some(waiting) => waiting.push((id, records)),
+                None => self.persist(i, id, records),
             },
             Output::Event(event) => self.events[i].push(event),
         }
     }
 
-    fn persist(&mut self, i: usize, id: PersistId, record: Record) {
-        match record {
-            Record::Channel(channel) => {
-                self.records[i].insert(channel.id(), *channel);
+    /// Makes a batch durable (all its records at once, as one transaction would).
+    fn persist(&mut self, i: usize, id: PersistId, records: Vec<Record>) {
+        for record in records {
+            match record {
+                Record::Channel(channel) => {
+                    self.records[i].insert(channel.id(), *channel);
+                }
+                Record::State(state) => self.states[i] = Some(state),
+                // Invoice, InvoiceRevealed, Finished and LockChange records accumulate.
+                record => self.logs[i].push(record),
             }
-            Record::State(state) => self.states[i] = Some(state),
-            // Invoice, Finished and LockChange records accumulate.
-            record => self.logs[i].push(record),
         }
         self.nodes[i].handle_input(self.now, Input::Persisted(id));
     }
@@ -621,8 +624,8 @@ impl Network {
 
     /// Makes node `i`'s pending records durable, in order.
     pub fn resume_storage(&mut self, i: usize) {
-        for (id, record) in self.stalled.remove(&i).unwrap_or_default() {
-            self.persist(i, id, record);
+        for (id, records) in self.stalled.remove(&i).unwrap_or_default() {
+            self.persist(i, id, records);
         }
         self.settle();
     }

@@ -385,14 +385,22 @@ fn nothing_signed_leaves_before_it_is_persisted() {
     assert_eq!(durable(&net, 0), Some(Amount::from(7u64)));
     assert_eq!(net.in_flight.len(), 1);
 
-    // The receiver, too, persists the partner's proof before it acknowledges it.
+    // The receiver, too, persists the partner's proof before it acknowledges it, and before
+    // it tells its user it was paid.
     net.stall_storage(1);
     net.deliver_next();
     assert!(
         net.in_flight.is_empty(),
         "no acknowledgement before the proof is durable"
     );
+    let paid = |net: &Network| {
+        net.events(1)
+            .iter()
+            .any(|e| matches!(e, Event::DirectTransferReceived { .. }))
+    };
+    assert!(!paid(&net), "no event before the proof is durable");
     net.resume_storage(1);
+    assert!(paid(&net));
     assert!(matches!(net.in_flight[0].envelope(), Envelope::Ack(_)));
     net.deliver_all();
     assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);

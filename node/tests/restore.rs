@@ -99,3 +99,46 @@ fn a_restored_node_completes_the_payment_or_fails_it_cleanly() {
     // Within the payment timeout, resends finish every one of them.
     assert_eq!(completed, runs);
 }
+
+#[test]
+fn a_restored_payee_takes_no_second_payment_for_an_invoice_being_claimed() {
+    // Payers 0 and 2, payee 1.
+    let mut net = create_network(3);
+    net.open_channel(0, 1, [10_000, 0]);
+    net.open_channel(2, 1, [10_000, 0]);
+    let invoice = net.invoice(1, 1_000);
+    let now = net.now();
+    let first = net.nodes[0].pay(now, &invoice).unwrap();
+    net.settle();
+    // Deliver until the payee holds the payer's secret; its claim is not delivered yet.
+    loop {
+        let next = net.in_flight.front().expect("under way").clone();
+        let reveal = next.to == 1
+            && matches!(
+                next.message(),
+                Some(hoplite_node::wire::Message::RevealSecret { .. })
+            );
+        net.deliver_next();
+        if reveal {
+            break;
+        }
+    }
+    net.restart(1);
+    // Someone else pays the same invoice: the restored payee refuses it.
+    let second = net.nodes[2].pay(now, &invoice).unwrap();
+    net.settle();
+    net.deliver_all();
+    assert!(net.events(0).iter().any(|e| matches!(
+        e,
+        Event::PaymentSent { payment, .. } if *payment == first
+    )));
+    assert!(
+        net.events(2).iter().any(|e| matches!(
+            e,
+            Event::PaymentFailed { payment, .. } if *payment == second
+        )),
+        "{:?}",
+        net.events(2)
+    );
+    net.mine_and_deliver(60);
+}
