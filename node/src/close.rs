@@ -75,7 +75,7 @@ impl Node {
         channel: ChannelId,
         how: Close,
     ) -> Result<(), CommandError> {
-        self.handle_timeout(now);
+        self.advance(now);
         let partner = self.partner_of(channel)?;
         match how {
             Close::Unilateral => self.request_close(channel),
@@ -107,7 +107,7 @@ impl Node {
                 );
             }
         }
-        self.handle_timeout(now);
+        self.finish();
         Ok(())
     }
 

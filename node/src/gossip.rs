@@ -252,6 +252,9 @@ impl Node {
                 self.announce_policy(channel);
             }
         }
+        // Kept with the bookkeeping: a restored node forwards at the policy it announced.
+        self.state_changed = true;
+        self.finish();
         Ok(())
     }
 

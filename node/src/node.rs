@@ -62,6 +62,9 @@ pub struct Config {
     /// Where peers can reach us (libp2p multiaddrs), in our node announcement (at most 4, of
     /// at most 128 bytes).
     pub addresses: Vec<String>,
+    /// Balance updates to one partner that may wait for its acknowledgement: past it we sign
+    /// nothing more on its channels (a partner that never acknowledges can't grow our outbox).
+    pub max_unacked: usize,
     /// Blocks after which a chain request that shows no effect is sent again (a failed one is
     /// sent again the block after). Below `reveal_timeout`, so a registration that went
     /// missing is retried in time.
@@ -94,6 +97,7 @@ impl Config {
             scorer: ProbabilisticParams::default(),
             alias: String::new(),
             addresses: Vec::new(),
+            max_unacked: 1_024,
             chain_retry_after: 3,
             seed,
         }
@@ -217,7 +221,9 @@ pub enum Record {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeState {
     draws: u64,
+    messages: u64,
     peers: BTreeMap<Address, Peer>,
+    policy: Policy,
     pending_opens: BTreeMap<Address, Amount>,
     payments: BTreeMap<PaymentId, Payment>,
     received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
@@ -558,6 +564,9 @@ pub enum CommandError {
     /// The alias or addresses exceed the node announcement's bounds.
     #[error("alias or addresses too long for a node announcement")]
     AnnouncementTooLong,
+    /// `max_unacked` balance updates to this partner wait for its acknowledgement.
+    #[error("{0} has not acknowledged our last updates")]
+    PeerBacklogged(Address),
     /// No announcement of the payee tells its public key, so a secret can't be encrypted to it.
     #[error("no public key known for {0}")]
     UnknownPayee(Address),
@@ -571,15 +580,19 @@ enum Outgoing {
     /// An acknowledgement of the peer's message `id`.
     Ack(Address, MessageId),
     /// An event or a chain request: neither may tell of a state a crash could forget.
-    Output(Output),
+    Output(Box<Output>),
 }
 
-/// Messages to one peer not yet acknowledged.
+/// Messages to one peer not yet acknowledged: our outbox to it. Its size is bounded: at most
+/// `Config::max_unacked` balance updates (more are refused), and every other message is an
+/// answer that supersedes the one it repeats or replaces, or belongs to a pending lock.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Peer {
-    next_id: u64,
     /// By id: the message and when it last went out (`None`: held back until persisted).
     pub(crate) unacked: BTreeMap<MessageId, (Message, Option<Duration>)>,
+    /// The peer's connection is down: nothing is resent to it until it is back.
+    #[serde(skip)]
+    pub(crate) offline: bool,
 }
 
 impl Peer {
@@ -617,6 +630,8 @@ pub struct Node {
     /// Random words drawn so far: each is `keccak256(seed ‖ draw)`, so a restored node never
     /// draws one again.
     draws: u64,
+    /// Messages sent so far (each one's id).
+    messages: u64,
     pub(crate) now: Duration,
     pub(crate) block: BlockNumber,
     /// Every channel of the token network, as its events build it.
@@ -686,6 +701,7 @@ impl Node {
         let address = key.address();
         Ok(Self {
             draws: 0,
+            messages: 0,
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
             gossip: GossipStore::new(config.token_network, config.gossip),
             config,
@@ -788,6 +804,7 @@ impl Node {
         let resend = self
             .peers
             .values()
+            .filter(|peer| !peer.offline)
             .flat_map(|peer| peer.unacked.values())
             .filter_map(|(_, sent)| sent.map(|at| at + self.config.resend_after))
             .min();
@@ -815,7 +832,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Duration) {
         self.advance(now);
         let resend_after = self.config.resend_after;
-        for (to, peer) in &mut self.peers {
+        for (to, peer) in self.peers.iter_mut().filter(|(_, peer)| !peer.offline) {
             for (id, (message, sent)) in &mut peer.unacked {
                 if let Some(at) = sent
                     && *at + resend_after <= now
@@ -842,7 +859,12 @@ impl Node {
         self.advance(now);
         match input {
             Input::PeerConnected(peer) => self.resend_all(peer),
-            Input::PeerDisconnected(_) => {}
+            Input::PeerDisconnected(peer) => {
+                // Resent when it is back, not into the void meanwhile.
+                if let Some(peer) = self.peers.get_mut(&peer) {
+                    peer.offline = true;
+                }
+            }
             Input::PeerMessage { from, bytes } => self.handle_peer_bytes(from, &bytes),
             Input::Gossip { from, id, bytes } => self.handle_gossip(from, id, &bytes),
             Input::Chain(event) => self.handle_chain_event(&event),
@@ -954,6 +976,9 @@ impl Node {
         if self.is_closing(channel) {
             return Err(CommandError::ChannelClosing(channel));
         }
+        if self.backlogged(partner) {
+            return Err(CommandError::PeerBacklogged(partner));
+        }
         let ours = self
             .channels
             .get_mut(&channel)
@@ -1012,7 +1037,8 @@ impl Node {
 
     /// Reports `event` once this call's records are durable.
     pub(crate) fn event(&mut self, event: Event) {
-        self.pending.push(Outgoing::Output(Output::Event(event)));
+        self.pending
+            .push(Outgoing::Output(Box::new(Output::Event(event))));
     }
 
     /// Outputs a chain request under a new id.
@@ -1021,7 +1047,7 @@ impl Node {
         let id = ChainRequestId(self.chain_requests);
         self.state_changed = true;
         self.pending
-            .push(Outgoing::Output(Output::Chain { id, request }));
+            .push(Outgoing::Output(Box::new(Output::Chain { id, request })));
         id
     }
 
@@ -1045,11 +1071,16 @@ impl Node {
         self.dirty.insert(channel);
     }
 
-    /// Queues a message to `to`; it goes out when this call's changes are durable.
+    /// Queues a message to `to`; it goes out when this call's changes are durable. An
+    /// unacknowledged message it supersedes is dropped, so a peer that asks again and again
+    /// can't grow our outbox.
     pub(crate) fn send(&mut self, to: Address, message: Message) {
         let peer = self.peers.entry(to).or_default();
-        let id = MessageId(peer.next_id);
-        peer.next_id += 1;
+        peer.unacked
+            .retain(|_, (older, _)| !message.supersedes(older));
+        // Ids are unique across peers, so a peer with nothing unacknowledged can be forgotten.
+        self.messages += 1;
+        let id = MessageId(self.messages);
         peer.unacked.insert(id, (message, None));
         self.pending.push(Outgoing::Message(to, id));
     }
@@ -1060,7 +1091,7 @@ impl Node {
     }
 
     /// Ends a call: persists what changed and holds this call's messages until it is durable.
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.chain_duties();
         let batch = std::mem::take(&mut self.pending);
         let state_changed = std::mem::take(&mut self.state_changed)
@@ -1076,6 +1107,8 @@ impl Node {
             return;
         }
         self.forget_unused_secrets();
+        self.peers
+            .retain(|_, peer| !peer.unacked.is_empty() || peer.offline);
         let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
             .into_iter()
             .filter_map(|id| self.channels.get(&id))
@@ -1092,10 +1125,11 @@ impl Node {
     fn snapshot(&self) -> NodeState {
         NodeState {
             draws: self.draws,
+            messages: self.messages,
             peers: self.peers.clone(),
+            policy: self.config.policy,
             pending_opens: self.pending_opens.clone(),
             payments: self.payments.clone(),
-
             received: self.received.clone(),
             sent: self.sent.clone(),
             secrets: self.secrets.clone(),
@@ -1110,8 +1144,50 @@ impl Node {
         }
     }
 
+    /// Takes back the bookkeeping of a `State` record. The pattern names every field, so a
+    /// field added to [`NodeState`] does not compile until it is restored too.
+    fn take_state(&mut self, state: NodeState) {
+        let NodeState {
+            draws,
+            messages,
+            peers,
+            policy,
+            pending_opens,
+            payments,
+            received,
+            sent,
+            secrets,
+            revealed_onchain,
+            monitors,
+            registrations,
+            chain_requests,
+            closing,
+            close_rounds,
+            close_answered,
+            announcement_parts,
+        } = state;
+        self.draws = draws;
+        self.messages = messages;
+        self.peers = peers;
+        self.config.policy = policy;
+        self.pending_opens = pending_opens;
+        self.payments = payments;
+        self.received = received;
+        self.sent = sent;
+        self.secrets = secrets;
+        self.revealed_onchain = revealed_onchain;
+        self.monitors = monitors;
+        self.registrations = registrations;
+        self.chain_requests = chain_requests;
+        self.closing = closing;
+        self.close_rounds = close_rounds;
+        self.close_answered = close_answered;
+        self.announcement_parts = announcement_parts;
+    }
+
     /// A node from its persisted records (the latest `Channel` record of each channel and the
-    /// latest `State` record), at `now` and chain height `block`.
+    /// latest `State` record), at `now` and chain height `block`. The policy last set with
+    /// [`set_policy`](Self::set_policy) replaces `config`'s.
     ///
     /// Then feed it the chain's events from the TokenNetwork's deployment block on (its view
     /// of the network is rebuilt from them; its own channels keep their persisted state), and
@@ -1157,25 +1233,7 @@ impl Node {
                     .entry(channel)
                     .or_default()
                     .record(nonce, change),
-                Record::State(state) => {
-                    let state = *state;
-                    node.draws = state.draws;
-                    node.peers = state.peers;
-                    node.pending_opens = state.pending_opens;
-                    node.payments = state.payments;
-
-                    node.received = state.received;
-                    node.sent = state.sent;
-                    node.secrets = state.secrets;
-                    node.revealed_onchain = state.revealed_onchain;
-                    node.monitors = state.monitors;
-                    node.registrations = state.registrations;
-                    node.chain_requests = state.chain_requests;
-                    node.closing = state.closing;
-                    node.close_rounds = state.close_rounds;
-                    node.close_answered = state.close_answered;
-                    node.announcement_parts = state.announcement_parts;
-                }
+                Record::State(state) => node.take_state(*state),
             }
         }
         let finished = &node.finished;
@@ -1224,7 +1282,7 @@ impl Node {
                     continue;
                 }
                 Outgoing::Output(output) => {
-                    self.outputs.push_back(output);
+                    self.outputs.push_back(*output);
                     continue;
                 }
                 Outgoing::Message(to, id) => (to, id),
@@ -1248,6 +1306,7 @@ impl Node {
         let Some(peer) = self.peers.get_mut(&to) else {
             return;
         };
+        peer.offline = false;
         for (id, (message, sent)) in &mut peer.unacked {
             if let Some(at) = sent {
                 *at = self.now;
@@ -1491,5 +1550,27 @@ impl Node {
         }
         self.block = block;
         self.expire_locks();
+        // A secret request expires with its lock: once that is gone, the answer is moot.
+        let received = &self.received;
+        for peer in self.peers.values_mut() {
+            peer.unacked.retain(|_, (message, _)| match message {
+                Message::SecretRequest { secret_hash, .. } => received
+                    .range((*secret_hash, ChannelId::default())..)
+                    .next()
+                    .is_some_and(|((hash, _), _)| hash == secret_hash),
+                _ => true,
+            });
+        }
+    }
+
+    /// Whether `max_unacked` updates to `peer` wait for its acknowledgement.
+    pub(crate) fn backlogged(&self, peer: Address) -> bool {
+        self.peers.get(&peer).is_some_and(|p| {
+            p.unacked
+                .values()
+                .filter(|(m, _)| matches!(m, Message::Update { .. }))
+                .count()
+                >= self.config.max_unacked
+        })
     }
 }

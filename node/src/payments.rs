@@ -104,6 +104,9 @@ pub(crate) struct ReceivedLock {
 enum ReceivedRole {
     /// It pays our invoice `payment`; `payer` reveals the secret.
     Payee { payment: PaymentId, payer: Address },
+    /// A spontaneous payment, `payment` being the payer's id: we hold its secret. Its ids are
+    /// the payer's choice, kept apart from our invoices' (see [`keysend_id`]).
+    Keysend { payment: PaymentId },
     /// We forwarded it, keeping `fee`.
     Mediated { fee: Amount },
     /// We refused it (failure sent back); it will expire.
@@ -128,6 +131,16 @@ enum SentRole {
     Forward { incoming: ChannelId },
 }
 
+/// The id under which a received spontaneous payment is remembered as finished: apart from our
+/// invoices' ids, so a payer that names an open invoice's id can neither close that invoice
+/// nor be refused because of it.
+fn keysend_id(payment: PaymentId) -> PaymentId {
+    let mut input = [0u8; 39];
+    input[..7].copy_from_slice(b"keysend");
+    input[7..].copy_from_slice(payment.0.as_slice());
+    PaymentId(alloy_primitives::keccak256(input))
+}
+
 fn amount_u128(amount: Amount) -> Option<u128> {
     u128::try_from(amount.to_u256()).ok()
 }
@@ -137,7 +150,7 @@ impl Node {
     /// `payment_timeout` or `max_attempts`. The outcome comes as [`Event::PaymentSent`] or
     /// [`Event::PaymentFailed`].
     pub fn pay(&mut self, now: Duration, invoice: &Invoice) -> Result<PaymentId, CommandError> {
-        self.handle_timeout(now);
+        self.advance(now);
         invoice.check(self.config.token_network, now.as_secs())?;
         if invoice.payee == self.address {
             return Err(CommandError::OwnInvoice);
@@ -167,7 +180,7 @@ impl Node {
         payee: Address,
         amount: Amount,
     ) -> Result<PaymentId, CommandError> {
-        self.handle_timeout(now);
+        self.advance(now);
         if payee == self.address {
             return Err(CommandError::OwnInvoice);
         }
@@ -213,7 +226,7 @@ impl Node {
         );
         self.state_changed = true;
         self.start_attempt(id);
-        self.handle_timeout(now);
+        self.finish();
     }
 
     /// Routes and sends the next attempt of a payment, or gives it up.
@@ -243,6 +256,7 @@ impl Node {
             for (channel_id, channel) in &self.channels {
                 if self.partner_of(*channel_id).is_err()
                     || self.is_closing(*channel_id)
+                    || self.backlogged(channel.participant(Side::Partner).address())
                     || channel.spendable(Side::Ours) < target.amount
                 {
                     params.excluded_channels.insert(*channel_id);
@@ -554,13 +568,15 @@ impl Node {
                 ReceivedRole::Refused
             }
         };
-        match (role, onward.keysend.and_then(|k| k.open(&self.key))) {
+        match role {
             // Spontaneous: we hold the secret already; claim from the lock's sender.
-            (ReceivedRole::Payee { .. }, Some(secret)) => {
-                self.secrets.insert(secret_hash, secret);
-                self.send(from, Message::RevealSecret { secret });
+            ReceivedRole::Keysend { .. } => {
+                if let Some(secret) = onward.keysend.and_then(|k| k.open(&self.key)) {
+                    self.secrets.insert(secret_hash, secret);
+                    self.send(from, Message::RevealSecret { secret });
+                }
             }
-            (ReceivedRole::Payee { payment, payer }, None) => self.send(
+            ReceivedRole::Payee { payment, payer } => self.send(
                 payer,
                 Message::SecretRequest {
                     payment,
@@ -568,7 +584,7 @@ impl Node {
                     amount: lock.amount,
                 },
             ),
-            _ => {}
+            ReceivedRole::Mediated { .. } | ReceivedRole::Refused => {}
         }
         self.received.insert(
             (secret_hash, channel),
@@ -589,9 +605,9 @@ impl Node {
             let secret = keysend
                 .open(&self.key)
                 .ok_or(FailureReason::UnknownPayment)?;
-            let taken = self.finished.contains_key(&onward.payment)
+            let taken = self.finished.contains_key(&keysend_id(onward.payment))
                 || self.received.values().any(|r| {
-                    matches!(r.role, ReceivedRole::Payee { payment, .. } if payment == onward.payment)
+                    matches!(r.role, ReceivedRole::Keysend { payment } if payment == onward.payment)
                 });
             if secret.hash() != lock.secret_hash || taken {
                 return Err(FailureReason::UnknownPayment);
@@ -599,9 +615,8 @@ impl Node {
             if lock.amount < onward.amount {
                 return Err(FailureReason::AmountTooLow);
             }
-            return Ok(ReceivedRole::Payee {
+            return Ok(ReceivedRole::Keysend {
                 payment: onward.payment,
-                payer: onward.payer,
             });
         }
         let invoice = self
@@ -692,12 +707,20 @@ impl Node {
         match received.role {
             ReceivedRole::Payee { payment, .. } => {
                 // Paid: the id alone refuses another payment of it until it expires.
-                let expires_at = match self.invoices.remove(&payment) {
-                    Some(paid) => paid.invoice.expires_at,
-                    // Spontaneous: refuse it again for a day.
-                    None => self.now.as_secs().saturating_add(24 * 3600),
-                };
+                let expires_at = self
+                    .invoices
+                    .remove(&payment)
+                    .map_or_else(|| self.now.as_secs(), |paid| paid.invoice.expires_at);
                 self.finish_id(payment, expires_at);
+                self.event(Event::PaymentReceived {
+                    payment,
+                    amount: received.amount,
+                });
+            }
+            ReceivedRole::Keysend { payment } => {
+                // Refused again for a day.
+                let expires_at = self.now.as_secs().saturating_add(24 * 3600);
+                self.finish_id(keysend_id(payment), expires_at);
                 self.event(Event::PaymentReceived {
                     payment,
                     amount: received.amount,

@@ -122,6 +122,32 @@ pub enum Message {
 }
 
 impl Message {
+    /// Whether this message makes `older`, to the same peer and not yet acknowledged, pointless
+    /// to deliver: the same request, reveal or failure again, or a later answer (or proposal,
+    /// or announcement signature) for the same channel. Balance updates supersede nothing:
+    /// each is a state the partner must apply in order.
+    pub(crate) fn supersedes(&self, older: &Message) -> bool {
+        use Message as M;
+        match (self, older) {
+            (M::Update { .. }, _) => false,
+            (
+                M::CloseAccepted { channel, .. } | M::CloseRefused { channel, .. },
+                M::CloseAccepted { channel: c, .. } | M::CloseRefused { channel: c, .. },
+            )
+            | (M::CloseRequest { channel, .. }, M::CloseRequest { channel: c, .. })
+            | (
+                M::AnnouncementSignature { channel, .. },
+                M::AnnouncementSignature { channel: c, .. },
+            ) => channel == c,
+            (M::SecretRequest { secret_hash, .. }, M::SecretRequest { secret_hash: h, .. })
+            | (M::Failure { secret_hash, .. }, M::Failure { secret_hash: h, .. }) => {
+                secret_hash == h
+            }
+            (M::RevealSecret { secret }, M::RevealSecret { secret: s }) => secret == s,
+            _ => false,
+        }
+    }
+
     /// The channel the message is about, if it is about one.
     pub fn channel(&self) -> Option<ChannelId> {
         match self {
