@@ -188,7 +188,9 @@ fn a_spontaneous_payment_naming_an_invoice_id_leaves_the_invoice_open() {
         e,
         Event::PaymentReceived { payment, amount: a } if *payment == invoice.payment && *a == amount(50)
     )));
-    // The invoice itself is still payable, once.
+    // The invoice itself is still payable, also after a restart.
+    net.restart(1);
+    net.deliver_all();
     let paid = net.nodes[0].pay(now, &invoice).unwrap();
     net.settle();
     net.deliver_all();
