@@ -18,6 +18,12 @@
 //! - [`testkit`] (feature `test-utils`): many nodes and the in-process EVM in one test, with
 //!   message delivery under the test's control.
 //!
+//! # Driving a node
+//! The contract a driver (the runtime, the simulator, the testkit) keeps is in [`Node`]'s
+//! docs: drain the outputs after every call; feed a block's events before the block; write each
+//! [`Output::Persist`] batch atomically before reporting it (what the call made waits for it);
+//! report failed chain requests; one wall clock shared by all nodes.
+//!
 //! # Payments
 //! The payer routes with `hoplite-routing` over the graph the chain and gossip built, and sends
 //! a lock along the route; each hop forwards it (checking its fee and expiry delta) with a lower

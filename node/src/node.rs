@@ -607,21 +607,36 @@ impl Peer {
 ///
 /// # Call order
 /// Drive it with [`handle_input`](Self::handle_input) for everything that happens outside
-/// (peer bytes, gossip, chain events, new blocks, persistence completions),
-/// [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)'s
+/// (peer bytes, gossip, chain events, new blocks, persistence completions, failed chain
+/// requests), [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout)'s
 /// instant has come, and commands ([`open_channel`](Self::open_channel),
 /// [`deposit`](Self::deposit), [`create_invoice`](Self::create_invoice), [`pay`](Self::pay),
 /// [`send_spontaneous`](Self::send_spontaneous), [`send_direct`](Self::send_direct),
-/// [`close_channel`](Self::close_channel), [`set_policy`](Self::set_policy)). After every call, drain
-/// [`poll_output`](Self::poll_output) until `None`, then read `poll_timeout` again.
+/// [`close_channel`](Self::close_channel), [`set_policy`](Self::set_policy)). After every
+/// call, drain [`poll_output`](Self::poll_output) until `None`, then read `poll_timeout`
+/// again. A refused command changes nothing and outputs nothing.
 ///
-/// `now` is any monotonic clock (the runtime: time since the UNIX epoch; the simulator:
-/// virtual time); it must not go backwards. Gossip timestamps are its seconds.
+/// # The chain
+/// Feed a block's events ([`Input::Chain`], in log order) before the block itself
+/// ([`Input::Block`]): when block `n` comes in, the node takes every event of the blocks
+/// before `n` as known, and decides each lock's fate from the registry's reveal block (a
+/// lock past its expiration with no reveal seen is expired). Report a chain request that
+/// failed with [`Input::ChainRequestFailed`]; nothing needs reporting on success, the events
+/// show it. The node derives its on-chain duties anew on every call and sends each again
+/// while it matters, at most one transaction per channel at a time.
 ///
-/// A message that reveals a new signed state of ours, or acknowledges a state of the partner's,
-/// is output only after the channel record that makes it recoverable was persisted: the node
-/// outputs [`Output::Persist`] first and holds the messages back until
-/// [`Input::Persisted`] for that id (and every earlier one) comes in.
+/// # Persistence
+/// Each call that changed what must survive a crash outputs one [`Output::Persist`] batch:
+/// write its records in one transaction, then report [`Input::Persisted`] with its id. What
+/// the call made besides (messages, acknowledgements, events, chain requests) is held back
+/// until then, so a peer never sees a state, and a user or the chain never hears of one, that
+/// a crash could make the node forget.
+///
+/// # Time
+/// `now` is wall-clock time shared by every node (the runtime: time since the UNIX epoch; the
+/// simulator: one virtual clock for all), since invoice expiries and gossip timestamps cross
+/// nodes; it must not go backwards. Gossip timestamps are its seconds. Blocks, not `now`,
+/// count lock expirations and on-chain deadlines.
 #[derive(Debug)]
 pub struct Node {
     pub(crate) config: Config,
