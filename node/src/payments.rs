@@ -778,8 +778,11 @@ impl Node {
         let secret_hash = secret.hash();
         let mut matched = false;
 
-        // As the payee: the payer revealed it; claim from the lock's sender. Not once the lock
-        // expired: the secret would only let the hops before us claim from the payer.
+        // As the payee: the payer revealed it; claim from the lock's sender, but only while we
+        // could still claim the lock on-chain in time (the rule the payer revealed by). Later,
+        // the sender could unlock after our channel closed with the lock pending, and neither
+        // an off-chain nor an on-chain claim would pay us: the payer would count the payment
+        // made and we would not be paid. Declining leaves the lock to expire: it fails whole.
         let payee_locks: Vec<(ChannelId, PaymentId)> = self
             .received
             .range((secret_hash, ChannelId::default())..)
@@ -794,7 +797,7 @@ impl Node {
                 self.channels
                     .get(channel)
                     .and_then(|c| c.participant(Side::Partner).locks().get(&secret_hash))
-                    .is_some_and(|lock| self.block <= lock.expiration)
+                    .is_some_and(|lock| self.claimable_in_time(lock.expiration))
             })
             .collect();
         for (channel, payment) in payee_locks {

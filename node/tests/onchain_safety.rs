@@ -363,3 +363,52 @@ fn a_partner_that_signs_a_broken_state_gets_its_channel_closed() {
     net.mine_and_deliver(settle_window(&net) + 3);
     assert_eq!([gained(&mut net, 0), gained(&mut net, 1)], [0, 0]);
 }
+
+#[test]
+fn a_payee_that_learns_the_secret_too_late_to_claim_on_chain_lets_the_payment_fail_whole_and_stays_open()
+ {
+    let mut net = Network::new(2, 1, |_, config| config.max_attempts = 1);
+    let channel = net.open_channel(0, 1, [1_000, 0]);
+    let payment = net.send_payment(0, 1, 100);
+    // The payer's reveal is held up until the payee's lock is in its last block.
+    let reveal = loop {
+        let next = net.in_flight.pop_front().expect("the payment is under way");
+        if matches!(next.message(), Some(Message::RevealSecret { .. })) {
+            break next;
+        }
+        net.in_flight.push_front(next);
+        net.deliver_next();
+    };
+    let lock = *net.nodes[1]
+        .channel(channel)
+        .unwrap()
+        .participant(Side::Partner)
+        .locks()
+        .iter()
+        .next()
+        .unwrap();
+    while net.block() < lock.expiration {
+        net.mine(1);
+    }
+    net.in_flight.push_back(reveal);
+    net.deliver_all();
+    net.mine_and_deliver(settle_window(&net) + 3);
+    // The payee could no longer claim on-chain, so it did not claim at all (nor close to
+    // claim): the payment failed whole, no token moved, and the channel goes on.
+    assert!(net.events(0).iter().any(|e| matches!(
+        e,
+        Event::PaymentFailed { payment: p, .. } if *p == payment
+    )));
+    assert!(
+        !net.events(0)
+            .iter()
+            .any(|e| matches!(e, Event::PaymentSent { .. }))
+    );
+    assert!(
+        !net.events(1)
+            .iter()
+            .any(|e| matches!(e, Event::PaymentReceived { .. }))
+    );
+    assert_eq!([gained(&mut net, 0), gained(&mut net, 1)], [-1_000, 0]);
+    assert_eq!(net.spendable(0, channel), amount(1_000));
+}
