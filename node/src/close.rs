@@ -80,14 +80,14 @@ impl Node {
         match how {
             Close::Unilateral => self.request_close(channel),
             Close::Cooperative => {
-                if self.closing.contains_key(&channel) {
+                if self.state.closing.contains_key(&channel) {
                     return Err(CommandError::ChannelClosing(channel));
                 }
                 let balances = self.final_balances(channel)?;
-                self.close_rounds += 1;
-                let round = self.close_rounds;
+                self.state.counters.close_rounds += 1;
+                let round = self.state.counters.close_rounds;
                 let since = self.block;
-                self.closing.insert(
+                self.state.closing.insert(
                     channel,
                     Closing::Proposed {
                         round,
@@ -95,7 +95,6 @@ impl Node {
                         since,
                     },
                 );
-                self.state_changed = true;
                 self.announce_policy(channel);
                 self.send(
                     partner,
@@ -113,8 +112,8 @@ impl Node {
 
     /// Whether `channel` is closing, cooperatively or unilaterally: it carries no new state.
     pub(crate) fn is_closing(&self, channel: ChannelId) -> bool {
-        self.closing.contains_key(&channel)
-            || self.monitors.get(&channel).is_some_and(|m| m.closing)
+        self.state.closing.contains_key(&channel)
+            || self.state.monitors.get(&channel).is_some_and(|m| m.closing)
     }
 
     /// What each participant (in the contract's order) would be paid now, if no lock is
@@ -164,15 +163,15 @@ impl Node {
     ) -> Result<(), PeerError> {
         self.check_partner(from, channel)?;
         if self
+            .state
             .close_answered
             .get(&channel)
             .is_some_and(|r| *r >= round)
         {
             return Ok(());
         }
-        self.close_answered.insert(channel, round);
-        self.state_changed = true;
-        let accept = match self.closing.get(&channel) {
+        self.state.close_answered.insert(channel, round);
+        let accept = match self.state.closing.get(&channel) {
             // We signed already, for the partner's earlier proposal or for this one.
             Some(Closing::Signed {
                 balances: signed, ..
@@ -196,9 +195,13 @@ impl Node {
         };
         // From now on the channel never changes.
         let signature = self.key.sign_digest(&digest);
-        if !matches!(self.closing.get(&channel), Some(Closing::Signed { .. })) {
+        if !matches!(
+            self.state.closing.get(&channel),
+            Some(Closing::Signed { .. })
+        ) {
             let since = self.block;
-            self.closing
+            self.state
+                .closing
                 .insert(channel, Closing::Signed { balances, since });
             self.announce_policy(channel);
         }
@@ -223,6 +226,7 @@ impl Node {
     ) -> Result<(), PeerError> {
         self.check_partner(from, channel)?;
         let Some(Closing::Proposed { balances, .. }) = self
+            .state
             .closing
             .get(&channel)
             .copied()
@@ -248,7 +252,8 @@ impl Node {
             [signature, ours]
         };
         let since = self.block;
-        self.closing
+        self.state
+            .closing
             .insert(channel, Closing::Signed { balances, since });
         self.send_chain_request(ChainRequest::CooperativeSettle {
             channel,
@@ -266,7 +271,7 @@ impl Node {
         round: u64,
     ) -> Result<(), PeerError> {
         self.check_partner(from, channel)?;
-        if !matches!(self.closing.get(&channel), Some(Closing::Proposed { round: r, .. }) if *r == round)
+        if !matches!(self.state.closing.get(&channel), Some(Closing::Proposed { round: r, .. }) if *r == round)
         {
             return Err(PeerError::Unsolicited("close refusal"));
         }
@@ -280,6 +285,7 @@ impl Node {
     pub(crate) fn give_up_slow_closes(&mut self) {
         let timeout = self.config.close_timeout;
         let due: Vec<(ChannelId, Closing)> = self
+            .state
             .closing
             .iter()
             .filter(|(_, closing)| {
@@ -302,15 +308,12 @@ impl Node {
     /// Our proposal for `channel` is over (`answered`: refused, else unanswered): the channel
     /// goes on, and the proposal is not sent again.
     fn drop_proposal(&mut self, channel: ChannelId, answered: bool) {
-        self.closing.remove(&channel);
-        if let Ok(partner) = self.partner_of(channel)
-            && let Some(peer) = self.peers.get_mut(&partner)
-        {
-            peer.unacked.retain(|_, (message, _)| {
-                !matches!(message, Message::CloseRequest { channel: c, .. } if *c == channel)
+        self.state.closing.remove(&channel);
+        if let Ok(partner) = self.partner_of(channel) {
+            self.state.outbox.drop_where(partner, |message| {
+                matches!(message, Message::CloseRequest { channel: c, .. } if *c == channel)
             });
         }
-        self.state_changed = true;
         self.announce_policy(channel);
         self.event(Event::CloseRefused { channel, answered });
     }

@@ -95,7 +95,7 @@ impl Node {
     /// leaves without an open channel.
     pub(crate) fn forget_gossip(&mut self, channel: ChannelId) {
         self.gossip.forget_channel(channel);
-        self.announcement_parts.remove(&channel);
+        self.state.announcement_parts.remove(&channel);
         let Some(closed) = self.onchain.get(&channel) else {
             return;
         };
@@ -150,7 +150,7 @@ impl Node {
                 signature,
             },
         );
-        if let Some((capacity, theirs)) = self.announcement_parts.get(&channel).copied()
+        if let Some((capacity, theirs)) = self.state.announcement_parts.get(&channel).copied()
             && capacity == facts.capacity
         {
             self.announce_channel(channel, facts, signature, theirs);
@@ -188,9 +188,9 @@ impl Node {
             self.announce_channel(channel, facts, ours, signature);
         } else {
             // The partner saw the chain before us: announce when we catch up.
-            self.announcement_parts
+            self.state
+                .announcement_parts
                 .insert(channel, (capacity, signature));
-            self.state_changed = true;
         }
         Ok(())
     }
@@ -215,9 +215,7 @@ impl Node {
             capacity: facts.capacity,
             signatures,
         };
-        if self.announcement_parts.remove(&channel).is_some() {
-            self.state_changed = true;
-        }
+        self.state.announcement_parts.remove(&channel);
         if self
             .gossip
             .handle_channel_announcement(&announcement, Some(facts))
@@ -253,7 +251,7 @@ impl Node {
             }
         }
         // Kept with the bookkeeping: a restored node forwards at the policy it announced.
-        self.state_changed = true;
+        self.state.counters.policy = Some(policy);
         self.finish();
         Ok(())
     }

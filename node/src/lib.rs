@@ -11,6 +11,8 @@
 //!   balances).
 //! - `onchain.rs`: duties on-chain, derived on every call from what the chain shows:
 //!   closing, depositing, answering a close, settling, unlocking, registering secrets.
+//! - `state.rs`: the bookkeeping a crash must not lose, persisted entry by entry (each call
+//!   writes only what it changed); `outbox.rs`: messages to peers until acknowledged.
 //! - `monitor.rs`: each channel's duties in flight (one request per channel, retried while it
 //!   matters) and the history of our lock sets, kept until the channel settles.
 //! - [`wire`]: the messages between peers, acknowledged and resent, with a bounded encoding.
@@ -44,7 +46,9 @@ pub mod invoice;
 mod monitor;
 mod node;
 mod onchain;
+mod outbox;
 mod payments;
+mod state;
 #[cfg(feature = "test-utils")]
 pub mod testkit;
 pub mod wire;
@@ -56,3 +60,4 @@ pub use node::{
     ChainRequest, CommandError, Config, Event, Input, Node, Output, PaymentFailure, PeerAction,
     PeerError, PersistId, Record,
 };
+pub use state::{CorruptEntry, EntryKey, EntryValue};

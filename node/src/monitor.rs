@@ -5,8 +5,9 @@
 //! still expects of it from the channel's on-chain state, the block and what it holds
 //! (`onchain.rs`); a duty is done when the chain shows its effect. A request goes out with a
 //! [`ChainRequestId`], at most one per channel at a time (two transactions on one channel in one
-//! block conflict on the contract), and is sent again while it still matters: `chain_retry_after`
-//! blocks after it went out with no effect, or the block after it failed.
+//! block conflict on the contract; any event of the channel ends the one out), and is sent again
+//! while it still matters: `chain_retry_after` blocks after it went out with no effect, the
+//! block after it lost a conflict, later and later after it failed otherwise.
 
 use crate::node::ChainRequest;
 use hoplite_chain::{ChainError, RevertReason, contracts::TokenNetwork::TokenNetworkErrors};
@@ -21,17 +22,17 @@ use std::collections::BTreeMap;
 pub struct ChainRequestId(pub u64);
 
 /// Why a chain request did not take effect, sorted by what the node does next (it retries every
-/// kind the block after, for as long as the duty matters).
+/// kind for as long as the duty matters: sooner for a conflict, later and later otherwise).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ChainFailure {
     /// Another transaction changed the channel first (the contract's `StaleChannelState`):
-    /// the node retries once the chain's events show the new state.
+    /// retried the block after, against the state the chain's events show by then.
     #[error("the channel changed first")]
     StaleState,
-    /// The contract refused, with its reason.
+    /// The contract refused, with its reason: retried later and later.
     #[error("reverted: {0}")]
     Reverted(String),
-    /// It never reached the chain (transport, nonce, funds).
+    /// It never reached the chain (transport, nonce, funds): retried later and later.
     #[error("not sent: {0}")]
     NotSent(String),
 }
@@ -49,53 +50,62 @@ impl From<&ChainError> for ChainFailure {
     }
 }
 
-/// What a chain request is for; the node derives which one a channel needs now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Duty {
-    /// Raise our deposit.
-    Deposit,
-    /// Close with the partner's latest proof.
-    Close,
-    /// Submit the closer's newer proof in the window.
-    Update,
-    /// Settle after the window.
-    Settle,
-    /// Unlock the pot of this sender (participant1 `false`, participant2 `true`).
-    Unlock {
-        /// Whether the pot is participant2's.
-        second: bool,
-    },
-    /// Register a secret.
-    Register,
-}
-
 /// A request out on the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct InFlight {
     pub(crate) id: ChainRequestId,
-    pub(crate) duty: Duty,
     /// From this block on it may be sent again.
     pub(crate) retry_at: BlockNumber,
+    /// How often it failed in a row.
+    pub(crate) failures: u32,
 }
 
-/// One of our channels' on-chain duties.
+impl InFlight {
+    /// A request sent at `block`, to be sent again `retry_after` blocks later if it shows no
+    /// effect by then.
+    pub(crate) fn sent(id: ChainRequestId, block: BlockNumber, retry_after: u64) -> Self {
+        Self {
+            id,
+            retry_at: BlockNumber(block.0.saturating_add(retry_after)),
+            failures: 0,
+        }
+    }
+
+    /// It failed at `block`: a conflict is retried the block after; anything else after
+    /// `retry_after` blocks, doubling with each failure in a row (up to 32 times as long), so
+    /// a request that keeps reverting does not burn gas every block.
+    pub(crate) fn failed(&mut self, failure: &ChainFailure, block: BlockNumber, retry_after: u64) {
+        self.failures = self.failures.saturating_add(1);
+        let wait = match failure {
+            ChainFailure::StaleState => 1,
+            ChainFailure::Reverted(_) | ChainFailure::NotSent(_) => {
+                retry_after.saturating_mul(1 << (self.failures.min(6) - 1))
+            }
+        };
+        self.retry_at = BlockNumber(block.0.saturating_add(wait));
+    }
+}
+
+/// One of our channels' on-chain duties, and what it must keep until its pots are unlocked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ChannelMonitor {
-    /// We decided to close unilaterally: from then on the channel carries no new state either
-    /// way, so the proof we close with stays the partner's latest and nothing we sign after it
-    /// needs settling.
+    /// We decided to close unilaterally: from then on we sign nothing more on the channel and
+    /// apply nothing new from the partner, so the proof we close with stays its latest.
     pub(crate) closing: bool,
     /// The deposit total the user asked for, until the chain shows it.
     pub(crate) deposit: Option<Amount>,
-    /// The transaction out for this channel.
+    /// The transaction out for this channel: at most one, since two on one channel in one
+    /// block conflict. Any event of the channel ends it (it landed, or another one did and it
+    /// can only revert).
     pub(crate) in_flight: Option<InFlight>,
+    /// Once settled with a pot of ours: its locks (replayed once from the lock history).
+    pub(crate) our_pot: Option<Vec<Lock>>,
 }
 
-/// Whether `in_flight` leaves room to send `duty` at `block`: nothing is out, what is out is
-/// for another duty (the one derived before is done or moot: the state it acted on has
-/// changed), or it may be retried (a failure, or no effect after `chain_retry_after` blocks).
-pub(crate) fn may_send(in_flight: Option<&InFlight>, duty: Duty, block: BlockNumber) -> bool {
-    in_flight.is_none_or(|f| f.duty != duty || block >= f.retry_at)
+/// Whether `in_flight` leaves room to send at `block`: nothing is out, or what is out may be
+/// sent again.
+pub(crate) fn may_send(in_flight: Option<&InFlight>, block: BlockNumber) -> bool {
+    in_flight.is_none_or(|f| block >= f.retry_at)
 }
 
 /// How one of our signed states changed our direction's lock set.

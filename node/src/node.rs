@@ -1,11 +1,9 @@
 //! The node: inputs, commands, outputs and timers, and what it learns from the chain and gossip.
 
-use crate::close::Closing;
 use crate::invoice::{Invoice, InvoiceError, PaymentId};
-use crate::monitor::{
-    ChainFailure, ChainRequestId, ChannelMonitor, InFlight, LockChange, LockHistory,
-};
-use crate::payments::{IncomingInvoice, Payment, ReceivedLock, SentLock};
+use crate::monitor::{ChainFailure, ChainRequestId, LockChange, LockHistory};
+use crate::payments::IncomingInvoice;
+use crate::state::{CorruptEntry, EntryKey, EntryValue, NodeState};
 use crate::wire::{DecodeError, Envelope, FailurePoint, FailureReason, Message, MessageId, Onward};
 use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
@@ -176,18 +174,25 @@ pub enum Input {
 pub struct PersistId(pub u64);
 
 /// What the node's state needs kept durable; [`Node::restore`] takes it back, in the order they
-/// were written. Keep the latest `Channel` record of each channel and the latest `State` record
-/// (each replaces the one before); keep every `Invoice`, `InvoiceRevealed` and `Finished`
-/// record (they accumulate, and may be dropped once their invoice expired) and every
-/// `LockChange` record (they accumulate, and may be dropped once their channel settled).
+/// were written. Keep the latest `Channel` record of each channel and the latest `Entry` of
+/// each key (each replaces the one before; an `Entry` with no value deletes its key); keep
+/// every `Invoice`, `InvoiceRevealed` and `Finished` record (they accumulate, and may be
+/// dropped once their invoice expired) and every `LockChange` record (they accumulate, and
+/// may be dropped once their channel settled).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
     Channel(Box<Channel>),
-    /// What a node must not forget about work in progress: payments under way, what each
-    /// pending lock is for, secrets in use, unacknowledged messages, requests made on-chain. Its
-    /// size follows the work in flight, not the history.
-    State(Box<NodeState>),
+    /// One entry of what a node must not forget about work in progress (a payment under way,
+    /// what a pending lock is for, a secret in use, an unacknowledged message, a request made
+    /// on-chain...): keep the latest value of each key; `None` deletes it. Each call writes
+    /// only the entries it changed.
+    Entry {
+        /// Which entry.
+        key: EntryKey,
+        /// Its value (opaque), or `None`: it is gone.
+        value: Option<EntryValue>,
+    },
     /// An invoice we made.
     Invoice(Box<Invoice>),
     /// The payer of our invoice `payment` revealed the secret of its lock: the invoice takes
@@ -215,28 +220,6 @@ pub enum Record {
         /// Its invoice's expiry, seconds.
         expires_at: u64,
     },
-}
-
-/// The node's bookkeeping, as persisted (opaque: only [`Node::restore`] reads it).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeState {
-    draws: u64,
-    messages: u64,
-    peers: BTreeMap<Address, Peer>,
-    policy: Policy,
-    pending_opens: BTreeMap<Address, Amount>,
-    payments: BTreeMap<PaymentId, Payment>,
-    received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
-    sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
-    secrets: BTreeMap<SecretHash, Secret>,
-    revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
-    monitors: BTreeMap<ChannelId, ChannelMonitor>,
-    registrations: BTreeMap<SecretHash, InFlight>,
-    chain_requests: u64,
-    closing: BTreeMap<ChannelId, Closing>,
-    close_rounds: u64,
-    close_answered: BTreeMap<ChannelId, u64>,
-    announcement_parts: BTreeMap<ChannelId, (Amount, Signature)>,
 }
 
 /// A transaction the node wants sent from its account.
@@ -561,6 +544,9 @@ pub enum CommandError {
     /// The channel is in a cooperative close: it carries no new state.
     #[error("channel {0} is closing")]
     ChannelClosing(ChannelId),
+    /// A persisted entry does not decode (restore).
+    #[error(transparent)]
+    Corrupt(#[from] CorruptEntry),
     /// The alias or addresses exceed the node announcement's bounds.
     #[error("alias or addresses too long for a node announcement")]
     AnnouncementTooLong,
@@ -581,26 +567,6 @@ enum Outgoing {
     Ack(Address, MessageId),
     /// An event or a chain request: neither may tell of a state a crash could forget.
     Output(Box<Output>),
-}
-
-/// Messages to one peer not yet acknowledged: our outbox to it. Its size is bounded: at most
-/// `Config::max_unacked` balance updates (more are refused), and every other message is an
-/// answer that supersedes the one it repeats or replaces, or belongs to a pending lock.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Peer {
-    /// By id: the message and when it last went out (`None`: held back until persisted).
-    pub(crate) unacked: BTreeMap<MessageId, (Message, Option<Duration>)>,
-    /// The peer's connection is down: nothing is resent to it until it is back.
-    #[serde(skip)]
-    pub(crate) offline: bool,
-}
-
-impl Peer {
-    /// Drops the unacknowledged messages about `channel` (balance updates, closing).
-    pub(crate) fn forget_channel(&mut self, channel: ChannelId) {
-        self.unacked
-            .retain(|_, (message, _)| message.channel() != Some(channel));
-    }
 }
 
 /// A Hoplite node as a state machine: no clock, no socket, no unseeded randomness.
@@ -642,11 +608,6 @@ pub struct Node {
     pub(crate) config: Config,
     pub(crate) key: PrivateKey,
     pub(crate) address: Address,
-    /// Random words drawn so far: each is `keccak256(seed ‖ draw)`, so a restored node never
-    /// draws one again.
-    draws: u64,
-    /// Messages sent so far (each one's id).
-    messages: u64,
     pub(crate) now: Duration,
     pub(crate) block: BlockNumber,
     /// Every channel of the token network, as its events build it.
@@ -659,43 +620,24 @@ pub struct Node {
     pub(crate) router: Router,
     pub(crate) scorer: ProbabilisticScorer,
     pub(crate) gossip: GossipStore,
-    pub(crate) peers: BTreeMap<Address, Peer>,
-    /// Deposits to make once a channel we asked for opens, by partner.
-    pending_opens: BTreeMap<Address, Amount>,
-    pub(crate) payments: BTreeMap<PaymentId, Payment>,
+    /// The bookkeeping a crash must not lose, persisted entry by entry.
+    pub(crate) state: NodeState,
+    /// The bookkeeping as last persisted: `finish` writes what differs.
+    persisted: NodeState,
     pub(crate) invoices: BTreeMap<PaymentId, IncomingInvoice>,
     /// Payments made and invoices paid, by id, with their invoice's expiry (seconds): kept
     /// until then so neither happens twice.
     pub(crate) finished: BTreeMap<PaymentId, u64>,
-    pub(crate) received: BTreeMap<(SecretHash, ChannelId), ReceivedLock>,
-    pub(crate) sent: BTreeMap<(SecretHash, ChannelId), SentLock>,
-    pub(crate) secrets: BTreeMap<SecretHash, Secret>,
-    /// Secrets of our locks the registry holds, with the block they were registered in.
-    pub(crate) revealed_onchain: BTreeMap<SecretHash, BlockNumber>,
-    /// Our channels' on-chain duties.
-    pub(crate) monitors: BTreeMap<ChannelId, ChannelMonitor>,
-    /// Secret registrations out on the chain.
-    pub(crate) registrations: BTreeMap<SecretHash, InFlight>,
-    /// Chain requests made so far (each one's id).
-    chain_requests: u64,
+    /// Every secret the registry revealed, with the block: rebuilt from the chain's events,
+    /// not persisted.
+    pub(crate) revealed_onchain: BTreeMap<SecretHash, (BlockNumber, Secret)>,
     /// Every change of our lock set by channel, until it settles (persisted as `LockChange`
-    /// records, not in the `State` record).
+    /// records).
     pub(crate) lock_history: BTreeMap<ChannelId, LockHistory>,
-    /// Our channels in a cooperative close.
-    pub(crate) closing: BTreeMap<ChannelId, Closing>,
-    /// Cooperative-close proposals we made so far (each one's number).
-    pub(crate) close_rounds: u64,
-    /// The latest partner's proposal we answered, by channel.
-    pub(crate) close_answered: BTreeMap<ChannelId, u64>,
-    /// The partner's signature of a channel's announcement, for a capacity the chain has not
-    /// shown us yet.
-    pub(crate) announcement_parts: BTreeMap<ChannelId, (Amount, Signature)>,
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
     dirty: BTreeSet<ChannelId>,
-    /// The bookkeeping changed in this call: persist a `State` record.
-    pub(crate) state_changed: bool,
-    /// Invoice and Finished records made by this call.
+    /// Invoice, Finished and LockChange records made by this call.
     pub(crate) records: Vec<Record>,
     pub(crate) outputs: VecDeque<Output>,
     /// Message batches waiting for a persist id (and all before it).
@@ -715,10 +657,10 @@ impl Node {
         config.check()?;
         let address = key.address();
         Ok(Self {
-            draws: 0,
-            messages: 0,
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
             gossip: GossipStore::new(config.token_network, config.gossip),
+            state: NodeState::default(),
+            persisted: NodeState::default(),
             config,
             key,
             address,
@@ -729,26 +671,12 @@ impl Node {
             channels: BTreeMap::new(),
             graph: NetworkGraph::new(),
             router: Router::default(),
-            peers: BTreeMap::new(),
-            pending_opens: BTreeMap::new(),
-            payments: BTreeMap::new(),
             invoices: BTreeMap::new(),
             finished: BTreeMap::new(),
-            received: BTreeMap::new(),
-            sent: BTreeMap::new(),
-            secrets: BTreeMap::new(),
             revealed_onchain: BTreeMap::new(),
-            monitors: BTreeMap::new(),
-            registrations: BTreeMap::new(),
-            chain_requests: 0,
             lock_history: BTreeMap::new(),
-            closing: BTreeMap::new(),
-            close_rounds: 0,
-            close_answered: BTreeMap::new(),
-            announcement_parts: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
-            state_changed: false,
             records: Vec::new(),
             outputs: VecDeque::new(),
             held: VecDeque::new(),
@@ -789,7 +717,7 @@ impl Node {
 
     /// How many messages to `peer` wait for its acknowledgement.
     pub fn unacknowledged(&self, peer: Address) -> usize {
-        self.peers.get(&peer).map_or(0, |p| p.unacked.len())
+        self.state.outbox.len(peer)
     }
 
     /// How many changes of our lock set in `channel` are kept (until it settles).
@@ -816,14 +744,9 @@ impl Node {
     /// When to call [`handle_timeout`](Self::handle_timeout) next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Duration> {
-        let resend = self
-            .peers
-            .values()
-            .filter(|peer| !peer.offline)
-            .flat_map(|peer| peer.unacked.values())
-            .filter_map(|(_, sent)| sent.map(|at| at + self.config.resend_after))
-            .min();
+        let resend = self.state.outbox.next_due(self.config.resend_after);
         let deadline = self
+            .state
             .payments
             .values()
             .filter(|payment| payment.is_pending())
@@ -846,22 +769,9 @@ impl Node {
     /// Resends unacknowledged messages and gives up payments past their deadline.
     pub fn handle_timeout(&mut self, now: Duration) {
         self.advance(now);
-        let resend_after = self.config.resend_after;
-        for (to, peer) in self.peers.iter_mut().filter(|(_, peer)| !peer.offline) {
-            for (id, (message, sent)) in &mut peer.unacked {
-                if let Some(at) = sent
-                    && *at + resend_after <= now
-                {
-                    *at = now;
-                    self.outputs.push_back(Output::Send {
-                        to: *to,
-                        envelope: Envelope::Message {
-                            id: *id,
-                            message: message.clone(),
-                        },
-                    });
-                }
-            }
+        for (to, id, message) in self.state.outbox.due(now, self.config.resend_after) {
+            let envelope = Envelope::Message { id, message };
+            self.outputs.push_back(Output::Send { to, envelope });
         }
         self.expire_payments();
         self.forget_expired();
@@ -872,14 +782,12 @@ impl Node {
     /// Handles one input.
     pub fn handle_input(&mut self, now: Duration, input: Input) {
         self.advance(now);
+        // One of a block's events: the duties wait for the block (or the next call).
+        let derive = !matches!(input, Input::Chain(_));
         match input {
             Input::PeerConnected(peer) => self.resend_all(peer),
-            Input::PeerDisconnected(peer) => {
-                // Resent when it is back, not into the void meanwhile.
-                if let Some(peer) = self.peers.get_mut(&peer) {
-                    peer.offline = true;
-                }
-            }
+            // Resent when it is back, not into the void meanwhile.
+            Input::PeerDisconnected(peer) => self.state.outbox.disconnected(peer),
             Input::PeerMessage { from, bytes } => self.handle_peer_bytes(from, &bytes),
             Input::Gossip { from, id, bytes } => self.handle_gossip(from, id, &bytes),
             Input::Chain(event) => self.handle_chain_event(&event),
@@ -891,7 +799,7 @@ impl Node {
                 failure,
             } => self.handle_chain_request_failed(id, request, failure),
         }
-        self.finish();
+        self.end_call(derive);
     }
 
     /// Opens a channel with `partner` and deposits `deposit` once it is open.
@@ -905,7 +813,7 @@ impl Node {
         if deposit.is_zero() {
             return Err(CommandError::DepositTooLow);
         }
-        self.pending_opens.insert(partner, deposit);
+        self.state.pending_opens.insert(partner, deposit);
         self.send_chain_request(ChainRequest::OpenChannel {
             partner,
             settle_timeout: self.config.settle_timeout,
@@ -934,9 +842,8 @@ impl Node {
             return Err(CommandError::ChannelClosing(channel));
         }
         // The duties send it, and again until the chain shows it.
-        let monitor = self.monitors.entry(channel).or_default();
+        let monitor = self.state.monitors.entry(channel).or_default();
         monitor.deposit = monitor.deposit.max(Some(total));
-        self.state_changed = true;
         self.finish();
         Ok(())
     }
@@ -991,7 +898,13 @@ impl Node {
         if self.is_closing(channel) {
             return Err(CommandError::ChannelClosing(channel));
         }
-        if self.backlogged(partner) {
+        // Settling a lock is exempt: it pays the partner what it is owed, and there are no
+        // more of them than locks we sent, which the bound stops.
+        let settles = matches!(
+            change,
+            BalanceChange::Unlock { .. } | BalanceChange::LockExpired { .. }
+        );
+        if !settles && self.backlogged(partner) {
             return Err(CommandError::PeerBacklogged(partner));
         }
         let ours = self
@@ -1042,11 +955,10 @@ impl Node {
     }
 
     pub(crate) fn random_word(&mut self) -> alloy_primitives::B256 {
-        self.draws += 1;
-        self.state_changed = true;
+        self.state.counters.draws += 1;
         let mut input = [0u8; 16];
         input[..8].copy_from_slice(&self.config.seed.to_le_bytes());
-        input[8..].copy_from_slice(&self.draws.to_le_bytes());
+        input[8..].copy_from_slice(&self.state.counters.draws.to_le_bytes());
         alloy_primitives::keccak256(input)
     }
 
@@ -1058,9 +970,8 @@ impl Node {
 
     /// Outputs a chain request under a new id.
     pub(crate) fn send_chain_request(&mut self, request: ChainRequest) -> ChainRequestId {
-        self.chain_requests += 1;
-        let id = ChainRequestId(self.chain_requests);
-        self.state_changed = true;
+        self.state.counters.chain_requests += 1;
+        let id = ChainRequestId(self.state.counters.chain_requests);
         self.pending
             .push(Outgoing::Output(Box::new(Output::Chain { id, request })));
         id
@@ -1074,10 +985,9 @@ impl Node {
     ) {
         if let ChainRequest::OpenChannel { partner, .. } = request {
             // No channel came of it: its deposit must not go into a later one.
-            self.pending_opens.remove(&partner);
-            self.state_changed = true;
+            self.state.pending_opens.remove(&partner);
         }
-        self.chain_request_failed(id);
+        self.chain_request_failed(id, &failure);
         self.event(Event::ChainRequestFailed { request, failure });
     }
 
@@ -1090,13 +1000,9 @@ impl Node {
     /// unacknowledged message it supersedes is dropped, so a peer that asks again and again
     /// can't grow our outbox.
     pub(crate) fn send(&mut self, to: Address, message: Message) {
-        let peer = self.peers.entry(to).or_default();
-        peer.unacked
-            .retain(|_, (older, _)| !message.supersedes(older));
-        // Ids are unique across peers, so a peer with nothing unacknowledged can be forgotten.
-        self.messages += 1;
-        let id = MessageId(self.messages);
-        peer.unacked.insert(id, (message, None));
+        self.state.counters.messages += 1;
+        let id = MessageId(self.state.counters.messages);
+        self.state.outbox.push(to, id, message);
         self.pending.push(Outgoing::Message(to, id));
     }
 
@@ -1107,13 +1013,24 @@ impl Node {
 
     /// Ends a call: persists what changed and holds this call's messages until it is durable.
     pub(crate) fn finish(&mut self) {
-        self.chain_duties();
+        self.end_call(true);
+    }
+
+    /// [`Self::finish`], deriving the chain duties first if `derive`.
+    fn end_call(&mut self, derive: bool) {
+        if derive {
+            self.chain_duties();
+        }
+        self.forget_unused_secrets();
         let batch = std::mem::take(&mut self.pending);
-        let state_changed = std::mem::take(&mut self.state_changed)
-            || !self.dirty.is_empty()
-            || !self.records.is_empty()
-            || batch.iter().any(|o| matches!(o, Outgoing::Message(..)));
-        if !state_changed {
+        let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter_map(|id| self.channels.get(&id))
+            .map(|channel| Record::Channel(Box::new(channel.clone())))
+            .collect();
+        records.append(&mut self.records);
+        self.persisted.catch_up(&self.state, &mut records);
+        if records.is_empty() {
             // Nothing to persist, but nothing overtakes a held batch either.
             match self.held.back() {
                 Some(&(id, _)) if !batch.is_empty() => self.held.push_back((id, batch)),
@@ -1121,87 +1038,14 @@ impl Node {
             }
             return;
         }
-        self.forget_unused_secrets();
-        self.peers
-            .retain(|_, peer| !peer.unacked.is_empty() || peer.offline);
-        let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
-            .into_iter()
-            .filter_map(|id| self.channels.get(&id))
-            .map(|channel| Record::Channel(Box::new(channel.clone())))
-            .collect();
-        records.append(&mut self.records);
-        records.push(Record::State(Box::new(self.snapshot())));
         self.next_persist += 1;
         let id = PersistId(self.next_persist);
         self.outputs.push_back(Output::Persist { id, records });
         self.held.push_back((id, batch));
     }
 
-    fn snapshot(&self) -> NodeState {
-        NodeState {
-            draws: self.draws,
-            messages: self.messages,
-            peers: self.peers.clone(),
-            policy: self.config.policy,
-            pending_opens: self.pending_opens.clone(),
-            payments: self.payments.clone(),
-            received: self.received.clone(),
-            sent: self.sent.clone(),
-            secrets: self.secrets.clone(),
-            revealed_onchain: self.revealed_onchain.clone(),
-            monitors: self.monitors.clone(),
-            registrations: self.registrations.clone(),
-            chain_requests: self.chain_requests,
-            closing: self.closing.clone(),
-            close_rounds: self.close_rounds,
-            close_answered: self.close_answered.clone(),
-            announcement_parts: self.announcement_parts.clone(),
-        }
-    }
-
-    /// Takes back the bookkeeping of a `State` record. The pattern names every field, so a
-    /// field added to [`NodeState`] does not compile until it is restored too.
-    fn take_state(&mut self, state: NodeState) {
-        let NodeState {
-            draws,
-            messages,
-            peers,
-            policy,
-            pending_opens,
-            payments,
-            received,
-            sent,
-            secrets,
-            revealed_onchain,
-            monitors,
-            registrations,
-            chain_requests,
-            closing,
-            close_rounds,
-            close_answered,
-            announcement_parts,
-        } = state;
-        self.draws = draws;
-        self.messages = messages;
-        self.peers = peers;
-        self.config.policy = policy;
-        self.pending_opens = pending_opens;
-        self.payments = payments;
-        self.received = received;
-        self.sent = sent;
-        self.secrets = secrets;
-        self.revealed_onchain = revealed_onchain;
-        self.monitors = monitors;
-        self.registrations = registrations;
-        self.chain_requests = chain_requests;
-        self.closing = closing;
-        self.close_rounds = close_rounds;
-        self.close_answered = close_answered;
-        self.announcement_parts = announcement_parts;
-    }
-
-    /// A node from its persisted records (the latest `Channel` record of each channel and the
-    /// latest `State` record), at `now` and chain height `block`. The policy last set with
+    /// A node from its persisted records (see [`Record`]), at `now` and chain height `block`;
+    /// an entry that does not decode is refused. The policy last set with
     /// [`set_policy`](Self::set_policy) replaces `config`'s.
     ///
     /// Then feed it the chain's events from the TokenNetwork's deployment block on (its view
@@ -1248,9 +1092,13 @@ impl Node {
                     .entry(channel)
                     .or_default()
                     .record(nonce, change),
-                Record::State(state) => node.take_state(*state),
+                Record::Entry { key, value } => node.state.apply(key, value.as_ref())?,
             }
         }
+        if let Some(policy) = node.state.counters.policy {
+            node.config.policy = policy;
+        }
+        (node.state, node.persisted) = std::mem::take(&mut node.state).restored(now);
         let finished = &node.finished;
         node.invoices.retain(|id, _| !finished.contains_key(id));
         // Changes of states whose channel record never became durable were never sent.
@@ -1260,12 +1108,6 @@ impl Node {
                 .get(id)
                 .map_or(Nonce(0), |c| c.participant(Side::Ours).nonce());
             history.truncate_after(nonce);
-        }
-        // Messages that were held back were never sent; they are sent now like any resend.
-        for peer in node.peers.values_mut() {
-            for (_, sent) in peer.unacked.values_mut() {
-                sent.get_or_insert(now);
-            }
         }
         Ok(node)
     }
@@ -1302,13 +1144,10 @@ impl Node {
                 }
                 Outgoing::Message(to, id) => (to, id),
             };
-            let Some(peer) = self.peers.get_mut(&to) else {
+            // Gone meanwhile (acknowledged, superseded, or its channel closed): nothing to send.
+            let Some(message) = self.state.outbox.mark_sent(to, id, now) else {
                 continue;
             };
-            let Some((message, sent)) = peer.unacked.get_mut(&id) else {
-                continue;
-            };
-            *sent = Some(now);
             let envelope = Envelope::Message {
                 id,
                 message: message.clone(),
@@ -1318,21 +1157,9 @@ impl Node {
     }
 
     fn resend_all(&mut self, to: Address) {
-        let Some(peer) = self.peers.get_mut(&to) else {
-            return;
-        };
-        peer.offline = false;
-        for (id, (message, sent)) in &mut peer.unacked {
-            if let Some(at) = sent {
-                *at = self.now;
-                self.outputs.push_back(Output::Send {
-                    to,
-                    envelope: Envelope::Message {
-                        id: *id,
-                        message: message.clone(),
-                    },
-                });
-            }
+        for (id, message) in self.state.outbox.reconnected(to, self.now) {
+            let envelope = Envelope::Message { id, message };
+            self.outputs.push_back(Output::Send { to, envelope });
         }
     }
 
@@ -1343,9 +1170,7 @@ impl Node {
         };
         match envelope {
             Envelope::Ack(id) => {
-                if let Some(peer) = self.peers.get_mut(&from) {
-                    peer.unacked.remove(&id);
-                }
+                self.state.outbox.acknowledged(from, id);
             }
             Envelope::Message { id, message } => {
                 let is_update = matches!(message, Message::Update { .. });
@@ -1441,6 +1266,11 @@ impl Node {
         let Some(onchain) = self.onchain.get_mut(&id) else {
             return;
         };
+        // Whatever we had out on this channel landed, or can only revert now: the channel's
+        // state changed under it.
+        if let Some(monitor) = self.state.monitors.get_mut(&id) {
+            monitor.in_flight = None;
+        }
         let was_open = onchain.phase == Phase::Opened;
         onchain.apply(event);
         if was_open && onchain.phase != Phase::Opened {
@@ -1485,10 +1315,10 @@ impl Node {
                 self.handle_closed(id, e.closer);
             }
             Tn::LockUnlocked(e) if self.channels.contains_key(&id) => {
-                self.handle_pot_paid(id, e.sender);
+                self.handle_pot_paid(id, e.sender, Some(SecretHash(e.secretHash)));
             }
             Tn::LocksUnlocked(e) if self.channels.contains_key(&id) => {
-                self.handle_pot_paid(id, e.sender);
+                self.handle_pot_paid(id, e.sender, None);
             }
             Tn::ChannelSettled(_) => {
                 let _ = self.graph.remove_channel(id);
@@ -1497,12 +1327,11 @@ impl Node {
                     // A cooperative settlement ends a channel that was never closed: what is
                     // still unacknowledged on it can never apply.
                     let partner = ours.participant(Side::Partner).address();
-                    if let Some(peer) = self.peers.get_mut(&partner) {
-                        peer.forget_channel(id);
-                    }
-                    self.closing.remove(&id);
-                    self.close_answered.remove(&id);
-                    self.state_changed = true;
+                    self.state
+                        .outbox
+                        .drop_where(partner, |message| message.channel() == Some(id));
+                    self.state.closing.remove(&id);
+                    self.state.close_answered.remove(&id);
                     self.event(Event::ChannelSettled { channel: id });
                     self.handle_settled(id);
                 }
@@ -1550,10 +1379,9 @@ impl Node {
         });
         // The opener is participant1: only a channel we opened takes the deposit we asked for.
         if one == self.address
-            && let Some(deposit) = self.pending_opens.remove(&partner)
+            && let Some(deposit) = self.state.pending_opens.remove(&partner)
         {
-            self.monitors.entry(id).or_default().deposit = Some(deposit);
-            self.state_changed = true;
+            self.state.monitors.entry(id).or_default().deposit = Some(deposit);
         }
         self.announce_policy(id);
         self.announce_node();
@@ -1565,27 +1393,21 @@ impl Node {
         }
         self.block = block;
         self.expire_locks();
-        // A secret request expires with its lock: once that is gone, the answer is moot.
-        let received = &self.received;
-        for peer in self.peers.values_mut() {
-            peer.unacked.retain(|_, (message, _)| match message {
-                Message::SecretRequest { secret_hash, .. } => received
-                    .range((*secret_hash, ChannelId::default())..)
-                    .next()
-                    .is_some_and(|((hash, _), _)| hash == secret_hash),
-                _ => true,
-            });
-        }
+        // A secret request, a reveal or a failure expires with its lock: once no lock of ours
+        // has its secret hash, it is moot.
+        let mut outbox = std::mem::take(&mut self.state.outbox);
+        outbox.drop_all_where(|message| match message {
+            Message::SecretRequest { secret_hash, .. } | Message::Failure { secret_hash, .. } => {
+                !self.has_lock_on(secret_hash)
+            }
+            Message::RevealSecret { secret } => !self.has_lock_on(&secret.hash()),
+            _ => false,
+        });
+        self.state.outbox = outbox;
     }
 
     /// Whether `max_unacked` updates to `peer` wait for its acknowledgement.
     pub(crate) fn backlogged(&self, peer: Address) -> bool {
-        self.peers.get(&peer).is_some_and(|p| {
-            p.unacked
-                .values()
-                .filter(|(m, _)| matches!(m, Message::Update { .. }))
-                .count()
-                >= self.config.max_unacked
-        })
+        self.state.outbox.updates(peer) >= self.config.max_unacked
     }
 }

@@ -17,9 +17,13 @@
 //! A lock's fate is decided by the chain alone: it pays its receiver if the SecretRegistry
 //! shows its secret revealed at or before its expiration ([`Node::claimed_onchain`]), else it
 //! returns to its sender. The driver feeds a block's events before the block itself, so when
-//! a block past a lock's expiration comes in, every reveal that could claim it is known.
+//! a block past a lock's expiration comes in, every reveal that could claim it is known. Every
+//! reveal is kept, not only those of locks we hold: a payer may register a secret before its
+//! locks exist. (Each costs its registrant gas; they are rebuilt from the chain's events at
+//! restore, not persisted.) Duties are derived after the block, not after each of its events:
+//! a node replaying the chain at restore sends nothing from a half-replayed state.
 
-use crate::monitor::{Duty, InFlight, may_send};
+use crate::monitor::{InFlight, may_send};
 use crate::node::{ChainRequest, Event, Node};
 use alloy_primitives::Address;
 use hoplite_chain::events::{OnChainChannel, Phase};
@@ -30,12 +34,11 @@ impl Node {
     /// Decides to close `channel` unilaterally. From now on it carries no new state either way
     /// (what we close with stays the partner's latest proof), and the duties close it.
     pub(crate) fn request_close(&mut self, channel: ChannelId) {
-        let monitor = self.monitors.entry(channel).or_default();
+        let monitor = self.state.monitors.entry(channel).or_default();
         if monitor.closing {
             return;
         }
         monitor.closing = true;
-        self.state_changed = true;
         self.announce_policy(channel);
     }
 
@@ -49,7 +52,7 @@ impl Node {
     ) -> bool {
         self.revealed_onchain
             .get(secret_hash)
-            .is_some_and(|block| *block <= expiration)
+            .is_some_and(|(block, _)| *block <= expiration)
     }
 
     /// Whether the receiver of a lock expiring at `expiration` who learns its secret now has
@@ -67,24 +70,24 @@ impl Node {
         let partner = ours.participant(Side::Partner).address();
         self.event(Event::ChannelClosed { channel, closer });
         // Updates of this channel still unacknowledged can never apply now.
-        if let Some(peer) = self.peers.get_mut(&partner) {
-            peer.forget_channel(channel);
-            self.state_changed = true;
-        }
+        self.state
+            .outbox
+            .drop_where(partner, |message| message.channel() == Some(channel));
     }
 
     /// A secret became public on-chain: whoever holds our lock on it can claim it, so it is
-    /// paid; claim what it pays us. Only secrets of our locks are kept: anyone may register
-    /// any number of secrets.
+    /// paid; claim what it pays us.
     pub(crate) fn handle_secret_revealed(&mut self, secret: Secret, block: BlockNumber) {
         let secret_hash = secret.hash();
+        self.revealed_onchain
+            .entry(secret_hash)
+            .or_insert((block, secret));
         if !self.has_lock_on(&secret_hash) {
             return;
         }
-        self.revealed_onchain.entry(secret_hash).or_insert(block);
-        self.secrets.insert(secret_hash, secret);
-        self.state_changed = true;
+        self.state.secrets.insert(secret_hash, secret);
         let receivers: Vec<Address> = self
+            .state
             .sent
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
@@ -98,6 +101,7 @@ impl Node {
         // Locks sent on channels that closed meanwhile are paid on-chain if revealed in time;
         // a payment they belong to has reached its payee.
         let closed: Vec<(SecretHash, ChannelId)> = self
+            .state
             .sent
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
@@ -105,17 +109,27 @@ impl Node {
             .map(|(key, _)| *key)
             .collect();
         for key in closed {
-            if let Some(sent) = self.sent.remove(&key) {
+            if let Some(sent) = self.state.sent.remove(&key) {
                 self.sent_lock_claimed(sent, secret);
             }
         }
     }
 
     /// Our channel settled: a lock of ours that the state the partner submitted doesn't hold
-    /// (it never received it) went back to us with the settlement.
+    /// (it never received it) went back to us with the settlement. The locks of our pot are
+    /// found now, once, and kept with the monitor: no older state of ours matters any more.
     pub(crate) fn handle_settled(&mut self, channel: ChannelId) {
         let pot_locks = self.our_pot_locks(channel).unwrap_or_default();
+        if self
+            .onchain
+            .get(&channel)
+            .is_some_and(|c| c.pot(self.address).is_some())
+        {
+            self.state.monitors.entry(channel).or_default().our_pot = Some(pot_locks.clone());
+        }
+        self.lock_history.remove(&channel);
         let void: Vec<(SecretHash, ChannelId)> = self
+            .state
             .sent
             .keys()
             .filter(|(hash, id)| {
@@ -124,23 +138,23 @@ impl Node {
             .copied()
             .collect();
         for key in void {
-            if let Some(sent) = self.sent.remove(&key) {
+            if let Some(sent) = self.state.sent.remove(&key) {
                 self.sent_lock_expired(sent);
             }
-        }
-        if self
-            .onchain
-            .get(&channel)
-            .is_some_and(|c| c.pot(self.address).is_none())
-        {
-            // Nothing of ours is left to unlock: no older state of ours can matter now.
-            self.lock_history.remove(&channel);
         }
     }
 
     /// The locks of our pot in a settled channel: those of the state of ours the partner
     /// submitted (`None` if no state we signed has its root).
     fn our_pot_locks(&self, channel: ChannelId) -> Option<Vec<Lock>> {
+        if let Some(locks) = self
+            .state
+            .monitors
+            .get(&channel)
+            .and_then(|m| m.our_pot.clone())
+        {
+            return Some(locks);
+        }
         let ours = self.channels.get(&channel)?.participant(Side::Ours);
         let Some(pot) = self.onchain.get(&channel)?.pot(self.address) else {
             return Some(Vec::new());
@@ -153,34 +167,48 @@ impl Node {
             .and_then(|history| history.locks_with_root(pot.locksRoot))
     }
 
-    /// A pot of a settled channel of ours was paid out: each of its locks went to the receiver
-    /// if its secret was revealed on-chain in time, else back to the sender. Close the books
-    /// on them: payments received or forwarded, attempts paid or failed.
-    pub(crate) fn handle_pot_paid(&mut self, channel: ChannelId, sender: Address) {
+    /// Locks of a pot of a settled channel of ours were paid out (`only` the one with this
+    /// secret hash, or the whole pot): each went to the receiver if its secret was revealed
+    /// on-chain in time, else back to the sender. Close the books on them: payments received
+    /// or forwarded, attempts paid or failed.
+    pub(crate) fn handle_pot_paid(
+        &mut self,
+        channel: ChannelId,
+        sender: Address,
+        only: Option<SecretHash>,
+    ) {
         let Some(ours) = self.channels.get(&channel) else {
             return;
         };
+        let picked = |hash: &SecretHash| only.is_none_or(|h| h == *hash);
         if sender == self.address {
-            // Locks of ours claimed on-chain were settled when their secret was revealed
-            // (`handle_secret_revealed`); the rest came back.
-            let returned: Vec<(SecretHash, ChannelId)> = self
+            let paid: Vec<((SecretHash, ChannelId), Option<Secret>)> = self
+                .state
                 .sent
-                .keys()
-                .filter(|(_, id)| *id == channel)
-                .copied()
+                .iter()
+                .filter(|((hash, id), _)| *id == channel && picked(hash))
+                .map(|(key, sent)| {
+                    let claimed = self
+                        .claimed_onchain(&key.0, sent.expiration)
+                        .then(|| self.revealed_onchain[&key.0].1);
+                    (*key, claimed)
+                })
                 .collect();
-            for key in returned {
-                if let Some(sent) = self.sent.remove(&key) {
-                    self.sent_lock_expired(sent);
+            for (key, claimed) in paid {
+                if let Some(sent) = self.state.sent.remove(&key) {
+                    match claimed {
+                        Some(secret) => self.sent_lock_claimed(sent, secret),
+                        None => self.sent_lock_expired(sent),
+                    }
                 }
             }
-            self.lock_history.remove(&channel);
             return;
         }
         let paid: Vec<(SecretHash, bool)> = ours
             .participant(Side::Partner)
             .locks()
             .iter()
+            .filter(|lock| picked(&lock.secret_hash))
             .map(|lock| {
                 let claimed = self.claimed_onchain(&lock.secret_hash, lock.expiration);
                 (lock.secret_hash, claimed)
@@ -190,83 +218,63 @@ impl Node {
             if claimed {
                 self.handle_unlocked(channel, secret_hash);
             } else {
-                self.received.remove(&(secret_hash, channel));
+                self.state.received.remove(&(secret_hash, channel));
             }
         }
     }
 
     /// Derives what the chain expects of us now and sends what is due (called at the end of
-    /// every call).
+    /// every call but those that feed one of a block's events).
     pub(crate) fn chain_duties(&mut self) {
         self.claim_locks_in_danger();
         self.give_up_slow_closes();
         let block = self.block;
         let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
         for channel in ours {
-            let needed = self.channel_duty(channel);
-            let settled = self
-                .onchain
-                .get(&channel)
-                .is_some_and(|c| matches!(c.phase, Phase::Settled { .. }));
-            let Some((duty, request)) = needed else {
-                // Done (the chain shows it) or moot. A settled channel owes nothing more, so
-                // its monitor goes; it comes back if a pot becomes ours to unlock.
-                if settled {
-                    if self.monitors.remove(&channel).is_some() {
-                        self.state_changed = true;
-                    }
-                } else if let Some(monitor) = self.monitors.get_mut(&channel)
-                    && monitor.in_flight.take().is_some()
-                {
-                    self.state_changed = true;
+            let Some(request) = self.channel_duty(channel) else {
+                // Nothing due. A settled channel with no pot left owes nothing more.
+                if self.onchain.get(&channel).is_some_and(|c| {
+                    matches!(c.phase, Phase::Settled { .. }) && c.pots == [None, None]
+                }) {
+                    self.state.monitors.remove(&channel);
                 }
                 continue;
             };
-            let in_flight = self.monitors.get(&channel).and_then(|m| m.in_flight);
-            if !may_send(in_flight.as_ref(), duty, block) {
+            let in_flight = self.state.monitors.get(&channel).and_then(|m| m.in_flight);
+            if !may_send(in_flight.as_ref(), block) {
                 continue;
             }
             let id = self.send_chain_request(request);
-            let retry_at = self.retry_block();
-            self.monitors.entry(channel).or_default().in_flight =
-                Some(InFlight { id, duty, retry_at });
+            let in_flight = InFlight::sent(id, block, self.config.chain_retry_after);
+            self.state.monitors.entry(channel).or_default().in_flight = Some(in_flight);
         }
         self.register_secrets();
     }
 
-    /// The block from which a request sent now may be sent again.
-    fn retry_block(&self) -> BlockNumber {
-        BlockNumber(self.block.0.saturating_add(self.config.chain_retry_after))
-    }
-
     /// What `channel` needs of the chain now, if anything.
-    fn channel_duty(&self, channel: ChannelId) -> Option<(Duty, ChainRequest)> {
+    fn channel_duty(&self, channel: ChannelId) -> Option<ChainRequest> {
         let ours = self.channels.get(&channel)?;
         let onchain = self.onchain.get(&channel)?;
-        let monitor = self.monitors.get(&channel);
+        let monitor = self.state.monitors.get(&channel);
         let block = self.block.0;
         match onchain.phase {
             Phase::Opened => {
                 if monitor.is_some_and(|m| m.closing) {
                     let partner_proof = ours.participant(Side::Partner).latest_proof().copied();
-                    return Some((
-                        Duty::Close,
-                        ChainRequest::Close {
-                            channel,
-                            partner_proof,
-                        },
-                    ));
+                    return Some(ChainRequest::Close {
+                        channel,
+                        partner_proof,
+                    });
                 }
                 let total = monitor.and_then(|m| m.deposit)?;
                 let deposited = onchain.side(self.address)?.deposit;
-                (deposited < total.to_u256())
-                    .then_some((Duty::Deposit, ChainRequest::Deposit { channel, total }))
+                (deposited < total.to_u256()).then_some(ChainRequest::Deposit { channel, total })
             }
             Phase::Closed => {
                 let settle_block = onchain.state.settleBlock;
                 if block > settle_block {
                     let balances = onchain.submitted.clone();
-                    return Some((Duty::Settle, ChainRequest::Settle { channel, balances }));
+                    return Some(ChainRequest::Settle { channel, balances });
                 }
                 // An update sent now lands in a later block: it must still be in the window.
                 let closer = onchain.state.closer;
@@ -275,12 +283,9 @@ impl Node {
                 }
                 let proof = ours.participant(Side::Partner).latest_proof()?;
                 let submitted = onchain.side(closer)?.nonce;
-                (proof.proof.nonce.0 > submitted).then_some((
-                    Duty::Update,
-                    ChainRequest::UpdateNonClosing {
-                        closer_proof: *proof,
-                    },
-                ))
+                (proof.proof.nonce.0 > submitted).then_some(ChainRequest::UpdateNonClosing {
+                    closer_proof: *proof,
+                })
             }
             Phase::Settled { .. } => self.unlock_duty(ours, onchain),
         }
@@ -288,13 +293,9 @@ impl Node {
 
     /// A pot of a settled channel whose locks are all past their expiration and that owes us
     /// something: a lock to us claimed on-chain, or one of ours that was not.
-    fn unlock_duty(
-        &self,
-        ours: &Channel,
-        onchain: &OnChainChannel,
-    ) -> Option<(Duty, ChainRequest)> {
+    fn unlock_duty(&self, ours: &Channel, onchain: &OnChainChannel) -> Option<ChainRequest> {
         let participants = [onchain.state.participant1, onchain.state.participant2];
-        for (second, sender) in [false, true].into_iter().zip(participants) {
+        for sender in participants {
             if onchain.pot(sender).is_none() {
                 continue;
             }
@@ -322,7 +323,7 @@ impl Node {
                     sender,
                     locks,
                 };
-                return Some((Duty::Unlock { second }, request));
+                return Some(request);
             }
         }
         None
@@ -340,7 +341,7 @@ impl Node {
                 let hash = lock.secret_hash;
                 // A registration sent now lands in a later block: at the latest the expiration.
                 if block < lock.expiration
-                    && self.secrets.contains_key(&hash)
+                    && self.state.secrets.contains_key(&hash)
                     && !self.revealed_onchain.contains_key(&hash)
                     && (!open || !self.claimable_in_time(lock.expiration))
                 {
@@ -349,45 +350,36 @@ impl Node {
             }
         }
         // A registration no longer due is done (the registry shows it) or moot (expired).
-        let before = self.registrations.len();
-        self.registrations.retain(|hash, _| due.contains(hash));
-        if self.registrations.len() != before {
-            self.state_changed = true;
-        }
+        self.state
+            .registrations
+            .retain(|hash, _| due.contains(hash));
         for hash in due {
-            if !may_send(self.registrations.get(&hash), Duty::Register, block) {
+            if !may_send(self.state.registrations.get(&hash), block) {
                 continue;
             }
-            let secret = self.secrets[&hash];
+            let secret = self.state.secrets[&hash];
             let id = self.send_chain_request(ChainRequest::RegisterSecret { secret });
-            let retry_at = self.retry_block();
-            self.registrations.insert(
-                hash,
-                InFlight {
-                    id,
-                    duty: Duty::Register,
-                    retry_at,
-                },
-            );
+            let in_flight = InFlight::sent(id, block, self.config.chain_retry_after);
+            self.state.registrations.insert(hash, in_flight);
         }
     }
 
-    /// A request we sent failed: retry it the block after, if it still matters then.
-    pub(crate) fn chain_request_failed(&mut self, id: crate::ChainRequestId) -> bool {
-        let retry_at = BlockNumber(self.block.0.saturating_add(1));
+    /// A request we sent failed: send it again later, if it still matters then.
+    pub(crate) fn chain_request_failed(
+        &mut self,
+        id: crate::ChainRequestId,
+        failure: &crate::ChainFailure,
+    ) {
+        let (block, retry_after) = (self.block, self.config.chain_retry_after);
         let in_flight = self
+            .state
             .monitors
             .values_mut()
             .filter_map(|m| m.in_flight.as_mut())
-            .chain(self.registrations.values_mut())
+            .chain(self.state.registrations.values_mut())
             .find(|f| f.id == id);
-        match in_flight {
-            Some(in_flight) => {
-                in_flight.retry_at = retry_at;
-                self.state_changed = true;
-                true
-            }
-            None => false,
+        if let Some(in_flight) = in_flight {
+            in_flight.failed(failure, block, retry_after);
         }
     }
 
@@ -399,10 +391,12 @@ impl Node {
             if self.partner_of(*channel).is_err() || self.is_closing(*channel) {
                 continue;
             }
+            // While a registration can still land by the expiration: closing later helps
+            // nothing.
             let in_danger = ours.participant(Side::Partner).locks().iter().any(|lock| {
-                self.secrets.contains_key(&lock.secret_hash)
+                self.state.secrets.contains_key(&lock.secret_hash)
                     && !self.claimable_in_time(lock.expiration)
-                    && self.block <= lock.expiration
+                    && self.block < lock.expiration
             });
             if in_danger {
                 due.push(*channel);
@@ -436,7 +430,7 @@ impl Node {
     pub(crate) fn has_lock_on(&self, hash: &SecretHash) -> bool {
         let from = (*hash, ChannelId::default());
         let first_is = |key: Option<&(SecretHash, ChannelId)>| key.is_some_and(|(h, _)| h == hash);
-        first_is(self.sent.range(from..).next().map(|(k, _)| k))
-            || first_is(self.received.range(from..).next().map(|(k, _)| k))
+        first_is(self.state.sent.range(from..).next().map(|(k, _)| k))
+            || first_is(self.state.received.range(from..).next().map(|(k, _)| k))
     }
 }

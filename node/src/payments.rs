@@ -155,7 +155,7 @@ impl Node {
         if invoice.payee == self.address {
             return Err(CommandError::OwnInvoice);
         }
-        if self.payments.contains_key(&invoice.payment)
+        if self.state.payments.contains_key(&invoice.payment)
             || self.finished.contains_key(&invoice.payment)
         {
             return Err(CommandError::DuplicatePayment(invoice.payment));
@@ -213,7 +213,7 @@ impl Node {
     }
 
     fn start_payment(&mut self, now: Duration, id: PaymentId, target: Target) {
-        self.payments.insert(
+        self.state.payments.insert(
             id,
             Payment {
                 target,
@@ -224,7 +224,6 @@ impl Node {
                 last_failure: None,
             },
         );
-        self.state_changed = true;
         self.start_attempt(id);
         self.finish();
     }
@@ -232,7 +231,7 @@ impl Node {
     /// Routes and sends the next attempt of a payment, or gives it up.
     fn start_attempt(&mut self, id: PaymentId) {
         loop {
-            let Some(payment) = self.payments.get(&id) else {
+            let Some(payment) = self.state.payments.get(&id) else {
                 return;
             };
             if payment.state != PaymentState::Routing {
@@ -317,11 +316,11 @@ impl Node {
                 .is_err()
             {
                 // Fees made it too much for this channel: try without it.
-                let payment = self.payments.get_mut(&id).expect("checked above");
+                let payment = self.state.payments.get_mut(&id).expect("checked above");
                 payment.excluded.insert(channel_id);
                 continue;
             }
-            let payment = self.payments.get_mut(&id).expect("checked above");
+            let payment = self.state.payments.get_mut(&id).expect("checked above");
             let attempt = payment.attempts.len();
             if keysend.is_some() {
                 // The payee holds this attempt's secret: it is the only one.
@@ -333,7 +332,7 @@ impl Node {
                 route,
                 live: true,
             });
-            self.sent.insert(
+            self.state.sent.insert(
                 (secret_hash, channel_id),
                 SentLock {
                     role: SentRole::Attempt {
@@ -362,14 +361,13 @@ impl Node {
     /// expires (so it is not paid twice). Its attempts' secrets are never revealed after this,
     /// and their locks, if any are still pending, just expire.
     fn finish_payment(&mut self, id: PaymentId) -> Option<Payment> {
-        let payment = self.payments.remove(&id)?;
+        let payment = self.state.payments.remove(&id)?;
         self.finish_id(id, payment.target.expires_at);
         Some(payment)
     }
 
     fn finish_id(&mut self, payment: PaymentId, expires_at: u64) {
         self.finished.insert(payment, expires_at);
-        self.state_changed = true;
         self.records.push(Record::Finished {
             payment,
             expires_at,
@@ -381,7 +379,7 @@ impl Node {
     pub(crate) fn forget_expired(&mut self) {
         let now = self.now.as_secs();
         self.finished.retain(|_, expires_at| *expires_at >= now);
-        let received = &self.received;
+        let received = &self.state.received;
         self.invoices.retain(|id, invoice| {
             invoice.invoice.expires_at >= now
                 || received.values().any(
@@ -390,15 +388,11 @@ impl Node {
         });
     }
 
-    /// Forgets secrets, and their on-chain reveals, that no pending lock of ours uses any
-    /// more.
+    /// Forgets secrets no pending lock of ours uses any more.
     pub(crate) fn forget_unused_secrets(&mut self) {
-        let mut secrets = std::mem::take(&mut self.secrets);
+        let mut secrets = std::mem::take(&mut self.state.secrets);
         secrets.retain(|hash, _| self.has_lock_on(hash));
-        self.secrets = secrets;
-        let mut revealed = std::mem::take(&mut self.revealed_onchain);
-        revealed.retain(|hash, _| self.has_lock_on(hash));
-        self.revealed_onchain = revealed;
+        self.state.secrets = secrets;
     }
 
     /// A fresh key for one keysend attempt.
@@ -414,7 +408,7 @@ impl Node {
         failure: Option<(FailurePoint, FailureReason)>,
     ) {
         let now = self.now;
-        let Some(payment) = self.payments.get_mut(&id) else {
+        let Some(payment) = self.state.payments.get_mut(&id) else {
             return;
         };
         let Some(tried) = payment.attempts.get_mut(attempt) else {
@@ -456,6 +450,7 @@ impl Node {
     /// Gives up payments past their deadline; their secrets are never revealed.
     pub(crate) fn expire_payments(&mut self) {
         let due: Vec<PaymentId> = self
+            .state
             .payments
             .iter()
             .filter(|(_, p)| p.state == PaymentState::Routing && self.now >= p.deadline)
@@ -530,7 +525,7 @@ impl Node {
             }
             BalanceChange::Unlock { secret } => self.handle_unlocked(id, secret.hash()),
             BalanceChange::LockExpired { secret_hash } => {
-                self.received.remove(&(secret_hash, id));
+                self.state.received.remove(&(secret_hash, id));
             }
         }
         Ok(())
@@ -539,6 +534,10 @@ impl Node {
     /// A lock a partner sent us: pay us, or forward it, or fail it back.
     fn handle_new_lock(&mut self, channel: ChannelId, from: Address, lock: Lock, onward: Onward) {
         let secret_hash = lock.secret_hash;
+        // Its secret may be public already (its payer registered it first): we can claim it.
+        if let Some((_, secret)) = self.revealed_onchain.get(&secret_hash) {
+            self.state.secrets.insert(secret_hash, *secret);
+        }
         // The channel accepts a lock its sender made before our view of the chain moved on;
         // one we could not claim on-chain in time we neither forward nor claim.
         let claimable = self.claimable_in_time(lock.expiration);
@@ -572,7 +571,7 @@ impl Node {
             // Spontaneous: we hold the secret already; claim from the lock's sender.
             ReceivedRole::Keysend { .. } => {
                 if let Some(secret) = onward.keysend.and_then(|k| k.open(&self.key)) {
-                    self.secrets.insert(secret_hash, secret);
+                    self.state.secrets.insert(secret_hash, secret);
                     self.send(from, Message::RevealSecret { secret });
                 }
             }
@@ -586,7 +585,7 @@ impl Node {
             ),
             ReceivedRole::Mediated { .. } | ReceivedRole::Refused => {}
         }
-        self.received.insert(
+        self.state.received.insert(
             (secret_hash, channel),
             ReceivedLock {
                 amount: lock.amount,
@@ -606,7 +605,7 @@ impl Node {
                 .open(&self.key)
                 .ok_or(FailureReason::UnknownPayment)?;
             let taken = self.finished.contains_key(&keysend_id(onward.payment))
-                || self.received.values().any(|r| {
+                || self.state.received.values().any(|r| {
                     matches!(r.role, ReceivedRole::Keysend { payment } if payment == onward.payment)
                 });
             if secret.hash() != lock.secret_hash || taken {
@@ -687,7 +686,7 @@ impl Node {
                 })) => fail(FailureReason::InsufficientCapacity),
                 _ => fail(FailureReason::ChannelRefused),
             })?;
-        self.sent.insert(
+        self.state.sent.insert(
             (lock.secret_hash, out),
             SentLock {
                 role: SentRole::Forward { incoming },
@@ -701,7 +700,7 @@ impl Node {
 
     /// The sender of a lock to us unlocked it: we were paid.
     pub(crate) fn handle_unlocked(&mut self, channel: ChannelId, secret_hash: SecretHash) {
-        let Some(received) = self.received.remove(&(secret_hash, channel)) else {
+        let Some(received) = self.state.received.remove(&(secret_hash, channel)) else {
             return;
         };
         match received.role {
@@ -743,6 +742,7 @@ impl Node {
     ) -> Result<(), PeerError> {
         let unsolicited = PeerError::Unsolicited("secret request");
         let payment = self
+            .state
             .payments
             .get(&id)
             .filter(|p| p.target.payee == from && p.target.payee_key.is_none())
@@ -754,7 +754,7 @@ impl Node {
             .ok_or(unsolicited.clone())?;
         // The payee must still be able to claim its lock on-chain with the secret.
         let claimable = self.claimable_in_time(payment.attempts[attempt].final_expiration);
-        let payment = self.payments.get_mut(&id).expect("found above");
+        let payment = self.state.payments.get_mut(&id).expect("found above");
         match payment.state {
             PaymentState::Routing
                 if payment.attempts[attempt].live
@@ -784,6 +784,7 @@ impl Node {
         // an off-chain nor an on-chain claim would pay us: the payer would count the payment
         // made and we would not be paid. Declining leaves the lock to expire: it fails whole.
         let payee_locks: Vec<(ChannelId, PaymentId)> = self
+            .state
             .received
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
@@ -802,7 +803,7 @@ impl Node {
             .collect();
         for (channel, payment) in payee_locks {
             matched = true;
-            self.secrets.insert(secret_hash, secret);
+            self.state.secrets.insert(secret_hash, secret);
             if let Some(invoice) = self.invoices.get_mut(&payment)
                 && invoice.state == InvoiceState::Open
             {
@@ -821,6 +822,7 @@ impl Node {
         // As a lock's sender: its receiver knows the secret, so we owe it (unless the lock
         // expired: then it can't claim it on-chain either); unlock.
         let owed: Vec<(ChannelId, SentLock)> = self
+            .state
             .sent
             .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
@@ -831,10 +833,10 @@ impl Node {
             .collect();
         for (channel, sent) in owed {
             matched = true;
-            self.secrets.insert(secret_hash, secret);
+            self.state.secrets.insert(secret_hash, secret);
             // An error means it was already unlocked or expired: nothing is owed any more.
             let _ = self.sign_and_send(channel, BalanceChange::Unlock { secret }, None);
-            self.sent.remove(&(secret_hash, channel));
+            self.state.sent.remove(&(secret_hash, channel));
             self.sent_lock_claimed(sent, secret);
         }
         if !matched {
@@ -858,7 +860,7 @@ impl Node {
             SentRole::Forward { incoming } => {
                 // The upstream channel closed: the duties register the secret, our claim on its
                 // lock is on-chain.
-                self.secrets.insert(secret.hash(), secret);
+                self.state.secrets.insert(secret.hash(), secret);
                 if let Ok(upstream) = self.partner_of(incoming) {
                     self.send(upstream, Message::RevealSecret { secret });
                 }
@@ -892,6 +894,7 @@ impl Node {
         reason: FailureReason,
     ) -> Result<(), PeerError> {
         let found = self
+            .state
             .sent
             .range_mut((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
@@ -908,7 +911,7 @@ impl Node {
         sent.failed = true;
         match sent.role {
             SentRole::Forward { incoming } => {
-                if let Some(received) = self.received.get_mut(&(secret_hash, incoming)) {
+                if let Some(received) = self.state.received.get_mut(&(secret_hash, incoming)) {
                     received.role = ReceivedRole::Refused;
                 }
                 if let Ok(upstream) = self.partner_of(incoming) {
@@ -948,7 +951,7 @@ impl Node {
             if self.sign_and_send(channel, change, None).is_err() {
                 continue;
             }
-            if let Some(sent) = self.sent.remove(&(secret_hash, channel)) {
+            if let Some(sent) = self.state.sent.remove(&(secret_hash, channel)) {
                 self.sent_lock_expired(sent);
             }
         }

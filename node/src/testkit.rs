@@ -16,9 +16,8 @@
 
 use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId};
-use crate::node::{
-    ChainRequest, Config, Event, Input, Node, NodeState, Output, PeerError, PersistId, Record,
-};
+use crate::node::{ChainRequest, Config, Event, Input, Node, Output, PeerError, PersistId, Record};
+use crate::state::{EntryKey, EntryValue};
 use crate::wire::{Envelope, Message, MessageId};
 use alloy_primitives::{Address, U256};
 use alloy_sol_types::SolCall;
@@ -82,8 +81,8 @@ pub struct Network {
     events: Vec<Vec<Event>>,
     /// What each node persisted, by channel: its latest durable state.
     records: Vec<BTreeMap<ChannelId, Channel>>,
-    /// Each node's latest durable bookkeeping.
-    states: Vec<Option<Box<NodeState>>>,
+    /// Each node's latest durable bookkeeping entries.
+    entries: Vec<BTreeMap<EntryKey, EntryValue>>,
     /// Each node's Invoice, InvoiceRevealed, Finished and LockChange records, in order.
     logs: Vec<Vec<Record>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
@@ -160,7 +159,7 @@ impl Network {
             now,
             events: vec![Vec::new(); n],
             records: vec![BTreeMap::new(); n],
-            states: vec![None; n],
+            entries: vec![BTreeMap::new(); n],
             logs: vec![Vec::new(); n],
             stalled: BTreeMap::new(),
             configs,
@@ -502,10 +501,13 @@ impl Network {
     }
 
     /// Mines `blocks` blocks, telling every node of each one (deadlines fall on single blocks);
-    /// with a mempool, each block first runs the requests waiting for it.
+    /// with a mempool, each new block first runs the requests that waited for it, so a request
+    /// made in block `n` lands in `n + 1`, as on a real chain.
     pub fn mine(&mut self, blocks: u64) {
         for _ in 0..blocks {
-            if let Some(waiting) = self.mempool.as_mut().map(std::mem::take) {
+            let waiting = self.mempool.as_mut().map(std::mem::take);
+            self.evm.lock().expect("evm lock").mine(1);
+            if let Some(waiting) = waiting {
                 let mut touched = BTreeSet::new();
                 for (i, id, request) in waiting {
                     let conflict = request.channel().is_some_and(|c| !touched.insert(c));
@@ -518,7 +520,6 @@ impl Network {
                 }
                 self.feed_chain_events();
             }
-            self.evm.lock().expect("evm lock").mine(1);
             let block = self.block();
             for node in &mut self.nodes {
                 node.handle_input(self.now, Input::Block(block));
@@ -608,7 +609,14 @@ impl Network {
                 Record::Channel(channel) => {
                     self.records[i].insert(channel.id(), *channel);
                 }
-                Record::State(state) => self.states[i] = Some(state),
+                Record::Entry { key, value } => match value {
+                    Some(value) => {
+                        self.entries[i].insert(key, value);
+                    }
+                    None => {
+                        self.entries[i].remove(&key);
+                    }
+                },
                 // Invoice, InvoiceRevealed, Finished and LockChange records accumulate.
                 record => self.logs[i].push(record),
             }
@@ -639,7 +647,10 @@ impl Network {
             .cloned()
             .map(|channel| Record::Channel(Box::new(channel)))
             .chain(self.logs[i].iter().cloned())
-            .chain(self.states[i].clone().map(Record::State));
+            .chain(self.entries[i].iter().map(|(key, value)| Record::Entry {
+                key: *key,
+                value: Some(value.clone()),
+            }));
         let node = Node::restore(
             self.configs[i].clone(),
             self.keys[i].clone(),
@@ -728,7 +739,8 @@ impl Network {
         }
     }
 
-    /// Feeds every node the chain's events it has not seen, in order.
+    /// Feeds every node the chain's events it has not seen, in order, then the current block
+    /// again (a block's events come before the block: the duties are derived after them).
     fn feed_chain_events(&mut self) {
         let (block, count) = self.fed;
         let events =
@@ -751,6 +763,10 @@ impl Network {
             for node in &mut self.nodes {
                 node.handle_input(self.now, Input::Chain(event.clone()));
             }
+        }
+        let block = self.block();
+        for node in &mut self.nodes {
+            node.handle_input(self.now, Input::Block(block));
         }
     }
 
