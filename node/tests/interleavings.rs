@@ -3,8 +3,8 @@
 //! order, lost, resent, blocks mined, nodes restarted, channels closed cooperatively or
 //! unilaterally, chain requests that fail; and hostile moves: a node closing behind its own
 //! node's back with a stale proof of its partner's (it is dishonest from then on), secrets
-//! registered on-chain by a third party (so locks expire after an on-chain reveal), floods of
-//! close and secret requests, a partner whose acknowledgements are lost.
+//! leaked on-chain (so locks expire after an on-chain reveal; whoever leaked is dishonest),
+//! floods of close and secret requests, a partner whose acknowledgements are lost.
 //! After every delivery the testkit checks conservation, and after every operation the test
 //! checks every outbox a peer can grow is under its bound. At the end, with everything
 //! delivered, expired, settled and unlocked, every honest node holds at least what the
@@ -60,7 +60,9 @@ enum Op {
     /// A node closes behind its own node's back with a proof of its partner's seen earlier
     /// (perhaps stale): it is dishonest from now on.
     StaleClose { from: usize, right: bool, pick: u64 },
-    /// A third party registers a secret seen travelling.
+    /// A secret seen travelling is registered on-chain: the two nodes of the message that
+    /// carried it leaked it (a payee that registers its secret after its own lock expired
+    /// lets the hops before it claim from the payer), so both count as dishonest from then on.
     Register(u64),
     /// A node sends its neighbour a burst of close requests with made-up rounds.
     FloodCloseRequests {
@@ -117,7 +119,8 @@ fn pick<T>(items: &[T], pick: u64) -> &T {
 struct Seen {
     /// Every proof by channel and signer.
     proofs: BTreeMap<(ChannelId, usize), Vec<SignedBalanceProof>>,
-    secrets: Vec<Secret>,
+    /// Secrets with the two nodes of the message that carried them.
+    secrets: Vec<(usize, usize, Secret)>,
     /// Secret requests with their sender and receiver.
     requests: Vec<(usize, usize, Message)>,
 }
@@ -130,7 +133,7 @@ impl Seen {
                 .entry((update.proof.proof.channel_id, from))
                 .or_default()
                 .push(update.proof),
-            Message::RevealSecret { secret } => self.secrets.push(secret),
+            Message::RevealSecret { secret } => self.secrets.push((from, to, secret)),
             request @ Message::SecretRequest { .. } => self.requests.push((from, to, request)),
             _ => {}
         }
@@ -271,9 +274,11 @@ fn run(ops: &[Op]) {
             }
             Op::Register(pick) => {
                 if !seen.secrets.is_empty() {
-                    let secret = *self::pick(&seen.secrets, pick);
-                    // Registered by someone outside the channels (a failure changes nothing).
-                    let _ = complete(net.chain(0).register_secret(&secret));
+                    let (from, to, secret) = *self::pick(&seen.secrets, pick);
+                    // A failure (registered already) changes nothing.
+                    if complete(net.chain(from).register_secret(&secret)).is_ok() {
+                        dishonest.extend([from, to]);
+                    }
                     net.sync_chain();
                 }
             }

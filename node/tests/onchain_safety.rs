@@ -72,8 +72,9 @@ fn a_failed_update_is_sent_again_and_the_stale_closer_gains_nothing() {
         .unwrap();
     complete(net.chain(1).close_channel(channel, Some(&proof))).unwrap();
     net.sync_chain();
-    // Node 0's first update fails; it is sent again and lands in the window.
-    net.mine_and_deliver(3);
+    // Node 0's first update fails; it is sent again `chain_retry_after` blocks later and lands
+    // in the window.
+    net.mine_and_deliver(2 + net.nodes[0].config().chain_retry_after);
     assert_eq!(failures(&net, 0), 1);
     let onchain = net.nodes[0].onchain_channel(channel).unwrap();
     assert_eq!(onchain.side(net.address(1)).unwrap().nonce, 2);
@@ -411,4 +412,132 @@ fn a_payee_that_learns_the_secret_too_late_to_claim_on_chain_lets_the_payment_fa
     );
     assert_eq!([gained(&mut net, 0), gained(&mut net, 1)], [-1_000, 0]);
     assert_eq!(net.spendable(0, channel), amount(1_000));
+}
+
+#[test]
+fn a_single_unlock_by_the_partner_leaves_the_rest_of_its_pot_to_us() {
+    let mut net = Network::new(2, 1, |_, config| config.max_attempts = 1);
+    let channel = net.open_channel(0, 1, [1_000, 1_000]);
+    // 1 pays 0 100 (lock C): 0 gets the secret, its claim is lost.
+    net.send_payment(1, 0, 100);
+    deliver_dropping(&mut net, |from, to, m| {
+        (from, to) == (0, 1) && matches!(m, Message::RevealSecret { .. })
+    });
+    net.mine_and_deliver(5);
+    // 1 pays 0 50 (lock A, expiring later): 0 never gets the secret.
+    net.send_payment(1, 0, 50);
+    deliver_dropping(&mut net, |from, _, m| {
+        from == 0 && matches!(m, Message::SecretRequest { .. })
+    });
+    let locks = net.nodes[1]
+        .channel(channel)
+        .unwrap()
+        .participant(Side::Ours)
+        .locks()
+        .clone();
+    let a = *locks.iter().find(|l| l.amount == amount(50)).unwrap();
+    net.use_mempool();
+    // C comes into danger: 0 registers its secret and closes. Mine until it settles.
+    let settled = |net: &Network| {
+        net.nodes[0]
+            .onchain_channel(channel)
+            .is_some_and(|c| matches!(c.phase, hoplite_chain::events::Phase::Settled { .. }))
+    };
+    for _ in 0..settle_window(&net) + 40 {
+        if settled(&net) {
+            break;
+        }
+        net.mine_and_deliver(1);
+    }
+    assert!(settled(&net));
+    // Before 0's batch lands, 1 unlocks A alone (back to it: its secret was never revealed).
+    let proof = locks.proof(&a.secret_hash).unwrap();
+    let sender = net.address(1);
+    complete(net.chain(1).unlock(channel, sender, &a, &proof)).unwrap();
+    net.sync_chain();
+    let paid = |net: &Network| {
+        net.events(0).iter().any(|e| {
+            matches!(
+                e,
+                Event::PaymentReceived { amount: a, .. } if *a == amount(100)
+            )
+        })
+    };
+    assert!(!paid(&net), "C is not paid out yet: only A was");
+    net.mine_and_deliver(10);
+    // C is still 0's to claim, and it claims it.
+    let onchain = net.nodes[0].onchain_channel(channel).unwrap();
+    assert!(onchain.pots.iter().all(Option::is_none), "{onchain:?}");
+    assert_eq!([gained(&mut net, 0), gained(&mut net, 1)], [100, -100]);
+    assert!(paid(&net));
+}
+
+#[test]
+fn a_lock_whose_secret_was_public_before_it_came_is_not_expired_away() {
+    let mut net = create_network(2);
+    let channel = net.open_channel(0, 1, [1_000, 0]);
+    let invoice = net.invoice(1, 100);
+    // Node 0's owner makes a secret, registers it, and only then signs a lock on it to 1
+    // (behind its node's back: its node never sees this state).
+    let secret = hoplite_htlc::Secret(alloy_primitives::keccak256(b"public first"));
+    complete(net.chain(0).register_secret(&secret)).unwrap();
+    net.sync_chain();
+    let key0 = key(1, 0);
+    let mut forged = net.nodes[0].channel(channel).unwrap().clone();
+    let lock = hoplite_htlc::Lock {
+        amount: amount(100),
+        expiration: hoplite_htlc::BlockNumber(net.block().0 + 30),
+        secret_hash: secret.hash(),
+    };
+    let update = forged
+        .send(&key0, BalanceChange::LockedTransfer { lock }, net.block())
+        .unwrap();
+    let onward = hoplite_node::wire::Onward {
+        payment: invoice.payment,
+        payer: net.address(0),
+        payee: net.address(1),
+        amount: amount(100),
+        hops: Vec::new(),
+        keysend: None,
+    };
+    let message = Message::Update {
+        update: Box::new(update),
+        onward: Some(Box::new(onward)),
+    };
+    assert!(
+        net.inject_message(0, 1, message).is_empty(),
+        "the lock is taken"
+    );
+    net.in_flight.clear();
+    // After the expiration, 0 expires the lock.
+    while net.block() <= lock.expiration {
+        net.mine(1);
+    }
+    let update = forged
+        .send(
+            &key0,
+            BalanceChange::LockExpired {
+                secret_hash: lock.secret_hash,
+            },
+            net.block(),
+        )
+        .unwrap();
+    let message = Message::Update {
+        update: Box::new(update),
+        onward: None,
+    };
+    // The registry shows the secret revealed long before the expiration: the lock is 1's, which
+    // knew the secret from the registry and has closed to claim it.
+    let errors = net.inject_message(0, 1, message);
+    assert!(
+        matches!(
+            errors[..],
+            [PeerError::LockClaimed(_) | PeerError::ChannelClosed(_)]
+        ),
+        "{errors:?}"
+    );
+    net.in_flight.clear();
+    net.mine_and_deliver(settle_window(&net) + 10);
+    net.in_flight.clear();
+    assert_eq!(gained(&mut net, 1), 100);
 }
