@@ -83,6 +83,8 @@ pub struct Network {
     records: Vec<BTreeMap<ChannelId, Channel>>,
     /// Each node's latest durable bookkeeping entries.
     entries: Vec<BTreeMap<EntryKey, EntryValue>>,
+    /// Each node's last batch of records made durable.
+    last_batch: Vec<Vec<Record>>,
     /// Each node's Invoice, InvoiceRevealed, Finished and LockChange records, in order.
     logs: Vec<Vec<Record>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
@@ -160,6 +162,7 @@ impl Network {
             events: vec![Vec::new(); n],
             records: vec![BTreeMap::new(); n],
             entries: vec![BTreeMap::new(); n],
+            last_batch: vec![Vec::new(); n],
             logs: vec![Vec::new(); n],
             stalled: BTreeMap::new(),
             configs,
@@ -334,6 +337,11 @@ impl Network {
             .channel(channel)
             .expect("a channel of this node")
             .spendable(Side::Ours)
+    }
+
+    /// The records of node `i`'s last batch made durable.
+    pub fn last_batch(&self, i: usize) -> &[Record] {
+        &self.last_batch[i]
     }
 
     /// What node `i` last persisted for `channel`.
@@ -604,6 +612,7 @@ impl Network {
 
     /// Makes a batch durable (all its records at once, as one transaction would).
     fn persist(&mut self, i: usize, id: PersistId, records: Vec<Record>) {
+        self.last_batch[i] = records.clone();
         for record in records {
             match record {
                 Record::Channel(channel) => {

@@ -199,3 +199,33 @@ fn a_spontaneous_payment_naming_an_invoice_id_leaves_the_invoice_open() {
         Event::PaymentSent { payment, .. } if *payment == paid
     )));
 }
+
+#[test]
+fn a_batch_holds_what_the_call_changed_not_the_whole_node() {
+    let (mut net, channel) = pair(1_024);
+    // Bookkeeping bytes of the batch a direct transfer makes.
+    let transfer = |net: &mut Network| {
+        let now = net.now();
+        net.nodes[0].send_direct(now, channel, amount(1)).unwrap();
+        net.settle();
+        net.in_flight.clear();
+        net.last_batch(0)
+            .iter()
+            .filter(|r| matches!(r, hoplite_node::Record::Entry { .. }))
+            .map(|r| postcard::to_allocvec(r).unwrap().len())
+            .sum::<usize>()
+    };
+    // Payments that stay in flight: the payee's requests for the secret are lost.
+    let stall = |net: &mut Network, payments: usize| {
+        for _ in 0..payments {
+            net.send_payment(0, 1, 1);
+            net.deliver_all_dropping(|m| matches!(m.message(), Some(Message::SecretRequest { .. })));
+        }
+    };
+    stall(&mut net, 5);
+    let few = transfer(&mut net);
+    stall(&mut net, 40);
+    let many = transfer(&mut net);
+    assert!(few > 0);
+    assert_eq!(many, few, "40 more payments in flight leave a transfer's entries as they were");
+}
