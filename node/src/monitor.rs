@@ -32,7 +32,8 @@ pub enum ChainFailure {
     /// The contract refused, with its reason: retried later and later.
     #[error("reverted: {0}")]
     Reverted(String),
-    /// It never reached the chain (transport, nonce, funds): retried later and later.
+    /// It never reached the chain (transport, nonce, funds): retried `chain_retry_after`
+    /// blocks later.
     #[error("not sent: {0}")]
     NotSent(String),
 }
@@ -71,14 +72,16 @@ impl InFlight {
         }
     }
 
-    /// It failed at `block`: a conflict is retried the block after; anything else after
-    /// `retry_after` blocks, doubling with each failure in a row (up to 32 times as long), so
-    /// a request that keeps reverting does not burn gas every block.
+    /// It failed at `block`: a conflict is retried the block after, a request that never
+    /// reached the chain after `retry_after` blocks (as one that went missing), and a revert
+    /// after `retry_after` blocks doubling with each failure in a row (up to 32 times as
+    /// long), so a request the contract keeps refusing does not burn gas every block.
     pub(crate) fn failed(&mut self, failure: &ChainFailure, block: BlockNumber, retry_after: u64) {
         self.failures = self.failures.saturating_add(1);
         let wait = match failure {
             ChainFailure::StaleState => 1,
-            ChainFailure::Reverted(_) | ChainFailure::NotSent(_) => {
+            ChainFailure::NotSent(_) => retry_after,
+            ChainFailure::Reverted(_) => {
                 retry_after.saturating_mul(1 << (self.failures.min(6) - 1))
             }
         };

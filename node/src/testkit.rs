@@ -23,7 +23,7 @@ use alloy_primitives::{Address, U256};
 use alloy_sol_types::SolCall;
 use hoplite_chain::contracts::TestToken;
 use hoplite_chain::deploy::Deployment;
-use hoplite_chain::events::Phase;
+use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
 use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
 use hoplite_chain::testing::{CHAIN_ID, DEPLOYER};
 use hoplite_chain::{Backend, Chain, ChainError};
@@ -96,11 +96,20 @@ pub struct Network {
     checks: bool,
     /// The block of the last event fed to the nodes, and how many of that block's were fed.
     fed: (u64, usize),
+    /// The chain's channels as its events build them, never late, and the events taken.
+    mirror: BTreeMap<ChannelId, OnChainChannel>,
+    mirrored: (u64, usize),
     next_gossip_id: u64,
     /// Requests wait for the next block (`None`: each runs at once).
     mempool: Option<Vec<(usize, ChainRequestId, ChainRequest)>>,
     /// Per node: how many more requests matching the rule fail, and the rule.
     failing: BTreeMap<usize, (usize, ChainRule)>,
+    /// Requests that fail at random as not sent: per mille, and the generator's state.
+    flaky: Option<(u64, u64)>,
+    /// How many blocks the nodes' view of the chain lags behind it.
+    lag: u64,
+    /// The latest block the nodes were shown.
+    shown: u64,
 }
 
 /// Which chain requests a [`Network::fail_chain_requests`] rule fails.
@@ -170,10 +179,28 @@ impl Network {
             offline: BTreeSet::new(),
             checks: true,
             fed: (0, 0),
+            mirror: BTreeMap::new(),
+            mirrored: (0, 0),
             next_gossip_id: 0,
             mempool: None,
             failing: BTreeMap::new(),
+            flaky: None,
+            lag: 0,
+            shown: block.0,
         }
+    }
+
+    /// From now on each chain request fails as not sent with probability `per_mille` / 1000,
+    /// drawn from `seed`.
+    pub fn fail_chain_requests_at_random(&mut self, per_mille: u64, seed: u64) {
+        self.flaky = Some((per_mille, seed));
+    }
+
+    /// From now on the nodes see the chain `blocks` blocks late: a block and its events reach
+    /// them only once `blocks` more have been mined (as from an RPC node that lags), while
+    /// their requests land on the chain as it is.
+    pub fn lag_chain(&mut self, blocks: u64) {
+        self.lag = blocks;
     }
 
     /// From now on chain requests wait in a mempool for the next [`Self::mine`], which runs
@@ -526,12 +553,8 @@ impl Network {
                     };
                     self.report(i, id, request, result);
                 }
-                self.feed_chain_events();
             }
-            let block = self.block();
-            for node in &mut self.nodes {
-                node.handle_input(self.now, Input::Block(block));
-            }
+            self.feed_chain_events();
             self.settle();
         }
     }
@@ -669,7 +692,8 @@ impl Network {
         )
         .expect("the records restore");
         self.nodes[i] = node;
-        let events = complete(self.chains[0].events(self.contracts.block, None)).expect("events");
+        let shown = Some(self.shown);
+        let events = complete(self.chains[0].events(self.contracts.block, shown)).expect("events");
         for event in events {
             self.nodes[i].handle_input(self.now, Input::Chain(event));
         }
@@ -702,6 +726,16 @@ impl Network {
         {
             *times -= 1;
             return Err(ChainFailure::NotSent("failed by the test".into()));
+        }
+        if let Some((per_mille, state)) = &mut self.flaky {
+            // splitmix64: seeded, so a failing run replays.
+            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = *state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            if (z ^ (z >> 31)) % 1000 < *per_mille {
+                return Err(ChainFailure::NotSent("failed at random".into()));
+            }
         }
         self.run(i, request).map_err(|e| ChainFailure::from(&e))
     }
@@ -748,34 +782,69 @@ impl Network {
         }
     }
 
-    /// Feeds every node the chain's events it has not seen, in order, then the current block
-    /// again (a block's events come before the block: the duties are derived after them).
-    fn feed_chain_events(&mut self) {
-        let (block, count) = self.fed;
-        let events =
-            complete(self.chains[0].events(block.max(self.contracts.block), None)).expect("events");
+    /// The chain's events after `cursor` (the block of the last one taken, and how many of
+    /// that block's were taken) up to block `to`, and the cursor after them.
+    fn events_after(
+        &mut self,
+        cursor: (u64, usize),
+        to: Option<u64>,
+    ) -> (Vec<ChainEvent>, (u64, usize)) {
+        let (block, count) = cursor;
+        let from = block.max(self.contracts.block);
+        let events = complete(self.chains[0].events(from, to)).expect("events");
         let mut skip = if block >= self.contracts.block {
             count
         } else {
             0
         };
+        let mut cursor = cursor;
+        let mut new = Vec::new();
         for event in events {
             if event.block == block && skip > 0 {
                 skip -= 1;
                 continue;
             }
-            self.fed = if event.block == self.fed.0 {
-                (event.block, self.fed.1 + 1)
+            cursor = if event.block == cursor.0 {
+                (event.block, cursor.1 + 1)
             } else {
                 (event.block, 1)
             };
+            new.push(event);
+        }
+        (new, cursor)
+    }
+
+    /// Feeds every node the chain's events it has not seen, in order, up to the block it may
+    /// see (`lag_chain`), then that block (a block's events come before the block: the duties
+    /// are derived after them). The testkit's own view of the chain is never late.
+    fn feed_chain_events(&mut self) {
+        let (events, cursor) = self.events_after(self.mirrored, None);
+        self.mirrored = cursor;
+        for event in &events {
+            match OnChainChannel::opened(event) {
+                Some(opened) => {
+                    self.mirror.insert(opened.id, opened);
+                }
+                None => {
+                    if let Some(channel) =
+                        event.channel_id().and_then(|id| self.mirror.get_mut(&id))
+                    {
+                        channel.apply(event);
+                    }
+                }
+            }
+        }
+        self.shown = self.shown.max(self.block().0.saturating_sub(self.lag));
+        let visible = self.shown;
+        let (events, cursor) = self.events_after(self.fed, Some(visible));
+        self.fed = cursor;
+        for event in events {
             for node in &mut self.nodes {
                 node.handle_input(self.now, Input::Chain(event.clone()));
             }
         }
-        let block = self.block();
         for node in &mut self.nodes {
-            node.handle_input(self.now, Input::Block(block));
+            node.handle_input(self.now, Input::Block(BlockNumber(visible)));
         }
     }
 
@@ -787,8 +856,9 @@ impl Network {
         let held = complete(self.chains[0].token_balance(network))
             .expect("balanceOf")
             .to_u256();
-        let owed: U256 = self.nodes[0]
-            .onchain_channels()
+        let owed: U256 = self
+            .mirror
+            .values()
             .map(|c| match c.phase {
                 Phase::Opened | Phase::Closed => c.available(),
                 Phase::Settled { .. } => c.pots.iter().flatten().map(|pot| pot.remaining).sum(),

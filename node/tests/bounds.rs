@@ -219,7 +219,9 @@ fn a_batch_holds_what_the_call_changed_not_the_whole_node() {
     let stall = |net: &mut Network, payments: usize| {
         for _ in 0..payments {
             net.send_payment(0, 1, 1);
-            net.deliver_all_dropping(|m| matches!(m.message(), Some(Message::SecretRequest { .. })));
+            net.deliver_all_dropping(|m| {
+                matches!(m.message(), Some(Message::SecretRequest { .. }))
+            });
         }
     };
     stall(&mut net, 5);
@@ -227,5 +229,8 @@ fn a_batch_holds_what_the_call_changed_not_the_whole_node() {
     stall(&mut net, 40);
     let many = transfer(&mut net);
     assert!(few > 0);
-    assert_eq!(many, few, "40 more payments in flight leave a transfer's entries as they were");
+    assert_eq!(
+        many, few,
+        "40 more payments in flight leave a transfer's entries as they were"
+    );
 }

@@ -1,4 +1,5 @@
-//! Random interleavings across a 3-node line 0 - 1 - 2 on a chain with a mempool: invoice and
+//! Random interleavings across a 3-node line 0 - 1 - 2 on a chain with a mempool (whose view
+//! may lag a block behind, and whose requests may fail at random): invoice and
 //! spontaneous payments both ways and across, direct transfers, messages delivered out of
 //! order, lost, resent, blocks mined, nodes restarted, channels closed cooperatively or
 //! unilaterally, chain requests that fail; and hostile moves: a node closing behind its own
@@ -171,13 +172,31 @@ fn neighbour_channel(channels: &[ChannelId; 2], from: usize, right: bool) -> Opt
     (to <= 2).then(|| channels[from.min(to)])
 }
 
-fn run(ops: &[Op]) {
+/// How hard the chain is: how many blocks the nodes' view lags, and how many requests per
+/// thousand fail as not sent (seeded).
+#[derive(Clone, Copy, Debug)]
+struct Chain {
+    lag: u64,
+    flaky: u64,
+    seed: u64,
+}
+
+fn chain() -> impl Strategy<Value = Chain> {
+    (0..=1u64, prop_oneof![Just(0u64), 1..60u64], any::<u64>())
+        .prop_map(|(lag, flaky, seed)| Chain { lag, flaky, seed })
+}
+
+fn run(chain: Chain, ops: &[Op]) {
     let mut net = Network::new(3, 1, |_, config| config.max_unacked = MAX_UNACKED);
     let channels = [
         net.open_channel(0, 1, [DEPOSIT, DEPOSIT]),
         net.open_channel(1, 2, [DEPOSIT, DEPOSIT]),
     ];
     net.use_mempool();
+    net.lag_chain(chain.lag);
+    if chain.flaky > 0 {
+        net.fail_chain_requests_at_random(chain.flaky, chain.seed);
+    }
     let start: Vec<Amount> = (0..3).map(|i| net.tokens(i)).collect();
     let mut payments = Vec::new();
     let mut seen = Seen::default();
@@ -443,7 +462,10 @@ proptest! {
     })]
 
     #[test]
-    fn every_payment_is_all_or_nothing(ops in prop::collection::vec(op(), 1..150)) {
-        run(&ops);
+    fn every_payment_is_all_or_nothing(
+        chain in chain(),
+        ops in prop::collection::vec(op(), 1..150),
+    ) {
+        run(chain, &ops);
     }
 }

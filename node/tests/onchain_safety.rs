@@ -51,6 +51,15 @@ fn deliver_dropping(
 
 #[test]
 fn a_failed_update_is_sent_again_and_the_stale_closer_gains_nothing() {
+    failed_update_is_sent_again(0);
+}
+
+#[test]
+fn a_node_whose_view_of_the_chain_lags_a_block_answers_the_stale_close_too() {
+    failed_update_is_sent_again(1);
+}
+
+fn failed_update_is_sent_again(lag: u64) {
     let mut net = create_network(2);
     let channel = net.open_channel(0, 1, [1_000, 1_000]);
     let now = net.now();
@@ -62,6 +71,7 @@ fn a_failed_update_is_sent_again_and_the_stale_closer_gains_nothing() {
         net.deliver_all();
     }
     net.use_mempool();
+    net.lag_chain(lag);
     net.fail_chain_requests(0, 1, |r| matches!(r, ChainRequest::UpdateNonClosing { .. }));
     // Node 1 closes behind its node's back with node 0's proof and none of its own.
     let proof = *net.nodes[1]
@@ -74,7 +84,7 @@ fn a_failed_update_is_sent_again_and_the_stale_closer_gains_nothing() {
     net.sync_chain();
     // Node 0's first update fails; it is sent again `chain_retry_after` blocks later and lands
     // in the window.
-    net.mine_and_deliver(2 + net.nodes[0].config().chain_retry_after);
+    net.mine_and_deliver(2 + lag + net.nodes[0].config().chain_retry_after);
     assert_eq!(failures(&net, 0), 1);
     let onchain = net.nodes[0].onchain_channel(channel).unwrap();
     assert_eq!(onchain.side(net.address(1)).unwrap().nonce, 2);
@@ -271,29 +281,47 @@ fn a_lock_expired_after_the_secret_was_registered_in_time_is_refused() {
     while net.block() < lock.expiration {
         net.mine(1);
     }
-    // The secret is registered in the lock's last block; the payer's driver has not shown it
-    // the log when the next block comes, and it expires the lock.
+    // The secret is registered in the lock's last block (the payee learns of it only once the
+    // lock has expired, too late to close in danger).
+    let before = net.nodes[0].channel(channel).unwrap().clone();
     complete(net.chain(0).register_secret(&secret)).unwrap();
     net.mine(1);
     assert!(
-        net.in_flight.iter().any(|m| matches!(
+        net.in_flight.iter().all(|m| !matches!(
             m.message(),
             Some(Message::Update { update, .. })
                 if matches!(update.change, BalanceChange::LockExpired { .. })
         )),
-        "the payer expired the lock"
+        "the honest payer expires nothing: {:?}",
+        net.in_flight
+            .iter()
+            .map(|m| m.message())
+            .collect::<Vec<_>>()
     );
-    // The payee sees the log first: the lock is its on-chain, it refuses and closes.
-    net.sync_chain();
-    net.deliver_all();
-    assert!(net.events(1).iter().any(|e| matches!(
-        e,
-        Event::PeerMessageRejected {
-            error: PeerError::LockClaimed(_),
-            ..
-        }
-    )));
+    net.in_flight.clear();
+    // The payer's owner expires it anyway, behind its node's back.
+    let mut forged = before;
+    let update = forged
+        .send(
+            &key(1, 0),
+            BalanceChange::LockExpired {
+                secret_hash: lock.secret_hash,
+            },
+            net.block(),
+        )
+        .unwrap();
+    let message = Message::Update {
+        update: Box::new(update),
+        onward: None,
+    };
+    // The registry decides: the lock is the payee's, which refuses and closes to claim it.
+    assert_eq!(
+        net.inject_message(0, 1, message),
+        [PeerError::LockClaimed(lock.secret_hash)]
+    );
+    net.in_flight.clear();
     net.mine_and_deliver(settle_window(&net) + 3);
+    net.in_flight.clear();
     assert_eq!([gained(&mut net, 0), gained(&mut net, 1)], [-100, 100]);
 }
 
