@@ -183,6 +183,9 @@ pub struct PersistId(pub u64);
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
     Channel(Box<Channel>),
+    /// A channel of ours settled with nothing left to unlock: drop its `Channel` and
+    /// `LockChange` records.
+    ChannelForgotten(ChannelId),
     /// One entry of what a node must not forget about work in progress (a payment under way,
     /// what a pending lock is for, a secret in use, an unacknowledged message, a request made
     /// on-chain...): keep the latest value of each key; `None` deletes it. Each call writes
@@ -1065,6 +1068,10 @@ impl Node {
                 Record::Channel(channel) => {
                     node.channels.insert(channel.id(), *channel);
                 }
+                Record::ChannelForgotten(channel) => {
+                    node.channels.remove(&channel);
+                    node.lock_history.remove(&channel);
+                }
                 Record::Invoice(invoice) => {
                     node.invoices
                         .insert(invoice.payment, IncomingInvoice::new(*invoice));
@@ -1338,6 +1345,46 @@ impl Node {
             }
             _ => {}
         }
+        self.forget_if_done(id);
+    }
+
+    /// A channel settled with nothing left to unlock is done: the network view drops it, and
+    /// so do we if it is ours (a tombstone keeps a restored node from taking it up again when
+    /// the chain is replayed to it).
+    fn forget_if_done(&mut self, id: ChannelId) {
+        let done = self
+            .onchain
+            .get(&id)
+            .is_some_and(|c| matches!(c.phase, Phase::Settled { .. }) && c.pots == [None, None]);
+        if !done {
+            return;
+        }
+        self.onchain.remove(&id);
+        if self.channels.remove(&id).is_none() {
+            return;
+        }
+        self.state.forgotten.insert(id, ());
+        self.lock_history.remove(&id);
+        self.state.monitors.remove(&id);
+        self.state.closing.remove(&id);
+        self.state.close_answered.remove(&id);
+        self.state.announcement_parts.remove(&id);
+        // Nothing of it is pending on-chain any more: a lock of ours still on the books was
+        // not paid to its receiver, one to us will never pay.
+        let left: Vec<(SecretHash, ChannelId)> = self
+            .state
+            .sent
+            .keys()
+            .filter(|(_, c)| *c == id)
+            .copied()
+            .collect();
+        for key in left {
+            if let Some(sent) = self.state.sent.remove(&key) {
+                self.sent_lock_expired(sent);
+            }
+        }
+        self.state.received.retain(|(_, c), _| *c != id);
+        self.records.push(Record::ChannelForgotten(id));
     }
 
     fn channel_opened(&mut self, opened: OnChainChannel) {
@@ -1355,6 +1402,10 @@ impl Node {
             a if a == two => one,
             _ => return,
         };
+        if self.state.forgotten.contains_key(&id) {
+            // Settled and forgotten before a restart: the replay shows its history again.
+            return;
+        }
         if self.channels.contains_key(&id) {
             // Restored from a record: replaying the chain must not reset it.
             self.announce_policy(id);

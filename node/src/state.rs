@@ -49,6 +49,8 @@ pub(crate) struct NodeState {
     /// The partner's signature of a channel's announcement, for a capacity the chain has not
     /// shown us yet.
     pub(crate) announcement_parts: BTreeMap<ChannelId, (Amount, Signature)>,
+    /// Our channels settled and forgotten: a replay of the chain does not take them up again.
+    pub(crate) forgotten: BTreeMap<ChannelId, ()>,
 }
 
 /// The node's counters and its policy: one entry.
@@ -90,6 +92,8 @@ pub enum EntryKey {
     CloseAnswered(ChannelId),
     /// The partner's signature of a channel's announcement.
     AnnouncementPart(ChannelId),
+    /// A channel of ours settled and forgotten.
+    Forgotten(ChannelId),
 }
 
 /// An entry's value: opaque bytes only [`Node::restore`](crate::Node::restore) reads.
@@ -172,6 +176,7 @@ impl NodeState {
             closing,
             close_answered,
             announcement_parts,
+            forgotten,
         } = live;
         if self.counters != *counters {
             self.counters = *counters;
@@ -221,6 +226,12 @@ impl NodeState {
             |c| EntryKey::AnnouncementPart(*c),
             out,
         );
+        diff_map(
+            &mut self.forgotten,
+            forgotten,
+            |c| EntryKey::Forgotten(*c),
+            out,
+        );
     }
 
     /// Takes back one persisted entry (`None`: it is gone).
@@ -246,6 +257,7 @@ impl NodeState {
             EntryKey::Closing(c) => put(&mut self.closing, c, value),
             EntryKey::CloseAnswered(c) => put(&mut self.close_answered, c, value),
             EntryKey::AnnouncementPart(c) => put(&mut self.announcement_parts, c, value),
+            EntryKey::Forgotten(c) => put(&mut self.forgotten, c, value),
         };
         result.map_err(|_| CorruptEntry { key })
     }

@@ -641,6 +641,12 @@ impl Network {
                 Record::Channel(channel) => {
                     self.records[i].insert(channel.id(), *channel);
                 }
+                Record::ChannelForgotten(channel) => {
+                    self.records[i].remove(&channel);
+                    self.logs[i].retain(
+                        |r| !matches!(r, Record::LockChange { channel: c, .. } if *c == channel),
+                    );
+                }
                 Record::Entry { key, value } => match value {
                     Some(value) => {
                         self.entries[i].insert(key, value);

@@ -75,7 +75,20 @@ fn cooperative_close_pays_out_the_off_chain_balances_at_once() {
     }
     // Deposited 1,000 and 500; held 850 and 650.
     assert_gained(&mut net, [850 - 1_000, 650 - 500]);
-    assert!(net.nodes[0].onchain_channel(channel).is_some());
+    // Settled with nothing left to unlock: forgotten, also by a restarted node that replays
+    // the channel's history.
+    assert!(net.nodes[0].onchain_channel(channel).is_none());
+    assert!(net.nodes[0].channel(channel).is_none());
+    let opened = |net: &Network| {
+        net.events(0)
+            .iter()
+            .filter(|e| matches!(e, Event::ChannelOpened { .. }))
+            .count()
+    };
+    let before = opened(&net);
+    net.restart(0);
+    assert!(net.nodes[0].channel(channel).is_none());
+    assert_eq!(opened(&net), before);
     // Nothing is left to send on it.
     assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);
     assert_eq!(net.nodes[1].unacknowledged(net.address(0)), 0);
