@@ -20,7 +20,8 @@
 //! `close_timeout` blocks is dropped; a signer whose channel has not settled by then closes
 //! unilaterally (which the user may also do at any time).
 
-use crate::node::{ChainRequest, CommandError, Event, Node, PeerError};
+use crate::api::{ChainRequest, CommandError, Event, PeerError};
+use crate::node::Node;
 use crate::wire::Message;
 use alloy_primitives::{Address, B256};
 use hoplite_htlc::crypto::recover_address;

@@ -7,7 +7,8 @@
 //! a channel of ours opens and again at half of `stale_after`. Every message a peer relays is
 //! checked against the chain and the store's rules, and the verdict goes back to the runtime.
 
-use crate::node::{CommandError, Event, Node, Output, PeerError};
+use crate::api::{CommandError, Event, Output, PeerError};
+use crate::node::Node;
 use crate::wire::Message;
 use alloy_primitives::Address;
 use hoplite_chain::events::Phase;

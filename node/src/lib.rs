@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`Node`] (`node.rs`): inputs, commands, outputs, timers; the call-order contract is in its
 //!   docs. Channels come from the chain's events, policies from gossip.
+//! - `api.rs`: what a driver sees: [`Config`], [`Input`], [`Output`], [`Record`], [`Event`],
+//!   and the errors sorted by what the caller does.
 //! - `gossip.rs`: announcing our channels, policies and ourselves; judging what peers relay.
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
 //! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
@@ -40,6 +42,7 @@
 //! secret could claim them, and the payer would pay twice. With one secret per attempt, no lock
 //! of a failed attempt is ever claimable, and retries are safe at once.
 
+mod api;
 mod close;
 mod gossip;
 pub mod invoice;
@@ -53,11 +56,12 @@ mod state;
 pub mod testkit;
 pub mod wire;
 
+pub use api::{
+    ChainRequest, CommandError, Config, Event, Input, Output, PaymentFailure, PeerAction,
+    PeerError, PersistId, Record,
+};
 pub use close::Close;
 pub use invoice::{Invoice, InvoiceError, PaymentId};
 pub use monitor::{ChainFailure, ChainRequestId, LockChange};
-pub use node::{
-    ChainRequest, CommandError, Config, Event, Input, Node, Output, PaymentFailure, PeerAction,
-    PeerError, PersistId, Record,
-};
+pub use node::Node;
 pub use state::{CorruptEntry, EntryKey, EntryValue};

@@ -9,7 +9,7 @@
 //! while it still matters: `chain_retry_after` blocks after it went out with no effect, the
 //! block after it lost a conflict, later and later after it failed otherwise.
 
-use crate::node::ChainRequest;
+use crate::api::ChainRequest;
 use hoplite_chain::{ChainError, RevertReason, contracts::TokenNetwork::TokenNetworkErrors};
 use hoplite_htlc::locks::PendingLocks;
 use hoplite_htlc::{Amount, BlockNumber, Lock, Nonce, SecretHash};

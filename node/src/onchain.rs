@@ -23,8 +23,9 @@
 //! restore, not persisted.) Duties are derived after the block, not after each of its events:
 //! a node replaying the chain at restore sends nothing from a half-replayed state.
 
+use crate::api::{ChainRequest, Event};
 use crate::monitor::{InFlight, may_send};
-use crate::node::{ChainRequest, Event, Node};
+use crate::node::Node;
 use alloy_primitives::Address;
 use hoplite_chain::events::{OnChainChannel, Phase};
 use hoplite_htlc::{BlockNumber, Channel, ChannelId, Lock, Secret, SecretHash, Side};

@@ -1,7 +1,8 @@
 //! Paying, being paid and forwarding: what the node does with locks and secrets.
 
+use crate::api::{CommandError, Event, PaymentFailure, PeerError, Record};
 use crate::invoice::{Invoice, PaymentId};
-use crate::node::{CommandError, Event, Node, PaymentFailure, PeerError, Record};
+use crate::node::Node;
 use crate::wire::{FailurePoint, FailureReason, Keysend, Message, Onward, OnwardHop};
 use alloy_primitives::Address;
 use hoplite_htlc::crypto::{PublicKey, recover_public_key};

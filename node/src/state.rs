@@ -8,10 +8,10 @@
 //! latest value of each [`EntryKey`] (a table per kind, if it likes) and hands them all back
 //! to [`Node::restore`](crate::Node::restore).
 
+use crate::api::Record;
 use crate::close::Closing;
 use crate::invoice::PaymentId;
 use crate::monitor::{ChannelMonitor, InFlight};
-use crate::node::Record;
 use crate::outbox::Outbox;
 use crate::payments::{Payment, ReceivedLock, SentLock};
 use crate::wire::{Message, MessageId};

@@ -14,9 +14,10 @@
 //! `StaleChannelState` as on the contract (both were made against the same state);
 //! [`Network::fail_chain_requests`] makes requests fail as if never sent.
 
+use crate::api::{ChainRequest, Config, Event, Input, Output, PeerError, PersistId, Record};
 use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId};
-use crate::node::{ChainRequest, Config, Event, Input, Node, Output, PeerError, PersistId, Record};
+use crate::node::Node;
 use crate::state::{EntryKey, EntryValue};
 use crate::wire::{Envelope, Message, MessageId};
 use alloy_primitives::{Address, U256};
