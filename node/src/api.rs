@@ -56,9 +56,10 @@ pub struct Config {
     /// Balance updates to one partner that may wait for its acknowledgement: past it we sign
     /// nothing more on its channels (a partner that never acknowledges can't grow our outbox).
     pub max_unacked: usize,
-    /// Blocks after which a chain request that shows no effect is sent again (a failed one is
-    /// sent again the block after). Below `reveal_timeout`, so a registration that went
-    /// missing is retried in time.
+    /// Blocks after which a chain request that shows no effect is sent again (one that lost
+    /// a conflict or never reached the chain is sent again the block after; a revert after
+    /// this, doubling with each revert in a row). Below `reveal_timeout`, so a registration
+    /// that went missing is retried in time.
     pub chain_retry_after: u64,
     /// Seeds every random choice the node makes (secrets, payment ids, the scorer's hasher).
     pub seed: u64,
@@ -150,8 +151,9 @@ pub enum Input {
     Block(BlockNumber),
     /// The records of every [`Output::Persist`] up to `id` are durable.
     Persisted(PersistId),
-    /// A chain request failed (reverted or not sent); the node sends it again the block after
-    /// if it still matters. (A request that succeeded needs no input: its events show it.)
+    /// A chain request failed (reverted or not sent); the node sends it again later if it
+    /// still matters (see `Config::chain_retry_after`). A request that succeeded needs no
+    /// input: its events show it.
     ChainRequestFailed {
         /// The request's id.
         id: ChainRequestId,
@@ -166,12 +168,12 @@ pub enum Input {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PersistId(pub u64);
 
-/// What the node's state needs kept durable; [`Node::restore`](crate::Node::restore) takes it back, in the order they
-/// were written. Keep the latest `Channel` record of each channel and the latest `Entry` of
-/// each key (each replaces the one before; an `Entry` with no value deletes its key); keep
-/// every `Invoice`, `InvoiceRevealed` and `Finished` record (they accumulate, and may be
-/// dropped once their invoice expired) and every `LockChange` record (they accumulate, and
-/// may be dropped once their channel settled).
+/// What the node's state needs kept durable; [`Node::restore`](crate::Node::restore) takes it
+/// back, in the order they were written. Keep the latest `Channel` record of each channel and
+/// the latest `Entry` of each key (each replaces the one before; an `Entry` with no value
+/// deletes its key); keep every `Invoice`, `InvoiceRevealed` and `Finished` record (they
+/// accumulate, and may be dropped once their invoice expired) and every `LockChange` record
+/// (they accumulate; a channel's go with its `Channel` record when `ChannelForgotten` comes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// A channel's whole off-chain state: both directions and the partner's latest proof.
@@ -307,7 +309,8 @@ pub enum Output {
         request: ChainRequest,
     },
     /// Make `records` durable together (one transaction: all or none), then report
-    /// [`Input::Persisted`] with `id`. What the call that made them output besides (messages,
+    /// [`Input::Persisted`] with `id`. A batch that can't be written must stop the node:
+    /// the next batches carry only what changed after it. What the call that made them output besides (messages,
     /// acknowledgements, events, chain requests) is held back until then.
     Persist {
         /// Its id; ids grow by one with each batch.

@@ -7,7 +7,8 @@
 //! [`ChainRequestId`], at most one per channel at a time (two transactions on one channel in one
 //! block conflict on the contract; any event of the channel ends the one out), and is sent again
 //! while it still matters: `chain_retry_after` blocks after it went out with no effect, the
-//! block after it lost a conflict, later and later after it failed otherwise.
+//! block after it lost a conflict or never reached the chain, later and later after each
+//! revert in a row.
 
 use crate::api::ChainRequest;
 use hoplite_chain::{ChainError, RevertReason, contracts::TokenNetwork::TokenNetworkErrors};
@@ -32,8 +33,7 @@ pub enum ChainFailure {
     /// The contract refused, with its reason: retried later and later.
     #[error("reverted: {0}")]
     Reverted(String),
-    /// It never reached the chain (transport, nonce, funds): retried `chain_retry_after`
-    /// blocks later.
+    /// It never reached the chain (transport, nonce, funds): retried the block after.
     #[error("not sent: {0}")]
     NotSent(String),
 }
@@ -57,31 +57,35 @@ pub(crate) struct InFlight {
     pub(crate) id: ChainRequestId,
     /// From this block on it may be sent again.
     pub(crate) retry_at: BlockNumber,
-    /// How often it failed in a row.
+    /// How often it reverted in a row.
     pub(crate) failures: u32,
 }
 
 impl InFlight {
-    /// A request sent at `block`, to be sent again `retry_after` blocks later if it shows no
-    /// effect by then.
-    pub(crate) fn sent(id: ChainRequestId, block: BlockNumber, retry_after: u64) -> Self {
+    /// A request sent at `block` (again, if `before` was out for the same duty: its reverts
+    /// count on), to be sent again `retry_after` blocks later if it shows no effect by then.
+    pub(crate) fn sent(
+        id: ChainRequestId,
+        block: BlockNumber,
+        retry_after: u64,
+        before: Option<InFlight>,
+    ) -> Self {
         Self {
             id,
             retry_at: BlockNumber(block.0.saturating_add(retry_after)),
-            failures: 0,
+            failures: before.map_or(0, |b| b.failures),
         }
     }
 
-    /// It failed at `block`: a conflict is retried the block after, a request that never
-    /// reached the chain after `retry_after` blocks (as one that went missing), and a revert
-    /// after `retry_after` blocks doubling with each failure in a row (up to 32 times as
-    /// long), so a request the contract keeps refusing does not burn gas every block.
+    /// It failed at `block`: a conflict, or a request that never reached the chain (it cost
+    /// nothing), is retried the block after; a revert after `retry_after` blocks, doubling
+    /// with each revert in a row (up to 32 times as long), so a request the contract keeps
+    /// refusing does not burn gas every few blocks.
     pub(crate) fn failed(&mut self, failure: &ChainFailure, block: BlockNumber, retry_after: u64) {
-        self.failures = self.failures.saturating_add(1);
         let wait = match failure {
-            ChainFailure::StaleState => 1,
-            ChainFailure::NotSent(_) => retry_after,
+            ChainFailure::StaleState | ChainFailure::NotSent(_) => 1,
             ChainFailure::Reverted(_) => {
+                self.failures = self.failures.saturating_add(1);
                 retry_after.saturating_mul(1 << (self.failures.min(6) - 1))
             }
         };

@@ -103,6 +103,8 @@ pub struct Node {
     /// Invoice, Finished and LockChange records made by this call.
     pub(crate) records: Vec<Record>,
     pub(crate) outputs: VecDeque<Output>,
+    /// Between one of a block's events and the block: no duties are derived.
+    mid_block: bool,
     /// Message batches waiting for a persist id (and all before it).
     held: VecDeque<(PersistId, Vec<Outgoing>)>,
     next_persist: u64,
@@ -123,6 +125,7 @@ impl Node {
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
             gossip: GossipStore::new(config.token_network, config.gossip),
             state: NodeState::default(),
+            mid_block: false,
             persisted: NodeState::default(),
             config,
             key,
@@ -245,8 +248,13 @@ impl Node {
     /// Handles one input.
     pub fn handle_input(&mut self, now: Duration, input: Input) {
         self.advance(now);
-        // One of a block's events: the duties wait for the block (or the next call).
-        let derive = !matches!(input, Input::Chain(_));
+        // From one of a block's events to the block itself, the duties wait: they are derived
+        // from the whole block, never from a half-fed one (nor a half-replayed chain).
+        match input {
+            Input::Chain(_) => self.mid_block = true,
+            Input::Block(_) => self.mid_block = false,
+            _ => {}
+        }
         match input {
             Input::PeerConnected(peer) => self.resend_all(peer),
             // Resent when it is back, not into the void meanwhile.
@@ -262,7 +270,7 @@ impl Node {
                 failure,
             } => self.handle_chain_request_failed(id, request, failure),
         }
-        self.end_call(derive);
+        self.end_call(!self.mid_block);
     }
 
     /// Opens a channel with `partner` and deposits `deposit` once it is open.
@@ -476,7 +484,7 @@ impl Node {
 
     /// Ends a call: persists what changed and holds this call's messages until it is durable.
     pub(crate) fn finish(&mut self) {
-        self.end_call(true);
+        self.end_call(!self.mid_block);
     }
 
     /// [`Self::finish`], deriving the chain duties first if `derive`.
@@ -511,10 +519,12 @@ impl Node {
     /// an entry that does not decode is refused. The policy last set with
     /// [`set_policy`](Self::set_policy) replaces `config`'s.
     ///
-    /// Then feed it the chain's events from the TokenNetwork's deployment block on (its view
-    /// of the network is rebuilt from them; its own channels keep their persisted state), and
-    /// report every connected peer with [`Input::PeerConnected`]: unacknowledged messages go
-    /// out again. Other nodes' policies come back with their next announcements.
+    /// Then feed it every event of both contracts, the TokenNetwork's and the
+    /// SecretRegistry's, from the deployment block on, and only then the current block (its
+    /// view of the network and every secret revealed on-chain are rebuilt from them, not
+    /// persisted; its own channels keep their persisted state); then report every connected
+    /// peer with [`Input::PeerConnected`]: unacknowledged messages go out again. Other nodes'
+    /// policies come back with their next announcements.
     pub fn restore(
         config: Config,
         key: PrivateKey,
@@ -566,6 +576,18 @@ impl Node {
             node.config.policy = policy;
         }
         (node.state, node.persisted) = std::mem::take(&mut node.state).restored(now);
+        // A request may have been durable yet never sent: what is still due goes out at once
+        // (a duplicate only reverts).
+        for in_flight in node
+            .state
+            .monitors
+            .values_mut()
+            .filter_map(|m| m.in_flight.as_mut())
+            .chain(node.state.registrations.values_mut())
+        {
+            in_flight.retry_at = block;
+        }
+        node.mid_block = true;
         let finished = &node.finished;
         node.invoices.retain(|id, _| !finished.contains_key(id));
         // Changes of states whose channel record never became durable were never sent.

@@ -120,7 +120,11 @@ impl Node {
     /// (it never received it) went back to us with the settlement. The locks of our pot are
     /// found now, once, and kept with the monitor: no older state of ours matters any more.
     pub(crate) fn handle_settled(&mut self, channel: ChannelId) {
-        let pot_locks = self.our_pot_locks(channel).unwrap_or_default();
+        // Locks of a state of ours we can't find are left on the books: the partner, who
+        // submitted the state, may unlock its pot, and the books close then.
+        let Some(pot_locks) = self.our_pot_locks(channel) else {
+            return;
+        };
         if self
             .onchain
             .get(&channel)
@@ -246,7 +250,7 @@ impl Node {
                 continue;
             }
             let id = self.send_chain_request(request);
-            let in_flight = InFlight::sent(id, block, self.config.chain_retry_after);
+            let in_flight = InFlight::sent(id, block, self.config.chain_retry_after, in_flight);
             self.state.monitors.entry(channel).or_default().in_flight = Some(in_flight);
         }
         self.register_secrets();
@@ -359,8 +363,9 @@ impl Node {
                 continue;
             }
             let secret = self.state.secrets[&hash];
+            let before = self.state.registrations.get(&hash).copied();
             let id = self.send_chain_request(ChainRequest::RegisterSecret { secret });
-            let in_flight = InFlight::sent(id, block, self.config.chain_retry_after);
+            let in_flight = InFlight::sent(id, block, self.config.chain_retry_after, before);
             self.state.registrations.insert(hash, in_flight);
         }
     }
@@ -396,6 +401,7 @@ impl Node {
             // nothing.
             let in_danger = ours.participant(Side::Partner).locks().iter().any(|lock| {
                 self.state.secrets.contains_key(&lock.secret_hash)
+                    && !self.refused(lock.secret_hash, *channel)
                     && !self.claimable_in_time(lock.expiration)
                     && self.block < lock.expiration
             });

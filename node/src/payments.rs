@@ -494,10 +494,12 @@ impl Node {
             return Err(PeerError::ChannelClosing(id));
         }
         // The channel's rules only know the block; the registry decides whether a lock to us
-        // was claimed (the sender is the authenticated partner: it claims the lock back).
+        // was claimed (the sender is the authenticated partner: it claims the lock back). A
+        // lock we refused (its failure sent back) we let go.
         if let BalanceChange::LockExpired { secret_hash } = update.change
             && let Some(lock) = channel.participant(Side::Partner).locks().get(&secret_hash)
             && self.claimed_onchain(&secret_hash, lock.expiration)
+            && !self.refused(secret_hash, id)
         {
             self.request_close(id);
             return Err(PeerError::LockClaimed(secret_hash));
@@ -535,15 +537,16 @@ impl Node {
     /// A lock a partner sent us: pay us, or forward it, or fail it back.
     fn handle_new_lock(&mut self, channel: ChannelId, from: Address, lock: Lock, onward: Onward) {
         let secret_hash = lock.secret_hash;
-        // Its secret may be public already (its payer registered it first): we can claim it.
-        if let Some((_, secret)) = self.revealed_onchain.get(&secret_hash) {
-            self.state.secrets.insert(secret_hash, *secret);
-        }
         // The channel accepts a lock its sender made before our view of the chain moved on;
-        // one we could not claim on-chain in time we neither forward nor claim.
+        // one we could not claim on-chain in time we neither forward nor claim. One whose
+        // secret is public already (its payer registered it first) we neither forward nor
+        // claim either: anyone could claim a lock we forwarded on it, and we would have to
+        // close to claim this one.
         let claimable = self.claimable_in_time(lock.expiration);
         let outcome = if !claimable {
             Err((FailureReason::ExpiryTooSoon, None))
+        } else if self.revealed_onchain.contains_key(&secret_hash) {
+            Err((FailureReason::SecretPublic, None))
         } else if onward.hops.is_empty() {
             self.accept_as_payee(&lock, &onward)
                 .map_err(|reason| (reason, None))
@@ -846,6 +849,14 @@ impl Node {
         // A lock to us this secret claims may be too close to its expiration to wait for the
         // partner's unlock: the duties at the end of this call register it.
         Ok(())
+    }
+
+    /// Whether we refused the lock to us on `secret_hash` in `channel` (sent its failure back).
+    pub(crate) fn refused(&self, secret_hash: SecretHash, channel: ChannelId) -> bool {
+        self.state
+            .received
+            .get(&(secret_hash, channel))
+            .is_none_or(|r| r.role == ReceivedRole::Refused)
     }
 
     /// A lock we sent returned to us unclaimed.

@@ -60,7 +60,7 @@ pub(crate) struct Counters {
     pub(crate) messages: u64,
     pub(crate) chain_requests: u64,
     pub(crate) close_rounds: u64,
-    /// `None` until the first persist: the configuration's.
+    /// The policy last set with `set_policy`; `None`: the configuration's.
     pub(crate) policy: Option<Policy>,
 }
 

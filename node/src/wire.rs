@@ -198,6 +198,10 @@ pub enum FailureReason {
     /// The payee's lock carries less than the invoice asks.
     #[error("the payee's lock is below the invoice amount")]
     AmountTooLow,
+    /// The lock's secret is public on-chain already: whoever holds a lock on it can claim it,
+    /// so it pays for nothing.
+    #[error("the lock's secret is public")]
+    SecretPublic,
 }
 
 /// The routing data of a new lock: what its receiver does with it. (Not onion-wrapped yet: every

@@ -61,9 +61,9 @@ enum Op {
     /// A node closes behind its own node's back with a proof of its partner's seen earlier
     /// (perhaps stale): it is dishonest from now on.
     StaleClose { from: usize, right: bool, pick: u64 },
-    /// A secret seen travelling is registered on-chain: the two nodes of the message that
-    /// carried it leaked it (a payee that registers its secret after its own lock expired
-    /// lets the hops before it claim from the payer), so both count as dishonest from then on.
+    /// A secret seen travelling is registered on-chain by the node that sent it (a payee that
+    /// registers its secret after its own lock expired lets the hops before it claim from the
+    /// payer), which counts as dishonest from then on.
     Register(u64),
     /// A node sends its neighbour a burst of close requests with made-up rounds.
     FloodCloseRequests {
@@ -120,8 +120,8 @@ fn pick<T>(items: &[T], pick: u64) -> &T {
 struct Seen {
     /// Every proof by channel and signer.
     proofs: BTreeMap<(ChannelId, usize), Vec<SignedBalanceProof>>,
-    /// Secrets with the two nodes of the message that carried them.
-    secrets: Vec<(usize, usize, Secret)>,
+    /// Secrets with the node that sent them.
+    secrets: Vec<(usize, Secret)>,
     /// Secret requests with their sender and receiver.
     requests: Vec<(usize, usize, Message)>,
 }
@@ -134,7 +134,7 @@ impl Seen {
                 .entry((update.proof.proof.channel_id, from))
                 .or_default()
                 .push(update.proof),
-            Message::RevealSecret { secret } => self.secrets.push((from, to, secret)),
+            Message::RevealSecret { secret } => self.secrets.push((from, secret)),
             request @ Message::SecretRequest { .. } => self.requests.push((from, to, request)),
             _ => {}
         }
@@ -293,10 +293,10 @@ fn run(chain: Chain, ops: &[Op]) {
             }
             Op::Register(pick) => {
                 if !seen.secrets.is_empty() {
-                    let (from, to, secret) = *self::pick(&seen.secrets, pick);
+                    let (from, secret) = *self::pick(&seen.secrets, pick);
                     // A failure (registered already) changes nothing.
                     if complete(net.chain(from).register_secret(&secret)).is_ok() {
-                        dishonest.extend([from, to]);
+                        dishonest.insert(from);
                     }
                     net.sync_chain();
                 }
