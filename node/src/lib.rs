@@ -11,7 +11,7 @@
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
 //! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
 //!   balances).
-//! - `onchain.rs`: duties on-chain, derived on every call from what the chain shows:
+//! - `onchain.rs`: duties on-chain, derived after every call from what the chain shows:
 //!   closing, depositing, answering a close, settling, unlocking, registering secrets.
 //! - `state.rs`: the bookkeeping a crash must not lose, persisted entry by entry (each call
 //!   writes only what it changed); `outbox.rs`: messages to peers until acknowledged.

@@ -51,7 +51,8 @@ enum Outgoing {
 /// before `n` as known, and decides each lock's fate from the registry's reveal block (a
 /// lock past its expiration with no reveal seen is expired). Report a chain request that
 /// failed with [`Input::ChainRequestFailed`]; nothing needs reporting on success, the events
-/// show it. The node derives its on-chain duties anew on every call and sends each again
+/// show it. The node derives its on-chain duties anew after every call (but those between a
+/// block's events and the block, so never from a half-fed block) and sends each again
 /// while it matters, at most one transaction per channel at a time.
 ///
 /// # Persistence
