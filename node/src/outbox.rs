@@ -79,6 +79,10 @@ impl Outbox {
     fn remove(&mut self, key: (Address, MessageId)) {
         self.messages.remove(&key);
         self.sent_at.remove(&key);
+        // Whether a peer is offline matters only while something waits for it.
+        if self.len(key.0) == 0 {
+            self.offline.remove(&key.0);
+        }
     }
 
     /// The message `id` to `to` goes out now (its call is durable).
@@ -134,9 +138,12 @@ impl Outbox {
         again
     }
 
-    /// `peer`'s connection is down: nothing is resent to it until it is back.
+    /// `peer`'s connection is down: nothing is resent to it until it is back. (Only peers
+    /// with something waiting are remembered, so the set stays as small as the outbox.)
     pub(crate) fn disconnected(&mut self, peer: Address) {
-        self.offline.insert(peer);
+        if self.len(peer) > 0 {
+            self.offline.insert(peer);
+        }
     }
 
     /// A restored outbox: every message counts as sent now, so it goes out again when its
