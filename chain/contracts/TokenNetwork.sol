@@ -366,11 +366,20 @@ contract TokenNetwork {
         requireBalanceData(c.side1, c.participant1, balance1);
         requireBalanceData(c.side2, c.participant2, balance2);
 
+        // Each side's share as if every pending lock went to its receiver, each pot then held
+        // back from its receiver's share (unlock pays it to the receiver or back to the
+        // sender). Counting a lock on the receiver's side before clamping matters when a
+        // submitted proof is old: a lock the sender unlocked later, and that the receiver has
+        // spent since, must not be paid out a second time from the sender's share.
         uint256 available = availableDeposit(c);
-        uint256 net1 = netBalance(c.side1, balance2.transferredAmount, balance1.transferredAmount, available);
+        uint256 max1 = saturatingAdd(balance1.transferredAmount, balance1.lockedAmount);
+        uint256 max2 = saturatingAdd(balance2.transferredAmount, balance2.lockedAmount);
+        uint256 net1 = netBalance(c.side1, max2, max1, available);
         uint256 net2 = available - net1;
-        uint256 locked1 = min(balance1.lockedAmount, net1);
-        uint256 locked2 = min(balance2.lockedAmount, net2);
+        uint256 locked1 = min(balance1.lockedAmount, net2);
+        uint256 locked2 = min(balance2.lockedAmount, net1);
+        uint256 payout1 = net1 - locked2;
+        uint256 payout2 = net2 - locked1;
         // What stays for unlock reuses the channel's word: no fresh storage slot.
         Settled memory left;
         left.participant1 = c.participant1;
@@ -382,11 +391,9 @@ contract TokenNetwork {
             left.pot2 = LockPot(balance2.locksRoot, locked2);
         }
         storeSettled(channelId, left);
-        emit ChannelSettled(
-            channelId, net1 - locked1, balance1.locksRoot, locked1, net2 - locked2, balance2.locksRoot, locked2
-        );
-        push(c.participant1, net1 - locked1);
-        push(c.participant2, net2 - locked2);
+        emit ChannelSettled(channelId, payout1, balance1.locksRoot, locked1, payout2, balance2.locksRoot, locked2);
+        push(c.participant1, payout1);
+        push(c.participant2, payout2);
     }
 
     /// @notice Settles one pending lock of `sender` with its membership proof: to the receiver

@@ -47,6 +47,7 @@ on_both_backends!(
     settlement_caps_absurd_proofs_and_conserves,
     withdraw_needs_both_signatures_before_expiry,
     locks_pay_the_receiver_only_if_revealed_in_time,
+    an_old_proof_cannot_pay_a_lock_twice,
 );
 
 /// The TokenNetwork error a call reverted with.
@@ -383,18 +384,18 @@ async fn settlement_caps_absurd_proofs_and_conserves<B: Mine>(mut net: TestNet<B
         .await
         .unwrap();
     let paid = net.tokens_of(ALICE).await + net.tokens_of(BOB).await - tokens(2000 - 150);
-    // Alice is owed everything; her own 500 locked are capped by it and wait for unlock.
+    // Counting Bob's locks as Alice's before capping, Alice's share is everything and Bob's
+    // locks are held back from it for unlock (what they claim goes to Alice, the rest back to
+    // Bob); Alice's own locks find nothing left on Bob's side.
     let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
-    let pot = channel
-        .pot(net.address(ALICE))
-        .expect("Alice's pot")
-        .clone();
+    let pot = channel.pot(net.address(BOB)).expect("Bob's pot").clone();
     assert_eq!(
         pot.remaining,
         tokens(150),
-        "Alice's locks hold all she is owed"
+        "Bob's locks hold all of Alice's share"
     );
-    assert!(channel.pot(net.address(BOB)).is_none());
+    assert!(channel.pot(net.address(ALICE)).is_none());
+    assert_eq!(paid, U256::ZERO);
     assert_eq!(
         paid + pot.remaining,
         tokens(150),
@@ -524,4 +525,40 @@ async fn locks_pay_the_receiver_only_if_revealed_in_time<B: Mine>(mut net: TestN
     net.assert_state_rebuilt(id).await;
     let again = net.chain(CAROL).unlock_batch(id, alice, &locks).await;
     assert!(matches!(revert(again), E::NothingToUnlock(_)));
+}
+
+async fn an_old_proof_cannot_pay_a_lock_twice<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 0]).await;
+    let now = net.chain(ALICE).block_number().await.unwrap();
+    // Alice locked her 100 to Bob (nonce 1), then unlocked it (nonce 2); Bob spent it, paying
+    // Alice 100 back. Bob closes with Alice's old proof, the lock still pending, and registers
+    // its secret; Alice answers with Bob's latest proof.
+    let secret = Secret(B256::repeat_byte(9));
+    let lock = Lock {
+        amount: amount(100),
+        expiration: BlockNumber(now + 20),
+        secret_hash: secret.hash(),
+    };
+    let pending = PendingLocks::from_locks([lock]).unwrap();
+    let alices_old = balance(0, 100, pending.root());
+    let bobs = balance(100, 0, B256::ZERO);
+    let old = net.proof(ALICE, id, 1, &alices_old);
+    net.chain(BOB).close_channel(id, Some(&old)).await.unwrap();
+    let bobs_proof = net.proof(BOB, id, 1, &bobs);
+    net.chain(ALICE)
+        .update_non_closing_balance_proof(&bobs_proof, None)
+        .await
+        .unwrap();
+    net.chain(BOB).register_secret(&secret).await.unwrap();
+    net.mine_past_window().await;
+    net.chain(CAROL)
+        .settle_channel(id, [alices_old, bobs])
+        .await
+        .unwrap();
+    // The lock counts as Bob's before anything is capped: Bob already spent it, so nothing is
+    // left to hold back for it, and Alice, who is owed her 100 back, is paid in full.
+    assert_eq!(net.tokens_of(ALICE).await, tokens(1000));
+    assert_eq!(net.tokens_of(BOB).await, tokens(1000));
+    assert_eq!(net.held_by_contract().await, U256::ZERO);
+    net.assert_state_rebuilt(id).await;
 }
