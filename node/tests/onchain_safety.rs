@@ -49,6 +49,44 @@ fn deliver_dropping(
     dropped
 }
 
+/// `payer` pays `payee` `amount`; the payee gets the secret, and its claim back to the payer
+/// is lost: the lock stays pending with the payee holding its secret.
+fn pay_with_claim_lost(net: &mut Network, payer: usize, payee: usize, amount: u64) {
+    net.send_payment(payer, payee, amount);
+    deliver_dropping(net, |from, to, m| {
+        (from, to) == (payee, payer) && matches!(m, Message::RevealSecret { .. })
+    });
+}
+
+/// `payer` pays `payee` `amount`; the payee's request for the secret is lost: the lock stays
+/// pending and the payee never learns its secret.
+fn pay_with_secret_withheld(net: &mut Network, payer: usize, payee: usize, amount: u64) {
+    net.send_payment(payer, payee, amount);
+    deliver_dropping(net, |from, _, m| {
+        from == payee && matches!(m, Message::SecretRequest { .. })
+    });
+}
+
+/// Mines until the first lock to node `to` in `channel` is in its last block; returns it.
+fn mine_to_last_block_of_the_lock_to(
+    net: &mut Network,
+    to: usize,
+    channel: hoplite_htlc::ChannelId,
+) -> hoplite_htlc::Lock {
+    let lock = *net.nodes[to]
+        .channel(channel)
+        .unwrap()
+        .participant(Side::Partner)
+        .locks()
+        .iter()
+        .next()
+        .unwrap();
+    while net.block() < lock.expiration {
+        net.mine(1);
+    }
+    lock
+}
+
 #[test]
 fn a_failed_update_is_sent_again_and_the_stale_closer_gains_nothing() {
     failed_update_is_sent_again(0);
@@ -138,16 +176,10 @@ fn two_pots_owed_to_one_node_are_unlocked_one_transaction_at_a_time() {
     let mut net = create_network(2);
     let channel = net.open_channel(0, 1, [1_000, 1_000]);
     // 1 pays 0 (lock A, 1 → 0): 0 gets the secret, its claim is lost.
-    net.send_payment(1, 0, 100);
-    deliver_dropping(&mut net, |from, to, m| {
-        (from, to) == (0, 1) && matches!(m, Message::RevealSecret { .. })
-    });
+    pay_with_claim_lost(&mut net, 1, 0, 100);
     net.mine_and_deliver(5);
     // 0 pays 1 (lock B, 0 → 1, expiring later): 1 never gets the secret.
-    net.send_payment(0, 1, 200);
-    deliver_dropping(&mut net, |from, _, m| {
-        from == 1 && matches!(m, Message::SecretRequest { .. })
-    });
+    pay_with_secret_withheld(&mut net, 0, 1, 200);
     net.use_mempool();
     // A is in danger: 0 registers its secret and closes. After the window both pots are 0's
     // to unlock: A was claimed, B was not. Two unlocks in one block would conflict.
@@ -219,10 +251,7 @@ fn an_old_state_of_ours_with_a_lock_is_settled_and_its_lock_comes_back() {
     assert_eq!(net.nodes[0].lock_changes_kept(channel), 0);
     // 0 locks 100 to 1 (state k); 1 never gets the secret; the lock expires off-chain (k+1),
     // which 1 applies and acknowledges.
-    net.send_payment(0, 1, 100);
-    deliver_dropping(&mut net, |from, _, m| {
-        from == 1 && matches!(m, Message::SecretRequest { .. })
-    });
+    pay_with_secret_withheld(&mut net, 0, 1, 100);
     let stale = *net.nodes[1]
         .channel(channel)
         .unwrap()
@@ -271,17 +300,7 @@ fn a_lock_expired_after_the_secret_was_registered_in_time_is_refused() {
     let [Message::RevealSecret { secret }] = dropped[..] else {
         panic!("one reveal: {dropped:?}");
     };
-    let lock = *net.nodes[1]
-        .channel(channel)
-        .unwrap()
-        .participant(Side::Partner)
-        .locks()
-        .iter()
-        .next()
-        .unwrap();
-    while net.block() < lock.expiration {
-        net.mine(1);
-    }
+    let lock = mine_to_last_block_of_the_lock_to(&mut net, 1, channel);
     // The secret is registered in the lock's last block (the payee learns of it only once the
     // lock has expired, too late to close in danger).
     let before = net.nodes[0].channel(channel).unwrap().clone();
@@ -409,17 +428,7 @@ fn a_payee_that_learns_the_secret_too_late_to_claim_on_chain_lets_the_payment_fa
         net.in_flight.push_front(next);
         net.deliver_next();
     };
-    let lock = *net.nodes[1]
-        .channel(channel)
-        .unwrap()
-        .participant(Side::Partner)
-        .locks()
-        .iter()
-        .next()
-        .unwrap();
-    while net.block() < lock.expiration {
-        net.mine(1);
-    }
+    mine_to_last_block_of_the_lock_to(&mut net, 1, channel);
     net.in_flight.push_back(reveal);
     net.deliver_all();
     net.mine_and_deliver(settle_window(&net) + 3);
@@ -448,16 +457,10 @@ fn a_single_unlock_by_the_partner_leaves_the_rest_of_its_pot_to_us() {
     let mut net = Network::new(2, 1, |_, config| config.max_attempts = 1);
     let channel = net.open_channel(0, 1, [1_000, 1_000]);
     // 1 pays 0 100 (lock C): 0 gets the secret, its claim is lost.
-    net.send_payment(1, 0, 100);
-    deliver_dropping(&mut net, |from, to, m| {
-        (from, to) == (0, 1) && matches!(m, Message::RevealSecret { .. })
-    });
+    pay_with_claim_lost(&mut net, 1, 0, 100);
     net.mine_and_deliver(5);
     // 1 pays 0 50 (lock A, expiring later): 0 never gets the secret.
-    net.send_payment(1, 0, 50);
-    deliver_dropping(&mut net, |from, _, m| {
-        from == 0 && matches!(m, Message::SecretRequest { .. })
-    });
+    pay_with_secret_withheld(&mut net, 1, 0, 50);
     let locks = net.nodes[1]
         .channel(channel)
         .unwrap()
