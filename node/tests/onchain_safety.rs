@@ -87,6 +87,23 @@ fn mine_to_last_block_of_the_lock_to(
     lock
 }
 
+/// The `LockExpired` of `lock` that node 0's owner signs on its own copy of the channel, behind
+/// its node's back.
+fn forged_lock_expired(
+    forged: &mut hoplite_htlc::Channel,
+    lock: &hoplite_htlc::Lock,
+    block: hoplite_htlc::BlockNumber,
+) -> Message {
+    let change = BalanceChange::LockExpired {
+        secret_hash: lock.secret_hash,
+    };
+    let update = forged.send(&key(1, 0), change, block).unwrap();
+    Message::Update {
+        update: Box::new(update),
+        onward: None,
+    }
+}
+
 #[test]
 fn a_failed_update_is_sent_again_and_the_stale_closer_gains_nothing() {
     failed_update_is_sent_again(0);
@@ -321,19 +338,7 @@ fn a_lock_expired_after_the_secret_was_registered_in_time_is_refused() {
     net.in_flight.clear();
     // The payer's owner expires it anyway, behind its node's back.
     let mut forged = before;
-    let update = forged
-        .send(
-            &key(1, 0),
-            BalanceChange::LockExpired {
-                secret_hash: lock.secret_hash,
-            },
-            net.block(),
-        )
-        .unwrap();
-    let message = Message::Update {
-        update: Box::new(update),
-        onward: None,
-    };
+    let message = forged_lock_expired(&mut forged, &lock, net.block());
     // The registry decides: the lock is the payee's, which refuses and closes to claim it.
     assert_eq!(
         net.inject_message(0, 1, message),
@@ -547,19 +552,7 @@ fn a_lock_whose_secret_was_public_before_it_came_is_refused_and_closes_nothing()
     while net.block() <= lock.expiration {
         net.mine(1);
     }
-    let update = forged
-        .send(
-            &key0,
-            BalanceChange::LockExpired {
-                secret_hash: lock.secret_hash,
-            },
-            net.block(),
-        )
-        .unwrap();
-    let message = Message::Update {
-        update: Box::new(update),
-        onward: None,
-    };
+    let message = forged_lock_expired(&mut forged, &lock, net.block());
     // The lock it refused it lets expire, although the registry shows it claimable: nobody
     // closes, nothing moves.
     assert!(net.inject_message(0, 1, message).is_empty());
