@@ -60,9 +60,14 @@ contract TokenNetwork {
     }
 
     /// @notice Locked tokens of one direction left after settlement, paid out lock by lock.
+    /// @dev `shortfall`: how much less the pot held at settlement than its locks add up to (the
+    /// receiver's share could not cover them all: an old proof was submitted and the receiver
+    /// spent since). Claims bear it before anything is paid to the receiver, so every lock that
+    /// returns to its sender returns whole, in whatever order the locks are unlocked.
     struct LockPot {
         bytes32 locksRoot;
         uint256 remaining;
+        uint256 shortfall;
     }
 
     /// @notice What a settled channel still holds: each participant's pending locks towards the
@@ -143,9 +148,15 @@ contract TokenNetwork {
         bytes32 locksRoot2,
         uint256 locked2
     );
-    /// @notice One lock of a pot paid out by `unlock`.
+    /// @notice One lock of a pot paid out by `unlock`; `shortfall` is what claims still bear.
     event LockUnlocked(
-        uint256 indexed channelId, address indexed sender, address indexed receiver, bytes32 secretHash, uint256 toReceiver, uint256 toSender
+        uint256 indexed channelId,
+        address indexed sender,
+        address indexed receiver,
+        bytes32 secretHash,
+        uint256 toReceiver,
+        uint256 toSender,
+        uint256 shortfall
     );
     /// @notice A whole pot paid out by `unlockBatch`; the pot is gone.
     event LocksUnlocked(uint256 indexed channelId, address indexed sender, address indexed receiver, uint256 toReceiver, uint256 toSender);
@@ -385,10 +396,10 @@ contract TokenNetwork {
         left.participant1 = c.participant1;
         left.participant2 = c.participant2;
         if (locked1 > 0) {
-            left.pot1 = LockPot(balance1.locksRoot, locked1);
+            left.pot1 = LockPot(balance1.locksRoot, locked1, balance1.lockedAmount - locked1);
         }
         if (locked2 > 0) {
-            left.pot2 = LockPot(balance2.locksRoot, locked2);
+            left.pot2 = LockPot(balance2.locksRoot, locked2, balance2.lockedAmount - locked2);
         }
         storeSettled(channelId, left);
         emit ChannelSettled(channelId, payout1, balance1.locksRoot, locked1, payout2, balance2.locksRoot, locked2);
@@ -420,10 +431,15 @@ contract TokenNetwork {
         if (!claim(keccak256(abi.encode(channelId, sender)), index)) {
             revert LockAlreadyClaimed(index);
         }
-        (uint256 toReceiver, uint256 toSender) = payLock(lock, pot.remaining);
+        (uint256 toReceiver, uint256 toSender) = payLock(lock, pot);
         pot.remaining -= toReceiver + toSender;
+        if (pot.remaining == 0) {
+            // An empty pot is no pot: its record is all zeros, whatever it held before.
+            pot.locksRoot = bytes32(0);
+            pot.shortfall = 0;
+        }
         storeSettled(channelId, left);
-        emit LockUnlocked(channelId, sender, receiver, lock.secretHash, toReceiver, toSender);
+        emit LockUnlocked(channelId, sender, receiver, lock.secretHash, toReceiver, toSender, pot.shortfall);
         push(receiver, toReceiver);
         push(sender, toSender);
     }
@@ -444,18 +460,19 @@ contract TokenNetwork {
         }
         // The pot closes here, so slots paid now need no mark: only earlier unlocks are skipped.
         mapping(uint256 => uint256) storage paid = claimed[keccak256(abi.encode(channelId, sender))];
-        uint256 remaining = pot.remaining;
+        uint256 total = pot.remaining;
         uint256 toReceiver;
-        for (uint256 i = 0; i < locks.length && remaining > 0; i++) {
+        for (uint256 i = 0; i < locks.length && pot.remaining > 0; i++) {
             if (paid[i / 256] & (1 << (i % 256)) == 0) {
-                (uint256 r, uint256 s) = payLock(locks[i], remaining);
+                (uint256 r, uint256 s) = payLock(locks[i], pot);
                 toReceiver += r;
-                remaining -= r + s;
+                pot.remaining -= r + s;
             }
         }
-        uint256 toSender = pot.remaining - toReceiver;
+        uint256 toSender = total - toReceiver;
         pot.remaining = 0;
         pot.locksRoot = bytes32(0);
+        pot.shortfall = 0;
         storeSettled(channelId, left);
         emit LocksUnlocked(channelId, sender, receiver, toReceiver, toSender);
         push(receiver, toReceiver);
@@ -694,14 +711,16 @@ contract TokenNetwork {
         return true;
     }
 
-    /// @dev Splits one lock between receiver and sender, never beyond `remaining`.
-    function payLock(Lock calldata lock, uint256 remaining) private view returns (uint256 toReceiver, uint256 toSender) {
-        uint256 amount = min(lock.amount, remaining);
+    /// @dev Splits one lock between receiver and sender, never beyond what the pot holds; a
+    /// claim first bears what is left of the pot's shortfall (updated in `pot`).
+    function payLock(Lock calldata lock, LockPot memory pot) private view returns (uint256 toReceiver, uint256 toSender) {
         uint256 revealed = secretRegistry.getSecretRevealBlockHeight(lock.secretHash);
         if (revealed != 0 && revealed <= lock.expiration) {
-            toReceiver = amount;
+            uint256 borne = min(lock.amount, pot.shortfall);
+            pot.shortfall -= borne;
+            toReceiver = min(lock.amount - borne, pot.remaining);
         } else {
-            toSender = amount;
+            toSender = min(lock.amount, pot.remaining);
         }
     }
 

@@ -167,13 +167,18 @@ impl OnChainChannel {
                 self.phase = Phase::Settled {
                     cooperatively: self.phase == Phase::Opened,
                 };
-                let pot = |root: B256, locked: U256| {
+                // What each pot held less than its locks add up to (the contract's shortfall).
+                let pot = |root: B256, locked: U256, submitted: &TokenNetwork::BalanceData| {
                     (!locked.is_zero()).then_some(TokenNetwork::LockPot {
                         locksRoot: root,
                         remaining: locked,
+                        shortfall: submitted.lockedAmount.saturating_sub(locked),
                     })
                 };
-                self.pots = [pot(e.locksRoot1, e.locked1), pot(e.locksRoot2, e.locked2)];
+                self.pots = [
+                    pot(e.locksRoot1, e.locked1, &self.submitted[0]),
+                    pot(e.locksRoot2, e.locked2, &self.submitted[1]),
+                ];
             }
             Tn::LockUnlocked(e) => {
                 if let Some(slot) = self.pot_mut(e.sender)
@@ -183,6 +188,7 @@ impl OnChainChannel {
                         .remaining
                         .saturating_sub(e.toReceiver)
                         .saturating_sub(e.toSender);
+                    pot.shortfall = e.shortfall;
                     if pot.remaining.is_zero() {
                         *slot = None;
                     }

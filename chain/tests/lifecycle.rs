@@ -48,6 +48,7 @@ on_both_backends!(
     withdraw_needs_both_signatures_before_expiry,
     locks_pay_the_receiver_only_if_revealed_in_time,
     an_old_proof_cannot_pay_a_lock_twice,
+    claims_bear_a_pots_shortfall_whatever_the_unlock_order,
 );
 
 /// The TokenNetwork error a call reverted with.
@@ -557,6 +558,56 @@ async fn an_old_proof_cannot_pay_a_lock_twice<B: Mine>(mut net: TestNet<B>) {
         .unwrap();
     // The lock counts as Bob's before anything is capped: Bob already spent it, so nothing is
     // left to hold back for it, and Alice, who is owed her 100 back, is paid in full.
+    assert_eq!(net.tokens_of(ALICE).await, tokens(1000));
+    assert_eq!(net.tokens_of(BOB).await, tokens(1000));
+    assert_eq!(net.held_by_contract().await, U256::ZERO);
+    net.assert_state_rebuilt(id).await;
+}
+
+async fn claims_bear_a_pots_shortfall_whatever_the_unlock_order<B: Mine>(mut net: TestNet<B>) {
+    let id = net.open([100, 0]).await;
+    let now = net.chain(ALICE).block_number().await.unwrap();
+    // Alice's old proof (nonce 2) holds two locks of 50 to Bob: U, which she unlocked since
+    // and whose secret Bob registers, and K, which never pays. Bob paid the 50 of U back.
+    let [u, k] = [8u8, 9].map(|n| Secret(B256::repeat_byte(n)));
+    let locks = [u, k].map(|secret| Lock {
+        amount: amount(50),
+        expiration: BlockNumber(now + 20),
+        secret_hash: secret.hash(),
+    });
+    let pending = PendingLocks::from_locks(locks).unwrap();
+    let alices_old = balance(0, 100, pending.root());
+    let bobs = balance(50, 0, B256::ZERO);
+    let old = net.proof(ALICE, id, 2, &alices_old);
+    net.chain(BOB).close_channel(id, Some(&old)).await.unwrap();
+    let bobs_proof = net.proof(BOB, id, 1, &bobs);
+    net.chain(ALICE)
+        .update_non_closing_balance_proof(&bobs_proof, None)
+        .await
+        .unwrap();
+    net.chain(BOB).register_secret(&u).await.unwrap();
+    net.mine_past_window().await;
+    net.chain(CAROL)
+        .settle_channel(id, [alices_old, bobs])
+        .await
+        .unwrap();
+    // Bob's share covers only 50 of the 100 locked: a shortfall of 50, which his claim bears.
+    let alice = net.address(ALICE);
+    let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
+    let pot = channel.pot(alice).unwrap().clone();
+    assert_eq!((pot.remaining, pot.shortfall), (tokens(50), tokens(50)));
+    // Bob unlocks U first: it pays him nothing more; K still returns whole to Alice.
+    let single = pending.proof(&locks[0].secret_hash).unwrap();
+    net.chain(BOB)
+        .unlock(id, alice, &locks[0], &single)
+        .await
+        .unwrap();
+    net.assert_state_rebuilt(id).await;
+    net.chain(CAROL)
+        .unlock_batch(id, alice, &locks)
+        .await
+        .unwrap();
+    // Alice is owed 100 − 50 + 50: all of it; Bob, who spent what U gave him, nothing.
     assert_eq!(net.tokens_of(ALICE).await, tokens(1000));
     assert_eq!(net.tokens_of(BOB).await, tokens(1000));
     assert_eq!(net.held_by_contract().await, U256::ZERO);
