@@ -543,19 +543,7 @@ async fn an_old_proof_cannot_pay_a_lock_twice<B: Mine>(mut net: TestNet<B>) {
     let pending = PendingLocks::from_locks([lock]).unwrap();
     let alices_old = balance(0, 100, pending.root());
     let bobs = balance(100, 0, B256::ZERO);
-    let old = net.proof(ALICE, id, 1, &alices_old);
-    net.chain(BOB).close_channel(id, Some(&old)).await.unwrap();
-    let bobs_proof = net.proof(BOB, id, 1, &bobs);
-    net.chain(ALICE)
-        .update_non_closing_balance_proof(&bobs_proof, None)
-        .await
-        .unwrap();
-    net.chain(BOB).register_secret(&secret).await.unwrap();
-    net.mine_past_window().await;
-    net.chain(CAROL)
-        .settle_channel(id, [alices_old, bobs])
-        .await
-        .unwrap();
+    stale_close_and_settle(&mut net, id, (1, alices_old), bobs, &secret).await;
     // The lock counts as Bob's before anything is capped: Bob already spent it, so nothing is
     // left to hold back for it, and Alice, who is owed her 100 back, is paid in full.
     assert_eq!(net.tokens_of(ALICE).await, tokens(1000));
@@ -578,19 +566,7 @@ async fn claims_bear_a_pots_shortfall_whatever_the_unlock_order<B: Mine>(mut net
     let pending = PendingLocks::from_locks(locks).unwrap();
     let alices_old = balance(0, 100, pending.root());
     let bobs = balance(50, 0, B256::ZERO);
-    let old = net.proof(ALICE, id, 2, &alices_old);
-    net.chain(BOB).close_channel(id, Some(&old)).await.unwrap();
-    let bobs_proof = net.proof(BOB, id, 1, &bobs);
-    net.chain(ALICE)
-        .update_non_closing_balance_proof(&bobs_proof, None)
-        .await
-        .unwrap();
-    net.chain(BOB).register_secret(&u).await.unwrap();
-    net.mine_past_window().await;
-    net.chain(CAROL)
-        .settle_channel(id, [alices_old, bobs])
-        .await
-        .unwrap();
+    stale_close_and_settle(&mut net, id, (2, alices_old), bobs, &u).await;
     // Bob's share covers only 50 of the 100 locked: a shortfall of 50, which his claim bears.
     let alice = net.address(ALICE);
     let channel = net.chain(CAROL).channel(id).await.unwrap().unwrap();
@@ -612,4 +588,28 @@ async fn claims_bear_a_pots_shortfall_whatever_the_unlock_order<B: Mine>(mut net
     assert_eq!(net.tokens_of(BOB).await, tokens(1000));
     assert_eq!(net.held_by_contract().await, U256::ZERO);
     net.assert_state_rebuilt(id).await;
+}
+
+/// Bob closes with Alice's old proof (its nonce and data), Alice answers with Bob's latest
+/// (nonce 1), Bob registers `secret`, and the channel settles after the window.
+async fn stale_close_and_settle<B: Mine>(
+    net: &mut TestNet<B>,
+    id: ChannelId,
+    (nonce, alices_old): (u64, TokenNetwork::BalanceData),
+    bobs: TokenNetwork::BalanceData,
+    secret: &Secret,
+) {
+    let old = net.proof(ALICE, id, nonce, &alices_old);
+    net.chain(BOB).close_channel(id, Some(&old)).await.unwrap();
+    let bobs_proof = net.proof(BOB, id, 1, &bobs);
+    net.chain(ALICE)
+        .update_non_closing_balance_proof(&bobs_proof, None)
+        .await
+        .unwrap();
+    net.chain(BOB).register_secret(secret).await.unwrap();
+    net.mine_past_window().await;
+    net.chain(CAROL)
+        .settle_channel(id, [alices_old, bobs])
+        .await
+        .unwrap();
 }
