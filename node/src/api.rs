@@ -363,6 +363,8 @@ pub enum Event {
         fee: Amount,
         /// The nodes it went through, payee last.
         route: Vec<Address>,
+        /// How many routes were tried (this one last).
+        attempts: usize,
     },
     /// A payment of ours will not be made.
     PaymentFailed {
@@ -372,6 +374,8 @@ pub enum Event {
         reason: PaymentFailure,
         /// The last failure an attempt reported, if any: where and why.
         last_failure: Option<(FailurePoint, FailureReason)>,
+        /// How many routes were tried.
+        attempts: usize,
     },
     /// We were paid for an invoice: the lock's sender unlocked.
     PaymentReceived {

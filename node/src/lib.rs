@@ -17,6 +17,9 @@
 //!   writes only what it changed); `outbox.rs`: messages to peers until acknowledged.
 //! - `monitor.rs`: each channel's duties in flight (one request per channel, retried while it
 //!   matters) and the history of our lock sets, kept until the channel settles.
+//! - [`audit`]: conservation checks a driver runs on its nodes and the chain.
+//! - [`MemoryStore`] (`store.rs`): a driver's records kept in memory, as the testkit and the
+//!   simulator keep them; [`ChainRequest::submit`] sends a request through a `Chain`.
 //! - [`wire`]: the messages between peers, acknowledged and resent, with a bounded encoding.
 //! - [`invoice`]: what a payee signs to ask for a payment.
 //! - [`testkit`] (feature `test-utils`): many nodes and the in-process EVM in one test, with
@@ -43,6 +46,7 @@
 //! of a failed attempt is ever claimable, and retries are safe at once.
 
 mod api;
+pub mod audit;
 mod close;
 mod gossip;
 pub mod invoice;
@@ -52,6 +56,7 @@ mod onchain;
 mod outbox;
 mod payments;
 mod state;
+mod store;
 #[cfg(feature = "test-utils")]
 pub mod testkit;
 pub mod wire;
@@ -65,3 +70,4 @@ pub use invoice::{Invoice, InvoiceError, PaymentId};
 pub use monitor::{ChainFailure, ChainRequestId, LockChange};
 pub use node::Node;
 pub use state::{CorruptEntry, EntryKey, EntryValue};
+pub use store::MemoryStore;

@@ -11,7 +11,9 @@
 //! revert in a row.
 
 use crate::api::ChainRequest;
-use hoplite_chain::{ChainError, RevertReason, contracts::TokenNetwork::TokenNetworkErrors};
+use hoplite_chain::{
+    Backend, Chain, ChainError, Receipt, RevertReason, contracts::TokenNetwork::TokenNetworkErrors,
+};
 use hoplite_htlc::locks::PendingLocks;
 use hoplite_htlc::{Amount, BlockNumber, Lock, Nonce, SecretHash};
 use serde::{Deserialize, Serialize};
@@ -176,6 +178,63 @@ impl ChainRequest {
             | Self::CooperativeSettle { channel, .. }
             | Self::UnlockBatch { channel, .. } => Some(*channel),
             Self::UpdateNonClosing { closer_proof } => Some(closer_proof.proof.channel_id),
+        }
+    }
+
+    /// The request's kind, for accounting (`"open"`, `"deposit"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OpenChannel { .. } => "open",
+            Self::Deposit { .. } => "deposit",
+            Self::RegisterSecret { .. } => "register_secret",
+            Self::Close { .. } => "close",
+            Self::UpdateNonClosing { .. } => "update_non_closing",
+            Self::Settle { .. } => "settle",
+            Self::CooperativeSettle { .. } => "cooperative_settle",
+            Self::UnlockBatch { .. } => "unlock_batch",
+        }
+    }
+
+    /// Sends the request as a transaction from `chain`'s account, and waits for its receipt.
+    /// Every driver (the testkit, the simulator, the daemon) submits requests through this.
+    pub async fn submit<B: Backend>(&self, chain: &mut Chain<B>) -> Result<Receipt, ChainError> {
+        let me = chain.account();
+        match self {
+            Self::OpenChannel {
+                partner,
+                settle_timeout,
+            } => chain
+                .open_channel(*partner, *settle_timeout)
+                .await
+                .map(|(_, receipt)| receipt),
+            Self::Deposit { channel, total } => chain.set_total_deposit(*channel, me, *total).await,
+            Self::RegisterSecret { secret } => chain.register_secret(secret).await,
+            Self::Close {
+                channel,
+                partner_proof,
+            } => chain.close_channel(*channel, partner_proof.as_ref()).await,
+            Self::UpdateNonClosing { closer_proof } => {
+                chain
+                    .update_non_closing_balance_proof(closer_proof, None)
+                    .await
+            }
+            Self::Settle { channel, balances } => {
+                chain.settle_channel(*channel, balances.clone()).await
+            }
+            Self::CooperativeSettle {
+                channel,
+                balances,
+                signatures,
+            } => {
+                chain
+                    .cooperative_settle(*channel, *balances, [&signatures[0], &signatures[1]])
+                    .await
+            }
+            Self::UnlockBatch {
+                channel,
+                sender,
+                locks,
+            } => chain.unlock_batch(*channel, *sender, locks).await,
         }
     }
 }

@@ -354,6 +354,7 @@ impl Node {
                 payment: id,
                 reason,
                 last_failure: payment.last_failure,
+                attempts: payment.attempts.len(),
             });
         }
     }
@@ -893,6 +894,7 @@ impl Node {
             amount: payment.target.amount,
             fee: Amount::from(route.fee),
             route: route.hops.iter().map(|hop| hop.to.0).collect(),
+            attempts: payment.attempts.len(),
         };
         self.event(event);
     }

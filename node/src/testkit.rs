@@ -14,11 +14,12 @@
 //! `StaleChannelState` as on the contract (both were made against the same state);
 //! [`Network::fail_chain_requests`] makes requests fail as if never sent.
 
+use crate::audit;
 use crate::api::{ChainRequest, Config, Event, Input, Output, PeerError, PersistId, Record};
 use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId};
 use crate::node::Node;
-use crate::state::{EntryKey, EntryValue};
+use crate::store::MemoryStore;
 use crate::wire::{Envelope, Message, MessageId};
 use alloy_primitives::{Address, U256};
 use alloy_sol_types::SolCall;
@@ -27,7 +28,7 @@ use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
 use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
 use hoplite_chain::testing::{CHAIN_ID, DEPLOYER};
-use hoplite_chain::{Backend, Chain, ChainError};
+use hoplite_chain::{Backend, Chain};
 use hoplite_gossip::Verdict;
 use hoplite_htlc::testing::key;
 use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, TokenNetwork};
@@ -80,14 +81,10 @@ pub struct Network {
     contracts: Deployment,
     now: Duration,
     events: Vec<Vec<Event>>,
-    /// What each node persisted, by channel: its latest durable state.
-    records: Vec<BTreeMap<ChannelId, Channel>>,
-    /// Each node's latest durable bookkeeping entries.
-    entries: Vec<BTreeMap<EntryKey, EntryValue>>,
+    /// What each node persisted.
+    stores: Vec<MemoryStore>,
     /// Each node's last batch of records made durable.
     last_batch: Vec<Vec<Record>>,
-    /// Each node's Invoice, InvoiceRevealed, Finished and LockChange records, in order.
-    logs: Vec<Vec<Record>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
     stalled: BTreeMap<usize, Vec<(PersistId, Vec<Record>)>>,
     configs: Vec<Config>,
@@ -170,10 +167,8 @@ impl Network {
             contracts,
             now,
             events: vec![Vec::new(); n],
-            records: vec![BTreeMap::new(); n],
-            entries: vec![BTreeMap::new(); n],
+            stores: vec![MemoryStore::new(); n],
             last_batch: vec![Vec::new(); n],
-            logs: vec![Vec::new(); n],
             stalled: BTreeMap::new(),
             configs,
             keys,
@@ -374,7 +369,7 @@ impl Network {
 
     /// What node `i` last persisted for `channel`.
     pub fn persisted(&self, i: usize, channel: ChannelId) -> Option<&Channel> {
-        self.records[i].get(&channel)
+        self.stores[i].channel(channel)
     }
 
     /// Node `i`'s token balance on-chain.
@@ -637,29 +632,7 @@ impl Network {
     /// Makes a batch durable (all its records at once, as one transaction would).
     fn persist(&mut self, i: usize, id: PersistId, records: Vec<Record>) {
         self.last_batch[i] = records.clone();
-        for record in records {
-            match record {
-                Record::Channel(channel) => {
-                    self.records[i].insert(channel.id(), *channel);
-                }
-                Record::ChannelForgotten(channel) => {
-                    self.records[i].remove(&channel);
-                    self.logs[i].retain(
-                        |r| !matches!(r, Record::LockChange { channel: c, .. } if *c == channel),
-                    );
-                }
-                Record::Entry { key, value } => match value {
-                    Some(value) => {
-                        self.entries[i].insert(key, value);
-                    }
-                    None => {
-                        self.entries[i].remove(&key);
-                    }
-                },
-                // Invoice, InvoiceRevealed, Finished and LockChange records accumulate.
-                record => self.logs[i].push(record),
-            }
-        }
+        self.stores[i].write(records);
         self.nodes[i].handle_input(self.now, Input::Persisted(id));
     }
 
@@ -681,19 +654,10 @@ impl Network {
     /// replays the chain to it and reconnects it to its peers.
     pub fn restart(&mut self, i: usize) {
         self.stalled.remove(&i);
-        let records = self.records[i]
-            .values()
-            .cloned()
-            .map(|channel| Record::Channel(Box::new(channel)))
-            .chain(self.logs[i].iter().cloned())
-            .chain(self.entries[i].iter().map(|(key, value)| Record::Entry {
-                key: *key,
-                value: Some(value.clone()),
-            }));
         let node = Node::restore(
             self.configs[i].clone(),
             self.keys[i].clone(),
-            records,
+            self.stores[i].records(),
             self.now,
             self.block(),
         )
@@ -744,49 +708,9 @@ impl Network {
                 return Err(ChainFailure::NotSent("failed at random".into()));
             }
         }
-        self.run(i, request).map_err(|e| ChainFailure::from(&e))
-    }
-
-    fn run(&mut self, i: usize, request: &ChainRequest) -> Result<(), ChainError> {
-        let me = self.address(i);
-        let chain = &mut self.chains[i];
-        match request {
-            ChainRequest::OpenChannel {
-                partner,
-                settle_timeout,
-            } => complete(chain.open_channel(*partner, *settle_timeout)).map(drop),
-            ChainRequest::Deposit { channel, total } => {
-                complete(chain.set_total_deposit(*channel, me, *total)).map(drop)
-            }
-            ChainRequest::RegisterSecret { secret } => {
-                complete(chain.register_secret(secret)).map(drop)
-            }
-            ChainRequest::Close {
-                channel,
-                partner_proof,
-            } => complete(chain.close_channel(*channel, partner_proof.as_ref())).map(drop),
-            ChainRequest::UpdateNonClosing { closer_proof } => {
-                complete(chain.update_non_closing_balance_proof(closer_proof, None)).map(drop)
-            }
-            ChainRequest::Settle { channel, balances } => {
-                complete(chain.settle_channel(*channel, balances.clone())).map(drop)
-            }
-            ChainRequest::CooperativeSettle {
-                channel,
-                balances,
-                signatures,
-            } => complete(chain.cooperative_settle(
-                *channel,
-                *balances,
-                [&signatures[0], &signatures[1]],
-            ))
-            .map(drop),
-            ChainRequest::UnlockBatch {
-                channel,
-                sender,
-                locks,
-            } => complete(chain.unlock_batch(*channel, *sender, locks)).map(drop),
-        }
+        complete(request.submit(&mut self.chains[i]))
+            .map(drop)
+            .map_err(|e| ChainFailure::from(&e))
     }
 
     /// The chain's events after `cursor` (the block of the last one taken, and how many of
@@ -863,42 +787,16 @@ impl Network {
         let held = complete(self.chains[0].token_balance(network))
             .expect("balanceOf")
             .to_u256();
-        let owed: U256 = self
-            .mirror
-            .values()
-            .map(|c| match c.phase {
-                Phase::Opened | Phase::Closed => c.available(),
-                Phase::Settled { .. } => c.pots.iter().flatten().map(|pot| pot.remaining).sum(),
-            })
-            .sum();
+        let owed = audit::contract_owes(self.mirror.values());
         assert_eq!(
             held, owed,
             "the contract holds exactly the open channels' deposits and the settled ones' locks"
         );
         for (i, node) in self.nodes.iter().enumerate() {
             for channel in node.channels() {
-                let [ours, partner] = [Side::Ours, Side::Partner].map(|s| channel.participant(s));
-                let total = ours.total_deposit().to_u256() + partner.total_deposit().to_u256();
-                let balance = |me: &hoplite_htlc::Participant,
-                               other: &hoplite_htlc::Participant| {
-                    (me.total_deposit().to_u256() + other.transferred_amount().to_u256())
-                        .checked_sub(
-                            me.transferred_amount().to_u256() + me.locks().total().to_u256(),
-                        )
-                        .unwrap_or_else(|| {
-                            panic!("node {i}: a negative balance in {}", channel.id())
-                        })
-                };
-                let accounted = balance(ours, partner)
-                    + balance(partner, ours)
-                    + ours.locks().total().to_u256()
-                    + partner.locks().total().to_u256();
-                assert_eq!(
-                    total,
-                    accounted,
-                    "node {i}: channel {} conserves",
-                    channel.id()
-                );
+                if let Err(imbalance) = audit::check_channel(channel) {
+                    panic!("node {i}: {imbalance}");
+                }
             }
         }
     }

@@ -242,6 +242,7 @@ fn mediator_refuses_a_fee_below_its_policy() {
                 payment: p,
                 reason,
                 last_failure,
+                ..
             } if *p == payment => Some((reason.clone(), *last_failure)),
             _ => None,
         })
