@@ -136,7 +136,16 @@ impl InProcessEvm {
                     .cloned()
                     .collect()
             }
-            None => self.logs.iter().filter(in_range).cloned().collect(),
+            None => {
+                // Logs are appended in block order: start at the first of `from_block`.
+                let start = self.logs.partition_point(|entry| entry.block < query.from_block);
+                self.logs[start..]
+                    .iter()
+                    .take_while(|entry| query.to_block.is_none_or(|to| entry.block <= to))
+                    .filter(in_range)
+                    .cloned()
+                    .collect()
+            }
         }
     }
 

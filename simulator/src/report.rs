@@ -1,0 +1,438 @@
+//! What a run found: [`Report`] (a function of the seed and config alone, written as the JSON
+//! results file) and [`Timing`] (wall-clock figures, kept apart so the results file is
+//! byte-identical for the same seed and config), and the human summary of both.
+
+use crate::chain::{KindStats, SimChain};
+use crate::config::SimConfig;
+use crate::ledger::{Kind, Outcome};
+use crate::roles::Role;
+use crate::sim::Simulation;
+use crate::workload;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The results of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The config run.
+    pub config: SimConfig,
+    /// Nodes and channels simulated.
+    pub nodes: usize,
+    /// See [`Self::nodes`].
+    pub channels: usize,
+    /// Blocks until every channel was open; blocks in all.
+    pub setup_blocks: u64,
+    /// See [`Self::setup_blocks`].
+    pub blocks: u64,
+    /// Virtual time simulated, seconds.
+    pub virtual_seconds: f64,
+    /// The payments.
+    pub payments: Payments,
+    /// On-chain transactions by kind.
+    pub chain: BTreeMap<String, KindStats>,
+    /// Gas used by the nodes of each role.
+    pub gas_by_role: BTreeMap<String, u64>,
+    /// Per role: how many nodes, and what they hold at the end beyond what their completed
+    /// payments give them (an adversary's gain; for honest roles never negative).
+    pub roles: Vec<RoleOutcome>,
+    /// Forwarding fees kept, all nodes.
+    pub forwarded_fees: u128,
+    /// Messages sent between peers, gossip published, messages adversaries withheld.
+    pub messages: u64,
+    /// See [`Self::messages`].
+    pub gossip: u64,
+    /// See [`Self::messages`].
+    pub withheld: u64,
+    /// Crashes, restarts, stale closes.
+    pub crashes: u64,
+    /// See [`Self::crashes`].
+    pub restarts: u64,
+    /// See [`Self::crashes`].
+    pub stale_closes: u64,
+    /// What the nodes reported: rejections, broken channels, failed requests, closes.
+    pub incidents: BTreeMap<String, u64>,
+    /// The best-connected node and its outbound liquidity over time (virtual s, tokens).
+    pub hub: usize,
+    /// See [`Self::hub`].
+    pub hub_liquidity: Vec<(f64, f64)>,
+}
+
+/// The payments' figures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Payments {
+    /// Started, or refused at the start.
+    pub total: usize,
+    /// The payer learned they arrived.
+    pub succeeded: usize,
+    /// The payer gave up, or could not start.
+    pub failed: usize,
+    /// Neither at the end.
+    pub pending: usize,
+    /// succeeded / total.
+    pub success_rate: f64,
+    /// By kind: (total, succeeded).
+    pub by_kind: BTreeMap<String, (usize, usize)>,
+    /// By amount, powers of ten: lower bound, total, succeeded.
+    pub by_amount: Vec<(u64, usize, usize)>,
+    /// Why payments failed.
+    pub failure_reasons: BTreeMap<String, usize>,
+    /// Virtual latency of the successful ones, milliseconds.
+    pub latency_ms: Quantiles,
+    /// Fees of the successful ones.
+    pub fee: Quantiles,
+    /// Hops of the successful ones: count by length.
+    pub route_length: BTreeMap<usize, usize>,
+    /// Routes tried, all resolved payments: count by attempts.
+    pub attempts: BTreeMap<usize, usize>,
+    /// Every successful payment's latency (ms), sorted: for the CDF plot.
+    #[serde(skip)]
+    pub latencies: Vec<f64>,
+    /// Every successful payment's fee, sorted.
+    #[serde(skip)]
+    pub fees: Vec<f64>,
+}
+
+/// Median, 99th percentile, mean and maximum.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Quantiles {
+    /// Median.
+    pub median: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Quantiles {
+    /// Of `sorted` values (empty: all zero).
+    pub fn of(sorted: &[f64]) -> Self {
+        if sorted.is_empty() {
+            return Self::default();
+        }
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Self {
+            median: at(0.5),
+            p99: at(0.99),
+            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+            max: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+/// One role's nodes at the end.
+#[derive(Clone, Debug, Serialize)]
+pub struct RoleOutcome {
+    /// The role.
+    pub role: Role,
+    /// How many nodes had it.
+    pub nodes: usize,
+    /// Their holdings less what their completed payments give them, summed.
+    pub net: i128,
+    /// The least of that over the role's nodes.
+    pub worst: i128,
+}
+
+impl Report {
+    /// The figures of `sim`, run to its end.
+    pub(crate) fn new(sim: &Simulation, chain: &SimChain) -> Self {
+        let ledger = &sim.ledger;
+        let config = sim.config().clone();
+        let mut payments = Payments::default();
+        let mut buckets: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+        let mut by_kind: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
+        for p in ledger.payments.values() {
+            let bucket = buckets.entry(workload::bucket(p.amount)).or_default();
+            let kind = by_kind.entry(p.kind).or_default();
+            bucket.0 += 1;
+            kind.0 += 1;
+            match &p.outcome {
+                Outcome::Pending => payments.pending += 1,
+                Outcome::Sent {
+                    fee,
+                    hops,
+                    attempts,
+                    latency,
+                } => {
+                    payments.succeeded += 1;
+                    bucket.1 += 1;
+                    kind.1 += 1;
+                    payments.latencies.push(latency.as_secs_f64() * 1000.0);
+                    payments.fees.push(*fee as f64);
+                    *payments.route_length.entry(*hops).or_default() += 1;
+                    *payments.attempts.entry(*attempts).or_default() += 1;
+                }
+                Outcome::Failed { reason, attempts } => {
+                    payments.failed += 1;
+                    *payments.failure_reasons.entry(reason.clone()).or_default() += 1;
+                    *payments.attempts.entry(*attempts).or_default() += 1;
+                }
+            }
+        }
+        for (kind, amount, why) in &ledger.refused {
+            buckets.entry(workload::bucket(*amount)).or_default().0 += 1;
+            by_kind.entry(*kind).or_default().0 += 1;
+            payments.failed += 1;
+            *payments
+                .failure_reasons
+                .entry(format!("refused: {why}"))
+                .or_default() += 1;
+        }
+        payments.total = ledger.started();
+        payments.success_rate = if payments.total == 0 {
+            0.0
+        } else {
+            payments.succeeded as f64 / payments.total as f64
+        };
+        payments.by_kind = by_kind
+            .into_iter()
+            .map(|(kind, counts)| (kind_label(kind).to_owned(), counts))
+            .collect();
+        payments.by_amount = buckets
+            .into_iter()
+            .map(|(k, (n, ok))| (10u64.pow(k), n, ok))
+            .collect();
+        payments.latencies.sort_by(f64::total_cmp);
+        payments.fees.sort_by(f64::total_cmp);
+        payments.latency_ms = Quantiles::of(&payments.latencies);
+        payments.fee = Quantiles::of(&payments.fees);
+
+        let roles_of = sim.roles();
+        let mut gas_by_role: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, gas) in chain.gas_by_node.iter().enumerate() {
+            *gas_by_role.entry(roles_of[i].label().to_owned()).or_default() += gas;
+        }
+        let roles = Role::ALL
+            .iter()
+            .filter_map(|&role| {
+                let nets: Vec<i128> = (0..roles_of.len())
+                    .filter(|&i| roles_of[i] == role && i < ledger.holdings.len())
+                    .map(|i| ledger.holdings[i] - ledger.expected[i])
+                    .collect();
+                (!nets.is_empty()).then(|| RoleOutcome {
+                    role,
+                    nodes: nets.len(),
+                    net: nets.iter().sum(),
+                    worst: nets.iter().copied().min().unwrap_or(0),
+                })
+            })
+            .collect();
+        Self {
+            seed: config.seed,
+            nodes: sim.nodes(),
+            channels: sim.channels(),
+            setup_blocks: ledger.setup_blocks,
+            blocks: sim.blocks(),
+            virtual_seconds: sim.elapsed().as_secs_f64(),
+            payments,
+            chain: chain
+                .by_kind
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+            gas_by_role,
+            roles,
+            forwarded_fees: ledger.forwarded_fees.iter().sum(),
+            messages: ledger.messages,
+            gossip: ledger.gossip,
+            withheld: ledger.withheld,
+            crashes: ledger.crashes,
+            restarts: ledger.restarts,
+            stale_closes: ledger.stale_closes,
+            incidents: ledger.incidents.clone(),
+            hub: sim.hub(),
+            hub_liquidity: ledger.hub_liquidity.clone(),
+            config,
+        }
+    }
+
+    /// The results file: pretty JSON, the same bytes for the same seed and config.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report serializes") + "\n"
+    }
+
+    /// The human summary.
+    pub fn summary(&self, timing: &Timing) -> String {
+        let p = &self.payments;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "hoplite-sim: {} nodes, {} channels, seed {}; {:.0} s virtual in {} blocks (setup {})",
+            self.nodes, self.channels, self.seed, self.virtual_seconds, self.blocks, self.setup_blocks
+        );
+        let _ = writeln!(
+            s,
+            "payments: {} in all, {} succeeded ({:.1}%), {} failed, {} pending",
+            p.total,
+            p.succeeded,
+            100.0 * p.success_rate,
+            p.failed,
+            p.pending
+        );
+        for (kind, (n, ok)) in &p.by_kind {
+            let _ = writeln!(s, "  {kind:<10} {ok:>7} / {n:<7} {:>6.1}%", pct(*ok, *n));
+        }
+        let _ = writeln!(s, "by amount:");
+        for (low, n, ok) in &p.by_amount {
+            let _ = writeln!(
+                s,
+                "  {:>12}  {ok:>7} / {n:<7} {:>6.1}%",
+                format!("[{low}, {})", low.saturating_mul(10)),
+                pct(*ok, *n)
+            );
+        }
+        if !p.failure_reasons.is_empty() {
+            let _ = writeln!(s, "failures:");
+            let mut reasons: Vec<_> = p.failure_reasons.iter().collect();
+            reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            for (reason, n) in reasons {
+                let _ = writeln!(s, "  {n:>7}  {reason}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "latency (virtual): median {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            p.latency_ms.median, p.latency_ms.p99, p.latency_ms.max
+        );
+        let _ = writeln!(
+            s,
+            "fees: median {:.0}, p99 {:.0}, mean {:.1}; forwarded fees kept: {}",
+            p.fee.median, p.fee.p99, p.fee.mean, self.forwarded_fees
+        );
+        let _ = writeln!(
+            s,
+            "route length: {}",
+            histogram(&p.route_length)
+        );
+        let _ = writeln!(s, "attempts: {}", histogram(&p.attempts));
+        let _ = writeln!(s, "on-chain:");
+        for (kind, k) in &self.chain {
+            let _ = writeln!(
+                s,
+                "  {kind:<20} {:>6} mined {:>5} failed  {:>12} gas",
+                k.mined, k.failed, k.gas
+            );
+        }
+        let _ = writeln!(s, "roles (holdings beyond what completed payments give):");
+        for r in &self.roles {
+            let _ = writeln!(
+                s,
+                "  {:<13} {:>5} nodes  net {:>10}  worst {:>10}",
+                r.role.label(),
+                r.nodes,
+                r.net,
+                r.worst
+            );
+        }
+        let _ = writeln!(
+            s,
+            "faults: {} crashes, {} restarts, {} stale closes, {} messages withheld",
+            self.crashes, self.restarts, self.stale_closes, self.withheld
+        );
+        if !self.incidents.is_empty() {
+            let _ = writeln!(s, "incidents:");
+            for (what, n) in &self.incidents {
+                let _ = writeln!(s, "  {n:>7}  {what}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "wall {:.2} s, cpu {:.2} s: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
+            timing.wall_s,
+            timing.cpu_s,
+            timing.payments_per_wall_s,
+            timing.payments_per_cpu_s,
+            timing.calls,
+            self.messages,
+            self.gossip
+        );
+        s
+    }
+}
+
+/// Wall-clock figures (they differ run to run).
+#[derive(Clone, Debug, Serialize)]
+pub struct Timing {
+    /// Wall time of the run (setup included).
+    pub wall_s: f64,
+    /// CPU time of the process.
+    pub cpu_s: f64,
+    /// Payments per wall-second and per CPU-second.
+    pub payments_per_wall_s: f64,
+    /// See [`Self::payments_per_wall_s`].
+    pub payments_per_cpu_s: f64,
+    /// Node calls made.
+    pub calls: u64,
+    /// Peak resident memory, MiB (Linux).
+    pub peak_rss_mib: f64,
+}
+
+impl Timing {
+    /// The figures of a run of `payments` that took `wall` and made `calls` node calls.
+    pub fn measure(wall: Duration, payments: usize, calls: u64) -> Self {
+        let cpu_s = process_cpu_seconds().unwrap_or(f64::NAN);
+        let wall_s = wall.as_secs_f64();
+        Self {
+            wall_s,
+            cpu_s,
+            payments_per_wall_s: payments as f64 / wall_s.max(1e-9),
+            payments_per_cpu_s: payments as f64 / cpu_s.max(1e-9),
+            calls,
+            peak_rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("timing serializes") + "\n"
+    }
+}
+
+/// User plus system time of this process, from `/proc/self/stat` (Linux; clock ticks of
+/// 1/100 s, the kernel's USER_HZ).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, so split after its ')').
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// The peak resident set (`VmHWM` of `/proc/self/status`), MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Invoice => "invoice",
+        Kind::Keysend => "keysend",
+        Kind::Metering => "metering",
+        Kind::Jam => "jam",
+    }
+}
+
+fn pct(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
+fn histogram(counts: &BTreeMap<usize, usize>) -> String {
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

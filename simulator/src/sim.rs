@@ -1,0 +1,901 @@
+//! The run: every node a real [`Node`], driven on one virtual clock by the event queue, over
+//! the simulated network and chain, with the invariants checked as it goes.
+//!
+//! One call of a node is followed by draining its outputs ([`Simulation::drain`]): a message
+//! is encoded and scheduled on its link (or lost), gossip is scheduled to every other node, a
+//! chain request waits in the mempool, a persist batch is written to the node's
+//! [`MemoryStore`] after the store latency (a crash before then loses it, with everything the
+//! batch held back), an event goes to the ledger. Then the node's timer is scheduled. Blocks
+//! are mined every `block_time_s`; a block's events are fed to every running node, then the
+//! block itself, as the node's docs prescribe.
+
+use crate::chain::SimChain;
+use crate::config::{Pairs, SimConfig};
+use crate::ledger::{Kind, Ledger, Violation};
+use crate::net::Links;
+use crate::queue::Queue;
+use crate::roles::{self, Role};
+use crate::topology::Plan;
+use crate::workload::{self, PairPicker};
+use alloy_primitives::{Address, U256, keccak256};
+use hoplite_htlc::{Amount, BlockNumber, ChannelId, PrivateKey, SignedBalanceProof};
+use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
+use hoplite_node::{Record, audit};
+use hoplite_routing::Policy;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where virtual time starts (seconds since the UNIX epoch: invoices carry absolute expiries).
+const EPOCH: Duration = Duration::from_secs(1_700_000_000);
+/// How long a persist batch takes to become durable.
+const STORE_LATENCY: Duration = Duration::from_micros(200);
+/// How long invoices stay valid.
+const INVOICE_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Something due at a virtual time.
+enum Action {
+    /// A message arrives.
+    Deliver { from: usize, to: usize, bytes: Vec<u8> },
+    /// A gossip message arrives.
+    Gossip {
+        from: usize,
+        to: usize,
+        bytes: Arc<[u8]>,
+    },
+    /// A node's timer fires (if it is still the one scheduled).
+    Timer(usize),
+    /// A persist batch of node's `incarnation` becomes durable.
+    Stored {
+        node: usize,
+        incarnation: u32,
+        id: PersistId,
+        records: Vec<Record>,
+    },
+    /// The next block.
+    Mine,
+    /// The next workload payment (the `n`-th).
+    Pay(usize),
+    /// A metering customer's next payment, `left` to go.
+    Meter {
+        customer: usize,
+        isp: usize,
+        left: usize,
+    },
+    /// A jammer's next lock.
+    Jam {
+        jammer: usize,
+        sink: usize,
+        left: usize,
+    },
+    /// A node's network goes down, or comes back.
+    Offline(usize),
+    /// See [`Action::Offline`].
+    Online(usize),
+    /// A node crashes (losing what it had not persisted), or restarts from its store.
+    Crash(usize),
+    /// See [`Action::Crash`].
+    Restart(usize),
+    /// Partition `id` cuts `nodes` off, or heals.
+    Partition { id: usize, nodes: Vec<usize> },
+    /// See [`Action::Partition`].
+    Heal(usize),
+    /// A stale closer closes one of its channels with the oldest partner proof it kept.
+    StaleClose(usize),
+}
+
+/// One simulated node and what the simulator keeps for it.
+struct Peer {
+    node: Node,
+    key: PrivateKey,
+    config: Config,
+    store: MemoryStore,
+    role: Role,
+    /// Its network is up.
+    online: bool,
+    /// It is running (not crashed).
+    running: bool,
+    /// Bumped at each crash: batches of an earlier incarnation are lost.
+    incarnation: u32,
+    /// The timer scheduled in the queue.
+    timer: Option<Duration>,
+    /// How many chain events it was fed.
+    fed: usize,
+    /// For a stale closer: the first partner proof it held on each channel.
+    kept_proofs: BTreeMap<ChannelId, SignedBalanceProof>,
+}
+
+/// A whole run, from setup to the last block.
+pub struct Simulation {
+    config: SimConfig,
+    rng: StdRng,
+    queue: Queue<Action>,
+    now: Duration,
+    peers: Vec<Peer>,
+    index: BTreeMap<Address, usize>,
+    chain: SimChain,
+    links: Links,
+    plan: Plan,
+    /// Tokens each node was minted.
+    minted: Vec<U256>,
+    /// Every node's tokens, in channels and out, at the start.
+    pub(crate) ledger: Ledger,
+    /// When the workload started (after every channel opened), and when its last payment was
+    /// made.
+    workload_start: Option<Duration>,
+    workload_done: bool,
+    /// Metering and jamming streams still paying.
+    streams: usize,
+    /// Picks the workload's payers and payees.
+    pairs: PairPicker,
+    /// Calls made to nodes (inputs, timers, commands).
+    calls: u64,
+    /// The best-connected node, whose liquidity is sampled every block.
+    hub: usize,
+    violation: Option<Violation>,
+    /// For the checker's own test: tokens minted into the contract after this many payments.
+    #[cfg(feature = "test-utils")]
+    planted: Option<usize>,
+}
+
+impl Simulation {
+    /// Builds the nodes and the chain for `config` and schedules the setup.
+    pub fn new(config: SimConfig) -> Result<Self, crate::topology::TopologyError> {
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let mut plan = Plan::build(&config.topology, &config.node, &mut rng)?;
+        // Customers first: jamming pairs, added with the roles, are nobody's customers.
+        if config.workload.metering.customers > 0 {
+            plan.pick_customers(config.workload.metering.customers);
+        }
+        let roles = roles::assign(&config, &mut plan, &mut rng);
+        let keys: Vec<PrivateKey> = (0..plan.nodes).map(|i| key(config.seed, i)).collect();
+        let addresses: Vec<Address> = keys.iter().map(PrivateKey::address).collect();
+        let mut funds = vec![0u64; plan.nodes];
+        for channel in &plan.channels {
+            funds[channel.opener] = funds[channel.opener].saturating_add(channel.deposits[0]);
+            funds[channel.partner] = funds[channel.partner].saturating_add(channel.deposits[1]);
+        }
+        let chain = SimChain::new(&addresses, &funds);
+        let block = BlockNumber(chain.block());
+        let now = EPOCH;
+        let peers = keys
+            .into_iter()
+            .zip(roles.iter().copied())
+            .enumerate()
+            .map(|(i, (key, role))| {
+                let config = node_config(&config, chain.token_network(), i);
+                let node = Node::new(config.clone(), key.clone(), now, block)
+                    .expect("the simulator's node config is valid");
+                Peer {
+                    node,
+                    key,
+                    config,
+                    store: MemoryStore::new(),
+                    role,
+                    online: true,
+                    running: true,
+                    incarnation: 0,
+                    timer: None,
+                    fed: 0,
+                    kept_proofs: BTreeMap::new(),
+                }
+            })
+            .collect::<Vec<_>>();
+        let index = addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let degrees = plan.degrees();
+        let hub = (0..plan.nodes)
+            .max_by_key(|&i| (degrees[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
+        let links = Links::new(config.network.clone());
+        let ledger = Ledger::new(roles.clone());
+        let mut sim = Self {
+            rng,
+            queue: Queue::default(),
+            now,
+            peers,
+            index,
+            chain,
+            links,
+            minted: funds.into_iter().map(U256::from).collect(),
+            ledger,
+            workload_start: None,
+            workload_done: false,
+            streams: 0,
+            pairs: PairPicker::new(Pairs::Uniform, &[], |_| false),
+            calls: 0,
+            hub,
+            violation: None,
+            #[cfg(feature = "test-utils")]
+            planted: None,
+            plan,
+            config,
+        };
+        sim.open_channels();
+        sim.queue.push(now + sim.block_time(), Action::Mine);
+        Ok(sim)
+    }
+
+    /// For the invariant checker's own test: after `payments` workload payments, tokens are
+    /// minted into the contract behind every channel's back (a broken transition).
+    #[cfg(feature = "test-utils")]
+    pub fn plant_broken_transition(&mut self, payments: usize) {
+        self.planted = Some(payments);
+    }
+
+    fn block_time(&self) -> Duration {
+        Duration::from_secs(self.config.chain.block_time_s)
+    }
+
+    /// The number of nodes.
+    pub fn nodes(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The number of channels planned.
+    pub fn channels(&self) -> usize {
+        self.plan.channels.len()
+    }
+
+    /// Runs until the workload is done and everything it started has resolved (or the drain
+    /// limit passed); `progress(done, total)` is called as payments are made. Returns the
+    /// first invariant violation, if any.
+    pub fn run(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<(), Violation> {
+        let total = self.ledger.planned(&self.config);
+        let mut reported = 0;
+        while let Some((at, action)) = self.queue.pop() {
+            self.now = at;
+            self.act(action);
+            if let Some(violation) = self.violation.take() {
+                return Err(violation);
+            }
+            let made = self.ledger.started();
+            if made != reported {
+                reported = made;
+                progress(made, total);
+            }
+            if self.finished() {
+                break;
+            }
+        }
+        self.final_checks()
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Deliver { from, to, bytes } => {
+                if self.peers[to].running && self.peers[to].online && self.peers[from].online {
+                    let from = self.peers[from].node.address();
+                    self.input(to, Input::PeerMessage { from, bytes });
+                    self.check_node(to);
+                }
+            }
+            Action::Gossip { from, to, bytes } => {
+                if self.peers[to].running {
+                    let from_address = self.peers[from].node.address();
+                    let id = self.calls;
+                    self.input(
+                        to,
+                        Input::Gossip {
+                            from: from_address,
+                            id,
+                            bytes: bytes.to_vec(),
+                        },
+                    );
+                }
+            }
+            Action::Timer(i) => {
+                if self.peers[i].timer == Some(self.now) {
+                    self.peers[i].timer = None;
+                    if self.peers[i].running {
+                        self.calls += 1;
+                        self.peers[i].node.handle_timeout(self.now);
+                        self.drain(i);
+                    }
+                }
+            }
+            Action::Stored {
+                node,
+                incarnation,
+                id,
+                records,
+            } => {
+                if self.peers[node].incarnation == incarnation {
+                    self.peers[node].store.write(records);
+                    self.input(node, Input::Persisted(id));
+                }
+            }
+            Action::Mine => self.mine(),
+            Action::Pay(n) => self.pay(n),
+            Action::Meter {
+                customer,
+                isp,
+                left,
+            } => {
+                let amount = self.config.workload.metering.amount;
+                self.start_payment(customer, isp, amount, Kind::Metering);
+                if left > 1 {
+                    let next = Duration::from_millis(self.config.workload.metering.interval_ms);
+                    let action = Action::Meter {
+                        customer,
+                        isp,
+                        left: left - 1,
+                    };
+                    self.queue.push(self.now + next, action);
+                } else {
+                    self.streams -= 1;
+                }
+            }
+            Action::Jam { jammer, sink, left } => {
+                let amount = self.config.faults.jamming.amount;
+                self.start_payment(jammer, sink, amount, Kind::Jam);
+                if left > 1 {
+                    let action = Action::Jam {
+                        jammer,
+                        sink,
+                        left: left - 1,
+                    };
+                    self.queue.push(self.now + Duration::from_millis(50), action);
+                } else {
+                    self.streams -= 1;
+                }
+            }
+            Action::Offline(i) => self.set_online(i, false),
+            Action::Online(i) => self.set_online(i, true),
+            Action::Crash(i) => {
+                let peer = &mut self.peers[i];
+                peer.running = false;
+                peer.incarnation += 1;
+                peer.timer = None;
+                self.ledger.crashes += 1;
+                self.set_online(i, false);
+            }
+            Action::Restart(i) => self.restart(i),
+            Action::Partition { id, nodes } => self.links.partition(id, &nodes),
+            Action::Heal(id) => {
+                self.links.heal(id);
+                // Both sides learn their peers are back and resend what waited.
+                for i in 0..self.peers.len() {
+                    if self.peers[i].running && self.peers[i].online {
+                        self.reconnect_all(i);
+                    }
+                }
+            }
+            Action::StaleClose(i) => self.stale_close(i),
+        }
+    }
+
+    /// One input to node `i`, then its outputs.
+    fn input(&mut self, i: usize, input: Input) {
+        self.calls += 1;
+        self.peers[i].node.handle_input(self.now, input);
+        self.drain(i);
+    }
+
+    /// Acts on node `i`'s outputs until it has none, then schedules its timer.
+    fn drain(&mut self, i: usize) {
+        while let Some(output) = self.peers[i].node.poll_output() {
+            match output {
+                Output::Send { to, envelope } => {
+                    let Some(&j) = self.index.get(&to) else {
+                        continue;
+                    };
+                    if !roles::lets_through(self.peers[i].role, &envelope) {
+                        self.ledger.withheld += 1;
+                        continue;
+                    }
+                    if !self.peers[i].online || !self.peers[j].online {
+                        continue;
+                    }
+                    if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
+                        let bytes = envelope.encode();
+                        self.ledger.messages += 1;
+                        self.queue.push(at, Action::Deliver { from: i, to: j, bytes });
+                    }
+                }
+                Output::Publish(message) => {
+                    let bytes: Arc<[u8]> = message.encode().into();
+                    for j in (0..self.peers.len()).filter(|&j| j != i) {
+                        if !self.links.connected(i, j) {
+                            continue;
+                        }
+                        let at = self.now + self.links.latency(&mut self.rng);
+                        let bytes = bytes.clone();
+                        self.queue.push(at, Action::Gossip { from: i, to: j, bytes });
+                    }
+                    self.ledger.gossip += 1;
+                }
+                Output::GossipVerdict { .. } => {}
+                Output::Chain { id, request } => self.chain.submit(i, Some(id), request),
+                Output::Persist { id, records } => {
+                    let incarnation = self.peers[i].incarnation;
+                    let action = Action::Stored {
+                        node: i,
+                        incarnation,
+                        id,
+                        records,
+                    };
+                    self.queue.push(self.now + STORE_LATENCY, action);
+                }
+                Output::Event(event) => self.event(i, event),
+            }
+        }
+        if self.peers[i].role == Role::StaleCloser {
+            self.keep_oldest_proofs(i);
+        }
+        self.schedule_timer(i);
+    }
+
+    fn schedule_timer(&mut self, i: usize) {
+        let peer = &mut self.peers[i];
+        let Some(at) = peer.node.poll_timeout() else {
+            return;
+        };
+        // A timer due now fires at the next instant: a node never waits on itself.
+        let at = at.max(self.now + Duration::from_micros(1));
+        if peer.timer.is_none_or(|scheduled| at < scheduled) {
+            peer.timer = Some(at);
+            self.queue.push(at, Action::Timer(i));
+        }
+    }
+
+    fn event(&mut self, i: usize, event: Event) {
+        if let Event::ChannelOpened { channel, partner } = &event {
+            self.deposit_planned(i, *channel, *partner);
+        }
+        if let Err(violation) = self.ledger.record(i, self.now, &event) {
+            self.violate(violation);
+        }
+    }
+
+    fn violate(&mut self, mut violation: Violation) {
+        if self.violation.is_none() {
+            violation.seed = self.config.seed;
+            violation.config = self.config.to_toml();
+            violation.at = self.now.saturating_sub(EPOCH);
+            self.violation = Some(violation);
+        }
+    }
+
+    /// Node `i`'s channels account for their deposits (after each delivery to it).
+    fn check_node(&mut self, i: usize) {
+        let imbalance = self.peers[i]
+            .node
+            .channels()
+            .find_map(|channel| audit::check_channel(channel).err());
+        if let Some(imbalance) = imbalance {
+            let what = format!("node {i}: {imbalance}");
+            self.violate(Violation::new("conservation", what));
+        }
+    }
+
+    /// Opens every planned channel: the opener asks, and deposits once it is open.
+    fn open_channels(&mut self) {
+        for k in 0..self.plan.channels.len() {
+            let channel = self.plan.channels[k].clone();
+            let partner = self.peers[channel.partner].node.address();
+            let deposit = Amount::from(channel.deposits[0]);
+            self.calls += 1;
+            self.peers[channel.opener]
+                .node
+                .open_channel(self.now, partner, deposit)
+                .expect("a planned channel opens");
+            self.drain(channel.opener);
+        }
+    }
+
+    /// The partner's deposit into a planned channel that opened.
+    fn deposit_planned(&mut self, i: usize, channel: ChannelId, partner: Address) {
+        let Some(&j) = self.index.get(&partner) else {
+            return;
+        };
+        let planned = self
+            .plan
+            .channels
+            .iter()
+            .find(|c| c.partner == i && c.opener == j);
+        if let Some(planned) = planned.filter(|c| c.deposits[1] > 0) {
+            let amount = Amount::from(planned.deposits[1]);
+            self.calls += 1;
+            if self.peers[i].node.deposit(self.now, channel, amount).is_ok() {
+                self.drain(i);
+            }
+        }
+    }
+
+    fn mine(&mut self) {
+        let (failed, start) = self.chain.mine();
+        let block = BlockNumber(self.chain.block());
+        for failure in failed {
+            if self.peers[failure.node].running {
+                let input = Input::ChainRequestFailed {
+                    id: failure.id,
+                    request: failure.request,
+                    failure: failure.failure,
+                };
+                self.input(failure.node, input);
+            }
+        }
+        let _ = start;
+        for i in 0..self.peers.len() {
+            if self.peers[i].running {
+                self.feed_chain(i, block);
+            }
+        }
+        if let Err((held, owed)) = self.chain.check_contract() {
+            let what = format!("the contract holds {held}, its channels owe {owed}");
+            self.violate(Violation::new("conservation", what));
+        }
+        self.sample_hub();
+        if self.workload_start.is_none() && self.setup_done() {
+            self.start_workload();
+        }
+        self.queue.push(self.now + self.block_time(), Action::Mine);
+    }
+
+    /// Feeds node `i` the chain's events it has not seen, then the block.
+    fn feed_chain(&mut self, i: usize, block: BlockNumber) {
+        let events = self.chain.events();
+        let new = events[self.peers[i].fed..].to_vec();
+        self.peers[i].fed = events.len();
+        for event in new {
+            self.calls += 1;
+            self.peers[i].node.handle_input(self.now, Input::Chain(event));
+        }
+        self.input(i, Input::Block(block));
+    }
+
+    /// Every planned channel is open with both deposits.
+    fn setup_done(&self) -> bool {
+        let open = self.chain.channels().count();
+        open == self.plan.channels.len()
+            && self.plan.channels.iter().all(|planned| {
+                let opener = self.peers[planned.opener].node.address();
+                let partner = self.peers[planned.partner].node.address();
+                self.chain.channels().any(|c| {
+                    c.side(opener).is_some_and(|s| s.deposit == U256::from(planned.deposits[0]))
+                        && c.side(partner)
+                            .is_some_and(|s| s.deposit == U256::from(planned.deposits[1]))
+                })
+            })
+    }
+
+    /// Schedules the payments, metering streams, faults and attacks, a block's time after
+    /// every channel is open (so the policies' gossip has spread).
+    fn start_workload(&mut self) {
+        let start = self.now + self.block_time();
+        self.workload_start = Some(start);
+        self.ledger.setup_blocks = self.chain.block();
+        let w = self.config.workload.clone();
+        let degrees = self.plan.degrees();
+        self.pairs = PairPicker::new(w.pairs, &degrees, |i| self.peers[i].role.pays());
+        if w.payments > 0 {
+            self.queue.push(start, Action::Pay(0));
+        }
+        let span = Duration::from_secs_f64(w.payments as f64 / w.rate_per_s);
+        for k in 0..w.metering.customers.min(self.plan.customers.len()) {
+            let (customer, isp) = self.plan.customers[k];
+            let offset = Duration::from_millis(self.rng.random_range(0..w.metering.interval_ms));
+            let left = w.metering.payments_per_customer;
+            if left > 0 {
+                self.streams += 1;
+                self.queue.push(start + offset, Action::Meter { customer, isp, left });
+            }
+        }
+        for (jammer, sink) in roles::jam_pairs(&self.peers.iter().map(|p| p.role).collect::<Vec<_>>())
+        {
+            let left = self.config.faults.jamming.locks;
+            if left == 0 {
+                continue;
+            }
+            self.streams += 1;
+            self.queue.push(start + span / 4, Action::Jam { jammer, sink, left });
+        }
+        let span_ms = span.as_millis().max(1) as u64;
+        let f = self.config.faults.clone();
+        for i in 0..self.peers.len() {
+            let at = |rng: &mut StdRng| start + Duration::from_millis(rng.random_range(0..span_ms));
+            match self.peers[i].role {
+                Role::Offline => {
+                    let t = at(&mut self.rng);
+                    self.queue.push(t, Action::Offline(i));
+                    self.queue.push(t + Duration::from_secs(f.offline.duration_s), Action::Online(i));
+                }
+                Role::Crashing => {
+                    let t = at(&mut self.rng);
+                    self.queue.push(t, Action::Crash(i));
+                    self.queue.push(t + Duration::from_secs(f.crashes.duration_s), Action::Restart(i));
+                }
+                Role::StaleCloser => {
+                    let t = start + span / 2 + Duration::from_millis(self.rng.random_range(0..span_ms / 2 + 1));
+                    self.queue.push(t, Action::StaleClose(i));
+                }
+                _ => {}
+            }
+        }
+        for (id, partition) in self.config.network.partitions.clone().into_iter().enumerate() {
+            let count = ((self.peers.len() as f64) * partition.share).round() as usize;
+            let mut nodes: Vec<usize> = (0..self.peers.len()).collect();
+            for k in 0..count.min(nodes.len()) {
+                let pick = self.rng.random_range(k..nodes.len());
+                nodes.swap(k, pick);
+            }
+            nodes.truncate(count);
+            let from = start + Duration::from_secs(partition.start_s);
+            self.queue.push(from, Action::Partition { id: id + 1, nodes });
+            self.queue.push(from + Duration::from_secs(partition.duration_s), Action::Heal(id + 1));
+        }
+    }
+
+    /// The `n`-th workload payment, and the next one's arrival.
+    fn pay(&mut self, n: usize) {
+        let w = &self.config.workload;
+        let amount = workload::amount(&mut self.rng, &w.amount);
+        let spontaneous = self.rng.random::<f64>() < w.spontaneous_share;
+        if let Some((payer, payee)) = self.pairs.pick(&mut self.rng) {
+            let kind = if spontaneous { Kind::Keysend } else { Kind::Invoice };
+            self.start_payment(payer, payee, amount, kind);
+        }
+        #[cfg(feature = "test-utils")]
+        if self.planted == Some(n) {
+            self.chain.mint_into_contract(U256::from(1u64));
+        }
+        if n + 1 < self.config.workload.payments {
+            let next = self.now + workload::interarrival(&mut self.rng, self.config.workload.rate_per_s);
+            self.queue.push(next, Action::Pay(n + 1));
+        } else {
+            self.workload_done = true;
+        }
+    }
+
+    /// `payer` starts paying `payee` `amount` (by invoice, or spontaneously).
+    fn start_payment(&mut self, payer: usize, payee: usize, amount: u64, kind: Kind) {
+        if !self.peers[payer].running || !self.peers[payee].running {
+            self.ledger.refuse(kind, amount, "an end is down");
+            return;
+        }
+        let amount_in = Amount::from(amount);
+        self.calls += 2;
+        let result = if kind == Kind::Keysend {
+            let to = self.peers[payee].node.address();
+            self.peers[payer].node.send_spontaneous(self.now, to, amount_in)
+        } else {
+            let invoice = self.peers[payee]
+                .node
+                .create_invoice(self.now, amount_in, INVOICE_VALIDITY);
+            self.drain(payee);
+            self.peers[payer].node.pay(self.now, &invoice)
+        };
+        match result {
+            Ok(id) => self.ledger.started_payment(id, payer, payee, amount, kind, self.now),
+            Err(error) => self.ledger.refuse(kind, amount, &error.to_string()),
+        }
+        self.drain(payer);
+    }
+
+    fn set_online(&mut self, i: usize, online: bool) {
+        self.peers[i].online = online;
+        let me = self.peers[i].node.address();
+        for j in 0..self.peers.len() {
+            if j == i || !self.peers[j].running {
+                continue;
+            }
+            if online {
+                if self.peers[i].running {
+                    let them = self.peers[j].node.address();
+                    self.input(j, Input::PeerConnected(me));
+                    self.input(i, Input::PeerConnected(them));
+                }
+            } else {
+                self.input(j, Input::PeerDisconnected(me));
+            }
+        }
+    }
+
+    /// Node `i` tells every peer it reaches that it is connected again (after a partition).
+    fn reconnect_all(&mut self, i: usize) {
+        for j in 0..self.peers.len() {
+            if j != i && self.peers[j].running && self.peers[j].online {
+                let them = self.peers[j].node.address();
+                self.input(i, Input::PeerConnected(them));
+            }
+        }
+    }
+
+    /// Restores node `i` from its store, replays the whole chain to it, and reconnects it.
+    fn restart(&mut self, i: usize) {
+        let peer = &mut self.peers[i];
+        let block = BlockNumber(self.chain.block());
+        let node = Node::restore(
+            peer.config.clone(),
+            peer.key.clone(),
+            peer.store.records(),
+            self.now,
+            block,
+        );
+        match node {
+            Ok(node) => {
+                peer.node = node;
+                peer.running = true;
+                peer.fed = 0;
+                self.ledger.restarts += 1;
+                self.feed_chain(i, block);
+                self.set_online(i, true);
+            }
+            Err(error) => {
+                let what = format!("node {i} does not restore from its records: {error}");
+                self.violate(Violation::new("restore", what));
+            }
+        }
+    }
+
+    /// A stale closer keeps the first proof its partner signed on each channel.
+    fn keep_oldest_proofs(&mut self, i: usize) {
+        let peer = &mut self.peers[i];
+        for channel in peer.node.channels() {
+            if let Some(proof) = channel
+                .participant(hoplite_htlc::Side::Partner)
+                .latest_proof()
+            {
+                peer.kept_proofs.entry(channel.id()).or_insert_with(|| proof.clone());
+            }
+        }
+    }
+
+    /// Node `i` closes the channel where its kept proof is furthest behind, with that proof:
+    /// an attacker's transaction, sent behind its node's back.
+    fn stale_close(&mut self, i: usize) {
+        let peer = &self.peers[i];
+        let target = peer
+            .kept_proofs
+            .iter()
+            .filter_map(|(channel, kept)| {
+                let current = peer.node.channel(*channel)?;
+                let latest = current.participant(hoplite_htlc::Side::Partner).nonce();
+                (latest > kept.proof.nonce).then_some((latest.0 - kept.proof.nonce.0, *channel, kept.clone()))
+            })
+            .max_by_key(|(behind, channel, _)| (*behind, *channel));
+        if let Some((_, channel, kept)) = target {
+            self.ledger.stale_closes += 1;
+            let request = ChainRequest::Close {
+                channel,
+                partner_proof: Some(kept),
+            };
+            self.chain.submit(i, None, request);
+        }
+    }
+
+    /// Samples the hub's outbound liquidity (what it can spend over all its open channels).
+    fn sample_hub(&mut self) {
+        let spendable: u128 = self.peers[self.hub]
+            .node
+            .channels()
+            .map(|c| u128::try_from(c.spendable(hoplite_htlc::Side::Ours).to_u256()).unwrap_or(u128::MAX))
+            .sum();
+        let t = self.now.saturating_sub(EPOCH);
+        self.ledger.hub_liquidity.push((t.as_secs_f64(), spendable as f64));
+    }
+
+    /// The workload is done, every payment resolved, no lock pending, every closed channel
+    /// settled and nothing waiting on-chain; or the drain limit passed.
+    fn finished(&self) -> bool {
+        let Some(start) = self.workload_start else {
+            return false;
+        };
+        if !self.workload_done || self.streams > 0 {
+            return false;
+        }
+        let limit = self.block_time() * (self.config.node.settle_timeout + 400);
+        let span = Duration::from_secs_f64(self.config.workload.payments as f64 / self.config.workload.rate_per_s);
+        if self.now > start + span + limit {
+            return true;
+        }
+        self.ledger.all_resolved()
+            && self.peers.iter().all(|p| {
+                p.running
+                    && p.node.channels().all(|c| {
+                        c.participant(hoplite_htlc::Side::Ours).locks().is_empty()
+                            && c.participant(hoplite_htlc::Side::Partner).locks().is_empty()
+                    })
+            })
+            && self
+                .chain
+                .channels()
+                .all(|c| c.phase != hoplite_chain::events::Phase::Closed)
+    }
+
+    /// At the end: every payment resolved all-or-nothing, every honest node holds at least
+    /// what its completed payments give it.
+    fn final_checks(&mut self) -> Result<(), Violation> {
+        let mut holdings = Vec::with_capacity(self.peers.len());
+        for i in 0..self.peers.len() {
+            let tokens = self.chain.tokens(i);
+            let mut held = i128::try_from(tokens).unwrap_or(i128::MAX)
+                - i128::try_from(self.minted[i]).unwrap_or(i128::MAX);
+            for channel in self.peers[i].node.channels() {
+                let open = self
+                    .chain
+                    .channel(channel.id())
+                    .is_some_and(|c| c.phase == hoplite_chain::events::Phase::Opened);
+                if open {
+                    let ours = channel.participant(hoplite_htlc::Side::Ours);
+                    held += i128::try_from(channel.spendable(hoplite_htlc::Side::Ours).to_u256()).unwrap_or(i128::MAX);
+                    held += i128::try_from(ours.locks().total().to_u256()).unwrap_or(i128::MAX);
+                }
+            }
+            holdings.push(held);
+        }
+        self.ledger.finish(&holdings).map_err(|mut v| {
+            v.seed = self.config.seed;
+            v.config = self.config.to_toml();
+            v.at = self.now.saturating_sub(EPOCH);
+            v
+        })
+    }
+
+    /// The run's figures.
+    pub fn report(&self) -> crate::report::Report {
+        crate::report::Report::new(self, &self.chain)
+    }
+
+    /// The config being run.
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now.saturating_sub(EPOCH)
+    }
+
+    /// Blocks mined.
+    pub fn blocks(&self) -> u64 {
+        self.chain.block()
+    }
+
+    /// Calls made to nodes so far (inputs, timers, commands).
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Each node's role.
+    pub fn roles(&self) -> Vec<Role> {
+        self.peers.iter().map(|p| p.role).collect()
+    }
+
+    /// The best-connected node (whose liquidity is sampled).
+    pub fn hub(&self) -> usize {
+        self.hub
+    }
+}
+
+/// Node `i`'s key: keccak256 of the seed and the index, hashed again until valid.
+fn key(seed: u64, i: usize) -> PrivateKey {
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&seed.to_be_bytes());
+    bytes[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    let mut candidate = keccak256(bytes);
+    loop {
+        if let Ok(key) = PrivateKey::from_bytes(&candidate) {
+            return key;
+        }
+        candidate = keccak256(candidate);
+    }
+}
+
+/// Node `i`'s configuration under the run's node model.
+fn node_config(config: &SimConfig, token_network: hoplite_htlc::TokenNetwork, i: usize) -> Config {
+    let mut node = Config::new(token_network, config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+    let m = &config.node;
+    node.policy = Policy {
+        base_fee: m.base_fee,
+        fee_millionths: m.fee_millionths,
+        ..node.policy
+    };
+    node.payment_timeout = Duration::from_secs(m.payment_timeout_s);
+    node.max_attempts = m.max_attempts;
+    node.settle_timeout = m.settle_timeout;
+    node.alias = format!("sim-{i}");
+    node
+}
