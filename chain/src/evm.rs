@@ -138,7 +138,9 @@ impl InProcessEvm {
             }
             None => {
                 // Logs are appended in block order: start at the first of `from_block`.
-                let start = self.logs.partition_point(|entry| entry.block < query.from_block);
+                let start = self
+                    .logs
+                    .partition_point(|entry| entry.block < query.from_block);
                 self.logs[start..]
                     .iter()
                     .take_while(|entry| query.to_block.is_none_or(|to| entry.block <= to))

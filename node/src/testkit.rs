@@ -14,8 +14,8 @@
 //! `StaleChannelState` as on the contract (both were made against the same state);
 //! [`Network::fail_chain_requests`] makes requests fail as if never sent.
 
-use crate::audit;
 use crate::api::{ChainRequest, Config, Event, Input, Output, PeerError, PersistId, Record};
+use crate::audit;
 use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId};
 use crate::node::Node;

@@ -128,6 +128,11 @@ impl SimChain {
         self.mempool.push(Pending { node, id, request });
     }
 
+    /// How many transactions wait for the next block.
+    pub fn waiting(&self) -> usize {
+        self.mempool.len()
+    }
+
     /// Mines the next block with what waits in the mempool. Returns the failed requests (to
     /// report) and where the block's events start in [`Self::events`].
     pub fn mine(&mut self) -> (Vec<Failed>, usize) {
@@ -230,6 +235,10 @@ impl SimChain {
             .expect("balanceOf")
             .to_u256();
         let owed = audit::contract_owes(self.channels.values());
-        if held == owed { Ok(()) } else { Err((held, owed)) }
+        if held == owed {
+            Ok(())
+        } else {
+            Err((held, owed))
+        }
     }
 }

@@ -146,6 +146,10 @@ pub struct Ledger {
     pub incidents: BTreeMap<String, u64>,
     /// The block at which every channel was open.
     pub setup_blocks: u64,
+    /// The most locks pending on one channel direction, in any node's view, at a block.
+    pub max_pending_locks: usize,
+    /// The most messages one node had unacknowledged to one partner, at a block.
+    pub max_unacknowledged: usize,
     /// Each node's role.
     pub roles: Vec<Role>,
 }
@@ -170,6 +174,8 @@ impl Ledger {
             stale_closes: 0,
             incidents: BTreeMap::new(),
             setup_blocks: 0,
+            max_pending_locks: 0,
+            max_unacknowledged: 0,
         }
     }
 
@@ -254,7 +260,10 @@ impl Ledger {
                 if p.received && honest(p.payer) && honest(p.payee) {
                     return Err(Violation::new(
                         "all-or-nothing",
-                        format!("payment {payment:?} {} -> {}: the payee was paid but the payer failed ({reason:?})", p.payer, p.payee),
+                        format!(
+                            "payment {payment:?} {} -> {}: the payee was paid but the payer failed ({reason:?})",
+                            p.payer, p.payee
+                        ),
                     ));
                 }
                 let reason = match (reason, last_failure) {
@@ -283,7 +292,10 @@ impl Ledger {
                 {
                     return Err(Violation::new(
                         "all-or-nothing",
-                        format!("payment {payment:?} {} -> {}: the payee was paid after the payer failed", p.payer, p.payee),
+                        format!(
+                            "payment {payment:?} {} -> {}: the payee was paid after the payer failed",
+                            p.payer, p.payee
+                        ),
                     ));
                 }
                 p.received = true;
@@ -317,12 +329,17 @@ impl Ledger {
             .next()
             .unwrap_or_default()
             .trim_matches('"');
-        *self.incidents.entry(format!("{kind}: {variant}")).or_default() += 1;
+        *self
+            .incidents
+            .entry(format!("{kind}: {variant}"))
+            .or_default() += 1;
     }
 
     /// Every started payment has an outcome.
     pub fn all_resolved(&self) -> bool {
-        self.payments.values().all(|p| p.outcome != Outcome::Pending)
+        self.payments
+            .values()
+            .all(|p| p.outcome != Outcome::Pending)
     }
 
     /// The end-of-run invariants, given what each node holds relative to the start: every

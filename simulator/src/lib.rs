@@ -13,6 +13,7 @@
 //! - [`sim`]: the loop that drives the nodes ([`Simulation`]).
 //! - [`ledger`]: payments, what each node is owed, the invariants ([`Violation`]).
 //! - [`report`]: the results ([`Report`], JSON) and wall-clock figures ([`Timing`]).
+//! - [`plots`]: the plots (SVG and PNG) and the HTML report.
 //!
 //! # Determinism
 //! Everything random is drawn from one generator seeded by `seed` (and each node's own seeded
@@ -24,6 +25,7 @@ pub mod chain;
 pub mod config;
 pub mod ledger;
 pub mod net;
+pub mod plots;
 pub mod queue;
 pub mod report;
 pub mod roles;

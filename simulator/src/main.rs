@@ -155,8 +155,11 @@ fn run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("writing {}", results.display()))?;
     std::fs::write(&timing_file, timing.to_json())
         .with_context(|| format!("writing {}", timing_file.display()))?;
+    let written = hoplite_sim::plots::write_all(&report, &timing, &args.out)?;
     print!("{}", report.summary(&timing));
+    println!("report:  {}", written.html.display());
     println!("results: {}", results.display());
     println!("timing:  {}", timing_file.display());
+    println!("plots:   {}", args.out.join("*.svg, *.png").display());
     Ok(())
 }

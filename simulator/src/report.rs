@@ -55,6 +55,11 @@ pub struct Report {
     pub stale_closes: u64,
     /// What the nodes reported: rejections, broken channels, failed requests, closes.
     pub incidents: BTreeMap<String, u64>,
+    /// The most locks pending on one channel direction, and the most messages one node had
+    /// unacknowledged to one partner, sampled every block.
+    pub max_pending_locks: usize,
+    /// See [`Self::max_pending_locks`].
+    pub max_unacknowledged: usize,
     /// The best-connected node and its outbound liquidity over time (virtual s, tokens).
     pub hub: usize,
     /// See [`Self::hub`].
@@ -64,7 +69,7 @@ pub struct Report {
 /// The payments' figures.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Payments {
-    /// Started, or refused at the start.
+    /// Started, or refused at the start (jamming locks aside: they count under their kind).
     pub total: usize,
     /// The payer learned they arrived.
     pub succeeded: usize,
@@ -146,11 +151,16 @@ impl Report {
         let mut payments = Payments::default();
         let mut buckets: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
         let mut by_kind: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
+        // Jamming locks are an attack, not demand: they count under their kind only.
         for p in ledger.payments.values() {
-            let bucket = buckets.entry(workload::bucket(p.amount)).or_default();
             let kind = by_kind.entry(p.kind).or_default();
-            bucket.0 += 1;
             kind.0 += 1;
+            if p.kind == Kind::Jam {
+                kind.1 += usize::from(matches!(p.outcome, Outcome::Sent { .. }));
+                continue;
+            }
+            let bucket = buckets.entry(workload::bucket(p.amount)).or_default();
+            bucket.0 += 1;
             match &p.outcome {
                 Outcome::Pending => payments.pending += 1,
                 Outcome::Sent {
@@ -175,15 +185,18 @@ impl Report {
             }
         }
         for (kind, amount, why) in &ledger.refused {
-            buckets.entry(workload::bucket(*amount)).or_default().0 += 1;
             by_kind.entry(*kind).or_default().0 += 1;
+            if *kind == Kind::Jam {
+                continue;
+            }
+            buckets.entry(workload::bucket(*amount)).or_default().0 += 1;
             payments.failed += 1;
             *payments
                 .failure_reasons
                 .entry(format!("refused: {why}"))
                 .or_default() += 1;
         }
-        payments.total = ledger.started();
+        payments.total = payments.succeeded + payments.failed + payments.pending;
         payments.success_rate = if payments.total == 0 {
             0.0
         } else {
@@ -205,7 +218,9 @@ impl Report {
         let roles_of = sim.roles();
         let mut gas_by_role: BTreeMap<String, u64> = BTreeMap::new();
         for (i, gas) in chain.gas_by_node.iter().enumerate() {
-            *gas_by_role.entry(roles_of[i].label().to_owned()).or_default() += gas;
+            *gas_by_role
+                .entry(roles_of[i].label().to_owned())
+                .or_default() += gas;
         }
         let roles = Role::ALL
             .iter()
@@ -245,6 +260,8 @@ impl Report {
             restarts: ledger.restarts,
             stale_closes: ledger.stale_closes,
             incidents: ledger.incidents.clone(),
+            max_pending_locks: ledger.max_pending_locks,
+            max_unacknowledged: ledger.max_unacknowledged,
             hub: sim.hub(),
             hub_liquidity: ledger.hub_liquidity.clone(),
             config,
@@ -263,7 +280,12 @@ impl Report {
         let _ = writeln!(
             s,
             "hoplite-sim: {} nodes, {} channels, seed {}; {:.0} s virtual in {} blocks (setup {})",
-            self.nodes, self.channels, self.seed, self.virtual_seconds, self.blocks, self.setup_blocks
+            self.nodes,
+            self.channels,
+            self.seed,
+            self.virtual_seconds,
+            self.blocks,
+            self.setup_blocks
         );
         let _ = writeln!(
             s,
@@ -304,11 +326,7 @@ impl Report {
             "fees: median {:.0}, p99 {:.0}, mean {:.1}; forwarded fees kept: {}",
             p.fee.median, p.fee.p99, p.fee.mean, self.forwarded_fees
         );
-        let _ = writeln!(
-            s,
-            "route length: {}",
-            histogram(&p.route_length)
-        );
+        let _ = writeln!(s, "route length: {}", histogram(&p.route_length));
         let _ = writeln!(s, "attempts: {}", histogram(&p.attempts));
         let _ = writeln!(s, "on-chain:");
         for (kind, k) in &self.chain {
@@ -331,8 +349,13 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "faults: {} crashes, {} restarts, {} stale closes, {} messages withheld",
-            self.crashes, self.restarts, self.stale_closes, self.withheld
+            "faults: {} crashes, {} restarts, {} stale closes, {} messages withheld; at most {} locks pending on a channel, {} messages unacknowledged to a partner",
+            self.crashes,
+            self.restarts,
+            self.stale_closes,
+            self.withheld,
+            self.max_pending_locks,
+            self.max_unacknowledged
         );
         if !self.incidents.is_empty() {
             let _ = writeln!(s, "incidents:");

@@ -18,7 +18,8 @@ pub enum Role {
     Honest,
     /// Honest; its network goes down once for a while.
     Offline,
-    /// Honest; crashes once and restarts from what it persisted.
+    /// Honest; crashes once and restarts from what it persisted (the best-connected nodes
+    /// are picked first).
     Crashing,
     /// Once, closes a channel with the oldest proof its partner signed.
     StaleCloser,
@@ -75,7 +76,8 @@ impl Role {
 }
 
 /// Gives each node its role from the config's shares (distinct nodes, picked from the seed;
-/// griefers among nodes with two channels or more, so they mediate), and adds the jamming
+/// griefers among nodes with two channels or more, so they mediate; crashing nodes the
+/// best-connected first), and adds the jamming
 /// pairs to the plan: each a jammer and a sink with a channel to the best-connected node.
 pub fn assign(config: &SimConfig, plan: &mut Plan, rng: &mut StdRng) -> Vec<Role> {
     let n = plan.nodes;
@@ -96,8 +98,16 @@ pub fn assign(config: &SimConfig, plan: &mut Plan, rng: &mut StdRng) -> Vec<Role
         (Role::Offline, count(f.offline.share)),
         (Role::Crashing, count(f.crashes.share)),
     ];
+    // Crashes hit the best-connected nodes first: they mediate the most payments.
+    let mut by_degree: Vec<usize> = (0..n).collect();
+    by_degree.sort_by_key(|&i| (std::cmp::Reverse(degrees[i]), i));
     for (role, mut left) in wanted {
-        for &i in &order {
+        let candidates = if role == Role::Crashing {
+            &by_degree
+        } else {
+            &order
+        };
+        for &i in candidates {
             if left == 0 {
                 break;
             }

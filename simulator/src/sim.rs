@@ -38,7 +38,11 @@ const INVOICE_VALIDITY: Duration = Duration::from_secs(3600);
 /// Something due at a virtual time.
 enum Action {
     /// A message arrives.
-    Deliver { from: usize, to: usize, bytes: Vec<u8> },
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
     /// A gossip message arrives.
     Gossip {
         from: usize,
@@ -128,6 +132,9 @@ pub struct Simulation {
     workload_done: bool,
     /// Metering and jamming streams still paying.
     streams: usize,
+    /// Messages, gossip and store writes scheduled and not yet done: the run is not over
+    /// while any is (a write holds back its call's events).
+    in_flight: usize,
     /// Picks the workload's payers and payees.
     pairs: PairPicker,
     /// Calls made to nodes (inputs, timers, commands).
@@ -203,6 +210,7 @@ impl Simulation {
             workload_start: None,
             workload_done: false,
             streams: 0,
+            in_flight: 0,
             pairs: PairPicker::new(Pairs::Uniform, &[], |_| false),
             calls: 0,
             hub,
@@ -263,6 +271,12 @@ impl Simulation {
     }
 
     fn act(&mut self, action: Action) {
+        if matches!(
+            action,
+            Action::Deliver { .. } | Action::Gossip { .. } | Action::Stored { .. }
+        ) {
+            self.in_flight -= 1;
+        }
         match action {
             Action::Deliver { from, to, bytes } => {
                 if self.peers[to].running && self.peers[to].online && self.peers[from].online {
@@ -336,7 +350,8 @@ impl Simulation {
                         sink,
                         left: left - 1,
                     };
-                    self.queue.push(self.now + Duration::from_millis(50), action);
+                    self.queue
+                        .push(self.now + Duration::from_millis(50), action);
                 } else {
                     self.streams -= 1;
                 }
@@ -391,7 +406,15 @@ impl Simulation {
                     if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
                         let bytes = envelope.encode();
                         self.ledger.messages += 1;
-                        self.queue.push(at, Action::Deliver { from: i, to: j, bytes });
+                        self.in_flight += 1;
+                        self.queue.push(
+                            at,
+                            Action::Deliver {
+                                from: i,
+                                to: j,
+                                bytes,
+                            },
+                        );
                     }
                 }
                 Output::Publish(message) => {
@@ -402,7 +425,15 @@ impl Simulation {
                         }
                         let at = self.now + self.links.latency(&mut self.rng);
                         let bytes = bytes.clone();
-                        self.queue.push(at, Action::Gossip { from: i, to: j, bytes });
+                        self.in_flight += 1;
+                        self.queue.push(
+                            at,
+                            Action::Gossip {
+                                from: i,
+                                to: j,
+                                bytes,
+                            },
+                        );
                     }
                     self.ledger.gossip += 1;
                 }
@@ -416,6 +447,7 @@ impl Simulation {
                         id,
                         records,
                     };
+                    self.in_flight += 1;
                     self.queue.push(self.now + STORE_LATENCY, action);
                 }
                 Output::Event(event) => self.event(i, event),
@@ -498,7 +530,11 @@ impl Simulation {
         if let Some(planned) = planned.filter(|c| c.deposits[1] > 0) {
             let amount = Amount::from(planned.deposits[1]);
             self.calls += 1;
-            if self.peers[i].node.deposit(self.now, channel, amount).is_ok() {
+            if self.peers[i]
+                .node
+                .deposit(self.now, channel, amount)
+                .is_ok()
+            {
                 self.drain(i);
             }
         }
@@ -528,6 +564,7 @@ impl Simulation {
             self.violate(Violation::new("conservation", what));
         }
         self.sample_hub();
+        self.sample_limits();
         if self.workload_start.is_none() && self.setup_done() {
             self.start_workload();
         }
@@ -541,7 +578,9 @@ impl Simulation {
         self.peers[i].fed = events.len();
         for event in new {
             self.calls += 1;
-            self.peers[i].node.handle_input(self.now, Input::Chain(event));
+            self.peers[i]
+                .node
+                .handle_input(self.now, Input::Chain(event));
         }
         self.input(i, Input::Block(block));
     }
@@ -554,7 +593,8 @@ impl Simulation {
                 let opener = self.peers[planned.opener].node.address();
                 let partner = self.peers[planned.partner].node.address();
                 self.chain.channels().any(|c| {
-                    c.side(opener).is_some_and(|s| s.deposit == U256::from(planned.deposits[0]))
+                    c.side(opener)
+                        .is_some_and(|s| s.deposit == U256::from(planned.deposits[0]))
                         && c.side(partner)
                             .is_some_and(|s| s.deposit == U256::from(planned.deposits[1]))
                 })
@@ -580,17 +620,26 @@ impl Simulation {
             let left = w.metering.payments_per_customer;
             if left > 0 {
                 self.streams += 1;
-                self.queue.push(start + offset, Action::Meter { customer, isp, left });
+                self.queue.push(
+                    start + offset,
+                    Action::Meter {
+                        customer,
+                        isp,
+                        left,
+                    },
+                );
             }
         }
-        for (jammer, sink) in roles::jam_pairs(&self.peers.iter().map(|p| p.role).collect::<Vec<_>>())
+        for (jammer, sink) in
+            roles::jam_pairs(&self.peers.iter().map(|p| p.role).collect::<Vec<_>>())
         {
             let left = self.config.faults.jamming.locks;
             if left == 0 {
                 continue;
             }
             self.streams += 1;
-            self.queue.push(start + span / 4, Action::Jam { jammer, sink, left });
+            self.queue
+                .push(start + span / 4, Action::Jam { jammer, sink, left });
         }
         let span_ms = span.as_millis().max(1) as u64;
         let f = self.config.faults.clone();
@@ -600,21 +649,36 @@ impl Simulation {
                 Role::Offline => {
                     let t = at(&mut self.rng);
                     self.queue.push(t, Action::Offline(i));
-                    self.queue.push(t + Duration::from_secs(f.offline.duration_s), Action::Online(i));
+                    self.queue.push(
+                        t + Duration::from_secs(f.offline.duration_s),
+                        Action::Online(i),
+                    );
                 }
                 Role::Crashing => {
                     let t = at(&mut self.rng);
                     self.queue.push(t, Action::Crash(i));
-                    self.queue.push(t + Duration::from_secs(f.crashes.duration_s), Action::Restart(i));
+                    self.queue.push(
+                        t + Duration::from_secs(f.crashes.duration_s),
+                        Action::Restart(i),
+                    );
                 }
                 Role::StaleCloser => {
-                    let t = start + span / 2 + Duration::from_millis(self.rng.random_range(0..span_ms / 2 + 1));
+                    let t = start
+                        + span / 2
+                        + Duration::from_millis(self.rng.random_range(0..span_ms / 2 + 1));
                     self.queue.push(t, Action::StaleClose(i));
                 }
                 _ => {}
             }
         }
-        for (id, partition) in self.config.network.partitions.clone().into_iter().enumerate() {
+        for (id, partition) in self
+            .config
+            .network
+            .partitions
+            .clone()
+            .into_iter()
+            .enumerate()
+        {
             let count = ((self.peers.len() as f64) * partition.share).round() as usize;
             let mut nodes: Vec<usize> = (0..self.peers.len()).collect();
             for k in 0..count.min(nodes.len()) {
@@ -623,8 +687,12 @@ impl Simulation {
             }
             nodes.truncate(count);
             let from = start + Duration::from_secs(partition.start_s);
-            self.queue.push(from, Action::Partition { id: id + 1, nodes });
-            self.queue.push(from + Duration::from_secs(partition.duration_s), Action::Heal(id + 1));
+            self.queue
+                .push(from, Action::Partition { id: id + 1, nodes });
+            self.queue.push(
+                from + Duration::from_secs(partition.duration_s),
+                Action::Heal(id + 1),
+            );
         }
     }
 
@@ -634,7 +702,11 @@ impl Simulation {
         let amount = workload::amount(&mut self.rng, &w.amount);
         let spontaneous = self.rng.random::<f64>() < w.spontaneous_share;
         if let Some((payer, payee)) = self.pairs.pick(&mut self.rng) {
-            let kind = if spontaneous { Kind::Keysend } else { Kind::Invoice };
+            let kind = if spontaneous {
+                Kind::Keysend
+            } else {
+                Kind::Invoice
+            };
             self.start_payment(payer, payee, amount, kind);
         }
         #[cfg(feature = "test-utils")]
@@ -642,7 +714,8 @@ impl Simulation {
             self.chain.mint_into_contract(U256::from(1u64));
         }
         if n + 1 < self.config.workload.payments {
-            let next = self.now + workload::interarrival(&mut self.rng, self.config.workload.rate_per_s);
+            let next =
+                self.now + workload::interarrival(&mut self.rng, self.config.workload.rate_per_s);
             self.queue.push(next, Action::Pay(n + 1));
         } else {
             self.workload_done = true;
@@ -659,16 +732,21 @@ impl Simulation {
         self.calls += 2;
         let result = if kind == Kind::Keysend {
             let to = self.peers[payee].node.address();
-            self.peers[payer].node.send_spontaneous(self.now, to, amount_in)
-        } else {
-            let invoice = self.peers[payee]
+            self.peers[payer]
                 .node
-                .create_invoice(self.now, amount_in, INVOICE_VALIDITY);
+                .send_spontaneous(self.now, to, amount_in)
+        } else {
+            let invoice =
+                self.peers[payee]
+                    .node
+                    .create_invoice(self.now, amount_in, INVOICE_VALIDITY);
             self.drain(payee);
             self.peers[payer].node.pay(self.now, &invoice)
         };
         match result {
-            Ok(id) => self.ledger.started_payment(id, payer, payee, amount, kind, self.now),
+            Ok(id) => self
+                .ledger
+                .started_payment(id, payer, payee, amount, kind, self.now),
             Err(error) => self.ledger.refuse(kind, amount, &error.to_string()),
         }
         self.drain(payer);
@@ -738,7 +816,9 @@ impl Simulation {
                 .participant(hoplite_htlc::Side::Partner)
                 .latest_proof()
             {
-                peer.kept_proofs.entry(channel.id()).or_insert_with(|| proof.clone());
+                peer.kept_proofs
+                    .entry(channel.id())
+                    .or_insert_with(|| proof.clone());
             }
         }
     }
@@ -753,7 +833,11 @@ impl Simulation {
             .filter_map(|(channel, kept)| {
                 let current = peer.node.channel(*channel)?;
                 let latest = current.participant(hoplite_htlc::Side::Partner).nonce();
-                (latest > kept.proof.nonce).then_some((latest.0 - kept.proof.nonce.0, *channel, kept.clone()))
+                (latest > kept.proof.nonce).then_some((
+                    latest.0 - kept.proof.nonce.0,
+                    *channel,
+                    kept.clone(),
+                ))
             })
             .max_by_key(|(behind, channel, _)| (*behind, *channel));
         if let Some((_, channel, kept)) = target {
@@ -766,15 +850,40 @@ impl Simulation {
         }
     }
 
+    /// Samples the bounds a peer could push: locks pending on a channel direction, and
+    /// messages unacknowledged to a partner.
+    fn sample_limits(&mut self) {
+        use hoplite_htlc::Side;
+        for peer in &self.peers {
+            for channel in peer.node.channels() {
+                let locks = [Side::Ours, Side::Partner]
+                    .map(|side| channel.participant(side).locks().len())
+                    .into_iter()
+                    .max()
+                    .unwrap_or(0);
+                let partner = channel.participant(Side::Partner).address();
+                let ledger = &mut self.ledger;
+                ledger.max_pending_locks = ledger.max_pending_locks.max(locks);
+                ledger.max_unacknowledged = ledger
+                    .max_unacknowledged
+                    .max(peer.node.unacknowledged(partner));
+            }
+        }
+    }
+
     /// Samples the hub's outbound liquidity (what it can spend over all its open channels).
     fn sample_hub(&mut self) {
         let spendable: u128 = self.peers[self.hub]
             .node
             .channels()
-            .map(|c| u128::try_from(c.spendable(hoplite_htlc::Side::Ours).to_u256()).unwrap_or(u128::MAX))
+            .map(|c| {
+                u128::try_from(c.spendable(hoplite_htlc::Side::Ours).to_u256()).unwrap_or(u128::MAX)
+            })
             .sum();
         let t = self.now.saturating_sub(EPOCH);
-        self.ledger.hub_liquidity.push((t.as_secs_f64(), spendable as f64));
+        self.ledger
+            .hub_liquidity
+            .push((t.as_secs_f64(), spendable as f64));
     }
 
     /// The workload is done, every payment resolved, no lock pending, every closed channel
@@ -783,11 +892,14 @@ impl Simulation {
         let Some(start) = self.workload_start else {
             return false;
         };
-        if !self.workload_done || self.streams > 0 {
+        if !self.workload_done || self.streams > 0 || self.in_flight > 0 || self.chain.waiting() > 0
+        {
             return false;
         }
         let limit = self.block_time() * (self.config.node.settle_timeout + 400);
-        let span = Duration::from_secs_f64(self.config.workload.payments as f64 / self.config.workload.rate_per_s);
+        let span = Duration::from_secs_f64(
+            self.config.workload.payments as f64 / self.config.workload.rate_per_s,
+        );
         if self.now > start + span + limit {
             return true;
         }
@@ -796,7 +908,9 @@ impl Simulation {
                 p.running
                     && p.node.channels().all(|c| {
                         c.participant(hoplite_htlc::Side::Ours).locks().is_empty()
-                            && c.participant(hoplite_htlc::Side::Partner).locks().is_empty()
+                            && c.participant(hoplite_htlc::Side::Partner)
+                                .locks()
+                                .is_empty()
                     })
             })
             && self
@@ -808,6 +922,11 @@ impl Simulation {
     /// At the end: every payment resolved all-or-nothing, every honest node holds at least
     /// what its completed payments give it.
     fn final_checks(&mut self) -> Result<(), Violation> {
+        if let Err((held, owed)) = self.chain.check_contract() {
+            let what = format!("the contract holds {held}, its channels owe {owed}");
+            self.violate(Violation::new("conservation", what));
+            return Err(self.violation.take().expect("just set"));
+        }
         let mut holdings = Vec::with_capacity(self.peers.len());
         for i in 0..self.peers.len() {
             let tokens = self.chain.tokens(i);
@@ -820,7 +939,8 @@ impl Simulation {
                     .is_some_and(|c| c.phase == hoplite_chain::events::Phase::Opened);
                 if open {
                     let ours = channel.participant(hoplite_htlc::Side::Ours);
-                    held += i128::try_from(channel.spendable(hoplite_htlc::Side::Ours).to_u256()).unwrap_or(i128::MAX);
+                    held += i128::try_from(channel.spendable(hoplite_htlc::Side::Ours).to_u256())
+                        .unwrap_or(i128::MAX);
                     held += i128::try_from(ours.locks().total().to_u256()).unwrap_or(i128::MAX);
                 }
             }
@@ -886,7 +1006,10 @@ fn key(seed: u64, i: usize) -> PrivateKey {
 
 /// Node `i`'s configuration under the run's node model.
 fn node_config(config: &SimConfig, token_network: hoplite_htlc::TokenNetwork, i: usize) -> Config {
-    let mut node = Config::new(token_network, config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+    let mut node = Config::new(
+        token_network,
+        config.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+    );
     let m = &config.node;
     node.policy = Policy {
         base_fee: m.base_fee,

@@ -64,7 +64,11 @@ impl Plan {
                 customers_per_isp,
             } => hub_and_spoke(*isps, *customers_per_isp, |backbone| {
                 // A backbone link carries its ISPs' customers' traffic.
-                let factor = if backbone { *customers_per_isp as u64 } else { 1 };
+                let factor = if backbone {
+                    *customers_per_isp as u64
+                } else {
+                    1
+                };
                 split(node.channel_capacity.saturating_mul(factor))
             }),
             Topology::Snapshot {
@@ -128,12 +132,7 @@ impl Plan {
 
 /// Barabási–Albert: a complete core of `m + 1` nodes, then each node opens `m` channels to
 /// distinct earlier nodes picked in proportion to their degree.
-fn scale_free(
-    n: usize,
-    m: usize,
-    rng: &mut StdRng,
-    deposits: impl Fn(usize) -> [u64; 2],
-) -> Plan {
+fn scale_free(n: usize, m: usize, rng: &mut StdRng, deposits: impl Fn(usize) -> [u64; 2]) -> Plan {
     let mut channels = Vec::new();
     // Each channel end appears once: picking uniformly from it is picking by degree.
     let mut ends: Vec<usize> = Vec::new();

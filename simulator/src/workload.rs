@@ -113,6 +113,10 @@ mod tests {
             let (a, b) = picker.pick(&mut rng).expect("three candidates");
             assert!(a != b && a != 0 && b != 0);
         }
-        assert!(PairPicker::new(Pairs::Uniform, &[3, 0], |_| true).pick(&mut rng).is_none());
+        assert!(
+            PairPicker::new(Pairs::Uniform, &[3, 0], |_| true)
+                .pick(&mut rng)
+                .is_none()
+        );
     }
 }
