@@ -114,7 +114,7 @@ impl SimConfig {
             return invalid("workload.spontaneous_share must lie in [0, 1]");
         }
         match w.amount {
-            Amount::Fixed { value } if value == 0 => return invalid("a fixed amount of 0"),
+            Amount::Fixed { value: 0 } => return invalid("a fixed amount of 0"),
             Amount::LogUniform { min, max } if min == 0 || max < min => {
                 return invalid("log_uniform needs 0 < min <= max");
             }

@@ -72,6 +72,7 @@ fn main() -> Result<()> {
     }
 }
 
+#[allow(clippy::disallowed_methods)] // Wall time goes to timing.json, never into the run.
 fn run(args: RunArgs) -> Result<()> {
     let mut config = match &args.config {
         Some(path) => {

@@ -816,9 +816,7 @@ impl Simulation {
                 .participant(hoplite_htlc::Side::Partner)
                 .latest_proof()
             {
-                peer.kept_proofs
-                    .entry(channel.id())
-                    .or_insert_with(|| proof.clone());
+                peer.kept_proofs.entry(channel.id()).or_insert(*proof);
             }
         }
     }
@@ -836,7 +834,7 @@ impl Simulation {
                 (latest > kept.proof.nonce).then_some((
                     latest.0 - kept.proof.nonce.0,
                     *channel,
-                    kept.clone(),
+                    *kept,
                 ))
             })
             .max_by_key(|(behind, channel, _)| (*behind, *channel));

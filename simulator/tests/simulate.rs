@@ -43,7 +43,7 @@ fn run(config: SimConfig) -> Report {
     sim.report()
 }
 
-fn role<'a>(report: &'a Report, role: Role) -> &'a hoplite_sim::report::RoleOutcome {
+fn role(report: &Report, role: Role) -> &hoplite_sim::report::RoleOutcome {
     report
         .roles
         .iter()
