@@ -124,7 +124,8 @@ impl Node {
             .channels
             .get(&channel)
             .ok_or(CommandError::UnknownChannel(channel))?;
-        let onchain = self
+        let view = self.view.read();
+        let onchain = view
             .onchain
             .get(&channel)
             .ok_or(CommandError::UnknownChannel(channel))?;
@@ -144,7 +145,8 @@ impl Node {
 
     /// The digest both participants sign to settle `channel` at `balances`.
     fn settlement_digest(&self, channel: ChannelId, balances: [Amount; 2]) -> Option<B256> {
-        let state = &self.onchain.get(&channel)?.state;
+        let view = self.view.read();
+        let state = &view.onchain.get(&channel)?.state;
         Some(self.config.token_network.typed_digest(&CooperativeSettle {
             channelId: channel.0,
             participant1: state.participant1,
@@ -244,6 +246,8 @@ impl Node {
         }
         let ours = self.key.sign_digest(&digest);
         let first = self
+            .view
+            .read()
             .onchain
             .get(&channel)
             .is_some_and(|c| c.state.participant1 == self.address);

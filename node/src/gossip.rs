@@ -25,18 +25,21 @@ impl Node {
     /// Drops policies silent past `stale_after` from routing, and announces ours again when
     /// half of that has passed since we last did (so peers never prune our channels).
     pub(crate) fn refresh_gossip(&mut self) {
-        for (channel, participant) in self.gossip.prune(self.now) {
-            let silent = Policy {
-                base_fee: 0,
-                fee_millionths: 0,
-                expiry_delta: 0,
-                min_lock: 0,
-                max_lock: 0,
-                enabled: false,
-            };
-            let _ = self
-                .graph
-                .update_policy(channel, NodeId(participant), silent);
+        {
+            let mut view = self.view.write();
+            for (channel, participant) in view.gossip.prune(self.now) {
+                let silent = Policy {
+                    base_fee: 0,
+                    fee_millionths: 0,
+                    expiry_delta: 0,
+                    min_lock: 0,
+                    max_lock: 0,
+                    enabled: false,
+                };
+                let _ = view
+                    .graph
+                    .update_policy(channel, NodeId(participant), silent);
+            }
         }
         let due: Vec<ChannelId> = self
             .channels
@@ -63,6 +66,8 @@ impl Node {
             return None;
         }
         let last = self
+            .view
+            .read()
             .gossip
             .node_announcement(self.address)
             .map_or(Duration::ZERO, |a| Duration::from_secs(a.timestamp));
@@ -80,11 +85,12 @@ impl Node {
         );
         let has_channel = self.has_open_channel(self.address);
         // Ours was accepted less than `min_update_interval` ago: peers would ignore it too.
-        if self
-            .gossip
-            .handle_node_announcement(self.now, &announcement, has_channel)
-            == Verdict::Accept
-        {
+        let verdict =
+            self.view
+                .write()
+                .gossip
+                .handle_node_announcement(self.now, &announcement, has_channel);
+        if verdict == Verdict::Accept {
             self.outputs
                 .push_back(Output::Publish(GossipMessage::NodeAnnouncement(
                     announcement,
@@ -92,24 +98,10 @@ impl Node {
         }
     }
 
-    /// `channel` closed on-chain: forget what gossip said of it, and of each participant it
-    /// leaves without an open channel.
-    pub(crate) fn forget_gossip(&mut self, channel: ChannelId) {
-        self.gossip.forget_channel(channel);
-        self.state.announcement_parts.remove(&channel);
-        let Some(closed) = self.onchain.get(&channel) else {
-            return;
-        };
-        for node in [closed.state.participant1, closed.state.participant2] {
-            if !self.has_open_channel(node) {
-                self.gossip.forget_node(node);
-            }
-        }
-    }
-
     /// What the chain shows of `channel`, if it is open.
     fn channel_facts(&self, channel: ChannelId) -> Option<ChannelFacts> {
-        let onchain = self
+        let view = self.view.read();
+        let onchain = view
             .onchain
             .get(&channel)
             .filter(|c| c.phase == Phase::Opened)?;
@@ -121,7 +113,7 @@ impl Node {
 
     /// Whether `node` has a channel open on-chain.
     fn has_open_channel(&self, node: Address) -> bool {
-        self.open_channels_of.contains_key(&node)
+        self.view.read().has_open_channel(node)
     }
 
     /// The deposits of our `channel` changed: send the partner our signature of its new
@@ -217,11 +209,12 @@ impl Node {
             signatures,
         };
         self.state.announcement_parts.remove(&channel);
-        if self
+        let verdict = self
+            .view
+            .write()
             .gossip
-            .handle_channel_announcement(&announcement, Some(facts))
-            == Verdict::Accept
-        {
+            .handle_channel_announcement(&announcement, Some(facts));
+        if verdict == Verdict::Accept {
             self.outputs
                 .push_back(Output::Publish(GossipMessage::ChannelAnnouncement(
                     announcement,
@@ -231,7 +224,12 @@ impl Node {
 
     /// When our policy for `channel` should be announced again.
     pub(crate) fn announcement_due(&self, channel: ChannelId) -> Option<Duration> {
-        let last = self.gossip.latest(channel, self.address)?.timestamp;
+        let last = self
+            .view
+            .read()
+            .gossip
+            .latest(channel, self.address)?
+            .timestamp;
         Some(Duration::from_secs(last) + self.config.gossip.stale_after / 2)
     }
 
@@ -273,6 +271,8 @@ impl Node {
         );
         self.apply_channel_update(&update);
         let _ = self
+            .view
+            .write()
             .graph
             .update_policy(channel, NodeId(self.address), policy);
         self.outputs
@@ -284,13 +284,18 @@ impl Node {
             Ok(GossipMessage::ChannelUpdate(update)) => self.apply_channel_update(&update),
             Ok(GossipMessage::ChannelAnnouncement(announcement)) => {
                 let facts = self.channel_facts(announcement.channel);
-                self.gossip
+                self.view
+                    .write()
+                    .gossip
                     .handle_channel_announcement(&announcement, facts)
             }
             Ok(GossipMessage::NodeAnnouncement(announcement)) => {
                 let has_channel = self.has_open_channel(announcement.node);
-                self.gossip
-                    .handle_node_announcement(self.now, &announcement, has_channel)
+                self.view.write().gossip.handle_node_announcement(
+                    self.now,
+                    &announcement,
+                    has_channel,
+                )
             }
             Err(_) => Verdict::Reject(Rejection::Malformed),
         };
@@ -303,16 +308,17 @@ impl Node {
 
     /// Checks an update against the chain and gossip rules and, if accepted, feeds routing.
     pub(crate) fn apply_channel_update(&mut self, update: &ChannelUpdate) -> Verdict {
-        let participants = self
+        let mut view = self.view.write();
+        let participants = view
             .onchain
             .get(&update.channel)
             .filter(|c| c.phase == Phase::Opened)
             .map(|c| [c.state.participant1, c.state.participant2]);
-        let verdict = self.gossip.handle_update(self.now, update, participants);
+        let verdict = view.gossip.handle_update(self.now, update, participants);
         if verdict == Verdict::Accept {
             // The channel is on-chain (checked above), so it is in the graph.
             let _ =
-                self.graph
+                view.graph
                     .update_policy(update.channel, NodeId(update.participant), update.policy);
         }
         verdict

@@ -59,6 +59,7 @@ mod state;
 mod store;
 #[cfg(feature = "test-utils")]
 pub mod testkit;
+pub mod view;
 pub mod wire;
 
 pub use api::{
@@ -71,3 +72,4 @@ pub use monitor::{ChainFailure, ChainRequestId, LockChange};
 pub use node::Node;
 pub use state::{CorruptEntry, EntryKey, EntryValue};
 pub use store::MemoryStore;
+pub use view::{NetworkView, SharedView};

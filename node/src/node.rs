@@ -7,18 +7,19 @@ use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId, LockChange, LockHistory};
 use crate::payments::IncomingInvoice;
 use crate::state::NodeState;
+use crate::view::{NetworkView, SharedView};
 use crate::wire::{Envelope, Message, MessageId, Onward};
 use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
-use hoplite_gossip::GossipStore;
 use hoplite_htlc::{
     Amount, BalanceChange, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Nonce,
     PrivateKey, ReceiveError, Secret, SecretHash, Side,
 };
-use hoplite_routing::{NetworkGraph, NodeId, ProbabilisticScorer, Router};
+use hoplite_routing::{ProbabilisticScorer, Router};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::RwLockReadGuard;
 use std::time::Duration;
 
 /// What a call made that waits for the call's records to be durable.
@@ -74,16 +75,14 @@ pub struct Node {
     pub(crate) address: Address,
     pub(crate) now: Duration,
     pub(crate) block: BlockNumber,
-    /// Every channel of the token network, as its events build it.
-    pub(crate) onchain: BTreeMap<ChannelId, OnChainChannel>,
-    /// How many channels each participant has open on-chain (only those with one).
-    pub(crate) open_channels_of: BTreeMap<Address, u32>,
+    /// The network as the chain and gossip show it: ours alone, or shared with other nodes.
+    pub(crate) view: SharedView,
+    /// Whether the driver applies chain events to `view` (it is shared), so we don't.
+    follows: bool,
     /// Our channels' off-chain state.
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
-    pub(crate) graph: NetworkGraph,
     pub(crate) router: Router,
     pub(crate) scorer: ProbabilisticScorer,
-    pub(crate) gossip: GossipStore,
     /// The bookkeeping a crash must not lose, persisted entry by entry.
     pub(crate) state: NodeState,
     /// The bookkeeping as last persisted: `finish` writes what differs.
@@ -92,9 +91,6 @@ pub struct Node {
     /// Payments made and invoices paid, by id, with their invoice's expiry (seconds): kept
     /// until then so neither happens twice.
     pub(crate) finished: BTreeMap<PaymentId, u64>,
-    /// Every secret the registry revealed, with the block: rebuilt from the chain's events,
-    /// not persisted.
-    pub(crate) revealed_onchain: BTreeMap<SecretHash, (BlockNumber, Secret)>,
     /// Every change of our lock set by channel, until it settles (persisted as `LockChange`
     /// records).
     pub(crate) lock_history: BTreeMap<ChannelId, LockHistory>,
@@ -113,18 +109,48 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node with no channels, at `now` and chain height `block`.
+    /// A node with no channels, at `now` and chain height `block`, with a view of the
+    /// network of its own.
     pub fn new(
         config: Config,
         key: PrivateKey,
         now: Duration,
         block: BlockNumber,
     ) -> Result<Self, CommandError> {
+        let view = SharedView::new(config.token_network, config.gossip);
+        Self::with_view(config, key, now, block, view, false)
+    }
+
+    /// A node with no channels that follows `view`, shared with other nodes (of the same token
+    /// network). The driver applies every chain event to the view itself
+    /// ([`SharedView::apply_chain_event`]) before feeding it to the nodes it concerns: the
+    /// channel's participants, and every node for a secret revealed; `Input::Block` goes to
+    /// every node. Gossip is not fed to following nodes: each writes its own announcements
+    /// into the view.
+    pub fn following(
+        config: Config,
+        key: PrivateKey,
+        now: Duration,
+        block: BlockNumber,
+        view: SharedView,
+    ) -> Result<Self, CommandError> {
+        Self::with_view(config, key, now, block, view, true)
+    }
+
+    fn with_view(
+        config: Config,
+        key: PrivateKey,
+        now: Duration,
+        block: BlockNumber,
+        view: SharedView,
+        follows: bool,
+    ) -> Result<Self, CommandError> {
         config.check()?;
         let address = key.address();
         Ok(Self {
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
-            gossip: GossipStore::new(config.token_network, config.gossip),
+            view,
+            follows,
             state: NodeState::default(),
             mid_block: false,
             persisted: NodeState::default(),
@@ -133,14 +159,10 @@ impl Node {
             address,
             now,
             block,
-            onchain: BTreeMap::new(),
-            open_channels_of: BTreeMap::new(),
             channels: BTreeMap::new(),
-            graph: NetworkGraph::new(),
             router: Router::default(),
             invoices: BTreeMap::new(),
             finished: BTreeMap::new(),
-            revealed_onchain: BTreeMap::new(),
             lock_history: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
@@ -173,13 +195,13 @@ impl Node {
     }
 
     /// A channel of the token network as the chain's events built it.
-    pub fn onchain_channel(&self, id: ChannelId) -> Option<&OnChainChannel> {
-        self.onchain.get(&id)
+    pub fn onchain_channel(&self, id: ChannelId) -> Option<OnChainChannel> {
+        self.view.read().channel(id).cloned()
     }
 
-    /// Every channel of the token network as the chain's events built them.
-    pub fn onchain_channels(&self) -> impl Iterator<Item = &OnChainChannel> {
-        self.onchain.values()
+    /// The network as we see it: every channel on-chain, the graph, what gossip told us.
+    pub fn view(&self) -> RwLockReadGuard<'_, NetworkView> {
+        self.view.read()
     }
 
     /// How many messages to `peer` wait for its acknowledgement.
@@ -190,16 +212,6 @@ impl Node {
     /// How many changes of our lock set in `channel` are kept (until it settles).
     pub fn lock_changes_kept(&self, channel: ChannelId) -> usize {
         self.lock_history.get(&channel).map_or(0, LockHistory::len)
-    }
-
-    /// What gossip told us: announcements and policies.
-    pub fn gossip(&self) -> &GossipStore {
-        &self.gossip
-    }
-
-    /// The network as we see it.
-    pub fn graph(&self) -> &NetworkGraph {
-        &self.graph
     }
 
     /// The next output to act on.
@@ -411,6 +423,8 @@ impl Node {
 
     pub(crate) fn partner_of(&self, channel: ChannelId) -> Result<Address, CommandError> {
         let open = self
+            .view
+            .read()
             .onchain
             .get(&channel)
             .is_some_and(|c| c.phase == Phase::Opened);
@@ -742,18 +756,18 @@ impl Node {
     }
 
     fn handle_chain_event(&mut self, event: &ChainEvent) {
+        if !self.follows {
+            self.view.apply_chain_event(event);
+        }
         if let ContractEvent::SecretRegistry(SecretRegistryEvents::SecretRevealed(e)) = &event.event
         {
-            return self.handle_secret_revealed(Secret(e.secret), BlockNumber(event.block));
+            return self.handle_secret_revealed(Secret(e.secret));
         }
         if let Some(opened) = OnChainChannel::opened(event) {
-            self.channel_opened(opened);
+            self.channel_opened(&opened);
             return;
         }
         let Some(id) = event.channel_id() else {
-            return;
-        };
-        let Some(onchain) = self.onchain.get_mut(&id) else {
             return;
         };
         // Whatever we had out on this channel landed, or can only revert now: the channel's
@@ -761,28 +775,11 @@ impl Node {
         if let Some(monitor) = self.state.monitors.get_mut(&id) {
             monitor.in_flight = None;
         }
-        let was_open = onchain.phase == Phase::Opened;
-        onchain.apply(event);
-        if was_open && onchain.phase != Phase::Opened {
-            for node in [onchain.state.participant1, onchain.state.participant2] {
-                if let Some(count) = self.open_channels_of.get_mut(&node) {
-                    *count -= 1;
-                    if *count == 0 {
-                        self.open_channels_of.remove(&node);
-                    }
-                }
-            }
-        }
-        let Some(onchain) = self.onchain.get(&id) else {
-            return;
-        };
         let ContractEvent::TokenNetwork(contract_event) = &event.event else {
             return;
         };
         match contract_event {
             Tn::ChannelNewDeposit(e) => {
-                let capacity = u128::try_from(onchain.available()).unwrap_or(u128::MAX);
-                let _ = self.graph.set_capacity(id, capacity);
                 if let Some(ours) = self.channels.get_mut(&id) {
                     let side = if e.participant == self.address {
                         Side::Ours
@@ -800,8 +797,7 @@ impl Node {
                 }
             }
             Tn::ChannelClosed(e) => {
-                let _ = self.graph.remove_channel(id);
-                self.forget_gossip(id);
+                self.state.announcement_parts.remove(&id);
                 self.handle_closed(id, e.closer);
             }
             Tn::LockUnlocked(e) if self.channels.contains_key(&id) => {
@@ -811,8 +807,7 @@ impl Node {
                 self.handle_pot_paid(id, e.sender, None);
             }
             Tn::ChannelSettled(_) => {
-                let _ = self.graph.remove_channel(id);
-                self.forget_gossip(id);
+                self.state.announcement_parts.remove(&id);
                 if let Some(ours) = self.channels.get(&id) {
                     // A cooperative settlement ends a channel that was never closed: what is
                     // still unacknowledged on it can never apply.
@@ -831,21 +826,14 @@ impl Node {
         self.forget_if_done(id);
     }
 
-    /// A channel settled with nothing left to unlock is done: the network view drops it, and
-    /// so do we if it is ours (a tombstone keeps a restored node from taking it up again when
-    /// the chain is replayed to it).
+    /// A channel settled with nothing left to unlock is done: the network view dropped it,
+    /// and so do we if it is ours (a tombstone keeps a restored node from taking it up again
+    /// when the chain is replayed to it).
     fn forget_if_done(&mut self, id: ChannelId) {
-        let done = self
-            .onchain
-            .get(&id)
-            .is_some_and(|c| matches!(c.phase, Phase::Settled { .. }) && c.pots == [None, None]);
-        if !done {
+        if !self.channels.contains_key(&id) || self.view.read().onchain.contains_key(&id) {
             return;
         }
-        self.onchain.remove(&id);
-        if self.channels.remove(&id).is_none() {
-            return;
-        }
+        self.channels.remove(&id);
         self.state.forgotten.insert(id, ());
         self.lock_history.remove(&id);
         self.state.monitors.remove(&id);
@@ -870,16 +858,10 @@ impl Node {
         self.records.push(Record::ChannelForgotten(id));
     }
 
-    fn channel_opened(&mut self, opened: OnChainChannel) {
+    fn channel_opened(&mut self, opened: &OnChainChannel) {
         let id = opened.id;
         let [one, two] = [opened.state.participant1, opened.state.participant2];
         let settle_timeout = u64::from(opened.state.settleTimeout);
-        if self.onchain.insert(id, opened).is_none() {
-            for node in [one, two] {
-                *self.open_channels_of.entry(node).or_default() += 1;
-            }
-        }
-        let _ = self.graph.add_channel(id, NodeId(one), NodeId(two), 0);
         let partner = match self.address {
             a if a == one => two,
             a if a == two => one,

@@ -51,7 +51,9 @@ impl Node {
         secret_hash: &SecretHash,
         expiration: BlockNumber,
     ) -> bool {
-        self.revealed_onchain
+        self.view
+            .read()
+            .revealed
             .get(secret_hash)
             .is_some_and(|(block, _)| *block <= expiration)
     }
@@ -78,11 +80,8 @@ impl Node {
 
     /// A secret became public on-chain: whoever holds our lock on it can claim it, so it is
     /// paid; claim what it pays us.
-    pub(crate) fn handle_secret_revealed(&mut self, secret: Secret, block: BlockNumber) {
+    pub(crate) fn handle_secret_revealed(&mut self, secret: Secret) {
         let secret_hash = secret.hash();
-        self.revealed_onchain
-            .entry(secret_hash)
-            .or_insert((block, secret));
         if !self.has_lock_on(&secret_hash) {
             return;
         }
@@ -126,6 +125,8 @@ impl Node {
             return;
         };
         if self
+            .view
+            .read()
             .onchain
             .get(&channel)
             .is_some_and(|c| c.pot(self.address).is_some())
@@ -161,7 +162,8 @@ impl Node {
             return Some(locks);
         }
         let ours = self.channels.get(&channel)?.participant(Side::Ours);
-        let Some(pot) = self.onchain.get(&channel)?.pot(self.address) else {
+        let view = self.view.read();
+        let Some(pot) = view.onchain.get(&channel)?.pot(self.address) else {
             return Some(Vec::new());
         };
         if ours.locks().root() == pot.locksRoot {
@@ -195,7 +197,7 @@ impl Node {
                 .map(|(key, sent)| {
                     let claimed = self
                         .claimed_onchain(&key.0, sent.expiration)
-                        .then(|| self.revealed_onchain[&key.0].1);
+                        .then(|| self.view.read().revealed[&key.0].1);
                     (*key, claimed)
                 })
                 .collect();
@@ -238,7 +240,7 @@ impl Node {
         for channel in ours {
             let Some(request) = self.channel_duty(channel) else {
                 // Nothing due. A settled channel with no pot left owes nothing more.
-                if self.onchain.get(&channel).is_some_and(|c| {
+                if self.view.read().onchain.get(&channel).is_some_and(|c| {
                     matches!(c.phase, Phase::Settled { .. }) && c.pots == [None, None]
                 }) {
                     self.state.monitors.remove(&channel);
@@ -259,7 +261,8 @@ impl Node {
     /// What `channel` needs of the chain now, if anything.
     fn channel_duty(&self, channel: ChannelId) -> Option<ChainRequest> {
         let ours = self.channels.get(&channel)?;
-        let onchain = self.onchain.get(&channel)?;
+        let view = self.view.read();
+        let onchain = view.onchain.get(&channel)?;
         let monitor = self.state.monitors.get(&channel);
         let block = self.block.0;
         match onchain.phase {
@@ -347,7 +350,7 @@ impl Node {
                 // A registration sent now lands in a later block: at the latest the expiration.
                 if block < lock.expiration
                     && self.state.secrets.contains_key(&hash)
-                    && !self.revealed_onchain.contains_key(&hash)
+                    && !self.view.read().revealed.contains_key(&hash)
                     && (!open || !self.claimable_in_time(lock.expiration))
                 {
                     due.insert(hash);

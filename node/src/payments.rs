@@ -204,11 +204,12 @@ impl Node {
 
     /// A node's public key, recovered from one of its channel announcements.
     fn public_key_of(&self, node: Address) -> Option<PublicKey> {
-        self.onchain
+        let view = self.view.read();
+        view.onchain
             .values()
             .filter(|c| [c.state.participant1, c.state.participant2].contains(&node))
             .find_map(|c| {
-                let update = self.gossip.latest(c.id, node)?;
+                let update = view.gossip.latest(c.id, node)?;
                 recover_public_key(&update.digest(), &update.signature).ok()
             })
     }
@@ -262,14 +263,15 @@ impl Node {
                     params.excluded_channels.insert(*channel_id);
                 }
             }
-            let route = match self.router.find_route(
-                &self.graph,
+            let found = self.router.find_route(
+                &self.view.read().graph,
                 &self.scorer,
                 NodeId(self.address),
                 NodeId(target.payee),
                 amount,
                 &params,
-            ) {
+            );
+            let route = match found {
                 Ok(route) => route,
                 Err(error) => return self.fail_payment(id, PaymentFailure::NoRoute(error)),
             };
@@ -480,6 +482,8 @@ impl Node {
         }
         // A closed channel's off-chain state is frozen: what is on-chain now decides.
         if self
+            .view
+            .read()
             .onchain
             .get(&id)
             .is_none_or(|c| c.phase != hoplite_chain::events::Phase::Opened)
@@ -546,7 +550,7 @@ impl Node {
         let claimable = self.claimable_in_time(lock.expiration);
         let outcome = if !claimable {
             Err((FailureReason::ExpiryTooSoon, None))
-        } else if self.revealed_onchain.contains_key(&secret_hash) {
+        } else if self.view.read().revealed.contains_key(&secret_hash) {
             Err((FailureReason::SecretPublic, None))
         } else if onward.hops.is_empty() {
             self.accept_as_payee(&lock, &onward)

@@ -19,7 +19,11 @@ fn network() -> (Network, ChannelId) {
 }
 
 fn announced(net: &Network, i: usize, channel: ChannelId) -> Option<ChannelAnnouncement> {
-    net.nodes[i].gossip().channel_announcement(channel).copied()
+    net.nodes[i]
+        .view()
+        .gossip()
+        .channel_announcement(channel)
+        .copied()
 }
 
 #[test]
@@ -31,8 +35,10 @@ fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
         assert_eq!(announcement.participants, [net.address(0), net.address(1)]);
         for j in [0, 1] {
             let node = net.nodes[i]
+                .view()
                 .gossip()
                 .node_announcement(net.address(j))
+                .cloned()
                 .unwrap_or_else(|| panic!("node {i} knows node {j}"));
             assert_eq!(node.alias, format!("node {j}"));
             assert_eq!(node.addresses, vec![format!("/ip4/10.0.0.{j}/tcp/9735")]);
@@ -40,6 +46,7 @@ fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
         // Node 2 has no channel: nobody keeps an announcement of it.
         assert!(
             net.nodes[i]
+                .view()
                 .gossip()
                 .node_announcement(net.address(2))
                 .is_none()
@@ -67,7 +74,7 @@ fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
     net.deliver_all();
     for i in 0..3 {
         assert_eq!(announced(&net, i, channel), None);
-        assert_eq!(net.nodes[i].gossip().node_count(), 0);
+        assert_eq!(net.nodes[i].view().gossip().node_count(), 0);
     }
 }
 
@@ -132,6 +139,7 @@ fn forged_announcements_are_rejected_and_unfounded_ones_not_relayed() {
     );
     assert!(
         net.nodes[1]
+            .view()
             .gossip()
             .node_announcement(net.address(2))
             .is_none()

@@ -133,9 +133,9 @@ impl SimChain {
         self.mempool.len()
     }
 
-    /// Mines the next block with what waits in the mempool. Returns the failed requests (to
-    /// report) and where the block's events start in [`Self::events`].
-    pub fn mine(&mut self) -> (Vec<Failed>, usize) {
+    /// Mines the next block with what waits in the mempool, and returns the requests that
+    /// failed (to report to their nodes). The block's events are appended to [`Self::events`].
+    pub fn mine(&mut self) -> Vec<Failed> {
         self.evm.lock().expect("evm lock").mine(1);
         let block = self.block();
         let mut touched = BTreeSet::new();
@@ -168,7 +168,6 @@ impl SimChain {
                 }
             }
         }
-        let start = self.events.len();
         let new = complete(self.accounts[0].events(block, Some(block))).expect("events");
         for event in &new {
             match OnChainChannel::opened(event) {
@@ -185,7 +184,7 @@ impl SimChain {
             }
         }
         self.events.extend(new);
-        (failed, start)
+        failed
     }
 
     /// Every event since deployment, in order.
@@ -227,13 +226,34 @@ impl SimChain {
         .expect("the test token mints");
     }
 
+    /// Moves `amount` of `from`'s tokens to `to` behind every node's back: a broken
+    /// transition, for the invariant checker's own test.
+    #[cfg(feature = "test-utils")]
+    pub fn transfer(&mut self, from: usize, to: usize, amount: U256) {
+        let call = TestToken::transferCall {
+            to: self.accounts[to].account(),
+            amount,
+        };
+        complete(
+            self.accounts[from]
+                .backend_mut()
+                .transact(self.contracts.token, call.abi_encode().into()),
+        )
+        .expect("the test token transfers");
+    }
+
+    /// The contract's tokens.
+    pub fn contract_tokens(&mut self) -> U256 {
+        let network = self.contracts.token_network;
+        complete(self.accounts[0].token_balance(network))
+            .expect("balanceOf")
+            .to_u256()
+    }
+
     /// Checks that the contract holds exactly what its channels owe (open and closed ones'
     /// deposits, settled ones' pots); returns both sides if not.
     pub fn check_contract(&mut self) -> Result<(), (U256, U256)> {
-        let network = self.contracts.token_network;
-        let held = complete(self.accounts[0].token_balance(network))
-            .expect("balanceOf")
-            .to_u256();
+        let held = self.contract_tokens();
         let owed = audit::contract_owes(self.channels.values());
         if held == owed {
             Ok(())

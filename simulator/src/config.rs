@@ -106,9 +106,43 @@ impl SimConfig {
         if self.node.channel_capacity < 2 {
             return invalid("node.channel_capacity must be at least 2");
         }
+        let m = &self.node;
+        // The contract's bounds, and more than the nodes' reveal_timeout (10 blocks).
+        if !(11..=2_000_000).contains(&m.settle_timeout) {
+            return invalid("node.settle_timeout must lie in 11..=2000000 blocks");
+        }
+        if m.max_attempts == 0 || m.payment_timeout_s == 0 {
+            return invalid("node.max_attempts and node.payment_timeout_s must be positive");
+        }
         let w = &self.workload;
-        if w.rate_per_s <= 0.0 || !w.rate_per_s.is_finite() {
-            return invalid("workload.rate_per_s must be positive");
+        if !(w.rate_per_s >= 1e-3 && w.rate_per_s.is_finite()) {
+            return invalid("workload.rate_per_s must be at least 0.001");
+        }
+        // Virtual time stays far inside Duration: a run spans at most about 30 years.
+        const YEAR_S: u64 = 365 * 24 * 3600;
+        let times = [
+            self.faults.offline.duration_s,
+            self.faults.crashes.duration_s,
+            w.metering.interval_ms / 1000,
+            self.chain.block_time_s,
+        ];
+        let partitions = self
+            .network
+            .partitions
+            .iter()
+            .flat_map(|p| [p.start_s, p.duration_s]);
+        if times.into_iter().chain(partitions).any(|t| t > YEAR_S)
+            || w.payments as f64 / w.rate_per_s > YEAR_S as f64
+        {
+            return invalid("times and the workload's span must stay under a year");
+        }
+        if self
+            .network
+            .partitions
+            .iter()
+            .any(|p| !(0.0..=1.0).contains(&p.share))
+        {
+            return invalid("a partition's share must lie in [0, 1]");
         }
         if !(0.0..=1.0).contains(&w.spontaneous_share) {
             return invalid("workload.spontaneous_share must lie in [0, 1]");
@@ -381,7 +415,8 @@ pub struct Faults {
     pub stale_closers: f64,
     /// Mediators that hold every lock they are asked to forward until it expires.
     pub griefers: f64,
-    /// Payees that never claim: they hold the lock until it expires.
+    /// Payees that never ask for the secret, so never claim: their locks expire (they are paid
+    /// by invoice only: a keysend payee holds the secret from the start).
     pub silent_payees: f64,
     /// Nodes that never acknowledge a message.
     pub non_ackers: f64,

@@ -140,8 +140,10 @@ pub struct Ledger {
     pub crashes: u64,
     /// See [`Self::crashes`].
     pub restarts: u64,
-    /// See [`Self::crashes`].
+    /// See [`Self::crashes`] (mined ones).
     pub stale_closes: u64,
+    /// Stale closes the partner answered on-chain with a newer proof.
+    pub stale_closes_answered: u64,
     /// Events the nodes reported, by kind (rejections, broken channels, failed requests).
     pub incidents: BTreeMap<String, u64>,
     /// The block at which every channel was open.
@@ -172,6 +174,7 @@ impl Ledger {
             crashes: 0,
             restarts: 0,
             stale_closes: 0,
+            stale_closes_answered: 0,
             incidents: BTreeMap::new(),
             setup_blocks: 0,
             max_pending_locks: 0,

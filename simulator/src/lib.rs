@@ -16,10 +16,10 @@
 //! - [`plots`]: the plots (SVG and PNG) and the HTML report.
 //!
 //! # Determinism
-//! Everything random is drawn from one generator seeded by `seed` (and each node's own seeded
-//! generator); maps that are iterated are ordered; the queue breaks ties by scheduling order.
-//! So the results file is a function of the seed and the config. Wall-clock figures go to a
-//! separate file.
+//! Everything random is drawn from one generator seeded by `seed`; each node's own seed is
+//! derived from it and the node's index; maps that are iterated are ordered; the queue breaks
+//! ties by scheduling order. So the results file is a function of the seed and the config
+//! (which it carries, snapshot paths included). Wall-clock figures go to a separate file.
 
 pub mod chain;
 pub mod config;

@@ -4,7 +4,7 @@
 use crate::config::NetworkModel;
 use rand::Rng;
 use rand::rngs::StdRng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Latency, loss, order and partitions.
@@ -13,8 +13,9 @@ pub struct Links {
     /// The last delivery time scheduled on each link (from, to): a later message never
     /// overtakes it.
     last: BTreeMap<(usize, usize), Duration>,
-    /// Per node: the partition it is cut off in, if any (nodes in the same one still talk).
-    cut: BTreeMap<usize, usize>,
+    /// Per node: the partitions it is in (none: not listed). Two nodes reach each other when
+    /// they are in the same partitions.
+    cut: BTreeMap<usize, BTreeSet<usize>>,
 }
 
 impl Links {
@@ -63,13 +64,25 @@ impl Links {
     /// Cuts `nodes` off from everyone else (partition `id`).
     pub fn partition(&mut self, id: usize, nodes: &[usize]) {
         for &node in nodes {
-            self.cut.insert(node, id);
+            self.cut.entry(node).or_default().insert(id);
         }
+    }
+
+    /// The nodes in partition `id`, in order.
+    pub fn members(&self, id: usize) -> Vec<usize> {
+        self.cut
+            .iter()
+            .filter(|(_, ids)| ids.contains(&id))
+            .map(|(node, _)| *node)
+            .collect()
     }
 
     /// Heals partition `id`.
     pub fn heal(&mut self, id: usize) {
-        self.cut.retain(|_, p| *p != id);
+        for ids in self.cut.values_mut() {
+            ids.remove(&id);
+        }
+        self.cut.retain(|_, ids| !ids.is_empty());
     }
 
     /// Whether `a` and `b` can reach each other now.

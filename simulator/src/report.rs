@@ -36,6 +36,8 @@ pub struct Report {
     pub chain: BTreeMap<String, KindStats>,
     /// Gas used by the nodes of each role.
     pub gas_by_role: BTreeMap<String, u64>,
+    /// Payments received, by the payee's role.
+    pub received_by_role: BTreeMap<String, usize>,
     /// Per role: how many nodes, and what they hold at the end beyond what their completed
     /// payments give them (an adversary's gain; for honest roles never negative).
     pub roles: Vec<RoleOutcome>,
@@ -51,8 +53,10 @@ pub struct Report {
     pub crashes: u64,
     /// See [`Self::crashes`].
     pub restarts: u64,
-    /// See [`Self::crashes`].
+    /// See [`Self::crashes`] (mined).
     pub stale_closes: u64,
+    /// Stale closes the partner answered on-chain with a newer proof.
+    pub stale_closes_answered: u64,
     /// What the nodes reported: rejections, broken channels, failed requests, closes.
     pub incidents: BTreeMap<String, u64>,
     /// The most locks pending on one channel direction, and the most messages one node had
@@ -222,6 +226,12 @@ impl Report {
                 .entry(roles_of[i].label().to_owned())
                 .or_default() += gas;
         }
+        let mut received_by_role: BTreeMap<String, usize> = BTreeMap::new();
+        for p in ledger.payments.values().filter(|p| p.received) {
+            *received_by_role
+                .entry(roles_of[p.payee].label().to_owned())
+                .or_default() += 1;
+        }
         let roles = Role::ALL
             .iter()
             .filter_map(|&role| {
@@ -251,6 +261,7 @@ impl Report {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
             gas_by_role,
+            received_by_role,
             roles,
             forwarded_fees: ledger.forwarded_fees.iter().sum(),
             messages: ledger.messages,
@@ -259,6 +270,7 @@ impl Report {
             crashes: ledger.crashes,
             restarts: ledger.restarts,
             stale_closes: ledger.stale_closes,
+            stale_closes_answered: ledger.stale_closes_answered,
             incidents: ledger.incidents.clone(),
             max_pending_locks: ledger.max_pending_locks,
             max_unacknowledged: ledger.max_unacknowledged,
@@ -349,10 +361,11 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "faults: {} crashes, {} restarts, {} stale closes, {} messages withheld; at most {} locks pending on a channel, {} messages unacknowledged to a partner",
+            "faults: {} crashes, {} restarts, {} stale closes ({} answered on-chain), {} sends withheld (resends included); at most {} locks pending on a channel, {} messages unacknowledged to a partner",
             self.crashes,
             self.restarts,
             self.stale_closes,
+            self.stale_closes_answered,
             self.withheld,
             self.max_pending_locks,
             self.max_unacknowledged

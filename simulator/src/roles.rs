@@ -25,7 +25,8 @@ pub enum Role {
     StaleCloser,
     /// Holds every lock it should forward until it expires (never forwards, never fails back).
     Griefer,
-    /// As a payee never asks for the secret, so never claims: its locks expire.
+    /// As a payee never asks for the secret, so never claims: its locks expire. (The workload
+    /// pays it by invoice only: a keysend payee holds the secret from the start.)
     SilentPayee,
     /// Never acknowledges a message.
     NonAcker,

@@ -9,15 +9,16 @@
 //! are mined every `block_time_s`; a block's events are fed to every running node, then the
 //! block itself, as the node's docs prescribe.
 
-use crate::chain::SimChain;
+use crate::chain::{Failed, SimChain};
 use crate::config::{Pairs, SimConfig};
-use crate::ledger::{Kind, Ledger, Violation};
+use crate::ledger::{Kind, Ledger, Outcome, Violation};
 use crate::net::Links;
 use crate::queue::Queue;
 use crate::roles::{self, Role};
 use crate::topology::Plan;
 use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
+use hoplite_chain::events::Phase;
 use hoplite_htlc::{Amount, BlockNumber, ChannelId, PrivateKey, SignedBalanceProof};
 use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
 use hoplite_node::{Record, audit};
@@ -32,6 +33,10 @@ use std::time::Duration;
 const EPOCH: Duration = Duration::from_secs(1_700_000_000);
 /// How long a persist batch takes to become durable.
 const STORE_LATENCY: Duration = Duration::from_micros(200);
+/// Blocks the setup may take to open and fund every planned channel.
+const SETUP_BLOCKS: u64 = 200;
+/// Between two locks of a jammer.
+const JAM_INTERVAL: Duration = Duration::from_millis(50);
 /// How long invoices stay valid.
 const INVOICE_VALIDITY: Duration = Duration::from_secs(3600);
 
@@ -141,10 +146,12 @@ pub struct Simulation {
     calls: u64,
     /// The best-connected node, whose liquidity is sampled every block.
     hub: usize,
+    /// The stale closes sent: (closer, channel).
+    stale_closed: Vec<(usize, ChannelId)>,
     violation: Option<Violation>,
-    /// For the checker's own test: tokens minted into the contract after this many payments.
+    /// For the checker's own test: a broken transition to plant.
     #[cfg(feature = "test-utils")]
-    planted: Option<usize>,
+    planted: Option<Plant>,
 }
 
 impl Simulation {
@@ -152,11 +159,11 @@ impl Simulation {
     pub fn new(config: SimConfig) -> Result<Self, crate::topology::TopologyError> {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let mut plan = Plan::build(&config.topology, &config.node, &mut rng)?;
-        // Customers first: jamming pairs, added with the roles, are nobody's customers.
-        if config.workload.metering.customers > 0 {
-            plan.pick_customers(config.workload.metering.customers);
-        }
         let roles = roles::assign(&config, &mut plan, &mut rng);
+        // Customers are honest: an adversary's filter would skew the metering figures.
+        if config.workload.metering.customers > 0 {
+            plan.pick_customers(config.workload.metering.customers, |i| roles[i].is_honest());
+        }
         let keys: Vec<PrivateKey> = (0..plan.nodes).map(|i| key(config.seed, i)).collect();
         let addresses: Vec<Address> = keys.iter().map(PrivateKey::address).collect();
         let mut funds = vec![0u64; plan.nodes];
@@ -214,6 +221,7 @@ impl Simulation {
             pairs: PairPicker::new(Pairs::Uniform, &[], |_| false),
             calls: 0,
             hub,
+            stale_closed: Vec::new(),
             violation: None,
             #[cfg(feature = "test-utils")]
             planted: None,
@@ -225,11 +233,10 @@ impl Simulation {
         Ok(sim)
     }
 
-    /// For the invariant checker's own test: after `payments` workload payments, tokens are
-    /// minted into the contract behind every channel's back (a broken transition).
+    /// For the invariant checker's own test: plants a broken transition the run must catch.
     #[cfg(feature = "test-utils")]
-    pub fn plant_broken_transition(&mut self, payments: usize) {
-        self.planted = Some(payments);
+    pub fn plant_broken_transition(&mut self, plant: Plant) {
+        self.planted = Some(plant);
     }
 
     fn block_time(&self) -> Duration {
@@ -266,6 +273,24 @@ impl Simulation {
             if self.finished() {
                 break;
             }
+            if self
+                .drain_deadline()
+                .is_some_and(|deadline| self.now > deadline)
+            {
+                let pending = self
+                    .ledger
+                    .payments
+                    .values()
+                    .filter(|p| p.outcome == Outcome::Pending)
+                    .count();
+                let what = format!(
+                    "the run did not settle by its drain limit: {pending} payments pending, {} transactions waiting, {} messages or writes in flight",
+                    self.chain.waiting(),
+                    self.in_flight
+                );
+                self.violate(Violation::new("drain limit", what));
+                return Err(self.violation.take().expect("just set"));
+            }
         }
         self.final_checks()
     }
@@ -282,11 +307,10 @@ impl Simulation {
                 if self.peers[to].running && self.peers[to].online && self.peers[from].online {
                     let from = self.peers[from].node.address();
                     self.input(to, Input::PeerMessage { from, bytes });
-                    self.check_node(to);
                 }
             }
             Action::Gossip { from, to, bytes } => {
-                if self.peers[to].running {
+                if self.peers[to].running && self.peers[to].online && self.peers[from].online {
                     let from_address = self.peers[from].node.address();
                     let id = self.calls;
                     self.input(
@@ -350,8 +374,7 @@ impl Simulation {
                         sink,
                         left: left - 1,
                     };
-                    self.queue
-                        .push(self.now + Duration::from_millis(50), action);
+                    self.queue.push(self.now + JAM_INTERVAL, action);
                 } else {
                     self.streams -= 1;
                 }
@@ -367,15 +390,15 @@ impl Simulation {
                 self.set_online(i, false);
             }
             Action::Restart(i) => self.restart(i),
-            Action::Partition { id, nodes } => self.links.partition(id, &nodes),
+            Action::Partition { id, mut nodes } => {
+                nodes.sort_unstable();
+                nodes.dedup();
+                let members = nodes.clone();
+                self.repartition(members, |links| links.partition(id, &nodes));
+            }
             Action::Heal(id) => {
-                self.links.heal(id);
-                // Both sides learn their peers are back and resend what waited.
-                for i in 0..self.peers.len() {
-                    if self.peers[i].running && self.peers[i].online {
-                        self.reconnect_all(i);
-                    }
-                }
+                let members = self.links.members(id);
+                self.repartition(members, |links| links.heal(id));
             }
             Action::StaleClose(i) => self.stale_close(i),
         }
@@ -420,7 +443,10 @@ impl Simulation {
                 Output::Publish(message) => {
                     let bytes: Arc<[u8]> = message.encode().into();
                     for j in (0..self.peers.len()).filter(|&j| j != i) {
-                        if !self.links.connected(i, j) {
+                        if !self.peers[i].online
+                            || !self.peers[j].online
+                            || !self.links.connected(i, j)
+                        {
                             continue;
                         }
                         let at = self.now + self.links.latency(&mut self.rng);
@@ -456,6 +482,7 @@ impl Simulation {
         if self.peers[i].role == Role::StaleCloser {
             self.keep_oldest_proofs(i);
         }
+        self.check_node(i);
         self.schedule_timer(i);
     }
 
@@ -490,7 +517,7 @@ impl Simulation {
         }
     }
 
-    /// Node `i`'s channels account for their deposits (after each delivery to it).
+    /// Node `i`'s channels account for their deposits (after each of its calls).
     fn check_node(&mut self, i: usize) {
         let imbalance = self.peers[i]
             .node
@@ -541,23 +568,27 @@ impl Simulation {
     }
 
     fn mine(&mut self) {
-        let (failed, start) = self.chain.mine();
+        let mut failed: BTreeMap<usize, Vec<Failed>> = BTreeMap::new();
+        for failure in self.chain.mine() {
+            failed.entry(failure.node).or_default().push(failure);
+        }
         let block = BlockNumber(self.chain.block());
-        for failure in failed {
-            if self.peers[failure.node].running {
+        // Per node: the block's events, then what failed in it, then the block (duties are
+        // derived once the block is whole).
+        for i in 0..self.peers.len() {
+            if !self.peers[i].running {
+                continue;
+            }
+            self.feed_events(i);
+            for failure in failed.remove(&i).unwrap_or_default() {
                 let input = Input::ChainRequestFailed {
                     id: failure.id,
                     request: failure.request,
                     failure: failure.failure,
                 };
-                self.input(failure.node, input);
+                self.input(i, input);
             }
-        }
-        let _ = start;
-        for i in 0..self.peers.len() {
-            if self.peers[i].running {
-                self.feed_chain(i, block);
-            }
+            self.input(i, Input::Block(block));
         }
         if let Err((held, owed)) = self.chain.check_contract() {
             let what = format!("the contract holds {held}, its channels owe {owed}");
@@ -565,24 +596,27 @@ impl Simulation {
         }
         self.sample_hub();
         self.sample_limits();
-        if self.workload_start.is_none() && self.setup_done() {
-            self.start_workload();
+        if self.workload_start.is_none() {
+            if self.setup_done() {
+                self.start_workload();
+            } else if block.0 > SETUP_BLOCKS {
+                let what = format!(
+                    "after {SETUP_BLOCKS} blocks not every planned channel is open and funded"
+                );
+                self.violate(Violation::new("setup", what));
+            }
         }
         self.queue.push(self.now + self.block_time(), Action::Mine);
     }
 
-    /// Feeds node `i` the chain's events it has not seen, then the block.
-    fn feed_chain(&mut self, i: usize, block: BlockNumber) {
+    /// Feeds node `i` the chain's events it has not seen, one call each.
+    fn feed_events(&mut self, i: usize) {
         let events = self.chain.events();
         let new = events[self.peers[i].fed..].to_vec();
         self.peers[i].fed = events.len();
         for event in new {
-            self.calls += 1;
-            self.peers[i]
-                .node
-                .handle_input(self.now, Input::Chain(event));
+            self.input(i, Input::Chain(event));
         }
-        self.input(i, Input::Block(block));
     }
 
     /// Every planned channel is open with both deposits.
@@ -612,6 +646,8 @@ impl Simulation {
         self.pairs = PairPicker::new(w.pairs, &degrees, |i| self.peers[i].role.pays());
         if w.payments > 0 {
             self.queue.push(start, Action::Pay(0));
+        } else {
+            self.workload_done = true;
         }
         let span = Duration::from_secs_f64(w.payments as f64 / w.rate_per_s);
         for k in 0..w.metering.customers.min(self.plan.customers.len()) {
@@ -710,7 +746,7 @@ impl Simulation {
             self.start_payment(payer, payee, amount, kind);
         }
         #[cfg(feature = "test-utils")]
-        if self.planted == Some(n) {
+        if self.planted == Some(Plant::MintIntoContract { after_payments: n }) {
             self.chain.mint_into_contract(U256::from(1u64));
         }
         if n + 1 < self.config.workload.payments {
@@ -723,7 +759,11 @@ impl Simulation {
     }
 
     /// `payer` starts paying `payee` `amount` (by invoice, or spontaneously).
-    fn start_payment(&mut self, payer: usize, payee: usize, amount: u64, kind: Kind) {
+    fn start_payment(&mut self, payer: usize, payee: usize, amount: u64, mut kind: Kind) {
+        // A keysend payee holds the secret from the start: a silent payee is paid by invoice.
+        if kind == Kind::Keysend && self.peers[payee].role == Role::SilentPayee {
+            kind = Kind::Invoice;
+        }
         if !self.peers[payer].running || !self.peers[payee].running {
             self.ledger.refuse(kind, amount, "an end is down");
             return;
@@ -752,32 +792,64 @@ impl Simulation {
         self.drain(payer);
     }
 
+    /// Node `i`'s network goes down or comes back: it and every running, online peer it can
+    /// reach learn of it (and resend what waits, when it comes back).
     fn set_online(&mut self, i: usize, online: bool) {
+        if online && !self.peers[i].running {
+            return;
+        }
         self.peers[i].online = online;
-        let me = self.peers[i].node.address();
         for j in 0..self.peers.len() {
-            if j == i || !self.peers[j].running {
-                continue;
-            }
-            if online {
-                if self.peers[i].running {
-                    let them = self.peers[j].node.address();
-                    self.input(j, Input::PeerConnected(me));
-                    self.input(i, Input::PeerConnected(them));
-                }
-            } else {
-                self.input(j, Input::PeerDisconnected(me));
+            let reachable = j != i
+                && self.peers[j].running
+                && self.peers[j].online
+                && self.links.connected(i, j);
+            if reachable {
+                self.link_changed(i, j, online);
             }
         }
     }
 
-    /// Node `i` tells every peer it reaches that it is connected again (after a partition).
-    fn reconnect_all(&mut self, i: usize) {
-        for j in 0..self.peers.len() {
-            if j != i && self.peers[j].running && self.peers[j].online {
-                let them = self.peers[j].node.address();
-                self.input(i, Input::PeerConnected(them));
+    /// Tells `i` and `j` that their connection went up or down.
+    fn link_changed(&mut self, i: usize, j: usize, up: bool) {
+        let (a, b) = (self.peers[i].node.address(), self.peers[j].node.address());
+        let input = |peer| {
+            if up {
+                Input::PeerConnected(peer)
+            } else {
+                Input::PeerDisconnected(peer)
             }
+        };
+        if self.peers[j].running {
+            self.input(j, input(a));
+        }
+        if self.peers[i].running {
+            self.input(i, input(b));
+        }
+    }
+
+    /// Applies a partition change that moves the nodes `moved` (sorted), telling every pair
+    /// of online nodes whose reachability changed.
+    fn repartition(&mut self, moved: Vec<usize>, change: impl FnOnce(&mut Links)) {
+        let n = self.peers.len();
+        let before: Vec<Vec<bool>> = moved
+            .iter()
+            .map(|&i| (0..n).map(|j| self.links.connected(i, j)).collect())
+            .collect();
+        change(&mut self.links);
+        let mut changed = Vec::new();
+        for (&i, was) in moved.iter().zip(&before) {
+            for (j, &was_connected) in was.iter().enumerate() {
+                let now = self.links.connected(i, j);
+                let both_moved = moved.binary_search(&j).is_ok();
+                let online = self.peers[i].online && self.peers[j].online;
+                if i != j && now != was_connected && online && (!both_moved || i < j) {
+                    changed.push((i, j, now));
+                }
+            }
+        }
+        for (i, j, now) in changed {
+            self.link_changed(i, j, now);
         }
     }
 
@@ -798,7 +870,8 @@ impl Simulation {
                 peer.running = true;
                 peer.fed = 0;
                 self.ledger.restarts += 1;
-                self.feed_chain(i, block);
+                self.feed_events(i);
+                self.input(i, Input::Block(block));
                 self.set_online(i, true);
             }
             Err(error) => {
@@ -821,7 +894,8 @@ impl Simulation {
         }
     }
 
-    /// Node `i` closes the channel where its kept proof is furthest behind, with that proof:
+    /// Node `i` closes the channel where its kept proof has locks pending, or else is furthest
+    /// behind, with that proof:
     /// an attacker's transaction, sent behind its node's back.
     fn stale_close(&mut self, i: usize) {
         let peer = &self.peers[i];
@@ -831,21 +905,46 @@ impl Simulation {
             .filter_map(|(channel, kept)| {
                 let current = peer.node.channel(*channel)?;
                 let latest = current.participant(hoplite_htlc::Side::Partner).nonce();
-                (latest > kept.proof.nonce).then_some((
-                    latest.0 - kept.proof.nonce.0,
-                    *channel,
-                    *kept,
-                ))
+                // A proof with locks pending is the most dangerous to submit.
+                let locked = !kept.proof.locked_amount.is_zero();
+                let behind = (locked, latest.0 - kept.proof.nonce.0);
+                (latest > kept.proof.nonce).then_some((behind, *channel, *kept))
             })
             .max_by_key(|(behind, channel, _)| (*behind, *channel));
         if let Some((_, channel, kept)) = target {
-            self.ledger.stale_closes += 1;
+            self.stale_closed.push((i, channel));
             let request = ChainRequest::Close {
                 channel,
                 partner_proof: Some(kept),
             };
             self.chain.submit(i, None, request);
         }
+    }
+
+    /// Of the stale closes sent, how many were mined (a `ChannelClosed` by the stale closer on
+    /// its channel) and how many the partner answered (`NonClosingBalanceProofUpdated`).
+    fn stale_close_outcomes(&self) -> (u64, u64) {
+        use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
+        use hoplite_chain::events::Event as ContractEvent;
+        let (mut closed, mut answered) = (0, 0);
+        for &(i, channel) in &self.stale_closed {
+            let closer = self.peers[i].node.address();
+            for event in self.chain.events() {
+                if event.channel_id() != Some(channel) {
+                    continue;
+                }
+                match &event.event {
+                    ContractEvent::TokenNetwork(Tn::ChannelClosed(e)) if e.closer == closer => {
+                        closed += 1;
+                    }
+                    ContractEvent::TokenNetwork(Tn::NonClosingBalanceProofUpdated(_)) => {
+                        answered += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (closed, answered)
     }
 
     /// Samples the bounds a peer could push: locks pending on a channel direction, and
@@ -884,47 +983,91 @@ impl Simulation {
             .push((t.as_secs_f64(), spendable as f64));
     }
 
-    /// The workload is done, every payment resolved, no lock pending, every closed channel
-    /// settled and nothing waiting on-chain; or the drain limit passed.
+    /// The workload is done, nothing is in flight or waiting on-chain, every payment
+    /// resolved, no lock pending, and every channel that closed settled with its pots paid
+    /// out.
     fn finished(&self) -> bool {
-        let Some(start) = self.workload_start else {
-            return false;
-        };
-        if !self.workload_done || self.streams > 0 || self.in_flight > 0 || self.chain.waiting() > 0
+        if self.workload_start.is_none()
+            || !self.workload_done
+            || self.streams > 0
+            || self.in_flight > 0
+            || self.chain.waiting() > 0
+            || !self.ledger.all_resolved()
         {
             return false;
         }
-        let limit = self.block_time() * (self.config.node.settle_timeout + 400);
-        let span = Duration::from_secs_f64(
-            self.config.workload.payments as f64 / self.config.workload.rate_per_s,
-        );
-        if self.now > start + span + limit {
-            return true;
-        }
-        self.ledger.all_resolved()
-            && self.peers.iter().all(|p| {
-                p.running
-                    && p.node.channels().all(|c| {
-                        c.participant(hoplite_htlc::Side::Ours).locks().is_empty()
-                            && c.participant(hoplite_htlc::Side::Partner)
-                                .locks()
-                                .is_empty()
-                    })
+        let idle = |c: &hoplite_htlc::Channel| {
+            [hoplite_htlc::Side::Ours, hoplite_htlc::Side::Partner]
+                .iter()
+                .all(|side| c.participant(*side).locks().is_empty())
+        };
+        self.peers
+            .iter()
+            .all(|p| p.running && p.node.channels().all(idle))
+            && self.chain.channels().all(|c| match c.phase {
+                Phase::Opened => true,
+                Phase::Closed => false,
+                Phase::Settled { .. } => c.pots == [None, None],
             })
-            && self
-                .chain
-                .channels()
-                .all(|c| c.phase != hoplite_chain::events::Phase::Closed)
+    }
+
+    /// When the run must have finished: the workload's last payment or stream, then
+    /// `settle_timeout` plus 400 blocks (every lock expired, every window passed).
+    fn drain_deadline(&self) -> Option<Duration> {
+        let start = self.workload_start?;
+        let w = &self.config.workload;
+        let payments = Duration::from_secs_f64(w.payments as f64 / w.rate_per_s);
+        let m = &w.metering;
+        let metering = Duration::from_millis(
+            m.interval_ms
+                .saturating_mul(m.payments_per_customer as u64 + 1),
+        );
+        let locks = u32::try_from(self.config.faults.jamming.locks).unwrap_or(u32::MAX);
+        let jamming = payments / 4 + JAM_INTERVAL.saturating_mul(locks);
+        let blocks =
+            u32::try_from(u64::from(self.config.node.settle_timeout) + 400).unwrap_or(u32::MAX);
+        let workload = payments.max(metering).max(jamming);
+        Some(start + workload + self.block_time().saturating_mul(blocks))
     }
 
     /// At the end: every payment resolved all-or-nothing, every honest node holds at least
     /// what its completed payments give it.
     fn final_checks(&mut self) -> Result<(), Violation> {
+        let (seed, config, at) = (self.config.seed, self.config.to_toml(), self.elapsed());
+        let fail = |what: String| Violation {
+            seed,
+            config: config.clone(),
+            at,
+            ..Violation::new("conservation", what)
+        };
         if let Err((held, owed)) = self.chain.check_contract() {
-            let what = format!("the contract holds {held}, its channels owe {owed}");
-            self.violate(Violation::new("conservation", what));
-            return Err(self.violation.take().expect("just set"));
+            return Err(fail(format!(
+                "the contract holds {held}, its channels owe {owed}"
+            )));
         }
+        // Every token minted is in a wallet or the contract.
+        let wallets: U256 = (0..self.peers.len()).map(|i| self.chain.tokens(i)).sum();
+        let contract = self.chain.contract_tokens();
+        let minted: U256 = self.minted.iter().copied().sum();
+        if wallets + contract != minted {
+            return Err(fail(format!(
+                "wallets hold {wallets} and the contract {contract}, but {minted} were minted"
+            )));
+        }
+        #[cfg(feature = "test-utils")]
+        if self.planted == Some(Plant::Theft) {
+            // The first honest node with tokens in its wallet loses them to another node.
+            let victim = (0..self.peers.len())
+                .find(|&i| self.peers[i].role.is_honest() && self.chain.tokens(i) > U256::ZERO);
+            if let Some(victim) = victim {
+                let thief = (victim + 1) % self.peers.len();
+                let wallet = self.chain.tokens(victim);
+                self.chain.transfer(victim, thief, wallet);
+            }
+        }
+        let (closed, answered) = self.stale_close_outcomes();
+        self.ledger.stale_closes = closed;
+        self.ledger.stale_closes_answered = answered;
         let mut holdings = Vec::with_capacity(self.peers.len());
         for i in 0..self.peers.len() {
             let tokens = self.chain.tokens(i);
@@ -934,7 +1077,7 @@ impl Simulation {
                 let open = self
                     .chain
                     .channel(channel.id())
-                    .is_some_and(|c| c.phase == hoplite_chain::events::Phase::Opened);
+                    .is_some_and(|c| c.phase == Phase::Opened);
                 if open {
                     let ours = channel.participant(hoplite_htlc::Side::Ours);
                     held += i128::try_from(channel.spendable(hoplite_htlc::Side::Ours).to_u256())
@@ -986,6 +1129,21 @@ impl Simulation {
     pub fn hub(&self) -> usize {
         self.hub
     }
+}
+
+/// A broken transition planted for the invariant checker's own test.
+#[cfg(feature = "test-utils")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plant {
+    /// A token minted into the contract behind every channel's back, after this many workload
+    /// payments (conservation must catch it).
+    MintIntoContract {
+        /// When.
+        after_payments: usize,
+    },
+    /// At the end, the tokens in an honest node's wallet given to another node (no honest
+    /// loss must catch it).
+    Theft,
 }
 
 /// Node `i`'s key: keccak256 of the seed and the index, hashed again until valid.

@@ -101,10 +101,13 @@ impl Plan {
         degrees
     }
 
-    /// Metering customers for a topology without ISPs: the `n` nodes of lowest degree (ties
+    /// Picks `n` metering customers among the nodes `eligible` allows: on a hub-and-spoke
+    /// topology its customers (one per ISP first), on another the nodes of lowest degree (ties
     /// by index), each paying its best-connected neighbour.
-    pub fn pick_customers(&mut self, n: usize) {
+    pub fn pick_customers(&mut self, n: usize, eligible: impl Fn(usize) -> bool) {
         if !self.customers.is_empty() {
+            self.customers
+                .retain(|&(customer, isp)| eligible(customer) && eligible(isp));
             self.customers.truncate(n);
             return;
         }
@@ -114,18 +117,21 @@ impl Plan {
             neighbours.entry(c.opener).or_default().insert(c.partner);
             neighbours.entry(c.partner).or_default().insert(c.opener);
         }
-        let mut by_degree: Vec<usize> = (0..self.nodes).filter(|i| degrees[*i] > 0).collect();
+        let mut by_degree: Vec<usize> = (0..self.nodes)
+            .filter(|&i| degrees[i] > 0 && eligible(i))
+            .collect();
         by_degree.sort_by_key(|&i| (degrees[i], i));
         self.customers = by_degree
             .into_iter()
-            .take(n)
             .filter_map(|customer| {
                 let isp = neighbours[&customer]
                     .iter()
                     .copied()
+                    .filter(|&j| eligible(j))
                     .max_by_key(|&j| (degrees[j], std::cmp::Reverse(j)))?;
                 Some((customer, isp))
             })
+            .take(n)
             .collect();
     }
 }

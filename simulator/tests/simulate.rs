@@ -5,6 +5,7 @@
 use hoplite_sim::config::{Amount, Metering, Topology};
 use hoplite_sim::report::Report;
 use hoplite_sim::roles::Role;
+use hoplite_sim::sim::Plant;
 use hoplite_sim::{SimConfig, Simulation, Timing};
 use std::time::Duration;
 
@@ -77,7 +78,12 @@ fn a_stale_closer_loses_the_dispute_and_its_partner_is_paid_in_full_on_chain() {
     config.faults.stale_closers = 1.0 / 30.0;
     config.workload.payments = 300;
     let report = run(config);
-    assert_eq!(report.stale_closes, 1, "{}", report.to_json());
+    assert_eq!(
+        (report.stale_closes, report.stale_closes_answered),
+        (1, 1),
+        "the stale close was mined and answered: {}",
+        report.to_json()
+    );
     // The partner answered inside the window with the closer's newer proof, and the channel
     // settled from the events' balance data.
     let mined = |kind: &str| report.chain.get(kind).map_or(0, |k| k.mined);
@@ -127,6 +133,12 @@ fn a_silent_payee_is_never_paid_and_its_payers_lose_nothing() {
     honest_whole(&report);
     let silent = role(&report, Role::SilentPayee);
     assert!(silent.worst >= 0, "{silent:?}");
+    assert_eq!(
+        report.received_by_role.get("silent_payee"),
+        None,
+        "a silent payee was paid"
+    );
+    assert!(report.received_by_role["honest"] > 100);
 }
 
 #[test]
@@ -191,10 +203,10 @@ fn jamming_is_bounded_by_the_nodes_limits_and_returns_every_token() {
 }
 
 #[test]
-fn the_checker_catches_a_planted_broken_transition() {
+fn the_checker_catches_a_token_minted_into_the_contract() {
     let config = small(13);
     let mut sim = Simulation::new(config).expect("the topology builds");
-    sim.plant_broken_transition(50);
+    sim.plant_broken_transition(Plant::MintIntoContract { after_payments: 50 });
     let violation = sim
         .run(|_, _| {})
         .expect_err("a token minted into the contract");
@@ -208,6 +220,52 @@ fn the_checker_catches_a_planted_broken_transition() {
         printed.contains("[topology]"),
         "the config is printed: {printed}"
     );
+}
+
+#[test]
+fn the_checker_catches_tokens_taken_from_an_honest_wallet() {
+    // A stale close settles a channel, so its partner has tokens in its wallet at the end.
+    let mut config = small(3);
+    config.faults.stale_closers = 1.0 / 30.0;
+    config.workload.payments = 300;
+    let mut sim = Simulation::new(config).expect("the topology builds");
+    sim.plant_broken_transition(Plant::Theft);
+    let violation = sim.run(|_, _| {}).expect_err("an honest node lost a token");
+    assert_eq!(violation.invariant, "no honest loss", "{violation}");
+}
+
+#[test]
+fn a_run_without_random_payments_ends_after_its_metering_streams() {
+    let mut config = small(14);
+    config.workload.payments = 0;
+    let report = run(config);
+    assert_eq!(report.payments.by_kind["metering"], (30, 30));
+    assert_eq!(report.payments.total, 30);
+}
+
+#[test]
+fn isps_partitioned_from_each_other_for_a_while_lose_nothing() {
+    let mut config = small(15);
+    config.topology = Topology::HubAndSpoke {
+        isps: 4,
+        customers_per_isp: 6,
+    };
+    config.network.partitions = vec![hoplite_sim::config::Partition {
+        start_s: 2,
+        duration_s: 5,
+        share: 0.3,
+    }];
+    let report = run(config);
+    assert_eq!(report.nodes, 28);
+    // A ring with chords across it (6 links among 4 ISPs), and each customer's channel.
+    assert_eq!(report.channels, 6 + 24);
+    assert_eq!(report.payments.pending, 0);
+    assert!(report.payments.success_rate > 0.5, "{:?}", report.payments);
+    // Metering customers pay their own ISP over their one channel, through the partition too
+    // (what was lost is resent when it heals).
+    let (metered, paid) = report.payments.by_kind["metering"];
+    assert!(metered == 30 && paid >= 25, "{metered} {paid}");
+    honest_whole(&report);
 }
 
 #[test]

@@ -1,0 +1,172 @@
+//! [`NetworkView`]: what every node following one token network knows alike, from the chain's
+//! events and accepted gossip: every channel as its events build it, who has channels open,
+//! the routing graph, the gossip store and the secrets revealed on-chain.
+//!
+//! A node owns its view ([`crate::Node::new`]) and applies every chain event and gossip
+//! message to it itself. Nodes in one process may instead share one ([`SharedView`],
+//! [`crate::Node::following`]): the driver applies each chain event to it once
+//! ([`SharedView::apply_chain_event`]) and then feeds the event only to the nodes it concerns;
+//! a node still writes its own announcements into it, so the others route with them at once.
+//! The same node code decides in both cases; only who applies chain events differs.
+
+use alloy_primitives::Address;
+use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
+use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
+use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
+use hoplite_gossip::{GossipParams, GossipStore};
+use hoplite_htlc::{BlockNumber, ChannelId, Secret, SecretHash, TokenNetwork};
+use hoplite_routing::{NetworkGraph, NodeId};
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// The network as the chain's events and accepted gossip build it.
+#[derive(Debug)]
+pub struct NetworkView {
+    /// Every channel of the token network, as its events build it (until settled and empty).
+    pub(crate) onchain: BTreeMap<ChannelId, OnChainChannel>,
+    /// How many channels each participant has open on-chain (only those with one).
+    pub(crate) open_channels_of: BTreeMap<Address, u32>,
+    pub(crate) graph: NetworkGraph,
+    pub(crate) gossip: GossipStore,
+    /// Every secret the registry revealed, with the block.
+    pub(crate) revealed: BTreeMap<SecretHash, (BlockNumber, Secret)>,
+}
+
+impl NetworkView {
+    /// An empty view of `token_network`.
+    pub fn new(token_network: TokenNetwork, gossip: GossipParams) -> Self {
+        Self {
+            onchain: BTreeMap::new(),
+            open_channels_of: BTreeMap::new(),
+            graph: NetworkGraph::new(),
+            gossip: GossipStore::new(token_network, gossip),
+            revealed: BTreeMap::new(),
+        }
+    }
+
+    /// A channel as the chain's events built it.
+    pub fn channel(&self, id: ChannelId) -> Option<&OnChainChannel> {
+        self.onchain.get(&id)
+    }
+
+    /// Every channel as the chain's events built them.
+    pub fn channels(&self) -> impl Iterator<Item = &OnChainChannel> {
+        self.onchain.values()
+    }
+
+    /// What gossip told: announcements and policies.
+    pub fn gossip(&self) -> &GossipStore {
+        &self.gossip
+    }
+
+    /// The routing graph.
+    pub fn graph(&self) -> &NetworkGraph {
+        &self.graph
+    }
+
+    /// Whether `node` has a channel open on-chain.
+    pub fn has_open_channel(&self, node: Address) -> bool {
+        self.open_channels_of.contains_key(&node)
+    }
+
+    /// Applies one chain event: channels, open counts, the graph's capacities, what gossip
+    /// said of closed channels (and of nodes they leave without one), revealed secrets; a
+    /// channel settled with both pots empty is dropped.
+    pub fn apply_chain_event(&mut self, event: &ChainEvent) {
+        if let ContractEvent::SecretRegistry(SecretRegistryEvents::SecretRevealed(e)) = &event.event
+        {
+            let secret = Secret(e.secret);
+            self.revealed
+                .entry(secret.hash())
+                .or_insert((BlockNumber(event.block), secret));
+            return;
+        }
+        if let Some(opened) = OnChainChannel::opened(event) {
+            let (id, [one, two]) = (
+                opened.id,
+                [opened.state.participant1, opened.state.participant2],
+            );
+            if self.onchain.insert(id, opened).is_none() {
+                for node in [one, two] {
+                    *self.open_channels_of.entry(node).or_default() += 1;
+                }
+            }
+            let _ = self.graph.add_channel(id, NodeId(one), NodeId(two), 0);
+            return;
+        }
+        let Some(id) = event.channel_id() else {
+            return;
+        };
+        let Some(onchain) = self.onchain.get_mut(&id) else {
+            return;
+        };
+        let was_open = onchain.phase == Phase::Opened;
+        onchain.apply(event);
+        let participants = [onchain.state.participant1, onchain.state.participant2];
+        let available = onchain.available();
+        if was_open && onchain.phase != Phase::Opened {
+            for node in participants {
+                if let Some(count) = self.open_channels_of.get_mut(&node) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.open_channels_of.remove(&node);
+                    }
+                }
+            }
+        }
+        match &event.event {
+            ContractEvent::TokenNetwork(Tn::ChannelNewDeposit(_)) => {
+                let capacity = u128::try_from(available).unwrap_or(u128::MAX);
+                let _ = self.graph.set_capacity(id, capacity);
+            }
+            ContractEvent::TokenNetwork(Tn::ChannelClosed(_) | Tn::ChannelSettled(_)) => {
+                let _ = self.graph.remove_channel(id);
+                self.gossip.forget_channel(id);
+                for node in participants {
+                    if !self.has_open_channel(node) {
+                        self.gossip.forget_node(node);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let done = self
+            .onchain
+            .get(&id)
+            .is_some_and(|c| matches!(c.phase, Phase::Settled { .. }) && c.pots == [None, None]);
+        if done {
+            self.onchain.remove(&id);
+        }
+    }
+}
+
+/// A [`NetworkView`] nodes share (or one node owns): cheap to clone, every clone the same view.
+#[derive(Clone, Debug)]
+pub struct SharedView(Arc<RwLock<NetworkView>>);
+
+impl SharedView {
+    /// A new, empty view of `token_network`.
+    pub fn new(token_network: TokenNetwork, gossip: GossipParams) -> Self {
+        Self(Arc::new(RwLock::new(NetworkView::new(
+            token_network,
+            gossip,
+        ))))
+    }
+
+    /// Reads the view. (A node never panics holding it, so a poisoned lock still holds a
+    /// whole view.)
+    pub fn read(&self) -> RwLockReadGuard<'_, NetworkView> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the view.
+    pub fn write(&self) -> RwLockWriteGuard<'_, NetworkView> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies one chain event (the driver of nodes that follow this view does, once per
+    /// event, before feeding it to them).
+    pub fn apply_chain_event(&self, event: &ChainEvent) {
+        self.write().apply_chain_event(event);
+    }
+}
