@@ -113,6 +113,9 @@ pub struct GossipStore {
     latest: BTreeMap<(ChannelId, Address), Latest<ChannelUpdate>>,
     channels: BTreeMap<ChannelId, ChannelAnnouncement>,
     nodes: BTreeMap<Address, Latest<NodeAnnouncement>>,
+    /// At most the oldest timestamp kept (exact after a prune): `prune` has nothing to do
+    /// until the cutoff passes it, so calling it often costs nothing.
+    oldest: u64,
 }
 
 impl GossipStore {
@@ -124,6 +127,7 @@ impl GossipStore {
             latest: BTreeMap::new(),
             channels: BTreeMap::new(),
             nodes: BTreeMap::new(),
+            oldest: u64::MAX,
         }
     }
 
@@ -187,6 +191,7 @@ impl GossipStore {
         if !announcement.signed_by_node() {
             return Verdict::Reject(Rejection::BadSignature);
         }
+        self.oldest = self.oldest.min(announcement.timestamp);
         self.nodes.insert(
             announcement.node,
             Latest {
@@ -228,6 +233,7 @@ impl GossipStore {
             Err(Some(rejection)) => return Verdict::Reject(rejection),
             Err(None) => return Verdict::Ignore,
         }
+        self.oldest = self.oldest.min(update.timestamp);
         self.latest.insert(
             (update.channel, update.participant),
             Latest {
@@ -304,6 +310,9 @@ impl GossipStore {
     /// timestamps); returns the directions, so the caller can drop them from the routing graph.
     pub fn prune(&mut self, now: Duration) -> Vec<(ChannelId, Address)> {
         let cutoff = now.saturating_sub(self.params.stale_after).as_secs();
+        if cutoff <= self.oldest {
+            return Vec::new();
+        }
         self.nodes.retain(|_, latest| latest.timestamp >= cutoff);
         let stale: Vec<_> = self
             .latest
@@ -314,6 +323,11 @@ impl GossipStore {
         for key in &stale {
             self.latest.remove(key);
         }
+        let timestamps = self.latest.values().map(|l| l.timestamp);
+        self.oldest = timestamps
+            .chain(self.nodes.values().map(|l| l.timestamp))
+            .min()
+            .unwrap_or(u64::MAX);
         stale
     }
 

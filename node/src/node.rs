@@ -547,7 +547,28 @@ impl Node {
         now: Duration,
         block: BlockNumber,
     ) -> Result<Self, CommandError> {
-        let mut node = Self::new(config, key, now, block)?;
+        let node = Self::new(config, key, now, block)?;
+        node.restored(records)
+    }
+
+    /// [`Node::restore`] for a node that follows a shared `view` ([`Node::following`]): the
+    /// view is already current, so feed it only the events that concern it (those of its
+    /// channels, and every secret revealed), from the deployment block on, then the block.
+    pub fn restore_following(
+        config: Config,
+        key: PrivateKey,
+        records: impl IntoIterator<Item = Record>,
+        now: Duration,
+        block: BlockNumber,
+        view: SharedView,
+    ) -> Result<Self, CommandError> {
+        let node = Self::following(config, key, now, block, view)?;
+        node.restored(records)
+    }
+
+    fn restored(mut self, records: impl IntoIterator<Item = Record>) -> Result<Self, CommandError> {
+        let (now, block) = (self.now, self.block);
+        let node = &mut self;
         for record in records {
             match record {
                 Record::Channel(channel) => {
@@ -613,7 +634,7 @@ impl Node {
                 .map_or(Nonce(0), |c| c.participant(Side::Ours).nonce());
             history.truncate_after(nonce);
         }
-        Ok(node)
+        Ok(self)
     }
 
     fn handle_persisted(&mut self, id: PersistId) {

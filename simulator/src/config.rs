@@ -329,6 +329,10 @@ pub struct NetworkModel {
     pub loss: f64,
     /// Partitions: a share of the nodes cut off from the rest for a while.
     pub partitions: Vec<Partition>,
+    /// Whether the nodes share one network view (gossip then reaches everyone at once and
+    /// each chain event is applied once), or each keeps its own, fed every gossip message and
+    /// chain event (where gossip's spread is the question). Unset: shared above 250 nodes.
+    pub shared_view: Option<bool>,
 }
 
 impl Default for NetworkModel {
@@ -338,6 +342,7 @@ impl Default for NetworkModel {
             latency_sigma: 0.5,
             loss: 0.0,
             partitions: Vec::new(),
+            shared_view: None,
         }
     }
 }

@@ -18,10 +18,12 @@ use crate::roles::{self, Role};
 use crate::topology::Plan;
 use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
+use hoplite_chain::events::OnChainChannel;
 use hoplite_chain::events::Phase;
+use hoplite_gossip::GossipParams;
 use hoplite_htlc::{Amount, BlockNumber, ChannelId, PrivateKey, SignedBalanceProof};
 use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
-use hoplite_node::{Record, audit};
+use hoplite_node::{Record, SharedView, audit};
 use hoplite_routing::Policy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,6 +35,8 @@ use std::time::Duration;
 const EPOCH: Duration = Duration::from_secs(1_700_000_000);
 /// How long a persist batch takes to become durable.
 const STORE_LATENCY: Duration = Duration::from_micros(200);
+/// Above this many nodes, they share one network view unless the config says otherwise.
+const SHARED_VIEW_ABOVE: usize = 250;
 /// Blocks the setup may take to open and fund every planned channel.
 const SETUP_BLOCKS: u64 = 200;
 /// Between two locks of a jammer.
@@ -148,6 +152,12 @@ pub struct Simulation {
     hub: usize,
     /// The stale closes sent: (closer, channel).
     stale_closed: Vec<(usize, ChannelId)>,
+    /// The view the nodes share, in a large run.
+    view: Option<SharedView>,
+    /// How many chain events were applied to the shared view.
+    applied: usize,
+    /// Each planned channel's deposits by (opener, partner).
+    planned: BTreeMap<(Address, Address), [u64; 2]>,
     violation: Option<Violation>,
     /// For the checker's own test: a broken transition to plant.
     #[cfg(feature = "test-utils")]
@@ -174,14 +184,25 @@ impl Simulation {
         let chain = SimChain::new(&addresses, &funds);
         let block = BlockNumber(chain.block());
         let now = EPOCH;
+        // Large runs share one network view (gossip is not simulated message by message).
+        let view = config
+            .network
+            .shared_view
+            .unwrap_or(plan.nodes > SHARED_VIEW_ABOVE)
+            .then(|| SharedView::new(chain.token_network(), GossipParams::default()));
         let peers = keys
             .into_iter()
             .zip(roles.iter().copied())
             .enumerate()
             .map(|(i, (key, role))| {
                 let config = node_config(&config, chain.token_network(), i);
-                let node = Node::new(config.clone(), key.clone(), now, block)
-                    .expect("the simulator's node config is valid");
+                let node = match &view {
+                    Some(view) => {
+                        Node::following(config.clone(), key.clone(), now, block, view.clone())
+                    }
+                    None => Node::new(config.clone(), key.clone(), now, block),
+                }
+                .expect("the simulator's node config is valid");
                 Peer {
                     node,
                     key,
@@ -198,6 +219,11 @@ impl Simulation {
             })
             .collect::<Vec<_>>();
         let index = addresses.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+        let planned = plan
+            .channels
+            .iter()
+            .map(|c| ((addresses[c.opener], addresses[c.partner]), c.deposits))
+            .collect();
         let degrees = plan.degrees();
         let hub = (0..plan.nodes)
             .max_by_key(|&i| (degrees[i], std::cmp::Reverse(i)))
@@ -222,6 +248,9 @@ impl Simulation {
             calls: 0,
             hub,
             stale_closed: Vec::new(),
+            view,
+            applied: 0,
+            planned,
             violation: None,
             #[cfg(feature = "test-utils")]
             planted: None,
@@ -261,6 +290,8 @@ impl Simulation {
         let mut reported = 0;
         while let Some((at, action)) = self.queue.pop() {
             self.now = at;
+            // Whether the run is over is asked once a block (it looks at every node).
+            let mined = matches!(action, Action::Mine);
             self.act(action);
             if let Some(violation) = self.violation.take() {
                 return Err(violation);
@@ -270,7 +301,7 @@ impl Simulation {
                 reported = made;
                 progress(made, total);
             }
-            if self.finished() {
+            if mined && self.finished() {
                 break;
             }
             if self
@@ -440,6 +471,10 @@ impl Simulation {
                         );
                     }
                 }
+                Output::Publish(_) if self.view.is_some() => {
+                    // The node wrote it into the shared view already.
+                    self.ledger.gossip += 1;
+                }
                 Output::Publish(message) => {
                     let bytes: Arc<[u8]> = message.encode().into();
                     for j in (0..self.peers.len()).filter(|&j| j != i) {
@@ -546,16 +581,10 @@ impl Simulation {
 
     /// The partner's deposit into a planned channel that opened.
     fn deposit_planned(&mut self, i: usize, channel: ChannelId, partner: Address) {
-        let Some(&j) = self.index.get(&partner) else {
-            return;
-        };
-        let planned = self
-            .plan
-            .channels
-            .iter()
-            .find(|c| c.partner == i && c.opener == j);
-        if let Some(planned) = planned.filter(|c| c.deposits[1] > 0) {
-            let amount = Amount::from(planned.deposits[1]);
+        let me = self.peers[i].node.address();
+        let planned = self.planned.get(&(partner, me)).copied();
+        if let Some(deposits) = planned.filter(|d| d[1] > 0) {
+            let amount = Amount::from(deposits[1]);
             self.calls += 1;
             if self.peers[i]
                 .node
@@ -573,13 +602,28 @@ impl Simulation {
             failed.entry(failure.node).or_default().push(failure);
         }
         let block = BlockNumber(self.chain.block());
+        // A shared view takes each event once; the nodes it concerns react to it.
+        if let Some(view) = self.view.clone() {
+            let new = self.chain.events()[self.applied..].to_vec();
+            self.applied += new.len();
+            for event in new {
+                view.apply_chain_event(&event);
+                for i in self.concerned(&event) {
+                    if self.peers[i].running {
+                        self.input(i, Input::Chain(event.clone()));
+                    }
+                }
+            }
+        }
         // Per node: the block's events, then what failed in it, then the block (duties are
         // derived once the block is whole).
         for i in 0..self.peers.len() {
             if !self.peers[i].running {
                 continue;
             }
-            self.feed_events(i);
+            if self.view.is_none() {
+                self.feed_events(i);
+            }
             for failure in failed.remove(&i).unwrap_or_default() {
                 let input = Input::ChainRequestFailed {
                     id: failure.id,
@@ -609,6 +653,24 @@ impl Simulation {
         self.queue.push(self.now + self.block_time(), Action::Mine);
     }
 
+    /// The nodes a chain event concerns when they share a view: a channel's participants,
+    /// everyone for a revealed secret.
+    fn concerned(&self, event: &hoplite_chain::events::ChainEvent) -> Vec<usize> {
+        let participants = match event.channel_id() {
+            Some(id) => OnChainChannel::opened(event)
+                .or_else(|| self.chain.channel(id).cloned())
+                .map(|c| vec![c.state.participant1, c.state.participant2]),
+            None => None,
+        };
+        match participants {
+            Some(ends) => ends
+                .iter()
+                .filter_map(|a| self.index.get(a).copied())
+                .collect(),
+            None => (0..self.peers.len()).collect(),
+        }
+    }
+
     /// Feeds node `i` the chain's events it has not seen, one call each.
     fn feed_events(&mut self, i: usize) {
         let events = self.chain.events();
@@ -621,18 +683,19 @@ impl Simulation {
 
     /// Every planned channel is open with both deposits.
     fn setup_done(&self) -> bool {
-        let open = self.chain.channels().count();
-        open == self.plan.channels.len()
-            && self.plan.channels.iter().all(|planned| {
-                let opener = self.peers[planned.opener].node.address();
-                let partner = self.peers[planned.partner].node.address();
-                self.chain.channels().any(|c| {
-                    c.side(opener)
-                        .is_some_and(|s| s.deposit == U256::from(planned.deposits[0]))
-                        && c.side(partner)
-                            .is_some_and(|s| s.deposit == U256::from(planned.deposits[1]))
+        let funded = self
+            .chain
+            .channels()
+            .filter(|c| {
+                let [one, two] = [c.state.participant1, c.state.participant2];
+                let planned = self.planned.get(&(one, two));
+                planned.is_some_and(|d| {
+                    c.side(one).is_some_and(|s| s.deposit == U256::from(d[0]))
+                        && c.side(two).is_some_and(|s| s.deposit == U256::from(d[1]))
                 })
             })
+            .count();
+        funded == self.plan.channels.len()
     }
 
     /// Schedules the payments, metering streams, faults and attacks, a block's time after
@@ -857,20 +920,29 @@ impl Simulation {
     fn restart(&mut self, i: usize) {
         let peer = &mut self.peers[i];
         let block = BlockNumber(self.chain.block());
-        let node = Node::restore(
-            peer.config.clone(),
-            peer.key.clone(),
-            peer.store.records(),
-            self.now,
-            block,
-        );
+        let (config, key, records) = (peer.config.clone(), peer.key.clone(), peer.store.records());
+        let node = match &self.view {
+            Some(view) => {
+                Node::restore_following(config, key, records, self.now, block, view.clone())
+            }
+            None => Node::restore(config, key, records, self.now, block),
+        };
         match node {
             Ok(node) => {
                 peer.node = node;
                 peer.running = true;
                 peer.fed = 0;
                 self.ledger.restarts += 1;
-                self.feed_events(i);
+                if self.view.is_some() {
+                    let events = self.chain.events().to_vec();
+                    for event in events {
+                        if self.concerned(&event).contains(&i) {
+                            self.input(i, Input::Chain(event));
+                        }
+                    }
+                } else {
+                    self.feed_events(i);
+                }
                 self.input(i, Input::Block(block));
                 self.set_online(i, true);
             }

@@ -312,3 +312,27 @@ fn the_embedded_default_finishes_and_writes_every_report_file() {
     assert_eq!(html.matches("<svg").count(), 5);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[test]
+fn nodes_sharing_one_view_keep_every_invariant_through_faults_and_attacks() {
+    let mut config = small(16);
+    config.network.shared_view = Some(true);
+    config.workload.payments = 300;
+    config.faults.crashes.share = 1.0 / 30.0;
+    config.faults.stale_closers = 1.0 / 30.0;
+    config.faults.griefers = 1.0 / 30.0;
+    let report = run(config.clone());
+    assert_eq!((report.crashes, report.restarts), (1, 1));
+    assert_eq!(
+        (report.stale_closes, report.stale_closes_answered),
+        (1, 1),
+        "{:?}",
+        report.chain
+    );
+    assert_eq!(report.payments.pending, 0);
+    assert!(report.payments.success_rate > 0.5, "{:?}", report.payments);
+    // Nothing is gossiped message by message: each node writes its announcements into the
+    // view, and routes over everyone else's.
+    assert!(report.gossip > 0);
+    assert_eq!(run(config).to_json(), report.to_json(), "deterministic too");
+}
