@@ -222,6 +222,20 @@ impl Node {
         }
     }
 
+    /// When the policy of one of our open channels is next due to be announced again. (One
+    /// look at the view for all of them: this runs after every call.)
+    pub(crate) fn next_policy_announcement(&self) -> Option<Duration> {
+        let view = self.view.read();
+        self.channels
+            .keys()
+            .filter(|id| view.channel(**id).is_some_and(|c| c.phase == Phase::Opened))
+            .filter_map(|id| view.gossip.latest(*id, self.address))
+            .map(|latest| {
+                Duration::from_secs(latest.timestamp) + self.config.gossip.stale_after / 2
+            })
+            .min()
+    }
+
     /// When our policy for `channel` should be announced again.
     pub(crate) fn announcement_due(&self, channel: ChannelId) -> Option<Duration> {
         let last = self

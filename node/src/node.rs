@@ -231,12 +231,7 @@ impl Node {
             .filter(|payment| payment.is_pending())
             .map(|payment| payment.deadline)
             .min();
-        let announce = self
-            .channels
-            .keys()
-            .filter(|id| self.partner_of(**id).is_ok())
-            .filter_map(|id| self.announcement_due(*id))
-            .min();
+        let announce = self.next_policy_announcement();
         resend
             .into_iter()
             .chain(deadline)
