@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use hoplite_sim::config::Topology;
 use hoplite_sim::{SimConfig, Simulation, Timing};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -137,9 +138,17 @@ fn run(args: RunArgs) -> Result<()> {
         .expect("a valid template")
         .progress_chars("=> "),
     );
+    // Without a terminal (a log, CI) the bar is hidden: a line every tenth instead.
+    let terminal = std::io::stderr().is_terminal();
+    let mut tenths = 0;
     let outcome = sim.run(|done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
+        let tenth = done * 10 / total.max(1);
+        if !terminal && !args.quiet && tenth > tenths {
+            tenths = tenth;
+            eprintln!("hoplite-sim: {done}/{total} payments started");
+        }
     });
     bar.finish_and_clear();
     if let Err(violation) = outcome {

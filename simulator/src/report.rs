@@ -378,9 +378,10 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "wall {:.2} s, cpu {:.2} s: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
+            "wall {:.2} s, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
             timing.wall_s,
             timing.cpu_s,
+            timing.peak_rss_mib,
             timing.payments_per_wall_s,
             timing.payments_per_cpu_s,
             timing.calls,
