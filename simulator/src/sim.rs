@@ -1137,6 +1137,47 @@ impl Simulation {
                 self.chain.transfer(victim, thief, wallet);
             }
         }
+        // Both honest ends of every open channel hold the same state of each direction (unless
+        // one still has a message for the other to resend).
+        for (i, peer) in self.peers.iter().enumerate() {
+            if !peer.role.is_honest() {
+                continue;
+            }
+            for channel in peer.node.channels() {
+                use hoplite_htlc::Side;
+                let partner = channel.participant(Side::Partner).address();
+                let Some(&j) = self.index.get(&partner) else {
+                    continue;
+                };
+                let open = self
+                    .chain
+                    .channel(channel.id())
+                    .is_some_and(|c| c.phase == Phase::Opened);
+                // A message waiting to be resent may still bring them together.
+                let waiting = peer.node.unacknowledged(partner) > 0
+                    || self.peers[j].node.unacknowledged(peer.node.address()) > 0;
+                if j < i || !open || waiting || !self.peers[j].role.is_honest() {
+                    continue;
+                }
+                let Some(theirs) = self.peers[j].node.channel(channel.id()) else {
+                    return Err(fail(format!(
+                        "node {j} does not know channel {}",
+                        channel.id()
+                    )));
+                };
+                for (mine, seen) in [(Side::Ours, Side::Partner), (Side::Partner, Side::Ours)] {
+                    let (a, b) = (channel.participant(mine), theirs.participant(seen));
+                    if (a.nonce(), a.transferred_amount(), a.locks().root())
+                        != (b.nonce(), b.transferred_amount(), b.locks().root())
+                    {
+                        return Err(fail(format!(
+                            "nodes {i} and {j} hold different states of channel {}",
+                            channel.id()
+                        )));
+                    }
+                }
+            }
+        }
         let (closed, answered) = self.stale_close_outcomes();
         self.ledger.stale_closes = closed;
         self.ledger.stale_closes_answered = answered;
