@@ -79,6 +79,9 @@ pub struct Node {
     pub(crate) view: SharedView,
     /// Whether the driver applies chain events to `view` (it is shared), so we don't.
     follows: bool,
+    /// Restored to follow this shared view: until the first block we replay our history
+    /// into a view of our own (the shared one shows only the present), then follow it.
+    follow_after_replay: Option<SharedView>,
     /// Our channels' off-chain state.
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
     pub(crate) router: Router,
@@ -151,6 +154,7 @@ impl Node {
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
             view,
             follows,
+            follow_after_replay: None,
             state: NodeState::default(),
             mid_block: false,
             persisted: NodeState::default(),
@@ -270,7 +274,14 @@ impl Node {
             Input::PeerMessage { from, bytes } => self.handle_peer_bytes(from, &bytes),
             Input::Gossip { from, id, bytes } => self.handle_gossip(from, id, &bytes),
             Input::Chain(event) => self.handle_chain_event(&event),
-            Input::Block(block) => self.handle_block(block),
+            Input::Block(block) => {
+                if let Some(shared) = self.follow_after_replay.take() {
+                    // The replay is over: from now on the shared view is ours.
+                    self.view = shared;
+                    self.follows = true;
+                }
+                self.handle_block(block)
+            }
             Input::Persisted(id) => self.handle_persisted(id),
             Input::ChainRequestFailed {
                 id,
@@ -546,9 +557,11 @@ impl Node {
         node.restored(records)
     }
 
-    /// [`Node::restore`] for a node that follows a shared `view` ([`Node::following`]): the
-    /// view is already current, so feed it only the events that concern it (those of its
-    /// channels, and every secret revealed), from the deployment block on, then the block.
+    /// [`Node::restore`] for a node that follows a shared `view` ([`Node::following`]). Feed
+    /// it the events that concern it (those of its channels, and every secret revealed) from
+    /// the deployment block on, then the current block. It replays them into a view of its
+    /// own, so each reacts to the network as it was then (the shared view shows only the
+    /// present), and follows the shared view from that block on.
     pub fn restore_following(
         config: Config,
         key: PrivateKey,
@@ -557,7 +570,8 @@ impl Node {
         block: BlockNumber,
         view: SharedView,
     ) -> Result<Self, CommandError> {
-        let node = Self::following(config, key, now, block, view)?;
+        let mut node = Self::new(config, key, now, block)?;
+        node.follow_after_replay = Some(view);
         node.restored(records)
     }
 
