@@ -7,7 +7,9 @@
 //! [`crate::Node::following`]): the driver applies each chain event to it once
 //! ([`SharedView::apply_chain_event`]) and then feeds the event only to the nodes it concerns;
 //! a node still writes its own announcements into it, so the others route with them at once.
-//! The same node code decides in both cases; only who applies chain events differs.
+//! A follower restored from its records ([`crate::Node::restore_following`]) replays its
+//! history into a view of its own, and follows the shared one from the next block. The same
+//! node code decides in both cases; only who applies chain events differs.
 
 use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
