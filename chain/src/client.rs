@@ -142,6 +142,18 @@ impl<B: Backend> Chain<B> {
         self.backend.transact(token, call.abi_encode().into()).await
     }
 
+    /// Mints `amount` of the test token to `to` (the `TestToken` of dev chains: anyone may
+    /// mint).
+    pub async fn mint_test_tokens(
+        &mut self,
+        to: Address,
+        amount: U256,
+    ) -> Result<Receipt, ChainError> {
+        let call = TestToken::mintCall { to, amount };
+        let token = self.contracts.token;
+        self.backend.transact(token, call.abi_encode().into()).await
+    }
+
     /// `account`'s token balance.
     pub async fn token_balance(&mut self, account: Address) -> Result<Amount, ChainError> {
         let token = self.contracts.token;

@@ -13,6 +13,7 @@ use TokenNetwork::TokenNetworkEvents as Tn;
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_sol_types::{SolEventInterface, SolValue};
 use hoplite_htlc::ChannelId;
+use std::collections::BTreeMap;
 
 /// An event of one of the Hoplite contracts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +111,21 @@ pub struct OnChainChannel {
 }
 
 impl OnChainChannel {
+    /// Applies `event` to `channels` (every channel by id): a `ChannelOpened` adds one, a
+    /// later event of a known channel updates it; others change nothing.
+    pub fn track(channels: &mut BTreeMap<ChannelId, Self>, event: &ChainEvent) {
+        match Self::opened(event) {
+            Some(opened) => {
+                channels.insert(opened.id, opened);
+            }
+            None => {
+                if let Some(channel) = event.channel_id().and_then(|id| channels.get_mut(&id)) {
+                    channel.apply(event);
+                }
+            }
+        }
+    }
+
     /// The channel a `ChannelOpened` event created; `None` for any other event.
     pub fn opened(event: &ChainEvent) -> Option<Self> {
         let Event::TokenNetwork(Tn::ChannelOpened(e)) = &event.event else {

@@ -5,7 +5,7 @@
 
 use crate::backend::Mine;
 use crate::client::Chain;
-use crate::contracts::{TestToken, TokenNetwork};
+use crate::contracts::TokenNetwork;
 use crate::deploy::Deployment;
 use crate::evm::{EvmBackend, InProcessEvm, SharedEvm};
 use alloy_primitives::{Address, B256, U256, address};
@@ -93,13 +93,9 @@ impl<B: Mine> TestNet<B> {
             .expect("the committed bytecode deploys");
         let mut parties = backends.map(|backend| Chain::new(backend, contracts));
         for chain in &mut parties {
-            let mint = TestToken::mintCall {
-                to: chain.account(),
-                amount: tokens(START_TOKENS),
-            };
+            let account = chain.account();
             chain
-                .backend_mut()
-                .transact(contracts.token, mint.abi_encode().into())
+                .mint_test_tokens(account, tokens(START_TOKENS))
                 .await
                 .expect("mint");
             chain.approve_deposits(U256::MAX).await.expect("approve");

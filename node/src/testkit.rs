@@ -22,13 +22,11 @@ use crate::node::Node;
 use crate::store::MemoryStore;
 use crate::wire::{Envelope, Message, MessageId};
 use alloy_primitives::{Address, U256};
-use alloy_sol_types::SolCall;
-use hoplite_chain::contracts::TestToken;
+use hoplite_chain::Chain;
 use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
 use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
 use hoplite_chain::testing::{CHAIN_ID, DEPLOYER};
-use hoplite_chain::{Backend, Chain};
 use hoplite_gossip::Verdict;
 use hoplite_htlc::testing::key;
 use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, TokenNetwork};
@@ -126,16 +124,7 @@ impl Network {
         let mut chains = Vec::new();
         for k in &keys {
             let mut chain = Chain::new(EvmBackend::new(evm.clone(), k.address()), contracts);
-            let mint = TestToken::mintCall {
-                to: k.address(),
-                amount: U256::from(START_TOKENS),
-            };
-            complete(
-                chain
-                    .backend_mut()
-                    .transact(contracts.token, mint.abi_encode().into()),
-            )
-            .expect("mint");
+            complete(chain.mint_test_tokens(k.address(), U256::from(START_TOKENS))).expect("mint");
             complete(chain.approve_deposits(U256::MAX)).expect("approve");
             chains.push(chain);
         }
@@ -752,18 +741,7 @@ impl Network {
         let (events, cursor) = self.events_after(self.mirrored, None);
         self.mirrored = cursor;
         for event in &events {
-            match OnChainChannel::opened(event) {
-                Some(opened) => {
-                    self.mirror.insert(opened.id, opened);
-                }
-                None => {
-                    if let Some(channel) =
-                        event.channel_id().and_then(|id| self.mirror.get_mut(&id))
-                    {
-                        channel.apply(event);
-                    }
-                }
-            }
+            OnChainChannel::track(&mut self.mirror, event);
         }
         self.shown = self.shown.max(self.block().0.saturating_sub(self.lag));
         let visible = self.shown;

@@ -5,12 +5,10 @@
 //! is accounted per node and per kind of request.
 
 use alloy_primitives::{Address, U256};
-use alloy_sol_types::SolCall;
-use hoplite_chain::contracts::TestToken;
+use hoplite_chain::Chain;
 use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::{ChainEvent, OnChainChannel};
 use hoplite_chain::evm::{EvmBackend, InProcessEvm, SharedEvm, complete};
-use hoplite_chain::{Backend, Chain};
 use hoplite_htlc::{ChannelId, TokenNetwork};
 use hoplite_node::audit;
 use hoplite_node::{ChainFailure, ChainRequest, ChainRequestId};
@@ -83,16 +81,8 @@ impl SimChain {
             .zip(funds)
             .map(|(&account, &funds)| {
                 let mut chain = Chain::new(EvmBackend::new(evm.clone(), account), contracts);
-                let mint = TestToken::mintCall {
-                    to: account,
-                    amount: U256::from(funds),
-                };
-                complete(
-                    chain
-                        .backend_mut()
-                        .transact(contracts.token, mint.abi_encode().into()),
-                )
-                .expect("the test token mints");
+                complete(chain.mint_test_tokens(account, U256::from(funds)))
+                    .expect("the test token mints");
                 complete(chain.approve_deposits(U256::MAX)).expect("approve");
                 chain
             })
@@ -170,18 +160,7 @@ impl SimChain {
         }
         let new = complete(self.accounts[0].events(block, Some(block))).expect("events");
         for event in &new {
-            match OnChainChannel::opened(event) {
-                Some(opened) => {
-                    self.channels.insert(opened.id, opened);
-                }
-                None => {
-                    if let Some(channel) =
-                        event.channel_id().and_then(|id| self.channels.get_mut(&id))
-                    {
-                        channel.apply(event);
-                    }
-                }
-            }
+            OnChainChannel::track(&mut self.channels, event);
         }
         self.events.extend(new);
         failed
@@ -214,22 +193,18 @@ impl SimChain {
     /// invariant checker's own test.
     #[cfg(feature = "test-utils")]
     pub fn mint_into_contract(&mut self, amount: U256) {
-        let mint = TestToken::mintCall {
-            to: self.contracts.token_network,
-            amount,
-        };
-        complete(
-            self.accounts[0]
-                .backend_mut()
-                .transact(self.contracts.token, mint.abi_encode().into()),
-        )
-        .expect("the test token mints");
+        let contract = self.contracts.token_network;
+        complete(self.accounts[0].mint_test_tokens(contract, amount))
+            .expect("the test token mints");
     }
 
     /// Moves `amount` of `from`'s tokens to `to` behind every node's back: a broken
     /// transition, for the invariant checker's own test.
     #[cfg(feature = "test-utils")]
     pub fn transfer(&mut self, from: usize, to: usize, amount: U256) {
+        use alloy_sol_types::SolCall;
+        use hoplite_chain::Backend;
+        use hoplite_chain::contracts::TestToken;
         let call = TestToken::transferCall {
             to: self.accounts[to].account(),
             amount,

@@ -114,6 +114,25 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+/// What happened in a run, counted.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    /// Messages sent between peers (delivered or lost).
+    pub messages: u64,
+    /// Gossip messages published.
+    pub gossip: u64,
+    /// Sends adversaries withheld (resends included).
+    pub withheld: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Restarts.
+    pub restarts: u64,
+    /// Stale closes mined.
+    pub stale_closes: u64,
+    /// Stale closes the partner answered on-chain with a newer proof.
+    pub stale_closes_answered: u64,
+}
+
 /// The books.
 pub struct Ledger {
     /// Every payment started, by id.
@@ -129,21 +148,8 @@ pub struct Ledger {
     pub holdings: Vec<i128>,
     /// The hub's outbound liquidity: (virtual seconds, tokens), every block.
     pub hub_liquidity: Vec<(f64, f64)>,
-    /// Messages sent (delivered or lost), gossip messages published, messages adversaries
-    /// withheld.
-    pub messages: u64,
-    /// See [`Self::messages`].
-    pub gossip: u64,
-    /// See [`Self::messages`].
-    pub withheld: u64,
-    /// Crashes, restarts and stale closes that happened.
-    pub crashes: u64,
-    /// See [`Self::crashes`].
-    pub restarts: u64,
-    /// See [`Self::crashes`] (mined ones).
-    pub stale_closes: u64,
-    /// Stale closes the partner answered on-chain with a newer proof.
-    pub stale_closes_answered: u64,
+    /// What happened, counted.
+    pub counts: Counts,
     /// Events the nodes reported, by kind (rejections, broken channels, failed requests).
     pub incidents: BTreeMap<String, u64>,
     /// The block at which every channel was open.
@@ -168,13 +174,7 @@ impl Ledger {
             forwarded_fees: vec![0; nodes],
             holdings: Vec::new(),
             hub_liquidity: Vec::new(),
-            messages: 0,
-            gossip: 0,
-            withheld: 0,
-            crashes: 0,
-            restarts: 0,
-            stale_closes: 0,
-            stale_closes_answered: 0,
+            counts: Counts::default(),
             incidents: BTreeMap::new(),
             setup_blocks: 0,
             max_pending_locks: 0,

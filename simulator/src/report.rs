@@ -4,7 +4,7 @@
 
 use crate::chain::{KindStats, SimChain};
 use crate::config::SimConfig;
-use crate::ledger::{Kind, Outcome};
+use crate::ledger::{Counts, Kind, Outcome};
 use crate::roles::Role;
 use crate::sim::Simulation;
 use crate::workload;
@@ -43,20 +43,9 @@ pub struct Report {
     pub roles: Vec<RoleOutcome>,
     /// Forwarding fees kept, all nodes.
     pub forwarded_fees: u128,
-    /// Messages sent between peers, gossip published, messages adversaries withheld.
-    pub messages: u64,
-    /// See [`Self::messages`].
-    pub gossip: u64,
-    /// See [`Self::messages`].
-    pub withheld: u64,
-    /// Crashes, restarts, stale closes.
-    pub crashes: u64,
-    /// See [`Self::crashes`].
-    pub restarts: u64,
-    /// See [`Self::crashes`] (mined).
-    pub stale_closes: u64,
-    /// Stale closes the partner answered on-chain with a newer proof.
-    pub stale_closes_answered: u64,
+    /// What happened, counted (messages, gossip, withheld sends, crashes, stale closes).
+    #[serde(flatten)]
+    pub counts: Counts,
     /// What the nodes reported: rejections, broken channels, failed requests, closes.
     pub incidents: BTreeMap<String, u64>,
     /// The most locks pending on one channel direction, and the most messages one node had
@@ -264,13 +253,7 @@ impl Report {
             received_by_role,
             roles,
             forwarded_fees: ledger.forwarded_fees.iter().sum(),
-            messages: ledger.messages,
-            gossip: ledger.gossip,
-            withheld: ledger.withheld,
-            crashes: ledger.crashes,
-            restarts: ledger.restarts,
-            stale_closes: ledger.stale_closes,
-            stale_closes_answered: ledger.stale_closes_answered,
+            counts: ledger.counts.clone(),
             incidents: ledger.incidents.clone(),
             max_pending_locks: ledger.max_pending_locks,
             max_unacknowledged: ledger.max_unacknowledged,
@@ -362,11 +345,11 @@ impl Report {
         let _ = writeln!(
             s,
             "faults: {} crashes, {} restarts, {} stale closes ({} answered on-chain), {} sends withheld (resends included); at most {} locks pending on a channel, {} messages unacknowledged to a partner",
-            self.crashes,
-            self.restarts,
-            self.stale_closes,
-            self.stale_closes_answered,
-            self.withheld,
+            self.counts.crashes,
+            self.counts.restarts,
+            self.counts.stale_closes,
+            self.counts.stale_closes_answered,
+            self.counts.withheld,
             self.max_pending_locks,
             self.max_unacknowledged
         );
@@ -385,8 +368,8 @@ impl Report {
             timing.payments_per_wall_s,
             timing.payments_per_cpu_s,
             timing.calls,
-            self.messages,
-            self.gossip
+            self.counts.messages,
+            self.counts.gossip
         );
         s
     }

@@ -18,7 +18,6 @@ use crate::roles::{self, Role};
 use crate::topology::Plan;
 use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
-use hoplite_chain::events::OnChainChannel;
 use hoplite_chain::events::Phase;
 use hoplite_gossip::GossipParams;
 use hoplite_htlc::{Amount, BlockNumber, ChannelId, PrivateKey, SignedBalanceProof};
@@ -417,7 +416,7 @@ impl Simulation {
                 peer.running = false;
                 peer.incarnation += 1;
                 peer.timer = None;
-                self.ledger.crashes += 1;
+                self.ledger.counts.crashes += 1;
                 self.set_online(i, false);
             }
             Action::Restart(i) => self.restart(i),
@@ -451,7 +450,7 @@ impl Simulation {
                         continue;
                     };
                     if !roles::lets_through(self.peers[i].role, &envelope) {
-                        self.ledger.withheld += 1;
+                        self.ledger.counts.withheld += 1;
                         continue;
                     }
                     if !self.peers[i].online || !self.peers[j].online {
@@ -459,7 +458,7 @@ impl Simulation {
                     }
                     if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
                         let bytes = envelope.encode();
-                        self.ledger.messages += 1;
+                        self.ledger.counts.messages += 1;
                         self.in_flight += 1;
                         self.queue.push(
                             at,
@@ -473,7 +472,7 @@ impl Simulation {
                 }
                 Output::Publish(_) if self.view.is_some() => {
                     // The node wrote it into the shared view already.
-                    self.ledger.gossip += 1;
+                    self.ledger.counts.gossip += 1;
                 }
                 Output::Publish(message) => {
                     let bytes: Arc<[u8]> = message.encode().into();
@@ -496,7 +495,7 @@ impl Simulation {
                             },
                         );
                     }
-                    self.ledger.gossip += 1;
+                    self.ledger.counts.gossip += 1;
                 }
                 Output::GossipVerdict { .. } => {}
                 Output::Chain { id, request } => self.chain.submit(i, Some(id), request),
@@ -656,14 +655,10 @@ impl Simulation {
     /// The nodes a chain event concerns when they share a view: a channel's participants,
     /// everyone for a revealed secret.
     fn concerned(&self, event: &hoplite_chain::events::ChainEvent) -> Vec<usize> {
-        let participants = match event.channel_id() {
-            Some(id) => OnChainChannel::opened(event)
-                .or_else(|| self.chain.channel(id).cloned())
-                .map(|c| vec![c.state.participant1, c.state.participant2]),
-            None => None,
-        };
-        match participants {
-            Some(ends) => ends
+        // The chain's mirror holds every channel whose events are fed (opened ones too).
+        let channel = event.channel_id().and_then(|id| self.chain.channel(id));
+        match channel {
+            Some(c) => [c.state.participant1, c.state.participant2]
                 .iter()
                 .filter_map(|a| self.index.get(a).copied())
                 .collect(),
@@ -932,7 +927,7 @@ impl Simulation {
                 peer.node = node;
                 peer.running = true;
                 peer.fed = 0;
-                self.ledger.restarts += 1;
+                self.ledger.counts.restarts += 1;
                 if self.view.is_some() {
                     let events = self.chain.events().to_vec();
                     for event in events {
@@ -1179,8 +1174,8 @@ impl Simulation {
             }
         }
         let (closed, answered) = self.stale_close_outcomes();
-        self.ledger.stale_closes = closed;
-        self.ledger.stale_closes_answered = answered;
+        self.ledger.counts.stale_closes = closed;
+        self.ledger.counts.stale_closes_answered = answered;
         let mut holdings = Vec::with_capacity(self.peers.len());
         for i in 0..self.peers.len() {
             let tokens = self.chain.tokens(i);

@@ -79,7 +79,10 @@ fn a_stale_closer_loses_the_dispute_and_its_partner_is_paid_in_full_on_chain() {
     config.workload.payments = 300;
     let report = run(config);
     assert_eq!(
-        (report.stale_closes, report.stale_closes_answered),
+        (
+            report.counts.stale_closes,
+            report.counts.stale_closes_answered
+        ),
         (1, 1),
         "the stale close was mined and answered: {}",
         report.to_json()
@@ -107,7 +110,7 @@ fn griefing_locks_expire_and_every_token_returns_to_the_payer() {
     let mut config = small(5);
     config.faults.griefers = 2.0 / 30.0;
     let report = run(config);
-    assert!(report.withheld > 0, "the griefers held no lock");
+    assert!(report.counts.withheld > 0, "the griefers held no lock");
     assert!(
         report
             .payments
@@ -128,7 +131,7 @@ fn a_silent_payee_is_never_paid_and_its_payers_lose_nothing() {
     let mut config = small(6);
     config.faults.silent_payees = 3.0 / 30.0;
     let report = run(config);
-    assert!(report.withheld > 0);
+    assert!(report.counts.withheld > 0);
     assert!(report.payments.failed > 0);
     honest_whole(&report);
     let silent = role(&report, Role::SilentPayee);
@@ -148,7 +151,7 @@ fn a_crashed_mediator_restarts_and_its_payments_complete_or_fail_cleanly() {
     config.faults.crashes.share = 1.0 / 30.0;
     config.faults.crashes.duration_s = 20;
     let report = run(config);
-    assert_eq!((report.crashes, report.restarts), (1, 1));
+    assert_eq!((report.counts.crashes, report.counts.restarts), (1, 1));
     assert_eq!(report.payments.pending, 0);
     assert!(report.payments.success_rate > 0.5, "{:?}", report.payments);
     honest_whole(&report);
@@ -171,7 +174,7 @@ fn a_partner_that_never_acknowledges_leaves_a_bounded_outbox() {
     let mut config = small(9);
     config.faults.non_ackers = 2.0 / 30.0;
     let report = run(config);
-    assert!(report.withheld > 0);
+    assert!(report.counts.withheld > 0);
     // The node's own bound (`max_unacked`, 1,024 by default) is what holds it.
     assert!(
         report.max_unacknowledged <= 1_024,
@@ -322,9 +325,12 @@ fn nodes_sharing_one_view_keep_every_invariant_through_faults_and_attacks() {
     config.faults.stale_closers = 1.0 / 30.0;
     config.faults.griefers = 1.0 / 30.0;
     let report = run(config.clone());
-    assert_eq!((report.crashes, report.restarts), (1, 1));
+    assert_eq!((report.counts.crashes, report.counts.restarts), (1, 1));
     assert_eq!(
-        (report.stale_closes, report.stale_closes_answered),
+        (
+            report.counts.stale_closes,
+            report.counts.stale_closes_answered
+        ),
         (1, 1),
         "{:?}",
         report.chain
@@ -333,6 +339,6 @@ fn nodes_sharing_one_view_keep_every_invariant_through_faults_and_attacks() {
     assert!(report.payments.success_rate > 0.5, "{:?}", report.payments);
     // Nothing is gossiped message by message: each node writes its announcements into the
     // view, and routes over everyone else's.
-    assert!(report.gossip > 0);
+    assert!(report.counts.gossip > 0);
     assert_eq!(run(config).to_json(), report.to_json(), "deterministic too");
 }
