@@ -118,6 +118,15 @@ impl PrivateKey {
         self.address
     }
 
+    /// `keccak256(key ‖ input)`: words only the key's holder can compute (a node's secrets
+    /// and payment ids), however much of `input` others know or guess.
+    pub fn derive(&self, input: &[u8]) -> B256 {
+        let mut preimage = Vec::with_capacity(32 + input.len());
+        preimage.extend_from_slice(&self.secp.secret_bytes());
+        preimage.extend_from_slice(input);
+        keccak256(preimage)
+    }
+
     /// Signs a digest with the default backend.
     pub fn sign_digest(&self, digest: &B256) -> Signature {
         self.sign_digest_with(Backend::DEFAULT, digest)

@@ -67,7 +67,7 @@ pub use api::{
     PeerError, PersistId, Record,
 };
 pub use close::Close;
-pub use invoice::{Invoice, InvoiceError, PaymentId};
+pub use invoice::{Invoice, InvoiceError, InvoiceParseError, PaymentId};
 pub use monitor::{ChainFailure, ChainRequestId, LockChange};
 pub use node::Node;
 pub use state::{CorruptEntry, EntryKey, EntryValue};

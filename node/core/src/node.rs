@@ -451,7 +451,9 @@ impl Node {
         let mut input = [0u8; 16];
         input[..8].copy_from_slice(&self.config.seed.to_le_bytes());
         input[8..].copy_from_slice(&self.state.counters.draws.to_le_bytes());
-        alloy_primitives::keccak256(input)
+        // Keyed: a payment's secret must not be guessable from the seed alone (a daemon's
+        // seed has 64 bits; a simulator's is public).
+        self.key.derive(&input)
     }
 
     /// Reports `event` once this call's records are durable.

@@ -127,3 +127,74 @@ impl Invoice {
         }
     }
 }
+
+/// What starts an invoice's text form: `hoplite1` and the hex of its postcard encoding.
+pub const INVOICE_PREFIX: &str = "hoplite1";
+
+/// The longest invoice text accepted (an encoding is under 200 bytes).
+pub const MAX_INVOICE_TEXT: usize = 1_024;
+
+/// Why a text is not an invoice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvoiceParseError {
+    /// Longer than [`MAX_INVOICE_TEXT`].
+    #[error("invoice text over {MAX_INVOICE_TEXT} characters")]
+    TooLong,
+    /// Not `hoplite1` followed by hex.
+    #[error("not an invoice: it starts with {INVOICE_PREFIX} followed by hex")]
+    NotInvoice,
+    /// The hex does not decode to an invoice.
+    #[error("invoice text does not decode")]
+    Malformed,
+}
+
+/// The text form people and APIs pass around; [`str::parse`] reads it back (the signature is
+/// checked by [`Invoice::check`], not by parsing).
+impl fmt::Display for Invoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = postcard::to_allocvec(self).map_err(|_| fmt::Error)?;
+        write!(f, "{INVOICE_PREFIX}{}", alloy_primitives::hex::encode(bytes))
+    }
+}
+
+impl std::str::FromStr for Invoice {
+    type Err = InvoiceParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() > MAX_INVOICE_TEXT {
+            return Err(InvoiceParseError::TooLong);
+        }
+        let hex = text
+            .trim()
+            .strip_prefix(INVOICE_PREFIX)
+            .ok_or(InvoiceParseError::NotInvoice)?;
+        let bytes = alloy_primitives::hex::decode(hex).map_err(|_| InvoiceParseError::NotInvoice)?;
+        match postcard::take_from_bytes::<Self>(&bytes) {
+            Ok((invoice, [])) => Ok(invoice),
+            _ => Err(InvoiceParseError::Malformed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    
+    #[test]
+    fn text_form_round_trips_and_refuses_what_is_not_an_invoice() {
+        let key = hoplite_htlc::testing::key(1, 0);
+        let network = TokenNetwork {
+            chain_id: 1,
+            address: Address::repeat_byte(7),
+        };
+        let invoice = Invoice::sign(&key, network, PaymentId(B256::repeat_byte(3)), Amount::from(500u64), 99);
+        let text = invoice.to_string();
+        assert!(text.starts_with(INVOICE_PREFIX));
+        assert_eq!(text.parse::<Invoice>(), Ok(invoice));
+        assert_eq!(text[..text.len() - 2].parse::<Invoice>(), Err(InvoiceParseError::Malformed));
+        assert_eq!(format!("{text}00").parse::<Invoice>(), Err(InvoiceParseError::Malformed));
+        assert_eq!("lnbc1".parse::<Invoice>(), Err(InvoiceParseError::NotInvoice));
+        assert_eq!("hoplite1zz".parse::<Invoice>(), Err(InvoiceParseError::NotInvoice));
+        assert_eq!("x".repeat(2_000).parse::<Invoice>(), Err(InvoiceParseError::TooLong));
+    }
+}

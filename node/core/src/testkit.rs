@@ -83,6 +83,8 @@ pub struct Network {
     stores: Vec<MemoryStore>,
     /// Each node's last batch of records made durable.
     last_batch: Vec<Vec<Record>>,
+    /// Every batch made durable by the nodes whose batches are recorded, in order.
+    recorded: BTreeMap<usize, Vec<(PersistId, Vec<Record>)>>,
     /// Nodes whose storage is stalled: their records wait here, not durable yet.
     stalled: BTreeMap<usize, Vec<(PersistId, Vec<Record>)>>,
     configs: Vec<Config>,
@@ -158,6 +160,7 @@ impl Network {
             events: vec![Vec::new(); n],
             stores: vec![MemoryStore::new(); n],
             last_batch: vec![Vec::new(); n],
+            recorded: BTreeMap::new(),
             stalled: BTreeMap::new(),
             configs,
             keys,
@@ -354,6 +357,17 @@ impl Network {
     /// The records of node `i`'s last batch made durable.
     pub fn last_batch(&self, i: usize) -> &[Record] {
         &self.last_batch[i]
+    }
+
+    /// Records every batch node `i` makes durable from now on (a database store's tests
+    /// replay them).
+    pub fn record_batches(&mut self, i: usize) {
+        self.recorded.entry(i).or_default();
+    }
+
+    /// The batches recorded for node `i` since [`Self::record_batches`], in order.
+    pub fn recorded_batches(&mut self, i: usize) -> Vec<(PersistId, Vec<Record>)> {
+        self.recorded.get_mut(&i).map(std::mem::take).unwrap_or_default()
     }
 
     /// What node `i` last persisted for `channel`.
@@ -621,6 +635,9 @@ impl Network {
     /// Makes a batch durable (all its records at once, as one transaction would).
     fn persist(&mut self, i: usize, id: PersistId, records: Vec<Record>) {
         self.last_batch[i] = records.clone();
+        if let Some(recorded) = self.recorded.get_mut(&i) {
+            recorded.push((id, records.clone()));
+        }
         self.stores[i].write(records);
         self.nodes[i].handle_input(self.now, Input::Persisted(id));
     }

@@ -1,0 +1,275 @@
+//! `hoplite`: the Hoplite daemon. It drives the sans-IO `hoplite_node::Node` over real
+//! sockets, a real chain and a real database.
+//!
+//! # Layout
+//! - `config.rs`: settings from a TOML file, flags and the environment.
+//! - `keys.rs`: the node's key (generated or imported, kept mode 0600), its libp2p identity,
+//!   and a peer's address read from its PeerId.
+//! - `store.rs`: SQLite (WAL, `synchronous=FULL`), the node's records by kind, group commit
+//!   on a writer thread.
+//! - `chain.rs`: the chain over JSON-RPC: the log follower and the request submitter.
+//! - `network.rs`: libp2p (TCP, QUIC, noise, yamux, identify, gossipsub, one ordered stream
+//!   per peer for channel messages).
+//! - `runtime.rs`: the one task that owns the node and moves its inputs and outputs.
+//! - `api.rs`: the HTTP API (axum) on the task's command queue.
+
+mod api;
+mod chain;
+mod config;
+mod keys;
+mod network;
+mod runtime;
+mod store;
+
+use alloy_signer_local::PrivateKeySigner;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hoplite_htlc::{BlockNumber, TokenNetwork};
+use hoplite_node::Node;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+/// The database file in the data directory.
+const DATABASE: &str = "node.sqlite";
+
+#[derive(Parser)]
+#[command(name = "hoplite", version, about = "The Hoplite payment-channel node")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a node: follows the chain, connects to peers, serves the HTTP API, until SIGINT
+    /// or SIGTERM. Example: `hoplite node --config node.toml`.
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args)]
+struct NodeArgs {
+    /// The TOML config file (every setting; flags and environment variables override it).
+    #[arg(long, env = "HOPLITE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the key and the database live (created mode 0700).
+    #[arg(long, env = "HOPLITE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The chain's JSON-RPC endpoint, e.g. http://127.0.0.1:8545.
+    #[arg(long, env = "HOPLITE_RPC_URL")]
+    rpc_url: Option<String>,
+    /// Where the HTTP API listens (keep it on loopback: it moves funds).
+    #[arg(long, env = "HOPLITE_API_LISTEN")]
+    api_listen: Option<SocketAddr>,
+    /// A libp2p listen address (repeatable), e.g. /ip4/127.0.0.1/tcp/9735.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// A peer to keep connected (repeatable), e.g. /ip4/127.0.0.1/tcp/9735/p2p/16Uiu2….
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// On first start, take the key from this file (hex) instead of generating one.
+    #[arg(long)]
+    import_key: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Node(args) => runtime.block_on(run_node(args)),
+    }
+}
+
+async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let settings = config::load(
+        args.config.as_deref(),
+        config::Overrides {
+            data_dir: args.data_dir,
+            rpc_url: args.rpc_url,
+            api_listen: args.api_listen,
+            listen: args.listen,
+            bootstrap: args.bootstrap,
+        },
+    )?;
+    let data_dir = &settings.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let key = keys::load_or_create(data_dir, args.import_key.as_deref())?;
+    let store = store::Store::open(&data_dir.join(DATABASE))
+        .with_context(|| format!("opening {}", data_dir.join(DATABASE).display()))?;
+    let stored = store.load()?;
+
+    let signer = PrivateKeySigner::from_bytes(key.bytes()).context("the key as a signer")?;
+    let mut submitter = chain::connect(&settings.chain, signer.clone()).await?;
+    let follower = chain::connect(&settings.chain, signer).await?;
+    chain::approve_deposits(&mut submitter)
+        .await
+        .context("approving the TokenNetwork for deposits")?;
+    let chain_id = hoplite_chain::Backend::chain_id(submitter.backend());
+    let token_network = TokenNetwork {
+        chain_id,
+        address: settings.chain.token_network,
+    };
+
+    let libp2p_key = key.libp2p();
+    let peer_id = libp2p_key.public().to_peer_id();
+    let announced = announced_addresses(&settings.network, &peer_id);
+    let mut config = hoplite_node::Config::new(token_network, random_seed());
+    apply_node_settings(&mut config, &settings.node, &announced);
+    let now = runtime::now();
+    let block = BlockNumber(settings.chain.deployment_block);
+    let restored = !stored.records.is_empty();
+    let node = if restored {
+        Node::restore(config, key.private.clone(), stored.records, now, block)
+    } else {
+        Node::new(config, key.private.clone(), now, block)
+    }
+    .map_err(|e| anyhow::anyhow!("the node's settings: {e}"))?;
+    info!(target: "hoplite::node", address = %node.address(), %peer_id, restored, last_block = ?stored.last_block, "starting");
+
+    let topic = format!("/hoplite/{chain_id}/{}/gossip", settings.chain.token_network);
+    let (network, streams) = network::Network::start(
+        libp2p_key,
+        &settings.network.listen,
+        &settings.network.bootstrap,
+        &topic,
+    )?;
+    let (committed_tx, committed) = mpsc::unbounded_channel();
+    let writer = store.spawn_writer(committed_tx);
+    let (updates_tx, updates) = mpsc::channel(256);
+    let (requests, requests_rx) = mpsc::unbounded_channel();
+    // The node replays the chain from the deployment on at every start (its restore
+    // contract): its view of the network and the secrets revealed are rebuilt, not stored.
+    tokio::spawn(chain::follow(
+        follower,
+        settings.chain.clone(),
+        settings.chain.deployment_block,
+        updates_tx.clone(),
+    ));
+    tokio::spawn(chain::submit(submitter, requests_rx, updates_tx));
+
+    let (commands_tx, commands) = mpsc::channel(256);
+    let events = Arc::new(Mutex::new(runtime::EventLog::default()));
+    let (event_id, event_id_rx) = watch::channel(0);
+    let listener = tokio::net::TcpListener::bind(settings.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", settings.api.listen))?;
+    info!(target: "hoplite::api", address = %settings.api.listen, "API listening");
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let mut api_shutdown = shutdown.clone();
+    let api = tokio::spawn(
+        axum::serve(listener, api::router(commands_tx, events.clone(), event_id_rx))
+            .with_graceful_shutdown(async move {
+                let _ = api_shutdown.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!(target: "hoplite::node", "signal: shutting down");
+        let _ = shutdown_tx.send(true);
+    });
+
+    let runtime = runtime::Runtime {
+        node,
+        network,
+        streams,
+        store: writer,
+        committed,
+        chain: updates,
+        requests,
+        commands,
+        events,
+        event_id,
+        stored_gossip: stored.gossip,
+        max_head_age: Duration::from_secs(settings.chain.max_head_age_s),
+        announced,
+        chain_id,
+        head_timestamp: None,
+        gossip: Default::default(),
+        deferred: Vec::new(),
+    };
+    let result = runtime.run(shutdown).await;
+    let _ = api.await;
+    info!(target: "hoplite::node", "stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+/// What we announce: the configured addresses, or the listen addresses that others can dial
+/// (not the unspecified 0.0.0.0), each ending in our PeerId; at most four.
+fn announced_addresses(network: &config::NetworkSettings, peer: &libp2p::PeerId) -> Vec<String> {
+    let candidates = if network.announce.is_empty() {
+        &network.listen
+    } else {
+        &network.announce
+    };
+    candidates
+        .iter()
+        .filter(|a| !a.contains("/0.0.0.0/") && !a.contains("/::/"))
+        .map(|a| {
+            if a.contains("/p2p/") {
+                a.clone()
+            } else {
+                format!("{a}/p2p/{peer}")
+            }
+        })
+        .filter(|a| a.len() <= hoplite_gossip::MAX_ADDRESS_LEN)
+        .take(hoplite_gossip::MAX_ADDRESSES)
+        .collect()
+}
+
+fn apply_node_settings(
+    config: &mut hoplite_node::Config,
+    node: &config::NodeSettings,
+    announced: &[String],
+) {
+    config.alias = node.alias.clone();
+    config.addresses = announced.to_vec();
+    if let Some(v) = node.settle_timeout {
+        config.settle_timeout = v;
+    }
+    if let Some(v) = node.reveal_timeout {
+        config.reveal_timeout = v;
+    }
+    if let Some(v) = node.base_fee {
+        config.policy.base_fee = v;
+    }
+    if let Some(v) = node.fee_millionths {
+        config.policy.fee_millionths = v;
+    }
+    if let Some(v) = node.resend_after_s {
+        config.resend_after = Duration::from_secs(v);
+    }
+}
+
+/// A fresh seed at every start: the node's random words are keyed by its private key too,
+/// and a new seed keeps them from repeating after a restart.
+fn random_seed() -> u64 {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.try_next_u64().expect("the OS has randomness")
+}

@@ -1,0 +1,552 @@
+//! Peers over libp2p: TCP and QUIC, noise, yamux, identify; gossipsub for announcements
+//! (each message held until the node's verdict is reported); channel messages over one
+//! long-lived ordered stream per peer and direction (`/hoplite/channel/1`), each frame a
+//! 4-byte big-endian length and at most [`MAX_MESSAGE_SIZE`] bytes.
+//!
+//! A peer is its Ethereum address, read from the public key inside its PeerId (noise proves
+//! the peer holds that key): a message's sender is never a claim in the payload, and a peer
+//! whose PeerId holds no secp256k1 key gets nothing. Every collection a peer can grow is
+//! bounded: streams per peer, frames queued per peer, gossip awaiting a verdict.
+
+use crate::keys::address_of_peer;
+use alloy_primitives::Address;
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use hoplite_gossip::Verdict;
+use hoplite_node::wire::MAX_MESSAGE_SIZE;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, tcp, yamux};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// The protocol of channel message streams.
+pub const CHANNEL_PROTOCOL: StreamProtocol = StreamProtocol::new("/hoplite/channel/1");
+
+/// Frames queued for one peer's stream; past it new ones are dropped (the node resends
+/// what is not acknowledged).
+const QUEUED_PER_PEER: usize = 1_024;
+/// Inbound streams one peer may hold open at once.
+const STREAMS_PER_PEER: usize = 2;
+/// Gossip messages awaiting the node's verdict; past it new ones are ignored.
+const MAX_PENDING_GOSSIP: usize = 4_096;
+/// Reconnect backoff bounds.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The libp2p behaviours the daemon runs.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    identify: identify::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    streams: libp2p_stream::Behaviour,
+}
+
+/// What the network tells the node's task.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A peer's first connection is up.
+    Connected(Address),
+    /// A peer's last connection went down.
+    Disconnected(Address),
+    /// A frame from a peer's channel stream.
+    Message {
+        /// Who sent it (from its PeerId).
+        from: Address,
+        /// The frame.
+        bytes: Vec<u8>,
+    },
+    /// A gossip message to judge; report the verdict with [`Network::report`].
+    Gossip {
+        /// The peer that relayed it.
+        from: Address,
+        /// Our handle on it.
+        id: u64,
+        /// What it carried.
+        bytes: Vec<u8>,
+    },
+}
+
+/// What stream tasks report.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// A frame arrived.
+    Frame {
+        /// From whom.
+        peer: PeerId,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// A peer broke the framing (an oversized frame): it is disconnected.
+    BadFrame {
+        /// Who.
+        peer: PeerId,
+        /// The length it announced.
+        len: usize,
+    },
+    /// The stream to a peer ended.
+    WriterClosed {
+        /// To whom.
+        peer: PeerId,
+        /// Which writer.
+        generation: u64,
+    },
+}
+
+/// A peer we keep a connection to, and the state of dialling it.
+struct Target {
+    address: Multiaddr,
+    attempt: u32,
+    next_dial: Instant,
+    dialling: Option<ConnectionId>,
+    connected: Option<PeerId>,
+}
+
+/// The swarm and what the daemon keeps of its peers.
+pub struct Network {
+    swarm: Swarm<Behaviour>,
+    control: libp2p_stream::Control,
+    topic: IdentTopic,
+    local: PeerId,
+    peers: BTreeMap<PeerId, Address>,
+    by_address: BTreeMap<Address, PeerId>,
+    writers: BTreeMap<PeerId, (u64, mpsc::Sender<Vec<u8>>)>,
+    next_writer: u64,
+    streams: mpsc::Sender<StreamEvent>,
+    pending: BTreeMap<u64, (MessageId, PeerId)>,
+    next_gossip: u64,
+    targets: Vec<Target>,
+}
+
+impl Network {
+    /// Builds the swarm on `key`, listens on `listen`, subscribes to `topic`, and keeps
+    /// `bootstrap` connected. Stream frames come out of the returned receiver.
+    pub fn start(
+        key: identity::Keypair,
+        listen: &[String],
+        bootstrap: &[String],
+        topic: &str,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<StreamEvent>)> {
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            .max_transmit_size(4 * hoplite_gossip::MAX_GOSSIP_SIZE)
+            .message_id_fn(|message: &gossipsub::Message| {
+                MessageId::from(alloy_primitives::keccak256(&message.data).to_vec())
+            })
+            .build()
+            .map_err(|e| anyhow::anyhow!("gossipsub config: {e}"))?;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_behaviour(|key| {
+                let gossipsub = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossip_config,
+                )?;
+                Ok(Behaviour {
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        "/hoplite/1.0.0".into(),
+                        key.public(),
+                    )),
+                    gossipsub,
+                    streams: libp2p_stream::Behaviour::new(),
+                })
+            })
+            .map_err(|e| anyhow::anyhow!("libp2p behaviour: {e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3_600)))
+            .build();
+        for address in listen {
+            let address: Multiaddr = address
+                .parse()
+                .map_err(|e| anyhow::anyhow!("listen address {address:?}: {e}"))?;
+            swarm.listen_on(address)?;
+        }
+        let topic = IdentTopic::new(topic);
+        swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
+        let mut control = swarm.behaviour().streams.new_control();
+        let (streams, frames) = mpsc::channel(1_024);
+        let incoming = control
+            .accept(CHANNEL_PROTOCOL)
+            .expect("the channel protocol is registered once");
+        tokio::spawn(accept_streams(incoming, streams.clone()));
+        let now = Instant::now();
+        let targets = bootstrap
+            .iter()
+            .map(|a| {
+                Ok(Target {
+                    address: a
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("bootstrap address {a:?}: {e}"))?,
+                    attempt: 0,
+                    next_dial: now,
+                    dialling: None,
+                    connected: None,
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let local = *swarm.local_peer_id();
+        Ok((
+            Self {
+                swarm,
+                control,
+                topic,
+                local,
+                peers: BTreeMap::new(),
+                by_address: BTreeMap::new(),
+                writers: BTreeMap::new(),
+                next_writer: 0,
+                streams,
+                pending: BTreeMap::new(),
+                next_gossip: 0,
+                targets,
+            },
+            frames,
+        ))
+    }
+
+    /// Our PeerId.
+    pub fn peer_id(&self) -> PeerId {
+        self.local
+    }
+
+    /// The addresses we listen on now.
+    pub fn listeners(&self) -> Vec<Multiaddr> {
+        self.swarm.listeners().cloned().collect()
+    }
+
+    /// The peers connected now, by address.
+    pub fn connected(&self) -> impl Iterator<Item = (&Address, &PeerId)> {
+        self.by_address.iter()
+    }
+
+    /// The next swarm event.
+    pub async fn next_event(&mut self) -> SwarmEvent<BehaviourEvent> {
+        self.swarm.select_next_some().await
+    }
+
+    /// Sends a frame to `to` over its stream, opening one if needed. Without a connection
+    /// the frame is dropped: the node sends it again once the peer is connected.
+    pub fn send(&mut self, to: Address, bytes: Vec<u8>) {
+        let Some(&peer) = self.by_address.get(&to) else {
+            debug!(target: "hoplite::net", %to, "not connected: frame dropped");
+            return;
+        };
+        let (_, writer) = self.writers.entry(peer).or_insert_with(|| {
+            self.next_writer += 1;
+            let (tx, rx) = mpsc::channel(QUEUED_PER_PEER);
+            tokio::spawn(write_stream(
+                self.control.clone(),
+                peer,
+                rx,
+                self.streams.clone(),
+                self.next_writer,
+            ));
+            (self.next_writer, tx)
+        });
+        if writer.try_send(bytes).is_err() {
+            warn!(target: "hoplite::net", %to, "stream queue full: frame dropped");
+        }
+    }
+
+    /// Keeps `addresses` (a peer's announced ones) dialled until connected.
+    pub fn want(&mut self, addresses: &[String]) {
+        for address in addresses {
+            let Ok(address) = address.parse::<Multiaddr>() else {
+                continue;
+            };
+            if self.targets.iter().all(|t| t.address != address) {
+                self.targets.push(Target {
+                    address,
+                    attempt: 0,
+                    next_dial: Instant::now(),
+                    dialling: None,
+                    connected: None,
+                });
+            }
+        }
+    }
+
+    /// Publishes on the gossip topic.
+    pub fn publish(&mut self, bytes: Vec<u8>) {
+        let topic = self.topic.clone();
+        if let Err(error) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            debug!(target: "hoplite::net", %error, "publish");
+        }
+    }
+
+    /// Reports the node's verdict on gossip message `id` (relayed only if accepted).
+    pub fn report(&mut self, id: u64, verdict: &Verdict) {
+        let Some((message, source)) = self.pending.remove(&id) else {
+            return;
+        };
+        let acceptance = match verdict {
+            Verdict::Accept => MessageAcceptance::Accept,
+            Verdict::Ignore => MessageAcceptance::Ignore,
+            Verdict::Reject(_) => MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message, &source, acceptance);
+    }
+
+    /// Closes every connection to `peer` (it sent garbage).
+    pub fn disconnect(&mut self, peer: Address) {
+        if let Some(&id) = self.by_address.get(&peer) {
+            let _ = self.swarm.disconnect_peer_id(id);
+        }
+    }
+
+    /// Dials the targets whose backoff has passed and that are neither connected nor being
+    /// dialled (one dial in flight per target).
+    pub fn dial_due(&mut self) {
+        let now = Instant::now();
+        for target in &mut self.targets {
+            if target.connected.is_some() || target.dialling.is_some() || target.next_dial > now {
+                continue;
+            }
+            let opts = DialOpts::unknown_peer_id()
+                .address(target.address.clone())
+                .build();
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => target.dialling = Some(id),
+                Err(error) => {
+                    debug!(target: "hoplite::net", address = %target.address, %error, "dial");
+                    backoff(&self.local, target, now);
+                }
+            }
+        }
+    }
+
+    /// Applies a swarm event; what the node must hear of it.
+    pub fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<PeerEvent> {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(target: "hoplite::net", %address, "listening");
+                None
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                num_established,
+                ..
+            } => {
+                for target in &mut self.targets {
+                    if target.dialling == Some(connection_id) {
+                        target.dialling = None;
+                        target.connected = Some(peer_id);
+                        target.attempt = 0;
+                    }
+                }
+                let Some(address) = address_of_peer(&peer_id) else {
+                    warn!(target: "hoplite::net", peer = %peer_id, "a PeerId without a secp256k1 key: disconnected");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return None;
+                };
+                if num_established.get() > 1 {
+                    return None;
+                }
+                info!(target: "hoplite::net", peer = %peer_id, %address, "connected");
+                self.peers.insert(peer_id, address);
+                self.by_address.insert(address, peer_id);
+                Some(PeerEvent::Connected(address))
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                let now = Instant::now();
+                for target in &mut self.targets {
+                    if target.dialling == Some(connection_id) {
+                        debug!(target: "hoplite::net", address = %target.address, %error, "dial failed");
+                        target.dialling = None;
+                        backoff(&self.local, target, now);
+                    }
+                }
+                None
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established > 0 {
+                    return None;
+                }
+                let now = Instant::now();
+                for target in &mut self.targets {
+                    if target.connected == Some(peer_id) {
+                        target.connected = None;
+                        backoff(&self.local, target, now);
+                    }
+                }
+                self.writers.remove(&peer_id);
+                let address = self.peers.remove(&peer_id)?;
+                self.by_address.remove(&address);
+                info!(target: "hoplite::net", peer = %peer_id, %address, "disconnected");
+                Some(PeerEvent::Disconnected(address))
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let from = address_of_peer(&propagation_source);
+                let acceptance = match from {
+                    None => Some(MessageAcceptance::Reject),
+                    Some(_) if self.pending.len() >= MAX_PENDING_GOSSIP => {
+                        Some(MessageAcceptance::Ignore)
+                    }
+                    Some(_) => None,
+                };
+                if let Some(acceptance) = acceptance {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                    return None;
+                }
+                self.next_gossip += 1;
+                let id = self.next_gossip;
+                self.pending.insert(id, (message_id, propagation_source));
+                Some(PeerEvent::Gossip {
+                    from: from?,
+                    id,
+                    bytes: message.data,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies what a stream task reported.
+    pub fn handle_stream_event(&mut self, event: StreamEvent) -> Option<PeerEvent> {
+        match event {
+            StreamEvent::Frame { peer, bytes } => Some(PeerEvent::Message {
+                from: *self.peers.get(&peer)?,
+                bytes,
+            }),
+            StreamEvent::BadFrame { peer, len } => {
+                warn!(target: "hoplite::net", %peer, len, max = MAX_MESSAGE_SIZE, "oversized frame: peer disconnected");
+                let _ = self.swarm.disconnect_peer_id(peer);
+                None
+            }
+            StreamEvent::WriterClosed { peer, generation } => {
+                if self.writers.get(&peer).is_some_and(|(g, _)| *g == generation) {
+                    self.writers.remove(&peer);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Schedules the next dial of `target`: exponential from [`FIRST_BACKOFF`] to
+/// [`MAX_BACKOFF`], with up to half of it as jitter (from our PeerId and the attempt, so
+/// peers that lost one hub do not all call it back at once).
+fn backoff(local: &PeerId, target: &mut Target, now: Instant) {
+    target.attempt = target.attempt.saturating_add(1);
+    let base = FIRST_BACKOFF
+        .saturating_mul(1 << target.attempt.min(8).saturating_sub(1))
+        .min(MAX_BACKOFF);
+    let seed = alloy_primitives::keccak256(
+        [local.to_bytes(), target.address.to_vec(), target.attempt.to_le_bytes().to_vec()].concat(),
+    );
+    let jitter = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"))
+        % (base.as_millis() as u64 / 2 + 1);
+    target.next_dial = now + base + Duration::from_millis(jitter);
+}
+
+/// Accepts peers' channel streams: one reader task each, at most [`STREAMS_PER_PEER`] per
+/// peer, none for a PeerId without an address.
+async fn accept_streams(mut incoming: libp2p_stream::IncomingStreams, events: mpsc::Sender<StreamEvent>) {
+    let open: Arc<Mutex<BTreeMap<PeerId, usize>>> = Arc::default();
+    while let Some((peer, stream)) = incoming.next().await {
+        if address_of_peer(&peer).is_none() {
+            continue;
+        }
+        {
+            let mut open = open.lock().expect("not poisoned");
+            let count = open.entry(peer).or_default();
+            if *count >= STREAMS_PER_PEER {
+                warn!(target: "hoplite::net", %peer, "too many channel streams: one refused");
+                continue;
+            }
+            *count += 1;
+        }
+        let (open, events) = (open.clone(), events.clone());
+        tokio::spawn(async move {
+            read_stream(peer, stream, &events).await;
+            let mut open = open.lock().expect("not poisoned");
+            if let Some(count) = open.get_mut(&peer) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(&peer);
+                }
+            }
+        });
+    }
+}
+
+/// Reads length-delimited frames until the stream ends or breaks the bound. Sending into a
+/// bounded queue slows a flooding peer down to the node's pace.
+async fn read_stream(peer: PeerId, mut stream: libp2p::Stream, events: &mpsc::Sender<StreamEvent>) {
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_MESSAGE_SIZE {
+            let _ = events.send(StreamEvent::BadFrame { peer, len }).await;
+            return;
+        }
+        let mut bytes = vec![0; len];
+        if stream.read_exact(&mut bytes).await.is_err() {
+            return;
+        }
+        if events.send(StreamEvent::Frame { peer, bytes }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens our stream to `peer` and writes the queued frames in order.
+async fn write_stream(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    events: mpsc::Sender<StreamEvent>,
+    generation: u64,
+) {
+    match control.open_stream(peer, CHANNEL_PROTOCOL).await {
+        Ok(mut stream) => {
+            while let Some(bytes) = frames.recv().await {
+                let len = u32::try_from(bytes.len()).expect("frames are bounded");
+                let written = async {
+                    stream.write_all(&len.to_be_bytes()).await?;
+                    stream.write_all(&bytes).await?;
+                    stream.flush().await
+                };
+                if let Err(error) = written.await {
+                    debug!(target: "hoplite::net", %peer, %error, "stream write");
+                    break;
+                }
+            }
+        }
+        Err(error) => debug!(target: "hoplite::net", %peer, %error, "open stream"),
+    }
+    let _ = events.send(StreamEvent::WriterClosed { peer, generation }).await;
+}

@@ -1,0 +1,539 @@
+//! The task that owns the [`Node`]: it `select!`s over the swarm, the peers' streams, the
+//! chain, the store's commits, API commands and the node's timer, feeds each to the node,
+//! and hands every output to its component. Nothing else touches the node.
+//!
+//! Order it keeps (the node's call contract): outputs drained after every call; a range of
+//! chain events before its block; a `Persist` batch written by the store before its
+//! `Persisted` comes back (the node holds what depends on it until then); failed chain
+//! requests reported. On shutdown it stops taking input, lets the store commit what is
+//! queued, and drops the swarm (closing every peer).
+
+use crate::api::{ApiError, Request};
+use crate::chain::ChainUpdate;
+use crate::network::{Network, PeerEvent, StreamEvent};
+use crate::store::{Committed, Writer};
+use alloy_primitives::{Address, U256};
+use hoplite_chain::events::{OnChainChannel, Phase};
+use hoplite_gossip::{GossipMessage, Verdict};
+use hoplite_htlc::{Amount, Side};
+use hoplite_node::{
+    ChainRequest, ChainRequestId, Close, Event, Input, Invoice, Node, Output, PeerAction,
+};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+/// Events kept for the API's `GET /v1/events` (the oldest go first).
+const EVENTS_KEPT: usize = 10_000;
+/// How many chain updates a gossip message about a channel we haven't seen yet waits for.
+const GOSSIP_RETRIES: u8 = 5;
+/// Ids of stored gossip fed back at start; the network's ids stay below.
+const REPLAYED_GOSSIP: u64 = 1 << 63;
+
+/// A command from the API and where its answer goes.
+pub struct Command {
+    /// What is asked.
+    pub request: Request,
+    /// The answer.
+    pub reply: oneshot::Sender<Result<Value, ApiError>>,
+}
+
+/// The events the node reported, numbered, for the API.
+#[derive(Default)]
+pub struct EventLog {
+    events: VecDeque<(u64, Value)>,
+    next: u64,
+}
+
+impl EventLog {
+    /// The events after `after`, oldest first.
+    pub fn after(&self, after: u64) -> Vec<Value> {
+        self.events
+            .iter()
+            .filter(|(id, _)| *id > after)
+            .map(|(id, event)| json!({"id": id, "event": event}))
+            .collect()
+    }
+
+    fn push(&mut self, event: Value) -> u64 {
+        self.next += 1;
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back((self.next, event));
+        self.next
+    }
+}
+
+/// The node's wall clock: time since the UNIX epoch.
+#[allow(clippy::disallowed_methods)] // The daemon is where the clock is read.
+pub fn now() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// Everything the task holds.
+pub struct Runtime {
+    /// The node.
+    pub node: Node,
+    /// Peers.
+    pub network: Network,
+    /// Frames and stream events from the peers' streams.
+    pub streams: mpsc::Receiver<StreamEvent>,
+    /// The store's writer.
+    pub store: Writer,
+    /// What the writer committed.
+    pub committed: mpsc::UnboundedReceiver<Committed>,
+    /// The chain follower's and submitter's reports.
+    pub chain: mpsc::Receiver<ChainUpdate>,
+    /// Requests for the submitter.
+    pub requests: mpsc::UnboundedSender<(ChainRequestId, ChainRequest)>,
+    /// API commands.
+    pub commands: mpsc::Receiver<Command>,
+    /// Events for the API.
+    pub events: Arc<Mutex<EventLog>>,
+    /// The newest event's id, for long polls.
+    pub event_id: watch::Sender<u64>,
+    /// Gossip the store kept, fed once the chain is caught up.
+    pub stored_gossip: Vec<Vec<u8>>,
+    /// Payments are refused while the head is older than this.
+    pub max_head_age: Duration,
+    /// Our libp2p addresses as announced.
+    pub announced: Vec<String>,
+    /// Chain id, for `info`.
+    pub chain_id: u64,
+    /// The chain head's timestamp, once known.
+    pub head_timestamp: Option<u64>,
+    /// Gossip awaiting a verdict, by id: the peer, the bytes, retries left for a channel
+    /// the chain hasn't shown us yet.
+    pub gossip: BTreeMap<u64, (Address, Vec<u8>, u8)>,
+    /// Gossip judged "ignore" because it names a channel we haven't seen: fed again after
+    /// the next block.
+    pub deferred: Vec<u64>,
+}
+
+impl Runtime {
+    /// Runs until `shutdown` turns true or a component fails.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut dial = tokio::time::interval(Duration::from_millis(250));
+        let result = loop {
+            self.drain();
+            let wake = self.node.poll_timeout().map(|at| {
+                tokio::time::Instant::now() + at.saturating_sub(now())
+            });
+            let timer = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                event = self.network.next_event() => {
+                    if let Some(event) = self.network.handle_swarm_event(event) {
+                        self.peer_event(event);
+                    }
+                }
+                Some(event) = self.streams.recv() => {
+                    if let Some(event) = self.network.handle_stream_event(event) {
+                        self.peer_event(event);
+                    }
+                }
+                Some(update) = self.chain.recv() => self.chain_update(update),
+                Some(committed) = self.committed.recv() => match committed {
+                    Committed::Persisted(id) => self.node.handle_input(now(), Input::Persisted(id)),
+                    Committed::Failed(error) => break Err(anyhow::anyhow!("the store failed: {error}")),
+                },
+                Some(command) = self.commands.recv() => {
+                    let answer = self.command(command.request);
+                    let _ = command.reply.send(answer);
+                }
+                () = timer => self.node.handle_timeout(now()),
+                _ = dial.tick() => self.network.dial_due(),
+                _ = shutdown.changed() => break Ok(()),
+            }
+        };
+        self.drain();
+        info!(target: "hoplite::node", "stopping: committing what is queued");
+        self.store.close();
+        result
+    }
+
+    fn peer_event(&mut self, event: PeerEvent) {
+        let input = match event {
+            PeerEvent::Connected(peer) => Input::PeerConnected(peer),
+            PeerEvent::Disconnected(peer) => Input::PeerDisconnected(peer),
+            PeerEvent::Message { from, bytes } => Input::PeerMessage { from, bytes },
+            PeerEvent::Gossip { from, id, bytes } => {
+                self.gossip.insert(id, (from, bytes.clone(), GOSSIP_RETRIES));
+                Input::Gossip { from, id, bytes }
+            }
+        };
+        self.node.handle_input(now(), input);
+    }
+
+    fn chain_update(&mut self, update: ChainUpdate) {
+        match update {
+            ChainUpdate::Events(events) => {
+                for event in events {
+                    self.node.handle_input(now(), Input::Chain(event));
+                }
+            }
+            ChainUpdate::Block {
+                number,
+                head_timestamp,
+            } => {
+                let first = self.head_timestamp.is_none();
+                self.head_timestamp = Some(head_timestamp);
+                self.node
+                    .handle_input(now(), Input::Block(hoplite_htlc::BlockNumber(number)));
+                self.store.last_block(number);
+                if first {
+                    info!(target: "hoplite::node", block = number, "caught up with the chain");
+                    self.replay_stored_gossip();
+                }
+                for id in std::mem::take(&mut self.deferred) {
+                    if let Some((from, bytes, _)) = self.gossip.get(&id) {
+                        let input = Input::Gossip {
+                            from: *from,
+                            id,
+                            bytes: bytes.clone(),
+                        };
+                        self.node.handle_input(now(), input);
+                        self.drain();
+                    }
+                }
+            }
+            ChainUpdate::Failed {
+                id,
+                request,
+                failure,
+            } => self.node.handle_input(
+                now(),
+                Input::ChainRequestFailed {
+                    id,
+                    request,
+                    failure,
+                },
+            ),
+        }
+    }
+
+    /// Feeds back the gossip the node had accepted before it stopped (its own address as the
+    /// relayer: nobody is blamed, and the verdicts go nowhere).
+    fn replay_stored_gossip(&mut self) {
+        let me = self.node.address();
+        for (n, bytes) in std::mem::take(&mut self.stored_gossip).into_iter().enumerate() {
+            let id = REPLAYED_GOSSIP | n as u64;
+            self.node.handle_input(now(), Input::Gossip { from: me, id, bytes });
+            self.drain();
+        }
+    }
+
+    /// Hands every output to its component.
+    fn drain(&mut self) {
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Send { to, envelope } => {
+                    if self.network.connected().all(|(peer, _)| *peer != to) {
+                        let addresses = self
+                            .node
+                            .view()
+                            .gossip()
+                            .node_announcement(to)
+                            .map(|a| a.addresses.clone());
+                        if let Some(addresses) = addresses {
+                            self.network.want(&addresses);
+                        }
+                    }
+                    self.network.send(to, envelope.encode());
+                }
+                Output::Publish(message) => {
+                    let bytes = message.encode();
+                    self.store.gossip(bytes.clone());
+                    self.network.publish(bytes);
+                }
+                Output::GossipVerdict { id, verdict } => self.verdict(id, verdict),
+                Output::Chain { id, request } => {
+                    let _ = self.requests.send((id, request));
+                }
+                Output::Persist { id, records } => self.store.persist(id, records),
+                Output::Event(event) => self.event(event),
+            }
+        }
+    }
+
+    fn verdict(&mut self, id: u64, verdict: Verdict) {
+        if id & REPLAYED_GOSSIP != 0 {
+            return;
+        }
+        if verdict == Verdict::Ignore
+            && let Some((_, bytes, retries)) = self.gossip.get_mut(&id)
+            && *retries > 0
+            && awaits_chain(&self.node, bytes)
+        {
+            *retries -= 1;
+            self.deferred.push(id);
+            return;
+        }
+        if let Some((_, bytes, _)) = self.gossip.remove(&id)
+            && verdict == Verdict::Accept
+        {
+            self.store.gossip(bytes);
+        }
+        self.network.report(id, &verdict);
+    }
+
+    fn event(&mut self, event: Event) {
+        if let Event::PeerMessageRejected { from, error } = &event {
+            warn!(target: "hoplite::node", peer = %from, %error, "peer message rejected");
+            if error.action() == PeerAction::Disconnect {
+                self.network.disconnect(*from);
+            }
+        } else {
+            info!(target: "hoplite::node", event = ?event, "event");
+        }
+        let id = self
+            .events
+            .lock()
+            .expect("not poisoned")
+            .push(event_json(&event));
+        self.event_id.send_replace(id);
+    }
+
+    fn command(&mut self, request: Request) -> Result<Value, ApiError> {
+        let now = now();
+        let refused = |e: hoplite_node::CommandError| ApiError::refused(&e);
+        let answer = match request {
+            Request::Info => Ok(self.info()),
+            Request::Channels => Ok(self.channels()),
+            Request::Graph => Ok(self.graph()),
+            Request::Peers => Ok(Value::from(
+                self.network
+                    .connected()
+                    .map(|(address, peer)| json!({"address": address, "peer_id": peer.to_string()}))
+                    .collect::<Vec<_>>(),
+            )),
+            Request::OpenChannel { partner, deposit } => self
+                .node
+                .open_channel(now, partner, deposit)
+                .map(|()| json!({}))
+                .map_err(refused),
+            Request::Deposit { channel, total } => self
+                .node
+                .deposit(now, channel, total)
+                .map(|()| json!({}))
+                .map_err(refused),
+            Request::Close {
+                channel,
+                cooperative,
+            } => {
+                let how = if cooperative {
+                    Close::Cooperative
+                } else {
+                    Close::Unilateral
+                };
+                self.node
+                    .close_channel(now, channel, how)
+                    .map(|()| json!({}))
+                    .map_err(refused)
+            }
+            Request::CreateInvoice { amount, valid_for } => {
+                let invoice = self.node.create_invoice(now, amount, valid_for);
+                Ok(json!({
+                    "invoice": invoice.to_string(),
+                    "payment": invoice.payment.0,
+                    "amount": invoice.amount.to_string(),
+                    "expires_at": invoice.expires_at,
+                }))
+            }
+            Request::Pay { invoice } => self.pay(now, &invoice),
+        };
+        self.drain();
+        answer
+    }
+
+    fn pay(&mut self, now: Duration, invoice: &Invoice) -> Result<Value, ApiError> {
+        let age = self
+            .head_timestamp
+            .map(|t| now.saturating_sub(Duration::from_secs(t)));
+        match age {
+            None => return Err(ApiError::stale_chain("the chain has not been read yet".into())),
+            Some(age) if age > self.max_head_age => {
+                return Err(ApiError::stale_chain(format!(
+                    "the chain head is {} s old (limit {} s): a lagging RPC node could hide a close",
+                    age.as_secs(),
+                    self.max_head_age.as_secs()
+                )));
+            }
+            Some(_) => {}
+        }
+        self.node
+            .pay(now, invoice)
+            .map(|payment| json!({"payment": payment.0}))
+            .map_err(|e| ApiError::refused(&e))
+    }
+
+    fn info(&self) -> Value {
+        json!({
+            "address": self.node.address(),
+            "peer_id": self.network.peer_id().to_string(),
+            "listen": self.network.listeners().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "announced": self.announced,
+            "chain_id": self.chain_id,
+            "token_network": self.node.config().token_network.address,
+            "block": self.node.block().0,
+            "synced": self.head_timestamp.is_some(),
+            "channels": self.node.channels().count(),
+            "store": {
+                "commits": self.store.stats().commits.load(Ordering::Relaxed),
+                "batches": self.store.stats().batches.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    fn channels(&self) -> Value {
+        let list: Vec<Value> = self
+            .node
+            .channels()
+            .map(|channel| {
+                let id = channel.id();
+                let onchain = self.node.onchain_channel(id);
+                let ours = channel.participant(Side::Ours);
+                let theirs = channel.participant(Side::Partner);
+                json!({
+                    "id": id.to_string(),
+                    "partner": theirs.address(),
+                    "state": phase_name(onchain.as_ref()),
+                    "our_deposit": ours.total_deposit().to_string(),
+                    "partner_deposit": theirs.total_deposit().to_string(),
+                    "our_balance": channel.spendable(Side::Ours).to_string(),
+                    "partner_balance": channel.spendable(Side::Partner).to_string(),
+                    "our_locked": ours.locks().total().to_string(),
+                    "partner_locked": theirs.locks().total().to_string(),
+                })
+            })
+            .collect();
+        Value::from(list)
+    }
+
+    fn graph(&self) -> Value {
+        let view = self.node.view();
+        let channels: Vec<Value> = view
+            .channels()
+            .filter(|c| c.phase == Phase::Opened)
+            .map(|c| {
+                let participants = [c.state.participant1, c.state.participant2];
+                let announced = view.gossip().channel_announcement(c.id).is_some();
+                let policies: Vec<bool> = participants
+                    .iter()
+                    .map(|p| view.gossip().latest(c.id, *p).is_some())
+                    .collect();
+                json!({
+                    "id": c.id.to_string(),
+                    "participants": participants,
+                    "capacity": c.available().to_string(),
+                    "announced": announced,
+                    "policies": policies,
+                })
+            })
+            .collect();
+        json!({"channels": channels, "nodes": view.gossip().node_count()})
+    }
+}
+
+/// Whether a gossip message names a channel (or a node with a channel) our chain view does
+/// not show yet: the relayer may be a block ahead of us.
+fn awaits_chain(node: &Node, bytes: &[u8]) -> bool {
+    let view = node.view();
+    match GossipMessage::decode(bytes) {
+        Ok(GossipMessage::ChannelAnnouncement(a)) => view.channel(a.channel).is_none(),
+        Ok(GossipMessage::ChannelUpdate(u)) => view.channel(u.channel).is_none(),
+        Ok(GossipMessage::NodeAnnouncement(a)) => !view.has_open_channel(a.node),
+        Err(_) => false,
+    }
+}
+
+fn phase_name(channel: Option<&OnChainChannel>) -> &'static str {
+    match channel.map(|c| c.phase) {
+        None => "opening",
+        Some(Phase::Opened) => "open",
+        Some(Phase::Closed) => "closed",
+        Some(Phase::Settled { .. }) => "settled",
+    }
+}
+
+fn amount(amount: &Amount) -> Value {
+    Value::from(amount.to_string())
+}
+
+/// An event as the API shows it: a `type` and its fields, amounts as decimal strings.
+fn event_json(event: &Event) -> Value {
+    match event {
+        Event::ChannelOpened { channel, partner } => {
+            json!({"type": "channel_opened", "channel": channel.to_string(), "partner": partner})
+        }
+        Event::ChannelClosed { channel, closer } => {
+            json!({"type": "channel_closed", "channel": channel.to_string(), "closer": closer})
+        }
+        Event::CloseRefused { channel, answered } => {
+            json!({"type": "close_refused", "channel": channel.to_string(), "answered": answered})
+        }
+        Event::ChannelSettled { channel } => {
+            json!({"type": "channel_settled", "channel": channel.to_string()})
+        }
+        Event::PaymentSent {
+            payment,
+            amount: paid,
+            fee,
+            route,
+            attempts,
+        } => json!({
+            "type": "payment_sent", "payment": payment.0, "amount": amount(paid),
+            "fee": amount(fee), "route": route, "attempts": attempts,
+        }),
+        Event::PaymentFailed {
+            payment,
+            reason,
+            last_failure,
+            attempts,
+        } => json!({
+            "type": "payment_failed", "payment": payment.0, "reason": format!("{reason:?}"),
+            "last_failure": last_failure.as_ref().map(|f| format!("{f:?}")), "attempts": attempts,
+        }),
+        Event::PaymentReceived {
+            payment,
+            amount: received,
+        } => json!({"type": "payment_received", "payment": payment.0, "amount": amount(received)}),
+        Event::DirectTransferReceived {
+            channel,
+            amount: received,
+        } => json!({
+            "type": "direct_transfer_received", "channel": channel.to_string(), "amount": amount(received),
+        }),
+        Event::Forwarded { channel, fee } => {
+            json!({"type": "forwarded", "channel": channel.to_string(), "fee": amount(fee)})
+        }
+        Event::PeerMessageRejected { from, error } => {
+            json!({"type": "peer_message_rejected", "from": from, "error": error.to_string()})
+        }
+        Event::ChannelBroken { channel, error } => {
+            json!({"type": "channel_broken", "channel": channel.to_string(), "error": error.to_string()})
+        }
+        Event::GossipRejected { from, rejection } => {
+            json!({"type": "gossip_rejected", "from": from, "rejection": format!("{rejection:?}")})
+        }
+        Event::ChainRequestFailed { request, failure } => json!({
+            "type": "chain_request_failed", "request": request.kind(), "failure": failure.to_string(),
+        }),
+    }
+}
+
+/// Parses a decimal amount (they are uint256).
+pub fn parse_amount(text: &str) -> Option<Amount> {
+    U256::from_str_radix(text, 10).ok().map(Amount::from)
+}

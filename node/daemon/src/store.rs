@@ -1,0 +1,421 @@
+//! The node's records in SQLite: one table per kind, one transaction per group of `Persist`
+//! batches, `synchronous=FULL` (a record that lets a peer's signature go out must survive a
+//! power loss, not only a killed process).
+//!
+//! [`Store::open`] reads everything back for `Node::restore`; [`Store::spawn_writer`] moves
+//! the connection to a writer thread that drains its queue into one transaction, commits
+//! (one fsync for every batch in it), then reports each batch durable. Tables:
+//! - `channels`: the latest `Channel` record of each channel;
+//! - `entries`: the latest value of each bookkeeping entry (a `None` deletes it);
+//! - `log`: `Invoice`, `InvoiceRevealed`, `Finished` and `LockChange` records in the order
+//!   written (a `ChannelForgotten` deletes the channel's lock changes with it);
+//! - `gossip`: the announcements and updates the node accepted, so a restarted node routes
+//!   at once;
+//! - `meta`: the last block the node processed and a commit counter (`generation`).
+
+use hoplite_htlc::ChannelId;
+use hoplite_node::{EntryKey, EntryValue, PersistId, Record};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The schema this build writes; older ones are migrated at open, newer ones refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The most accepted gossip messages kept (the oldest go first).
+const MAX_GOSSIP_KEPT: i64 = 100_000;
+
+/// The most jobs committed in one transaction.
+const MAX_GROUP: usize = 4_096;
+
+/// Why the store can't go on; the node stops (the next batches would build on a lost one).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored row does not decode: the database is not what this node wrote.
+    #[error("corrupt {table} row: {error}")]
+    Corrupt {
+        /// Where.
+        table: &'static str,
+        /// What postcard said.
+        error: postcard::Error,
+    },
+    /// Written by a newer hoplite.
+    #[error("database schema {found} is newer than this build's {SCHEMA_VERSION}")]
+    NewerSchema {
+        /// Its version.
+        found: i64,
+    },
+}
+
+/// An open database, before its writer thread starts.
+pub struct Store {
+    conn: Connection,
+}
+
+/// What the node had persisted.
+pub struct Stored {
+    /// The records, in the order `Node::restore` takes them.
+    pub records: Vec<Record>,
+    /// The gossip it had accepted, oldest first.
+    pub gossip: Vec<Vec<u8>>,
+    /// The last block it processed.
+    pub last_block: Option<u64>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, WAL with full sync, migrated to
+    /// [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema { found: version });
+        }
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE channels (id BLOB PRIMARY KEY, record BLOB NOT NULL);
+                 CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+                 CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, channel BLOB,
+                                   record BLOB NOT NULL);
+                 CREATE INDEX log_channel ON log (channel) WHERE channel IS NOT NULL;
+                 CREATE TABLE gossip (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                                      hash BLOB NOT NULL UNIQUE, bytes BLOB NOT NULL);
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        Ok(Self { conn })
+    }
+
+    /// Everything kept: the records as [`hoplite_node::MemoryStore::records`] orders them
+    /// (channels, the log, entries), the gossip and the last block.
+    pub fn load(&self) -> Result<Stored, StoreError> {
+        let mut records = Vec::new();
+        let decode = |table, bytes: Vec<u8>| {
+            postcard::from_bytes::<Record>(&bytes).map_err(|error| StoreError::Corrupt { table, error })
+        };
+        let mut rows = self.conn.prepare("SELECT record FROM channels ORDER BY id")?;
+        for bytes in rows.query_map([], |row| row.get(0))? {
+            records.push(decode("channels", bytes?)?);
+        }
+        let mut rows = self.conn.prepare("SELECT record FROM log ORDER BY seq")?;
+        for bytes in rows.query_map([], |row| row.get(0))? {
+            records.push(decode("log", bytes?)?);
+        }
+        let mut rows = self.conn.prepare("SELECT key, value FROM entries ORDER BY key")?;
+        for row in rows.query_map([], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))? {
+            let (key, value) = row?;
+            let corrupt = |error| StoreError::Corrupt {
+                table: "entries",
+                error,
+            };
+            records.push(Record::Entry {
+                key: postcard::from_bytes::<EntryKey>(&key).map_err(corrupt)?,
+                value: Some(postcard::from_bytes::<EntryValue>(&value).map_err(corrupt)?),
+            });
+        }
+        let mut rows = self.conn.prepare("SELECT bytes FROM gossip ORDER BY seq")?;
+        let gossip = rows
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(Stored {
+            records,
+            gossip,
+            last_block: self.meta("last_block")?.map(|b| b as u64),
+        })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// Starts the writer thread; each group it commits is reported on `done`.
+    pub fn spawn_writer(self, done: UnboundedSender<Committed>) -> Writer {
+        let (jobs, queue) = mpsc::channel();
+        let stats = Arc::new(StoreStats::default());
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("hoplite-store".into())
+            .spawn(move || write_loop(self.conn, &queue, &done, &thread_stats))
+            .expect("spawning the store's writer thread");
+        Writer {
+            jobs,
+            thread: Some(thread),
+            stats,
+        }
+    }
+}
+
+/// Counters of the writer, for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Transactions committed (each one fsync of the WAL).
+    pub commits: AtomicU64,
+    /// Persist batches written.
+    pub batches: AtomicU64,
+}
+
+/// One thing for the writer to do.
+enum Job {
+    Batch(PersistId, Vec<Record>),
+    Gossip(Vec<u8>),
+    LastBlock(u64),
+}
+
+/// What the writer reports after a commit.
+#[derive(Debug)]
+pub enum Committed {
+    /// Every batch up to this id is durable.
+    Persisted(PersistId),
+    /// The commit failed: stop the node.
+    Failed(StoreError),
+}
+
+/// The queue into the writer thread. Dropping it (or [`Writer::close`]) lets the writer
+/// finish what is queued, then stop.
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<StoreStats>,
+}
+
+impl Writer {
+    /// Queues a `Persist` batch.
+    pub fn persist(&self, id: PersistId, records: Vec<Record>) {
+        self.send(Job::Batch(id, records));
+    }
+
+    /// Queues a gossip message the node accepted.
+    pub fn gossip(&self, bytes: Vec<u8>) {
+        self.send(Job::Gossip(bytes));
+    }
+
+    /// Queues the last block processed.
+    pub fn last_block(&self, block: u64) {
+        self.send(Job::LastBlock(block));
+    }
+
+    fn send(&self, job: Job) {
+        // The writer stops only after a failed commit, which it reported: the node is
+        // stopping, and what it queues now has nowhere to go.
+        let _ = self.jobs.send(job);
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Arc<StoreStats> {
+        &self.stats
+    }
+
+    /// Waits until everything queued is committed, then stops the thread.
+    pub fn close(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        let (jobs, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.jobs, jobs));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    queue: &mpsc::Receiver<Job>,
+    done: &UnboundedSender<Committed>,
+    stats: &StoreStats,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let batches = group.iter().filter(|j| matches!(j, Job::Batch(..))).count() as u64;
+        match commit(&mut conn, group) {
+            Ok(persisted) => {
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.batches.fetch_add(batches, Ordering::Relaxed);
+                if let Some(id) = persisted {
+                    let _ = done.send(Committed::Persisted(id));
+                }
+            }
+            Err(error) => {
+                let _ = done.send(Committed::Failed(error));
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a group in one transaction; the highest batch id in it, if any.
+fn commit(conn: &mut Connection, group: Vec<Job>) -> Result<Option<PersistId>, StoreError> {
+    let tx = conn.transaction()?;
+    let mut persisted = None;
+    for job in group {
+        match job {
+            Job::Batch(id, records) => {
+                for record in records {
+                    write_record(&tx, record)?;
+                }
+                persisted = persisted.max(Some(id));
+            }
+            Job::Gossip(bytes) => {
+                let hash = alloy_primitives::keccak256(&bytes);
+                tx.execute(
+                    "INSERT OR IGNORE INTO gossip (hash, bytes) VALUES (?1, ?2)",
+                    params![hash.as_slice(), bytes],
+                )?;
+                tx.execute(
+                    "DELETE FROM gossip WHERE seq <= (SELECT MAX(seq) FROM gossip) - ?1",
+                    [MAX_GOSSIP_KEPT],
+                )?;
+            }
+            Job::LastBlock(block) => {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('last_block', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+                    [block as i64],
+                )?;
+            }
+        }
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('generation', 1)
+         ON CONFLICT (key) DO UPDATE SET value = value + 1",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(persisted)
+}
+
+fn write_record(tx: &Transaction<'_>, record: Record) -> Result<(), StoreError> {
+    let key = |id: &ChannelId| postcard::to_allocvec(id).expect("ids encode");
+    match &record {
+        Record::Channel(channel) => {
+            tx.execute(
+                "INSERT INTO channels (id, record) VALUES (?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET record = excluded.record",
+                params![key(&channel.id()), encode(&record)],
+            )?;
+        }
+        Record::ChannelForgotten(channel) => {
+            tx.execute("DELETE FROM channels WHERE id = ?1", [key(channel)])?;
+            tx.execute("DELETE FROM log WHERE channel = ?1", [key(channel)])?;
+        }
+        Record::Entry { key: entry, value } => {
+            let entry = postcard::to_allocvec(entry).expect("keys encode");
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO entries (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![entry, postcard::to_allocvec(value).expect("values encode")],
+                )?,
+                None => tx.execute("DELETE FROM entries WHERE key = ?1", [entry])?,
+            };
+        }
+        Record::LockChange { channel, .. } => {
+            tx.execute(
+                "INSERT INTO log (channel, record) VALUES (?1, ?2)",
+                params![key(channel), encode(&record)],
+            )?;
+        }
+        Record::Invoice(_) | Record::InvoiceRevealed { .. } | Record::Finished { .. } => {
+            tx.execute("INSERT INTO log (record) VALUES (?1)", [encode(&record)])?;
+        }
+    }
+    Ok(())
+}
+
+fn encode(record: &Record) -> Vec<u8> {
+    postcard::to_allocvec(record).expect("records encode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoplite_node::MemoryStore;
+    use hoplite_node::testkit::create_network;
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("hoplite-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("node.sqlite")
+    }
+
+    /// Real records from a two-hop payment, written in batches as the node made them: the
+    /// database gives back what the in-memory store does.
+    #[test]
+    fn the_database_restores_what_memory_would() {
+        let mut net = create_network(3);
+        net.record_batches(1);
+        net.open_channel(0, 1, [5_000, 5_000]);
+        net.open_channel(1, 2, [5_000, 5_000]);
+        let payment = net.send_payment(0, 2, 1_000);
+        net.claim_payment(&[0, 1, 2], payment);
+        let batches = net.recorded_batches(1);
+        assert!(batches.len() > 3, "a mediator persists several batches");
+        let path = temp_db("restore");
+        let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Store::open(&path).unwrap().spawn_writer(done);
+        let mut memory = MemoryStore::new();
+        let mut last = None;
+        for (id, records) in batches {
+            memory.write(records.clone());
+            writer.persist(id, records);
+            last = Some(id);
+        }
+        writer.gossip(vec![1, 2, 3]);
+        writer.gossip(vec![1, 2, 3]);
+        writer.last_block(42);
+        writer.close();
+        let mut reported = None;
+        while let Ok(Committed::Persisted(id)) = committed.try_recv() {
+            assert!(reported < Some(id), "reported in order");
+            reported = Some(id);
+        }
+        assert_eq!(reported, last);
+        let stored = Store::open(&path).unwrap().load().unwrap();
+        assert_eq!(stored.records, memory.records().collect::<Vec<_>>());
+        assert_eq!(stored.gossip, vec![vec![1, 2, 3]]);
+        assert_eq!(stored.last_block, Some(42));
+    }
+
+    #[test]
+    fn a_database_from_a_newer_build_is_refused() {
+        let path = temp_db("newer");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        drop(conn);
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::NewerSchema { found }) if found == SCHEMA_VERSION + 1
+        ));
+    }
+}
