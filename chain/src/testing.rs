@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "rpc")]
 mod anvil;
 #[cfg(feature = "rpc")]
-pub use anvil::Anvil;
+pub use anvil::{Anvil, DEPLOYER_KEY};
 
 /// The chain id of every test network.
 pub const CHAIN_ID: u64 = 1337;

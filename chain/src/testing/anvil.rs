@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 /// The key of [`super::DEPLOYER`], anvil's first dev account (its default mnemonic; never use it
 /// anywhere real).
-const DEPLOYER_KEY: B256 =
+pub const DEPLOYER_KEY: B256 =
     b256!("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
 
 impl TestNet<RpcBackend> {
@@ -59,6 +59,16 @@ impl Anvil {
     /// If anvil can't be installed or started: the message says what to fix. Tests never skip
     /// the JSON-RPC backend silently.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// [`Anvil::start`] that also mines a block every `seconds` (not only one per
+    /// transaction), as a real chain does: a node's clock-bound duties see blocks go by.
+    pub fn mining_every(seconds: u64) -> Self {
+        Self::start_with(&["--block-time", &seconds.to_string()])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         // Tests start anvils in parallel; one install per process (the script also locks).
         static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
@@ -81,6 +91,7 @@ impl Anvil {
         let mut child = Command::new(&binary)
             .args(["--port", "0", "--host", "127.0.0.1", "--hardfork", "cancun"])
             .args(["--chain-id", &CHAIN_ID.to_string()])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -153,7 +153,11 @@ pub enum InvoiceParseError {
 impl fmt::Display for Invoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = postcard::to_allocvec(self).map_err(|_| fmt::Error)?;
-        write!(f, "{INVOICE_PREFIX}{}", alloy_primitives::hex::encode(bytes))
+        write!(
+            f,
+            "{INVOICE_PREFIX}{}",
+            alloy_primitives::hex::encode(bytes)
+        )
     }
 }
 
@@ -168,7 +172,8 @@ impl std::str::FromStr for Invoice {
             .trim()
             .strip_prefix(INVOICE_PREFIX)
             .ok_or(InvoiceParseError::NotInvoice)?;
-        let bytes = alloy_primitives::hex::decode(hex).map_err(|_| InvoiceParseError::NotInvoice)?;
+        let bytes =
+            alloy_primitives::hex::decode(hex).map_err(|_| InvoiceParseError::NotInvoice)?;
         match postcard::take_from_bytes::<Self>(&bytes) {
             Ok((invoice, [])) => Ok(invoice),
             _ => Err(InvoiceParseError::Malformed),
@@ -179,7 +184,7 @@ impl std::str::FromStr for Invoice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    
+
     #[test]
     fn text_form_round_trips_and_refuses_what_is_not_an_invoice() {
         let key = hoplite_htlc::testing::key(1, 0);
@@ -187,14 +192,35 @@ mod tests {
             chain_id: 1,
             address: Address::repeat_byte(7),
         };
-        let invoice = Invoice::sign(&key, network, PaymentId(B256::repeat_byte(3)), Amount::from(500u64), 99);
+        let invoice = Invoice::sign(
+            &key,
+            network,
+            PaymentId(B256::repeat_byte(3)),
+            Amount::from(500u64),
+            99,
+        );
         let text = invoice.to_string();
         assert!(text.starts_with(INVOICE_PREFIX));
         assert_eq!(text.parse::<Invoice>(), Ok(invoice));
-        assert_eq!(text[..text.len() - 2].parse::<Invoice>(), Err(InvoiceParseError::Malformed));
-        assert_eq!(format!("{text}00").parse::<Invoice>(), Err(InvoiceParseError::Malformed));
-        assert_eq!("lnbc1".parse::<Invoice>(), Err(InvoiceParseError::NotInvoice));
-        assert_eq!("hoplite1zz".parse::<Invoice>(), Err(InvoiceParseError::NotInvoice));
-        assert_eq!("x".repeat(2_000).parse::<Invoice>(), Err(InvoiceParseError::TooLong));
+        assert_eq!(
+            text[..text.len() - 2].parse::<Invoice>(),
+            Err(InvoiceParseError::Malformed)
+        );
+        assert_eq!(
+            format!("{text}00").parse::<Invoice>(),
+            Err(InvoiceParseError::Malformed)
+        );
+        assert_eq!(
+            "lnbc1".parse::<Invoice>(),
+            Err(InvoiceParseError::NotInvoice)
+        );
+        assert_eq!(
+            "hoplite1zz".parse::<Invoice>(),
+            Err(InvoiceParseError::NotInvoice)
+        );
+        assert_eq!(
+            "x".repeat(2_000).parse::<Invoice>(),
+            Err(InvoiceParseError::TooLong)
+        );
     }
 }

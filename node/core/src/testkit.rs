@@ -367,7 +367,10 @@ impl Network {
 
     /// The batches recorded for node `i` since [`Self::record_batches`], in order.
     pub fn recorded_batches(&mut self, i: usize) -> Vec<(PersistId, Vec<Record>)> {
-        self.recorded.get_mut(&i).map(std::mem::take).unwrap_or_default()
+        self.recorded
+            .get_mut(&i)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// What node `i` last persisted for `channel`.

@@ -150,7 +150,13 @@ struct Api {
 impl Api {
     async fn ask(&self, request: Request) -> Result<Json<Value>, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let stopping = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", "the node is stopping");
+        let stopping = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "stopping",
+                "the node is stopping",
+            )
+        };
         self.commands
             .send(Command { request, reply })
             .await
@@ -171,10 +177,23 @@ pub fn router(
         event_id,
     };
     Router::new()
-        .route("/v1/info", get(|State(api): State<Api>| async move { api.ask(Request::Info).await }))
-        .route("/v1/peers", get(|State(api): State<Api>| async move { api.ask(Request::Peers).await }))
-        .route("/v1/graph", get(|State(api): State<Api>| async move { api.ask(Request::Graph).await }))
-        .route("/v1/channels", get(|State(api): State<Api>| async move { api.ask(Request::Channels).await }).post(open_channel))
+        .route(
+            "/v1/info",
+            get(|State(api): State<Api>| async move { api.ask(Request::Info).await }),
+        )
+        .route(
+            "/v1/peers",
+            get(|State(api): State<Api>| async move { api.ask(Request::Peers).await }),
+        )
+        .route(
+            "/v1/graph",
+            get(|State(api): State<Api>| async move { api.ask(Request::Graph).await }),
+        )
+        .route(
+            "/v1/channels",
+            get(|State(api): State<Api>| async move { api.ask(Request::Channels).await })
+                .post(open_channel),
+        )
         .route("/v1/channels/{id}/deposit", post(deposit))
         .route("/v1/channels/{id}/close", post(close))
         .route("/v1/invoices", post(create_invoice))
@@ -186,7 +205,9 @@ pub fn router(
 
 fn amount(text: &str, field: &str) -> Result<Amount, ApiError> {
     parse_amount(text).ok_or_else(|| {
-        ApiError::malformed(format!("{field} must be a decimal amount of tokens, not {text:?}"))
+        ApiError::malformed(format!(
+            "{field} must be a decimal amount of tokens, not {text:?}"
+        ))
     })
 }
 
@@ -281,7 +302,9 @@ async fn create_invoice(
         return Err(ApiError::malformed("an invoice is for more than zero"));
     }
     if body.valid_for_s == 0 || body.valid_for_s > 365 * 24 * 3_600 {
-        return Err(ApiError::malformed("valid_for_s must be within 1 s and a year"));
+        return Err(ApiError::malformed(
+            "valid_for_s must be within 1 s and a year",
+        ));
     }
     api.ask(Request::CreateInvoice {
         amount,

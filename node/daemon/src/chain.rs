@@ -116,7 +116,8 @@ pub async fn follow(
             match chain.events(next, Some(to)).await {
                 Ok(events) => {
                     debug!(target: "hoplite::chain", from = next, to, events = events.len(), "logs");
-                    if !events.is_empty() && updates.send(ChainUpdate::Events(events)).await.is_err()
+                    if !events.is_empty()
+                        && updates.send(ChainUpdate::Events(events)).await.is_err()
                     {
                         return;
                     }

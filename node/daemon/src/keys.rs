@@ -149,7 +149,10 @@ mod tests {
         let dir = temp_dir("mode");
         let first = load_or_create(&dir, None).unwrap();
         let path = dir.join(KEY_FILE);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let again = load_or_create(&dir, None).unwrap();
         assert_eq!(again.private.address(), first.private.address());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
@@ -166,7 +169,10 @@ mod tests {
         fs::create_dir_all(&node).unwrap();
         let key = load_or_create(&node, Some(&source)).unwrap();
         assert_eq!(key.bytes(), &B256::repeat_byte(0x11));
-        let error = load_or_create(&node, Some(&source)).err().unwrap().to_string();
+        let error = load_or_create(&node, Some(&source))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(error.contains("already holds a key"), "{error}");
         fs::write(&source, "zz").unwrap();
         let fresh = dir.join("fresh");

@@ -80,8 +80,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -142,7 +141,10 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("the node's settings: {e}"))?;
     info!(target: "hoplite::node", address = %node.address(), %peer_id, restored, last_block = ?stored.last_block, "starting");
 
-    let topic = format!("/hoplite/{chain_id}/{}/gossip", settings.chain.token_network);
+    let topic = format!(
+        "/hoplite/{chain_id}/{}/gossip",
+        settings.chain.token_network
+    );
     let (network, streams) = network::Network::start(
         libp2p_key,
         &settings.network.listen,
@@ -173,11 +175,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut api_shutdown = shutdown.clone();
     let api = tokio::spawn(
-        axum::serve(listener, api::router(commands_tx, events.clone(), event_id_rx))
-            .with_graceful_shutdown(async move {
-                let _ = api_shutdown.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            api::router(commands_tx, events.clone(), event_id_rx),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = api_shutdown.wait_for(|stop| *stop).await;
+        })
+        .into_future(),
     );
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -271,5 +276,7 @@ fn apply_node_settings(
 /// and a new seed keeps them from repeating after a restart.
 fn random_seed() -> u64 {
     use rand::TryRngCore;
-    rand::rngs::OsRng.try_next_u64().expect("the OS has randomness")
+    rand::rngs::OsRng
+        .try_next_u64()
+        .expect("the OS has randomness")
 }

@@ -415,7 +415,11 @@ impl Network {
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
-                        .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
                     return None;
                 }
                 self.next_gossip += 1;
@@ -444,7 +448,11 @@ impl Network {
                 None
             }
             StreamEvent::WriterClosed { peer, generation } => {
-                if self.writers.get(&peer).is_some_and(|(g, _)| *g == generation) {
+                if self
+                    .writers
+                    .get(&peer)
+                    .is_some_and(|(g, _)| *g == generation)
+                {
                     self.writers.remove(&peer);
                 }
                 None
@@ -462,7 +470,12 @@ fn backoff(local: &PeerId, target: &mut Target, now: Instant) {
         .saturating_mul(1 << target.attempt.min(8).saturating_sub(1))
         .min(MAX_BACKOFF);
     let seed = alloy_primitives::keccak256(
-        [local.to_bytes(), target.address.to_vec(), target.attempt.to_le_bytes().to_vec()].concat(),
+        [
+            local.to_bytes(),
+            target.address.to_vec(),
+            target.attempt.to_le_bytes().to_vec(),
+        ]
+        .concat(),
     );
     let jitter = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"))
         % (base.as_millis() as u64 / 2 + 1);
@@ -471,7 +484,10 @@ fn backoff(local: &PeerId, target: &mut Target, now: Instant) {
 
 /// Accepts peers' channel streams: one reader task each, at most [`STREAMS_PER_PEER`] per
 /// peer, none for a PeerId without an address.
-async fn accept_streams(mut incoming: libp2p_stream::IncomingStreams, events: mpsc::Sender<StreamEvent>) {
+async fn accept_streams(
+    mut incoming: libp2p_stream::IncomingStreams,
+    events: mpsc::Sender<StreamEvent>,
+) {
     let open: Arc<Mutex<BTreeMap<PeerId, usize>>> = Arc::default();
     while let Some((peer, stream)) = incoming.next().await {
         if address_of_peer(&peer).is_none() {
@@ -517,7 +533,11 @@ async fn read_stream(peer: PeerId, mut stream: libp2p::Stream, events: &mpsc::Se
         if stream.read_exact(&mut bytes).await.is_err() {
             return;
         }
-        if events.send(StreamEvent::Frame { peer, bytes }).await.is_err() {
+        if events
+            .send(StreamEvent::Frame { peer, bytes })
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -548,5 +568,7 @@ async fn write_stream(
         }
         Err(error) => debug!(target: "hoplite::net", %peer, %error, "open stream"),
     }
-    let _ = events.send(StreamEvent::WriterClosed { peer, generation }).await;
+    let _ = events
+        .send(StreamEvent::WriterClosed { peer, generation })
+        .await;
 }

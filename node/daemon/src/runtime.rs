@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Events kept for the API's `GET /v1/events` (the oldest go first).
 const EVENTS_KEPT: usize = 10_000;
@@ -123,9 +123,10 @@ impl Runtime {
         let mut dial = tokio::time::interval(Duration::from_millis(250));
         let result = loop {
             self.drain();
-            let wake = self.node.poll_timeout().map(|at| {
-                tokio::time::Instant::now() + at.saturating_sub(now())
-            });
+            let wake = self
+                .node
+                .poll_timeout()
+                .map(|at| tokio::time::Instant::now() + at.saturating_sub(now()));
             let timer = async {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -169,7 +170,8 @@ impl Runtime {
             PeerEvent::Disconnected(peer) => Input::PeerDisconnected(peer),
             PeerEvent::Message { from, bytes } => Input::PeerMessage { from, bytes },
             PeerEvent::Gossip { from, id, bytes } => {
-                self.gossip.insert(id, (from, bytes.clone(), GOSSIP_RETRIES));
+                self.gossip
+                    .insert(id, (from, bytes.clone(), GOSSIP_RETRIES));
                 Input::Gossip { from, id, bytes }
             }
         };
@@ -227,9 +229,19 @@ impl Runtime {
     /// relayer: nobody is blamed, and the verdicts go nowhere).
     fn replay_stored_gossip(&mut self) {
         let me = self.node.address();
-        for (n, bytes) in std::mem::take(&mut self.stored_gossip).into_iter().enumerate() {
+        for (n, bytes) in std::mem::take(&mut self.stored_gossip)
+            .into_iter()
+            .enumerate()
+        {
             let id = REPLAYED_GOSSIP | n as u64;
-            self.node.handle_input(now(), Input::Gossip { from: me, id, bytes });
+            self.node.handle_input(
+                now(),
+                Input::Gossip {
+                    from: me,
+                    id,
+                    bytes,
+                },
+            );
             self.drain();
         }
     }
@@ -271,6 +283,7 @@ impl Runtime {
         if id & REPLAYED_GOSSIP != 0 {
             return;
         }
+        debug!(target: "hoplite::gossip", id, ?verdict, "verdict");
         if verdict == Verdict::Ignore
             && let Some((_, bytes, retries)) = self.gossip.get_mut(&id)
             && *retries > 0
@@ -362,7 +375,11 @@ impl Runtime {
             .head_timestamp
             .map(|t| now.saturating_sub(Duration::from_secs(t)));
         match age {
-            None => return Err(ApiError::stale_chain("the chain has not been read yet".into())),
+            None => {
+                return Err(ApiError::stale_chain(
+                    "the chain has not been read yet".into(),
+                ));
+            }
             Some(age) if age > self.max_head_age => {
                 return Err(ApiError::stale_chain(format!(
                     "the chain head is {} s old (limit {} s): a lagging RPC node could hide a close",
@@ -447,11 +464,13 @@ impl Runtime {
 }
 
 /// Whether a gossip message names a channel (or a node with a channel) our chain view does
-/// not show yet: the relayer may be a block ahead of us.
+/// not show yet, or a capacity it does not show yet: the relayer may be a block ahead of us.
 fn awaits_chain(node: &Node, bytes: &[u8]) -> bool {
     let view = node.view();
     match GossipMessage::decode(bytes) {
-        Ok(GossipMessage::ChannelAnnouncement(a)) => view.channel(a.channel).is_none(),
+        Ok(GossipMessage::ChannelAnnouncement(a)) => view
+            .channel(a.channel)
+            .is_none_or(|c| Amount::from(c.available()) != a.capacity),
         Ok(GossipMessage::ChannelUpdate(u)) => view.channel(u.channel).is_none(),
         Ok(GossipMessage::NodeAnnouncement(a)) => !view.has_open_channel(a.node),
         Err(_) => false,

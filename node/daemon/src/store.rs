@@ -104,9 +104,12 @@ impl Store {
     pub fn load(&self) -> Result<Stored, StoreError> {
         let mut records = Vec::new();
         let decode = |table, bytes: Vec<u8>| {
-            postcard::from_bytes::<Record>(&bytes).map_err(|error| StoreError::Corrupt { table, error })
+            postcard::from_bytes::<Record>(&bytes)
+                .map_err(|error| StoreError::Corrupt { table, error })
         };
-        let mut rows = self.conn.prepare("SELECT record FROM channels ORDER BY id")?;
+        let mut rows = self
+            .conn
+            .prepare("SELECT record FROM channels ORDER BY id")?;
         for bytes in rows.query_map([], |row| row.get(0))? {
             records.push(decode("channels", bytes?)?);
         }
@@ -114,8 +117,12 @@ impl Store {
         for bytes in rows.query_map([], |row| row.get(0))? {
             records.push(decode("log", bytes?)?);
         }
-        let mut rows = self.conn.prepare("SELECT key, value FROM entries ORDER BY key")?;
-        for row in rows.query_map([], |row| Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?)))? {
+        let mut rows = self
+            .conn
+            .prepare("SELECT key, value FROM entries ORDER BY key")?;
+        for row in rows.query_map([], |row| {
+            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })? {
             let (key, value) = row?;
             let corrupt = |error| StoreError::Corrupt {
                 table: "entries",
@@ -140,7 +147,9 @@ impl Store {
     fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
             .optional()?)
     }
 
@@ -411,7 +420,8 @@ mod tests {
         let path = temp_db("newer");
         drop(Store::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         assert!(matches!(
             Store::open(&path),

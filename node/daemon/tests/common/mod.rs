@@ -1,0 +1,367 @@
+//! Real `hoplite` processes on loopback over a real anvil: the contracts deployed, each
+//! daemon's account funded, its config written, its API reached over HTTP.
+
+#![allow(dead_code)] // Each test file uses its own part.
+
+use alloy_primitives::{Address, B256, U256};
+use alloy_provider::Provider;
+use alloy_signer_local::PrivateKeySigner;
+use hoplite_chain::Chain;
+use hoplite_chain::deploy::Deployment;
+use hoplite_chain::rpc::RpcBackend;
+use hoplite_chain::testing::{Anvil, DEPLOYER_KEY};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Tokens minted to each daemon's account.
+pub const MINTED: u64 = 1_000_000;
+
+/// A chain with the contracts, and the daemons on it.
+pub struct Localnet {
+    pub anvil: Anvil,
+    pub deployment: Deployment,
+    pub chain: Chain<RpcBackend>,
+    pub daemons: Vec<Daemon>,
+    pub dir: PathBuf,
+}
+
+/// One `hoplite node` process.
+pub struct Daemon {
+    pub index: usize,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub key_file: PathBuf,
+    pub api: String,
+    pub p2p_port: u16,
+    pub address: Address,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("a free loopback port")
+        .local_addr()
+        .expect("bound")
+        .port()
+}
+
+impl Localnet {
+    /// Anvil mining a block a second, the contracts, and `n` daemons funded with ether and
+    /// [`MINTED`] tokens, each bootstrapping to the one before (a line of connections).
+    pub async fn start(name: &str, n: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!("hoplite-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let anvil = Anvil::mining_every(1);
+        let signer = PrivateKeySigner::from_bytes(&DEPLOYER_KEY).expect("a key");
+        let mut deployer = RpcBackend::connect(anvil.url(), signer)
+            .await
+            .expect("anvil answers");
+        let deployment = Deployment::with_test_token(&mut deployer)
+            .await
+            .expect("deployed");
+        let mut chain = Chain::new(deployer, deployment);
+        let mut daemons = Vec::new();
+        let mut ports = Vec::new();
+        for index in 0..n {
+            let key = B256::from(U256::from(0xC0FFEE_u64 + index as u64));
+            let address = PrivateKeySigner::from_bytes(&key).expect("a key").address();
+            let ether = U256::from(10u64).pow(U256::from(20u64));
+            chain
+                .backend()
+                .provider()
+                .raw_request::<_, Value>("anvil_setBalance".into(), (address, ether))
+                .await
+                .expect("anvil_setBalance");
+            chain
+                .mint_test_tokens(address, U256::from(MINTED))
+                .await
+                .expect("mint");
+            let p2p_port = free_port();
+            let bootstrap: Vec<String> = ports
+                .last()
+                .map(|p: &u16| format!("/ip4/127.0.0.1/tcp/{p}"))
+                .into_iter()
+                .collect();
+            ports.push(p2p_port);
+            let daemon = Daemon::configure(
+                &dir,
+                anvil.url(),
+                &deployment,
+                index,
+                key,
+                address,
+                p2p_port,
+                &bootstrap,
+            );
+            daemons.push(daemon);
+        }
+        let mut net = Self {
+            anvil,
+            deployment,
+            chain,
+            daemons,
+            dir,
+        };
+        for daemon in &mut net.daemons {
+            daemon.spawn();
+        }
+        for daemon in &net.daemons {
+            daemon.wait_ready().await;
+        }
+        net
+    }
+
+    /// A token balance on-chain.
+    pub async fn tokens(&mut self, account: Address) -> U256 {
+        self.chain
+            .token_balance(account)
+            .await
+            .expect("balanceOf")
+            .to_u256()
+    }
+}
+
+impl Daemon {
+    #[allow(clippy::too_many_arguments)]
+    fn configure(
+        net_dir: &std::path::Path,
+        rpc: &str,
+        d: &Deployment,
+        index: usize,
+        key: B256,
+        address: Address,
+        p2p_port: u16,
+        bootstrap: &[String],
+    ) -> Self {
+        let dir = net_dir.join(format!("node{index}"));
+        std::fs::create_dir_all(&dir).expect("a node dir");
+        let key_file = dir.join("import.key");
+        std::fs::write(&key_file, alloy_primitives::hex::encode(key)).expect("key written");
+        let api_port = free_port();
+        let config = format!(
+            r#"data_dir = "{data}"
+[chain]
+rpc_url = "{rpc}"
+token_network = "{tn}"
+secret_registry = "{sr}"
+token = "{token}"
+deployment_block = {block}
+confirmations = 0
+poll_interval_ms = 200
+[network]
+listen = ["/ip4/127.0.0.1/tcp/{p2p_port}", "/ip4/127.0.0.1/udp/{p2p_port}/quic-v1"]
+bootstrap = {bootstrap:?}
+[api]
+listen = "127.0.0.1:{api_port}"
+[node]
+alias = "node{index}"
+resend_after_s = 2
+"#,
+            data = dir.join("data").display(),
+            rpc = rpc,
+            tn = d.token_network,
+            sr = d.secret_registry,
+            token = d.token,
+            block = d.block,
+        );
+        let config_path = dir.join("node.toml");
+        std::fs::write(&config_path, config).expect("config written");
+        Self {
+            index,
+            dir,
+            config: config_path,
+            key_file,
+            api: format!("http://127.0.0.1:{api_port}"),
+            p2p_port,
+            address,
+            child: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the process (its output goes to `node.log` in its folder).
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .expect("a log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_hoplite"))
+            .arg("node")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--import-key")
+            .arg(&self.key_file)
+            .env("RUST_LOG", "info,hoplite=debug")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("hoplite starts");
+        self.child = Some(child);
+    }
+
+    /// The last lines of its log, for a failure message.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Waits until the API answers `info` (the node is up).
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = self.http.get(format!("{}/v1/info", self.api)).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node{} did not come up:\n{}",
+                self.index,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET path`, expecting success.
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("node{} GET {path}: {e}", self.index));
+        let status = response.status();
+        let body: Value = response.json().await.expect("JSON");
+        assert!(
+            status.is_success(),
+            "node{} GET {path}: {status} {body}",
+            self.index
+        );
+        body
+    }
+
+    /// `POST path` with `body`: the status and the answer.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("node{} POST {path}: {e}", self.index));
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON"))
+    }
+
+    /// `POST path`, expecting success.
+    pub async fn post_ok(&self, path: &str, body: Value) -> Value {
+        let (status, answer) = self.post(path, body.clone()).await;
+        assert!(
+            (200..300).contains(&status),
+            "node{} POST {path} {body}: {status} {answer}",
+            self.index
+        );
+        answer
+    }
+
+    /// Waits for an event of one of `kinds` (after id `after`) that `matches`; returns it.
+    pub async fn wait_event(
+        &self,
+        kinds: &[&str],
+        after: u64,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut seen = after;
+        loop {
+            let events = self
+                .get(&format!("/v1/events?after={seen}&wait_ms=1000"))
+                .await;
+            for entry in events.as_array().expect("a list") {
+                seen = seen.max(entry["id"].as_u64().expect("an id"));
+                let event = &entry["event"];
+                if kinds.iter().any(|k| event["type"] == *k) && matches(event) {
+                    return event.clone();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node{}: no {kinds:?} event:\n{}",
+                self.index,
+                self.log_tail()
+            );
+        }
+    }
+
+    /// Polls `path` until `done` holds of the answer.
+    pub async fn wait_until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let answer = self.get(path).await;
+            if done(&answer) {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node{}: {what} never happened; last {path}: {answer}\n{}",
+                self.index,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Stops it with SIGTERM and waits (a graceful stop).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "node{} did not stop on SIGTERM:\n{}",
+                self.index,
+                self.log_tail()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A JSON amount.
+pub fn amount(value: &Value) -> u64 {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("an amount string, not {value}"))
+        .parse()
+        .expect("a decimal amount")
+}
+
+/// `{"partner", "deposit"}` for opening a channel.
+pub fn open_request(partner: Address, deposit: u64) -> Value {
+    json!({"partner": partner, "deposit": deposit.to_string()})
+}
