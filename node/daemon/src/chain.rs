@@ -41,7 +41,7 @@ pub enum ChainUpdate {
         /// Its id.
         id: ChainRequestId,
         /// The request.
-        request: ChainRequest,
+        request: Box<ChainRequest>,
         /// Why.
         failure: ChainFailure,
     },
@@ -163,7 +163,7 @@ pub async fn submit(
                 let failure = ChainFailure::from(&error);
                 let failed = ChainUpdate::Failed {
                     id,
-                    request,
+                    request: Box::new(request),
                     failure,
                 };
                 if updates.send(failed).await.is_err() {

@@ -218,7 +218,7 @@ impl Runtime {
                 now(),
                 Input::ChainRequestFailed {
                     id,
-                    request,
+                    request: *request,
                     failure,
                 },
             ),

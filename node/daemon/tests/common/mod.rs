@@ -2,6 +2,7 @@
 //! daemon's account funded, its config written, its API reached over HTTP.
 
 #![allow(dead_code)] // Each test file uses its own part.
+#![allow(clippy::disallowed_methods)] // Real processes run on the wall clock.
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_provider::Provider;
