@@ -192,12 +192,13 @@ resend_after_s = 2
             .append(true)
             .open(self.dir.join("node.log"))
             .expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_hoplite"))
-            .arg("node")
-            .arg("--config")
-            .arg(&self.config)
-            .arg("--import-key")
-            .arg(&self.key_file)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hoplite"));
+        command.arg("node").arg("--config").arg(&self.config);
+        // The key is imported at the first start; later ones find it in the data dir.
+        if !self.dir.join("data/key").exists() {
+            command.arg("--import-key").arg(&self.key_file);
+        }
+        let child = command
             .env("RUST_LOG", "info,hoplite=debug")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -319,6 +320,14 @@ resend_after_s = 2
                 self.log_tail()
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Kills it with SIGKILL: no chance to finish anything.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

@@ -1,0 +1,87 @@
+//! A daemon restarted from its data directory, gracefully (SIGTERM) and killed (SIGKILL),
+//! between payments: every acknowledged payment is still there, the channel stays open and
+//! usable, and the restarted node knows the network at once (its stored gossip).
+
+mod common;
+
+use common::{Daemon, Localnet, amount, open_request};
+use serde_json::json;
+
+const DEPOSIT: u64 = 10_000;
+
+/// Pays `paid` from `payer` to `payee` by invoice and waits for both ends to hear of it.
+async fn pay(payer: &Daemon, payee: &Daemon, paid: u64) {
+    let invoice = payee
+        .post_ok("/v1/invoices", json!({"amount": paid.to_string()}))
+        .await;
+    payer
+        .post_ok("/v1/payments", json!({"invoice": invoice["invoice"]}))
+        .await;
+    let outcome = payer
+        .wait_event(&["payment_sent", "payment_failed"], 0, |e| {
+            e["payment"] == invoice["payment"]
+        })
+        .await;
+    assert_eq!(outcome["type"], "payment_sent", "{outcome}");
+    payee
+        .wait_event(&["payment_received"], 0, |e| {
+            e["payment"] == invoice["payment"]
+        })
+        .await;
+}
+
+/// What the payee holds in its one channel once no lock is pending.
+async fn received(payee: &Daemon) -> u64 {
+    let channels = payee
+        .wait_until("/v1/channels", "locks settled", |c| {
+            c[0]["our_locked"] == "0" && c[0]["partner_locked"] == "0"
+        })
+        .await;
+    assert_eq!(channels[0]["state"], "open", "{channels}");
+    amount(&channels[0]["our_balance"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_daemon_keeps_its_payments_and_its_channel() {
+    let mut net = Localnet::start("restart", 2).await;
+    let payee_address = net.daemons[1].address;
+    net.daemons[0]
+        .post_ok("/v1/channels", open_request(payee_address, DEPOSIT))
+        .await;
+    let announced = |graph: &serde_json::Value| {
+        graph["channels"][0]["policies"] == json!([true, true])
+            && graph["channels"][0]["capacity"] == json!(DEPOSIT.to_string())
+    };
+    net.daemons[0]
+        .wait_until("/v1/graph", "the channel's announcement", announced)
+        .await;
+    pay(&net.daemons[0], &net.daemons[1], 100).await;
+    assert_eq!(received(&net.daemons[1]).await, 100);
+
+    // A graceful stop and start: the payment is in the database, the graph in its gossip.
+    net.daemons[1].stop();
+    net.daemons[1].spawn();
+    net.daemons[1].wait_ready().await;
+    assert_eq!(received(&net.daemons[1]).await, 100);
+    net.daemons[1]
+        .wait_until("/v1/graph", "the stored gossip", announced)
+        .await;
+    pay(&net.daemons[0], &net.daemons[1], 200).await;
+    assert_eq!(received(&net.daemons[1]).await, 300);
+
+    // Killed outright, payee and then payer: what each acknowledged survives.
+    for victim in [1, 0] {
+        net.daemons[victim].kill_hard();
+        net.daemons[victim].spawn();
+        net.daemons[victim].wait_ready().await;
+    }
+    assert_eq!(received(&net.daemons[1]).await, 300);
+    let payer = net.daemons[0].get("/v1/channels").await;
+    assert_eq!(amount(&payer[0]["our_balance"]), DEPOSIT - 300, "{payer}");
+    pay(&net.daemons[0], &net.daemons[1], 400).await;
+    assert_eq!(received(&net.daemons[1]).await, 700);
+
+    for daemon in &mut net.daemons {
+        daemon.stop();
+    }
+}
