@@ -24,6 +24,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+/// How long the submitter waits for a transaction's receipt.
+const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// What the chain components tell the node's task.
 #[derive(Debug)]
 pub enum ChainUpdate {
@@ -154,7 +157,17 @@ pub async fn submit(
 ) {
     while let Some((id, request)) = requests.recv().await {
         let kind = request.kind();
-        match request.submit(&mut chain).await {
+        // A transaction that never gets a receipt must not hold back every later one (an
+        // answer to a close among them): it is reported as not sent, and the node decides.
+        let sent = tokio::time::timeout(RECEIPT_TIMEOUT, request.submit(&mut chain))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ChainError::Transport(format!(
+                    "no receipt after {} s",
+                    RECEIPT_TIMEOUT.as_secs()
+                )))
+            });
+        match sent {
             Ok(receipt) => {
                 info!(target: "hoplite::chain", kind, block = receipt.block, gas = receipt.gas_used, "sent");
             }

@@ -5,8 +5,9 @@
 //!
 //! A peer is its Ethereum address, read from the public key inside its PeerId (noise proves
 //! the peer holds that key): a message's sender is never a claim in the payload, and a peer
-//! whose PeerId holds no secp256k1 key gets nothing. Every collection a peer can grow is
-//! bounded: streams per peer, frames queued per peer, gossip awaiting a verdict.
+//! whose PeerId holds no secp256k1 key gets nothing. Bounded per peer identity: inbound
+//! streams and frames queued; bounded in all: gossip awaiting a verdict and the addresses we
+//! keep dialling. Connections are not limited yet (a peer can make new identities freely).
 
 use crate::keys::address_of_peer;
 use alloy_primitives::Address;
@@ -34,6 +35,8 @@ const QUEUED_PER_PEER: usize = 1_024;
 const STREAMS_PER_PEER: usize = 2;
 /// Gossip messages awaiting the node's verdict; past it new ones are ignored.
 const MAX_PENDING_GOSSIP: usize = 4_096;
+/// The most addresses kept dialled (bootstrap peers and partners' announced addresses).
+const MAX_TARGETS: usize = 256;
 /// Reconnect backoff bounds.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -264,7 +267,8 @@ impl Network {
             let Ok(address) = address.parse::<Multiaddr>() else {
                 continue;
             };
-            if self.targets.iter().all(|t| t.address != address) {
+            if self.targets.len() < MAX_TARGETS && self.targets.iter().all(|t| t.address != address)
+            {
                 self.targets.push(Target {
                     address,
                     attempt: 0,

@@ -145,9 +145,11 @@ impl Runtime {
                     }
                 }
                 Some(update) = self.chain.recv() => self.chain_update(update),
-                Some(committed) = self.committed.recv() => match committed {
-                    Committed::Persisted(id) => self.node.handle_input(now(), Input::Persisted(id)),
-                    Committed::Failed(error) => break Err(anyhow::anyhow!("the store failed: {error}")),
+                committed = self.committed.recv() => match committed {
+                    Some(Committed::Persisted(id)) => self.node.handle_input(now(), Input::Persisted(id)),
+                    Some(Committed::Failed(error)) => break Err(anyhow::anyhow!("the store failed: {error}")),
+                    // Without a writer nothing the node holds back could ever go out.
+                    None => break Err(anyhow::anyhow!("the store's writer stopped")),
                 },
                 Some(command) = self.commands.recv() => {
                     let answer = self.command(command.request);
@@ -183,6 +185,7 @@ impl Runtime {
             ChainUpdate::Events(events) => {
                 for event in events {
                     self.node.handle_input(now(), Input::Chain(event));
+                    self.drain();
                 }
             }
             ChainUpdate::Block {
@@ -193,6 +196,7 @@ impl Runtime {
                 self.head_timestamp = Some(head_timestamp);
                 self.node
                     .handle_input(now(), Input::Block(hoplite_htlc::BlockNumber(number)));
+                self.drain();
                 self.store.last_block(number);
                 if first {
                     info!(target: "hoplite::node", block = number, "caught up with the chain");
@@ -271,7 +275,11 @@ impl Runtime {
                 }
                 Output::GossipVerdict { id, verdict } => self.verdict(id, verdict),
                 Output::Chain { id, request } => {
-                    let _ = self.requests.send((id, request));
+                    if self.requests.send((id, request)).is_err() {
+                        // The submitter is gone (it only stops with the daemon): the node
+                        // sends the request again while it matters.
+                        warn!(target: "hoplite::chain", "the submitter stopped: request dropped");
+                    }
                 }
                 Output::Persist { id, records } => self.store.persist(id, records),
                 Output::Event(event) => self.event(event),

@@ -11,7 +11,8 @@
 //!   written (a `ChannelForgotten` deletes the channel's lock changes with it);
 //! - `gossip`: the announcements and updates the node accepted, so a restarted node routes
 //!   at once;
-//! - `meta`: the last block the node processed and a commit counter (`generation`).
+//! - `meta`: the last block fed to the node (logged at start; the node replays the chain from
+//!   the deployment, as `Node::restore` asks) and a commit counter (`generation`).
 
 use hoplite_htlc::ChannelId;
 use hoplite_node::{EntryKey, EntryValue, PersistId, Record};
