@@ -38,6 +38,7 @@ pub struct Daemon {
     pub api: String,
     pub p2p_port: u16,
     pub address: Address,
+    pub key: B256,
     child: Option<Child>,
     http: reqwest::Client,
 }
@@ -54,6 +55,11 @@ impl Localnet {
     /// Anvil mining a block a second, the contracts, and `n` daemons funded with ether and
     /// [`MINTED`] tokens, each bootstrapping to the one before (a line of connections).
     pub async fn start(name: &str, n: usize) -> Self {
+        Self::start_with(name, n, "").await
+    }
+
+    /// [`Localnet::start`] with `node_toml` added to every daemon's `[node]` section.
+    pub async fn start_with(name: &str, n: usize, node_toml: &str) -> Self {
         let dir = std::env::temp_dir().join(format!("hoplite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temp dir");
@@ -98,6 +104,7 @@ impl Localnet {
                 address,
                 p2p_port,
                 &bootstrap,
+                node_toml,
             );
             daemons.push(daemon);
         }
@@ -115,6 +122,15 @@ impl Localnet {
             daemon.wait_ready().await;
         }
         net
+    }
+
+    /// The chain as daemon `index`'s account, for a test that acts in its place.
+    pub async fn chain_as(&self, index: usize) -> Chain<RpcBackend> {
+        let signer = PrivateKeySigner::from_bytes(&self.daemons[index].key).expect("a key");
+        let backend = RpcBackend::connect(self.anvil.url(), signer)
+            .await
+            .expect("anvil answers");
+        Chain::new(backend, self.deployment)
     }
 
     /// A token balance on-chain.
@@ -138,6 +154,7 @@ impl Daemon {
         address: Address,
         p2p_port: u16,
         bootstrap: &[String],
+        node_toml: &str,
     ) -> Self {
         let dir = net_dir.join(format!("node{index}"));
         std::fs::create_dir_all(&dir).expect("a node dir");
@@ -162,6 +179,7 @@ listen = "127.0.0.1:{api_port}"
 [node]
 alias = "node{index}"
 resend_after_s = 2
+{node_toml}
 "#,
             data = dir.join("data").display(),
             rpc = rpc,
@@ -180,6 +198,7 @@ resend_after_s = 2
             api: format!("http://127.0.0.1:{api_port}"),
             p2p_port,
             address,
+            key,
             child: None,
             http: reqwest::Client::new(),
         }
