@@ -13,6 +13,7 @@ use crate::keys::address_of_peer;
 use alloy_primitives::Address;
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use hoplite_gossip::Verdict;
+use hoplite_node::Input;
 use hoplite_node::wire::MAX_MESSAGE_SIZE;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::swarm::dial_opts::DialOpts;
@@ -47,31 +48,6 @@ pub struct Behaviour {
     identify: identify::Behaviour,
     gossipsub: gossipsub::Behaviour,
     streams: libp2p_stream::Behaviour,
-}
-
-/// What the network tells the node's task.
-#[derive(Debug)]
-pub enum PeerEvent {
-    /// A peer's first connection is up.
-    Connected(Address),
-    /// A peer's last connection went down.
-    Disconnected(Address),
-    /// A frame from a peer's channel stream.
-    Message {
-        /// Who sent it (from its PeerId).
-        from: Address,
-        /// The frame.
-        bytes: Vec<u8>,
-    },
-    /// A gossip message to judge; report the verdict with [`Network::report`].
-    Gossip {
-        /// The peer that relayed it.
-        from: Address,
-        /// Our handle on it.
-        id: u64,
-        /// What it carried.
-        bytes: Vec<u8>,
-    },
 }
 
 /// What stream tasks report.
@@ -334,7 +310,7 @@ impl Network {
     }
 
     /// Applies a swarm event; what the node must hear of it.
-    pub fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<PeerEvent> {
+    pub fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<Input> {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(target: "hoplite::net", %address, "listening");
@@ -364,7 +340,7 @@ impl Network {
                 info!(target: "hoplite::net", peer = %peer_id, %address, "connected");
                 self.peers.insert(peer_id, address);
                 self.by_address.insert(address, peer_id);
-                Some(PeerEvent::Connected(address))
+                Some(Input::PeerConnected(address))
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
@@ -400,7 +376,7 @@ impl Network {
                 let address = self.peers.remove(&peer_id)?;
                 self.by_address.remove(&address);
                 info!(target: "hoplite::net", peer = %peer_id, %address, "disconnected");
-                Some(PeerEvent::Disconnected(address))
+                Some(Input::PeerDisconnected(address))
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -429,7 +405,7 @@ impl Network {
                 self.next_gossip += 1;
                 let id = self.next_gossip;
                 self.pending.insert(id, (message_id, propagation_source));
-                Some(PeerEvent::Gossip {
+                Some(Input::Gossip {
                     from: from?,
                     id,
                     bytes: message.data,
@@ -440,9 +416,9 @@ impl Network {
     }
 
     /// Applies what a stream task reported.
-    pub fn handle_stream_event(&mut self, event: StreamEvent) -> Option<PeerEvent> {
+    pub fn handle_stream_event(&mut self, event: StreamEvent) -> Option<Input> {
         match event {
-            StreamEvent::Frame { peer, bytes } => Some(PeerEvent::Message {
+            StreamEvent::Frame { peer, bytes } => Some(Input::PeerMessage {
                 from: *self.peers.get(&peer)?,
                 bytes,
             }),

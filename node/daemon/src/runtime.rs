@@ -10,7 +10,7 @@
 
 use crate::api::{ApiError, Request};
 use crate::chain::ChainUpdate;
-use crate::network::{Network, PeerEvent, StreamEvent};
+use crate::network::{Network, StreamEvent};
 use crate::store::{Committed, Writer};
 use alloy_primitives::{Address, U256};
 use hoplite_chain::events::{OnChainChannel, Phase};
@@ -136,12 +136,12 @@ impl Runtime {
             tokio::select! {
                 event = self.network.next_event() => {
                     if let Some(event) = self.network.handle_swarm_event(event) {
-                        self.peer_event(event);
+                        self.peer_input(event);
                     }
                 }
                 Some(event) = self.streams.recv() => {
                     if let Some(event) = self.network.handle_stream_event(event) {
-                        self.peer_event(event);
+                        self.peer_input(event);
                     }
                 }
                 Some(update) = self.chain.recv() => self.chain_update(update),
@@ -166,17 +166,13 @@ impl Runtime {
         result
     }
 
-    fn peer_event(&mut self, event: PeerEvent) {
-        let input = match event {
-            PeerEvent::Connected(peer) => Input::PeerConnected(peer),
-            PeerEvent::Disconnected(peer) => Input::PeerDisconnected(peer),
-            PeerEvent::Message { from, bytes } => Input::PeerMessage { from, bytes },
-            PeerEvent::Gossip { from, id, bytes } => {
-                self.gossip
-                    .insert(id, (from, bytes.clone(), GOSSIP_RETRIES));
-                Input::Gossip { from, id, bytes }
-            }
-        };
+    /// Feeds what the network heard; gossip is kept until its verdict (it may be judged
+    /// again, and accepted gossip is stored).
+    fn peer_input(&mut self, input: Input) {
+        if let Input::Gossip { from, id, bytes } = &input {
+            self.gossip
+                .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
+        }
         self.node.handle_input(now(), input);
     }
 
