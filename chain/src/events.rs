@@ -10,7 +10,7 @@ use crate::backend::{BlockLog, ChainError};
 use crate::contracts::{SecretRegistry, TokenNetwork};
 use crate::deploy::Deployment;
 use TokenNetwork::TokenNetworkEvents as Tn;
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, B256, IntoLogData, Log, U256, keccak256};
 use alloy_sol_types::{SolEventInterface, SolValue};
 use hoplite_htlc::ChannelId;
 use std::collections::BTreeMap;
@@ -57,6 +57,19 @@ impl ChainEvent {
             block: entry.block,
             event,
         }))
+    }
+
+    /// The log this event decodes from: [`ChainEvent::decode`] gives the event back. A
+    /// follower keeps these so a restart need not read the chain again.
+    pub fn to_log(&self, contracts: &Deployment) -> BlockLog {
+        let (address, data) = match &self.event {
+            Event::TokenNetwork(e) => (contracts.token_network, e.to_log_data()),
+            Event::SecretRegistry(e) => (contracts.secret_registry, e.to_log_data()),
+        };
+        BlockLog {
+            block: self.block,
+            log: Log { address, data },
+        }
     }
 
     /// The channel a TokenNetwork event is about.

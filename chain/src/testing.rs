@@ -7,6 +7,7 @@ use crate::backend::Mine;
 use crate::client::Chain;
 use crate::contracts::TokenNetwork;
 use crate::deploy::Deployment;
+use crate::events::ChainEvent;
 use crate::evm::{EvmBackend, InProcessEvm, SharedEvm};
 use alloy_primitives::{Address, B256, U256, address};
 use alloy_sol_types::{SolCall, SolStruct};
@@ -175,6 +176,12 @@ impl<B: Mine> TestNet<B> {
             channel.stored_word(),
             "state rebuilt from events of {id:?}"
         );
+        // Every event so far comes back from the log it gives (what a follower keeps).
+        let contracts = *chain.contracts();
+        for event in chain.events(contracts.block, None).await.expect("events") {
+            let log = event.to_log(&contracts);
+            assert_eq!(ChainEvent::decode(&contracts, &log), Ok(Some(event)));
+        }
     }
 
     /// `signer`'s balance proof `nonce` over `balance`.

@@ -9,7 +9,8 @@
 //! only once caught up, so the node never derives duties from a chain it has half read.
 
 use crate::config::ChainSettings;
-use alloy_primitives::U256;
+use crate::store::Checkpoint;
+use alloy_primitives::{B256, U256};
 use alloy_provider::Provider;
 use alloy_rpc_types_eth::BlockNumberOrTag;
 use alloy_signer_local::PrivateKeySigner;
@@ -30,14 +31,29 @@ const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 /// What the chain components tell the node's task.
 #[derive(Debug)]
 pub enum ChainUpdate {
-    /// Events of the next blocks, oldest first.
-    Events(Vec<ChainEvent>),
-    /// Every event up to `number` was sent; `timestamp` is the newest block's (seconds).
+    /// The events of blocks up to `through`, oldest first; `hash` is block `through`'s.
+    Events {
+        /// The events.
+        events: Vec<ChainEvent>,
+        /// Every event up to this block is in.
+        through: u64,
+        /// Its hash.
+        hash: B256,
+    },
+    /// Every event up to `number` was sent; the follower is caught up.
     Block {
         /// The last confirmed block.
         number: u64,
-        /// The chain head's timestamp.
+        /// Its hash.
+        hash: B256,
+        /// The chain head's timestamp (seconds).
         head_timestamp: u64,
+    },
+    /// A block the node processed is no longer on the chain: a reorg deeper than the
+    /// confirmations. The node's view can't be unwound; the daemon reads the chain again.
+    Reorganised {
+        /// The block.
+        number: u64,
     },
     /// A request the submitter could not get included.
     Failed {
@@ -86,14 +102,30 @@ pub async fn approve_deposits(chain: &mut Chain<RpcBackend>) -> Result<(), Chain
     Ok(())
 }
 
-/// Follows the chain from block `from` on, for as long as `updates` is open.
+/// The hash of block `number`; `None` if the chain has no such block.
+pub async fn block_hash(
+    chain: &Chain<RpcBackend>,
+    number: u64,
+) -> Result<Option<B256>, ChainError> {
+    let block = chain
+        .backend()
+        .provider()
+        .get_block_by_number(BlockNumberOrTag::Number(number))
+        .await
+        .map_err(|e| ChainError::Transport(e.to_string()))?;
+    Ok(block.map(|b| b.header.hash))
+}
+
+/// Follows the chain after `last` (the last block processed; `None`: from the deployment),
+/// for as long as `updates` is open. Before reading further it checks that `last` is still on
+/// the chain, and stops with [`ChainUpdate::Reorganised`] when it is not.
 pub async fn follow(
     mut chain: Chain<RpcBackend>,
     settings: ChainSettings,
-    from: u64,
+    mut last: Option<Checkpoint>,
     updates: mpsc::Sender<ChainUpdate>,
 ) {
-    let mut next = from;
+    let mut next = last.map_or(settings.deployment_block, |(n, _)| n + 1);
     let mut range = settings.max_log_range;
     let mut reported = None;
     let mut poll = tokio::time::interval(Duration::from_millis(settings.poll_interval_ms));
@@ -114,19 +146,47 @@ pub async fn follow(
             }
         };
         let confirmed = head.number.saturating_sub(settings.confirmations);
+        if next <= confirmed
+            && let Some((number, hash)) = last
+        {
+            match block_hash(&chain, number).await {
+                Ok(Some(found)) if found == hash => {}
+                Ok(found) => {
+                    warn!(target: "hoplite::chain", block = number, expected = %hash, ?found, "a processed block left the chain");
+                    let _ = updates.send(ChainUpdate::Reorganised { number }).await;
+                    return;
+                }
+                Err(error) => {
+                    warn!(target: "hoplite::chain", %error, "reading a block hash");
+                    continue;
+                }
+            }
+        }
         while next <= confirmed {
             let to = confirmed.min(next.saturating_add(range - 1));
-            match chain.events(next, Some(to)).await {
-                Ok(events) => {
+            // The hash is read after the logs: a reorg in between shows at the next check.
+            let read = match chain.events(next, Some(to)).await {
+                Ok(events) => block_hash(&chain, to).await.map(|hash| (events, hash)),
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok((events, Some(hash))) => {
                     debug!(target: "hoplite::chain", from = next, to, events = events.len(), "logs");
-                    if !events.is_empty()
-                        && updates.send(ChainUpdate::Events(events)).await.is_err()
-                    {
-                        return;
+                    if !events.is_empty() {
+                        let update = ChainUpdate::Events {
+                            events,
+                            through: to,
+                            hash,
+                        };
+                        if updates.send(update).await.is_err() {
+                            return;
+                        }
                     }
+                    last = Some((to, hash));
                     next = to + 1;
                     range = range.saturating_mul(2).min(settings.max_log_range);
                 }
+                Ok((_, None)) => break,
                 Err(error) => {
                     warn!(target: "hoplite::chain", %error, from = next, to, "eth_getLogs");
                     if range == 1 {
@@ -136,10 +196,14 @@ pub async fn follow(
                 }
             }
         }
-        if next > confirmed && reported != Some((confirmed, head.timestamp)) {
-            reported = Some((confirmed, head.timestamp));
+        if let Some((number, hash)) = last
+            && next > confirmed
+            && reported != Some((number, head.timestamp))
+        {
+            reported = Some((number, head.timestamp));
             let block = ChainUpdate::Block {
-                number: confirmed,
+                number,
+                hash,
                 head_timestamp: head.timestamp,
             };
             if updates.send(block).await.is_err() {

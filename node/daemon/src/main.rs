@@ -24,6 +24,7 @@ mod store;
 use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use hoplite_chain::events::ChainEvent;
 use hoplite_htlc::{BlockNumber, TokenNetwork};
 use hoplite_node::Node;
 use std::net::SocketAddr;
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 /// The database file in the data directory.
 const DATABASE: &str = "node.sqlite";
@@ -49,6 +50,19 @@ enum Command {
     /// Runs a node: follows the chain, connects to peers, serves the HTTP API, until SIGINT
     /// or SIGTERM. Example: `hoplite node --config node.toml`.
     Node(NodeArgs),
+    /// Copies the node's database to a new file while the node runs (SQLite's online
+    /// backup) and marks the data directory: a later start on an older database is
+    /// refused. Example: `hoplite backup --data-dir ~/.hoplite /backups/node-2026-12-02.sqlite`.
+    Backup(BackupArgs),
+}
+
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// The node's data directory.
+    #[arg(long, env = "HOPLITE_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The new file to write (refused if it exists).
+    file: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -89,19 +103,40 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Node(args) => runtime.block_on(run_node(args)),
+        Command::Node(mut args) => runtime.block_on(async {
+            loop {
+                match run_node(&args).await {
+                    Err(e) if e.downcast_ref::<runtime::Reorganised>().is_some() => {
+                        warn!(target: "hoplite::chain", error = %e, "starting again, to read the chain anew");
+                        // The key is in the data directory now.
+                        args.import_key = None;
+                    }
+                    result => return result,
+                }
+            }
+        }),
+        Command::Backup(args) => {
+            let database = args.data_dir.join(DATABASE);
+            if !database.exists() {
+                anyhow::bail!("no database at {}", database.display());
+            }
+            let generation = store::backup(&database, &args.file)
+                .with_context(|| format!("backing up {}", database.display()))?;
+            println!("{} (generation {generation})", args.file.display());
+            Ok(())
+        }
     }
 }
 
-async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
     let settings = config::load(
         args.config.as_deref(),
         config::Overrides {
-            data_dir: args.data_dir,
-            rpc_url: args.rpc_url,
+            data_dir: args.data_dir.clone(),
+            rpc_url: args.rpc_url.clone(),
             api_listen: args.api_listen,
-            listen: args.listen,
-            bootstrap: args.bootstrap,
+            listen: args.listen.clone(),
+            bootstrap: args.bootstrap.clone(),
         },
     )?;
     let data_dir = &settings.data_dir;
@@ -114,6 +149,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let store = store::Store::open(&data_dir.join(DATABASE))
         .with_context(|| format!("opening {}", data_dir.join(DATABASE).display()))?;
     let stored = store.load()?;
+    store::check_backup_marker(data_dir, stored.generation)?;
 
     let signer = PrivateKeySigner::from_bytes(key.bytes()).context("the key as a signer")?;
     let mut submitter = chain::connect(&settings.chain, signer.clone()).await?;
@@ -121,6 +157,15 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     chain::approve_deposits(&mut submitter)
         .await
         .context("approving the TokenNetwork for deposits")?;
+    let deployment = chain::deployment(&settings.chain);
+    let stored_chain = stored_chain(
+        &store,
+        &follower,
+        &deployment,
+        stored.chain_events,
+        stored.checkpoint,
+    )
+    .await?;
     let chain_id = hoplite_chain::Backend::chain_id(submitter.backend());
     let token_network = TokenNetwork {
         chain_id,
@@ -141,7 +186,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         Node::new(config, key.private.clone(), now, block)
     }
     .map_err(|e| anyhow::anyhow!("the node's settings: {e}"))?;
-    info!(target: "hoplite::node", address = %node.address(), %peer_id, restored, last_block = ?stored.last_block, "starting");
+    let checkpoint = stored_chain.1;
+    info!(target: "hoplite::node", address = %node.address(), %peer_id, restored, checkpoint = ?checkpoint.map(|(n, _)| n), "starting");
 
     let topic = format!(
         "/hoplite/{chain_id}/{}/gossip",
@@ -157,15 +203,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     let writer = store.spawn_writer(committed_tx);
     let (updates_tx, updates) = mpsc::channel(256);
     let (requests, requests_rx) = mpsc::unbounded_channel();
-    // The node replays the chain from the deployment on at every start (its restore
-    // contract): its view of the network and the secrets revealed are rebuilt, not stored.
-    tokio::spawn(chain::follow(
+    // The node is fed the stored events first, then the follower's from the checkpoint on.
+    let follower = tokio::spawn(chain::follow(
         follower,
         settings.chain.clone(),
-        settings.chain.deployment_block,
+        checkpoint,
         updates_tx.clone(),
     ));
-    tokio::spawn(chain::submit(submitter, requests_rx, updates_tx));
+    let submitter = tokio::spawn(chain::submit(submitter, requests_rx, updates_tx));
 
     let (commands_tx, commands) = mpsc::channel(256);
     let events = Arc::new(Mutex::new(runtime::EventLog::default()));
@@ -175,7 +220,8 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the API to {}", settings.api.listen))?;
     info!(target: "hoplite::api", address = %settings.api.listen, "API listening");
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let mut api_shutdown = shutdown.clone();
+    // The API stops after the node's task, however that ended.
+    let (api_stop, mut api_shutdown) = watch::channel(false);
     let api = tokio::spawn(
         axum::serve(
             listener,
@@ -186,7 +232,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         })
         .into_future(),
     );
-    tokio::spawn(async move {
+    let signals = tokio::spawn(async move {
         wait_for_signal().await;
         info!(target: "hoplite::node", "signal: shutting down");
         let _ = shutdown_tx.send(true);
@@ -204,6 +250,9 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         events,
         event_id,
         stored_gossip: stored.gossip,
+        stored_chain,
+        deployment,
+        resumed: None,
         max_head_age: Duration::from_secs(settings.chain.max_head_age_s),
         announced,
         chain_id,
@@ -212,9 +261,48 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         deferred: Vec::new(),
     };
     let result = runtime.run(shutdown).await;
+    let _ = api_stop.send(true);
     let _ = api.await;
+    // Nothing of this run may act on after it (a next run starts its own).
+    for task in [signals, follower, submitter] {
+        task.abort();
+    }
     info!(target: "hoplite::node", "stopped");
     result
+}
+
+/// The stored chain events, decoded, and their checkpoint, if the checkpoint's block is still
+/// on the chain; otherwise (a reorg deeper than the confirmations while we were down)
+/// nothing, and the store forgets them: the chain is read again from the deployment.
+async fn stored_chain(
+    store: &store::Store,
+    chain: &hoplite_chain::Chain<hoplite_chain::rpc::RpcBackend>,
+    deployment: &hoplite_chain::deploy::Deployment,
+    logs: Vec<hoplite_chain::backend::BlockLog>,
+    checkpoint: Option<store::Checkpoint>,
+) -> anyhow::Result<(Vec<ChainEvent>, Option<store::Checkpoint>)> {
+    let Some((number, hash)) = checkpoint else {
+        return Ok((Vec::new(), None));
+    };
+    let found = chain::block_hash(chain, number)
+        .await
+        .context("reading the checkpoint's block")?;
+    if found != Some(hash) {
+        warn!(target: "hoplite::chain", block = number, expected = %hash, ?found, "the last processed block left the chain: reading the chain from the deployment");
+        store.forget_chain()?;
+        return Ok((Vec::new(), None));
+    }
+    let mut events = Vec::with_capacity(logs.len());
+    for log in &logs {
+        let event = ChainEvent::decode(deployment, log)?.with_context(|| {
+            format!(
+                "a stored log of {} is not of our contracts",
+                log.log.address
+            )
+        })?;
+        events.push(event);
+    }
+    Ok((events, checkpoint))
 }
 
 async fn wait_for_signal() {

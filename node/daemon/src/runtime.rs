@@ -11,9 +11,10 @@
 use crate::api::{ApiError, Request};
 use crate::chain::ChainUpdate;
 use crate::network::{Network, StreamEvent};
-use crate::store::{Committed, Writer};
+use crate::store::{Checkpoint, Committed, Writer};
 use alloy_primitives::{Address, U256};
-use hoplite_chain::events::{OnChainChannel, Phase};
+use hoplite_chain::deploy::Deployment;
+use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
 use hoplite_gossip::{GossipMessage, Verdict};
 use hoplite_htlc::{Amount, Side};
 use hoplite_node::{
@@ -33,6 +34,15 @@ const EVENTS_KEPT: usize = 10_000;
 const GOSSIP_RETRIES: u8 = 5;
 /// Ids of stored gossip fed back at start; the network's ids stay below.
 const REPLAYED_GOSSIP: u64 = 1 << 63;
+
+/// A block the node processed left the chain: its view can't be unwound, so the daemon
+/// starts again and reads the chain from the deployment.
+#[derive(Debug, thiserror::Error)]
+#[error("block {block} left the chain: a reorg deeper than the confirmations")]
+pub struct Reorganised {
+    /// The block.
+    pub block: u64,
+}
 
 /// A command from the API and where its answer goes.
 pub struct Command {
@@ -101,6 +111,12 @@ pub struct Runtime {
     pub event_id: watch::Sender<u64>,
     /// Gossip the store kept, fed once the chain is caught up.
     pub stored_gossip: Vec<Vec<u8>>,
+    /// The chain events the store kept and the block they reach, fed first.
+    pub stored_chain: (Vec<ChainEvent>, Option<Checkpoint>),
+    /// The contracts, to keep the events' logs.
+    pub deployment: Deployment,
+    /// Where this run picked the chain up from the store: the block and the events fed.
+    pub resumed: Option<(u64, usize)>,
     /// Payments are refused while the head is older than this.
     pub max_head_age: Duration,
     /// Our libp2p addresses as announced.
@@ -121,6 +137,7 @@ impl Runtime {
     /// Runs until `shutdown` turns true or a component fails.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut dial = tokio::time::interval(Duration::from_millis(250));
+        self.replay_stored_chain();
         let result = loop {
             self.drain();
             let wake = self
@@ -144,7 +161,12 @@ impl Runtime {
                         self.peer_input(event);
                     }
                 }
-                Some(update) = self.chain.recv() => self.chain_update(update),
+                Some(update) = self.chain.recv() => {
+                    if let ChainUpdate::Reorganised { number } = update {
+                        break Err(Reorganised { block: number }.into());
+                    }
+                    self.chain_update(update);
+                }
                 committed = self.committed.recv() => match committed {
                     Some(Committed::Persisted(id)) => self.node.handle_input(now(), Input::Persisted(id)),
                     Some(Committed::Failed(error)) => break Err(anyhow::anyhow!("the store failed: {error}")),
@@ -178,14 +200,22 @@ impl Runtime {
 
     fn chain_update(&mut self, update: ChainUpdate) {
         match update {
-            ChainUpdate::Events(events) => {
+            ChainUpdate::Events {
+                events,
+                through,
+                hash,
+            } => {
+                let logs = events.iter().map(|e| e.to_log(&self.deployment)).collect();
+                self.store.chain_events(logs);
                 for event in events {
                     self.node.handle_input(now(), Input::Chain(event));
                     self.drain();
                 }
+                self.store.checkpoint((through, hash));
             }
             ChainUpdate::Block {
                 number,
+                hash,
                 head_timestamp,
             } => {
                 let first = self.head_timestamp.is_none();
@@ -193,7 +223,7 @@ impl Runtime {
                 self.node
                     .handle_input(now(), Input::Block(hoplite_htlc::BlockNumber(number)));
                 self.drain();
-                self.store.last_block(number);
+                self.store.checkpoint((number, hash));
                 if first {
                     info!(target: "hoplite::node", block = number, "caught up with the chain");
                     self.replay_stored_gossip();
@@ -210,6 +240,7 @@ impl Runtime {
                     }
                 }
             }
+            ChainUpdate::Reorganised { .. } => {}
             ChainUpdate::Failed {
                 id,
                 request,
@@ -222,6 +253,25 @@ impl Runtime {
                     failure,
                 },
             ),
+        }
+    }
+
+    /// Feeds the chain events kept from earlier runs, then their last block: the node has
+    /// every event from the deployment on, as its restore contract asks, and the follower
+    /// goes on after them.
+    fn replay_stored_chain(&mut self) {
+        let (events, checkpoint) = std::mem::take(&mut self.stored_chain);
+        let count = events.len();
+        for event in events {
+            self.node.handle_input(now(), Input::Chain(event));
+            self.drain();
+        }
+        if let Some((number, _)) = checkpoint {
+            self.node
+                .handle_input(now(), Input::Block(hoplite_htlc::BlockNumber(number)));
+            self.drain();
+            info!(target: "hoplite::chain", events = count, block = number, "replayed the stored chain events");
+            self.resumed = Some((number, count));
         }
     }
 
@@ -409,6 +459,7 @@ impl Runtime {
             "token_network": self.node.config().token_network.address,
             "block": self.node.block().0,
             "synced": self.head_timestamp.is_some(),
+            "resumed": self.resumed.map(|(block, events)| json!({"block": block, "events": events})),
             "channels": self.node.channels().count(),
             "store": {
                 "commits": self.store.stats().commits.load(Ordering::Relaxed),

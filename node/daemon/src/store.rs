@@ -11,12 +11,17 @@
 //!   written (a `ChannelForgotten` deletes the channel's lock changes with it);
 //! - `gossip`: the announcements and updates the node accepted, so a restarted node routes
 //!   at once;
-//! - `meta`: the last block fed to the node (logged at start; the node replays the chain from
-//!   the deployment, as `Node::restore` asks) and a commit counter (`generation`).
+//! - `chain_events`: the logs of both contracts the node was fed, and `checkpoint`: the last
+//!   block processed and its hash. A restart feeds the node these (`Node::restore` wants
+//!   every event from the deployment on) and reads the chain only after the checkpoint;
+//! - `meta`: a commit counter (`generation`), which a backup's marker is checked against.
 
+use alloy_primitives::{B256, Bytes, Log, LogData};
+use hoplite_chain::backend::BlockLog;
 use hoplite_htlc::ChannelId;
 use hoplite_node::{EntryKey, EntryValue, PersistId, Record};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::backup::StepResult;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +30,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The schema this build writes; older ones are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The most accepted gossip messages kept (the oldest go first).
 const MAX_GOSSIP_KEPT: i64 = 100_000;
@@ -47,6 +52,9 @@ pub enum StoreError {
         /// What postcard said.
         error: postcard::Error,
     },
+    /// A stored row is not in the shape this build writes.
+    #[error("malformed {0} row")]
+    Malformed(&'static str),
     /// Written by a newer hoplite.
     #[error("database schema {found} is newer than this build's {SCHEMA_VERSION}")]
     NewerSchema {
@@ -66,9 +74,16 @@ pub struct Stored {
     pub records: Vec<Record>,
     /// The gossip it had accepted, oldest first.
     pub gossip: Vec<Vec<u8>>,
-    /// The last block it processed.
-    pub last_block: Option<u64>,
+    /// The chain logs it was fed, oldest first.
+    pub chain_events: Vec<BlockLog>,
+    /// The last block it processed, and its hash.
+    pub checkpoint: Option<Checkpoint>,
+    /// Commits so far.
+    pub generation: u64,
 }
+
+/// A processed block: its number and hash.
+pub type Checkpoint = (u64, B256);
 
 impl Store {
     /// Opens (or creates) the database at `path`, WAL with full sync, migrated to
@@ -94,6 +109,21 @@ impl Store {
                                       hash BLOB NOT NULL UNIQUE, bytes BLOB NOT NULL);
                  CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
                  PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        if version < 2 {
+            // Version 1 kept a last block but not the events before it: dropping it makes
+            // the next start read the chain from the deployment once.
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE chain_events (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                                            block INTEGER NOT NULL, address BLOB NOT NULL,
+                                            topics BLOB NOT NULL, data BLOB NOT NULL);
+                 CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 0),
+                                          block INTEGER NOT NULL, hash BLOB NOT NULL);
+                 DELETE FROM meta WHERE key = 'last_block';
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )?;
         }
@@ -138,11 +168,47 @@ impl Store {
         let gossip = rows
             .query_map([], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
+        let mut rows = self
+            .conn
+            .prepare("SELECT block, address, topics, data FROM chain_events ORDER BY seq")?;
+        let chain_events = rows
+            .query_map([], |row| {
+                Ok(stored_log(
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                ))
+            })?
+            .collect::<Result<Option<Vec<_>>, _>>()?
+            .ok_or(StoreError::Malformed("chain_events"))?;
+        let checkpoint = self
+            .conn
+            .query_row("SELECT block, hash FROM checkpoint", [], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })
+            .optional()?
+            .map(|(block, hash)| {
+                B256::try_from(hash.as_slice())
+                    .map(|hash| (block as u64, hash))
+                    .map_err(|_| StoreError::Malformed("checkpoint"))
+            })
+            .transpose()?;
         Ok(Stored {
             records,
             gossip,
-            last_block: self.meta("last_block")?.map(|b| b as u64),
+            chain_events,
+            checkpoint,
+            generation: self.meta("generation")?.unwrap_or(0) as u64,
         })
+    }
+
+    /// Forgets the chain logs and the checkpoint: the next start reads the chain from the
+    /// deployment (after a reorg below the checkpoint).
+    pub fn forget_chain(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN; DELETE FROM chain_events; DELETE FROM checkpoint; COMMIT;")?;
+        Ok(())
     }
 
     fn meta(&self, key: &str) -> Result<Option<i64>, StoreError> {
@@ -171,6 +237,107 @@ impl Store {
     }
 }
 
+/// The file in the data directory that records the generation of the last backup.
+pub const BACKUP_MARKER: &str = "backup-marker";
+
+/// Copies the database at `database` (in use or not) to the new file `to` with SQLite's
+/// online backup, in one read transaction, then records the copy's generation in the
+/// data directory's [`BACKUP_MARKER`]. Returns that generation.
+pub fn backup(database: &Path, to: &Path) -> Result<u64, BackupError> {
+    if to.exists() {
+        return Err(BackupError::Exists(to.to_owned()));
+    }
+    let source = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    let partial = to.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    {
+        let mut copy = Connection::open(&partial)?;
+        let backup = rusqlite::backup::Backup::new(&source, &mut copy)?;
+        // -1: every page in one step, so the copy is one consistent state even while the
+        // node writes; busy (a checkpoint in progress) is retried for up to 5 s.
+        let mut tries = 0;
+        loop {
+            match backup.step(-1)? {
+                StepResult::Done => break,
+                _ if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                _ => return Err(BackupError::Busy),
+            }
+        }
+    }
+    let generation: i64 = Connection::open(&partial)?
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'generation'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, to)?;
+    let dir = database.parent().unwrap_or(Path::new("."));
+    let marker = dir.join(BACKUP_MARKER);
+    let written = dir.join(format!("{BACKUP_MARKER}.partial"));
+    std::fs::write(&written, format!("{generation}\n"))?;
+    std::fs::File::open(&written)?.sync_all()?;
+    std::fs::rename(&written, &marker)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(generation as u64)
+}
+
+/// Refuses a database older than the last backup taken of this data directory: it is a
+/// stale copy put back, and a stale channel state can lose funds.
+pub fn check_backup_marker(data_dir: &Path, generation: u64) -> Result<(), BackupError> {
+    let path = data_dir.join(BACKUP_MARKER);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let marker: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| BackupError::BadMarker(path.clone()))?;
+    if generation < marker {
+        return Err(BackupError::Stale { generation, marker });
+    }
+    Ok(())
+}
+
+/// Why a backup, or a start after one, was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    /// The backup would overwrite a file.
+    #[error("{0} exists: choose a new file for the backup")]
+    Exists(std::path::PathBuf),
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Reading or writing a file.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The database stayed locked.
+    #[error("the database stayed busy for 5 s")]
+    Busy,
+    /// The marker is not a number.
+    #[error("{} is not a generation number", .0.display())]
+    BadMarker(std::path::PathBuf),
+    /// The database is older than the last backup.
+    #[error(
+        "the database (generation {generation}) is older than the last backup taken of it \
+         (generation {marker}): a stale state was put back, and signing on from it can lose \
+         funds. Restore the newest backup, or remove the marker if you know better"
+    )]
+    Stale {
+        /// The database's generation.
+        generation: u64,
+        /// The last backup's.
+        marker: u64,
+    },
+}
+
 /// Counters of the writer, for logs and benchmarks.
 #[derive(Debug, Default)]
 pub struct StoreStats {
@@ -184,7 +351,8 @@ pub struct StoreStats {
 enum Job {
     Batch(PersistId, Vec<Record>),
     Gossip(Vec<u8>),
-    LastBlock(u64),
+    ChainEvents(Vec<BlockLog>),
+    Checkpoint(Checkpoint),
 }
 
 /// What the writer reports after a commit.
@@ -215,9 +383,14 @@ impl Writer {
         self.send(Job::Gossip(bytes));
     }
 
-    /// Queues the last block processed.
-    pub fn last_block(&self, block: u64) {
-        self.send(Job::LastBlock(block));
+    /// Queues chain logs the node was fed.
+    pub fn chain_events(&self, logs: Vec<BlockLog>) {
+        self.send(Job::ChainEvents(logs));
+    }
+
+    /// Queues the last block processed: every log up to it was queued before.
+    pub fn checkpoint(&self, checkpoint: Checkpoint) {
+        self.send(Job::Checkpoint(checkpoint));
     }
 
     fn send(&self, job: Job) {
@@ -305,11 +478,25 @@ fn commit(conn: &mut Connection, group: Vec<Job>) -> Result<Option<PersistId>, S
                     [MAX_GOSSIP_KEPT],
                 )?;
             }
-            Job::LastBlock(block) => {
+            Job::ChainEvents(logs) => {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO chain_events (block, address, topics, data) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for entry in logs {
+                    let topics: Vec<u8> = entry.log.topics().iter().flat_map(|t| t.0).collect();
+                    insert.execute(params![
+                        entry.block as i64,
+                        entry.log.address.as_slice(),
+                        topics,
+                        entry.log.data.data.as_ref(),
+                    ])?;
+                }
+            }
+            Job::Checkpoint((block, hash)) => {
                 tx.execute(
-                    "INSERT INTO meta (key, value) VALUES ('last_block', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-                    [block as i64],
+                    "INSERT INTO checkpoint (id, block, hash) VALUES (0, ?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET block = excluded.block, hash = excluded.hash",
+                    params![block as i64, hash.as_slice()],
                 )?;
             }
         }
@@ -361,6 +548,20 @@ fn write_record(tx: &Transaction<'_>, record: Record) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// A stored chain log; `None` if its columns are not what [`commit`] writes.
+fn stored_log(block: i64, address: Vec<u8>, topics: Vec<u8>, data: Vec<u8>) -> Option<BlockLog> {
+    let address = alloy_primitives::Address::try_from(address.as_slice()).ok()?;
+    if !topics.len().is_multiple_of(32) || topics.len() > 4 * 32 {
+        return None;
+    }
+    let topics = topics.chunks(32).map(B256::from_slice).collect();
+    let data = LogData::new(topics, Bytes::from(data))?;
+    Some(BlockLog {
+        block: u64::try_from(block).ok()?,
+        log: Log { address, data },
+    })
+}
+
 fn encode(record: &Record) -> Vec<u8> {
     postcard::to_allocvec(record).expect("records encode")
 }
@@ -402,7 +603,18 @@ mod tests {
         }
         writer.gossip(vec![1, 2, 3]);
         writer.gossip(vec![1, 2, 3]);
-        writer.last_block(42);
+        let log = BlockLog {
+            block: 41,
+            log: Log {
+                address: alloy_primitives::Address::repeat_byte(9),
+                data: LogData::new_unchecked(
+                    vec![B256::repeat_byte(7), B256::repeat_byte(8)],
+                    Bytes::from(vec![1, 2, 3]),
+                ),
+            },
+        };
+        writer.chain_events(vec![log.clone()]);
+        writer.checkpoint((42, B256::repeat_byte(4)));
         writer.close();
         let mut reported = None;
         while let Ok(Committed::Persisted(id)) = committed.try_recv() {
@@ -413,7 +625,41 @@ mod tests {
         let stored = Store::open(&path).unwrap().load().unwrap();
         assert_eq!(stored.records, memory.records().collect::<Vec<_>>());
         assert_eq!(stored.gossip, vec![vec![1, 2, 3]]);
-        assert_eq!(stored.last_block, Some(42));
+        assert_eq!(stored.chain_events, vec![log]);
+        assert_eq!(stored.checkpoint, Some((42, B256::repeat_byte(4))));
+        assert!(stored.generation > 0);
+    }
+
+    #[test]
+    fn a_backup_copies_the_database_and_an_older_one_is_refused() {
+        let path = temp_db("backup");
+        let dir = path.parent().unwrap().to_owned();
+        let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Store::open(&path).unwrap().spawn_writer(done);
+        writer.gossip(vec![1]);
+        writer.persist(PersistId(1), Vec::new());
+        assert!(matches!(
+            committed.blocking_recv(),
+            Some(Committed::Persisted(PersistId(1)))
+        ));
+        let copy = dir.join("copy.sqlite");
+        // Taken while the writer has the database open.
+        let generation = backup(&path, &copy).unwrap();
+        assert_eq!(generation, 1);
+        assert!(matches!(backup(&path, &copy), Err(BackupError::Exists(_))));
+        writer.gossip(vec![2]);
+        writer.close();
+        let stored = Store::open(&copy).unwrap().load().unwrap();
+        assert_eq!((stored.gossip, stored.generation), (vec![vec![1]], 1));
+        check_backup_marker(&dir, 1).unwrap();
+        check_backup_marker(&dir, 2).unwrap();
+        assert!(matches!(
+            check_backup_marker(&dir, 0),
+            Err(BackupError::Stale {
+                generation: 0,
+                marker: 1
+            })
+        ));
     }
 
     #[test]

@@ -1,35 +1,14 @@
 //! A daemon restarted from its data directory, gracefully (SIGTERM) and killed (SIGKILL),
 //! between payments: every acknowledged payment is still there, the channel stays open and
 //! usable, and the restarted node knows the network from its stored gossip, without waiting
-//! for the next announcements.
+//! for the next announcements, and reads the chain only after the block it had reached.
 
 mod common;
 
-use common::{Daemon, Localnet, amount, open_request};
+use common::{Daemon, Localnet, amount, open_request, pay};
 use serde_json::json;
 
 const DEPOSIT: u64 = 10_000;
-
-/// Pays `paid` from `payer` to `payee` by invoice and waits for both ends to hear of it.
-async fn pay(payer: &Daemon, payee: &Daemon, paid: u64) {
-    let invoice = payee
-        .post_ok("/v1/invoices", json!({"amount": paid.to_string()}))
-        .await;
-    payer
-        .post_ok("/v1/payments", json!({"invoice": invoice["invoice"]}))
-        .await;
-    let outcome = payer
-        .wait_event(&["payment_sent", "payment_failed"], 0, |e| {
-            e["payment"] == invoice["payment"]
-        })
-        .await;
-    assert_eq!(outcome["type"], "payment_sent", "{outcome}");
-    payee
-        .wait_event(&["payment_received"], 0, |e| {
-            e["payment"] == invoice["payment"]
-        })
-        .await;
-}
 
 /// What the payee holds in its one channel once no lock is pending.
 async fn received(payee: &Daemon) -> u64 {
@@ -58,10 +37,18 @@ async fn a_restarted_daemon_keeps_its_payments_and_its_channel() {
     pay(&net.daemons[0], &net.daemons[1], 100).await;
     assert_eq!(received(&net.daemons[1]).await, 100);
 
-    // A graceful stop and start: the payment is in the database, the graph in its gossip.
+    // A graceful stop and start: the payment is in the database, the graph in its gossip,
+    // and the chain events up to where it stopped (the open and the deposit at least).
+    let before = net.daemons[1].get("/v1/info").await["block"]
+        .as_u64()
+        .unwrap();
     net.daemons[1].stop();
     net.daemons[1].spawn();
     net.daemons[1].wait_ready().await;
+    let info = net.daemons[1].get("/v1/info").await;
+    let resumed = &info["resumed"];
+    assert!(resumed["block"].as_u64().unwrap() >= before, "{info}");
+    assert!(resumed["events"].as_u64().unwrap() >= 2, "{info}");
     assert_eq!(received(&net.daemons[1]).await, 100);
     net.daemons[1]
         .wait_until("/v1/graph", "the stored gossip", announced)

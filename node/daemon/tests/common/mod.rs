@@ -227,9 +227,28 @@ resend_after_s = 2
         self.child = Some(child);
     }
 
+    /// Its whole log, every run of it.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Waits until its log says `text`.
+    pub async fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "node{} never logged {text:?}:\n{}",
+                self.index,
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The last lines of its log, for a failure message.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -393,4 +412,25 @@ pub fn amount(value: &Value) -> u64 {
 /// `{"partner", "deposit"}` for opening a channel.
 pub fn open_request(partner: Address, deposit: u64) -> Value {
     json!({"partner": partner, "deposit": deposit.to_string()})
+}
+
+/// Pays `paid` from `payer` to `payee` by invoice and waits for both ends to hear of it.
+pub async fn pay(payer: &Daemon, payee: &Daemon, paid: u64) {
+    let invoice = payee
+        .post_ok("/v1/invoices", json!({"amount": paid.to_string()}))
+        .await;
+    payer
+        .post_ok("/v1/payments", json!({"invoice": invoice["invoice"]}))
+        .await;
+    let outcome = payer
+        .wait_event(&["payment_sent", "payment_failed"], 0, |e| {
+            e["payment"] == invoice["payment"]
+        })
+        .await;
+    assert_eq!(outcome["type"], "payment_sent", "{outcome}");
+    payee
+        .wait_event(&["payment_received"], 0, |e| {
+            e["payment"] == invoice["payment"]
+        })
+        .await;
 }
