@@ -9,7 +9,8 @@
 //! - `POST /v1/channels/{id}/deposit` `{"total"}`: raise our total deposit.
 //! - `POST /v1/channels/{id}/close` `{"cooperative": bool}`.
 //! - `POST /v1/invoices` `{"amount", "valid_for_s"?}`: an invoice to be paid.
-//! - `POST /v1/payments` `{"invoice"}`: pay one; the outcome comes as an event.
+//! - `POST /v1/payments` `{"invoice"}`: pay one; or `{"payee", "amount"}`: pay without an
+//!   invoice (the payee needs a channel announcement); the outcome comes as an event.
 //! - `GET  /v1/graph`: the open channels the node knows, and which are announced.
 //! - `GET  /v1/events?after=N&wait_ms=M`: events after id `N`, waiting up to `M` ms for one.
 //!
@@ -80,6 +81,13 @@ pub enum Request {
     Pay {
         /// It.
         invoice: Invoice,
+    },
+    /// Pay without an invoice.
+    Send {
+        /// To whom.
+        payee: Address,
+        /// How much.
+        amount: Amount,
     },
 }
 
@@ -316,7 +324,9 @@ async fn create_invoice(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Pay {
-    invoice: String,
+    invoice: Option<String>,
+    payee: Option<Address>,
+    amount: Option<String>,
 }
 
 async fn pay(
@@ -324,11 +334,23 @@ async fn pay(
     body: Result<Json<Pay>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let invoice = body
-        .invoice
-        .parse::<Invoice>()
-        .map_err(|e| ApiError::malformed(e.to_string()))?;
-    api.ask(Request::Pay { invoice }).await
+    let request = match (body.invoice, body.payee, body.amount) {
+        (Some(invoice), None, None) => Request::Pay {
+            invoice: invoice
+                .parse::<Invoice>()
+                .map_err(|e| ApiError::malformed(e.to_string()))?,
+        },
+        (None, Some(payee), Some(paid)) => Request::Send {
+            payee,
+            amount: amount(&paid, "amount")?,
+        },
+        _ => {
+            return Err(ApiError::malformed(
+                "either {\"invoice\"} or {\"payee\", \"amount\"}",
+            ));
+        }
+    };
+    api.ask(request).await
 }
 
 #[derive(Deserialize)]

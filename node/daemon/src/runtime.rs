@@ -17,9 +17,7 @@ use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
 use hoplite_gossip::{GossipMessage, Verdict};
 use hoplite_htlc::{Amount, Side};
-use hoplite_node::{
-    ChainRequest, ChainRequestId, Close, Event, Input, Invoice, Node, Output, PeerAction,
-};
+use hoplite_node::{ChainRequest, ChainRequestId, Close, Event, Input, Node, Output, PeerAction};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -418,13 +416,25 @@ impl Runtime {
                     "expires_at": invoice.expires_at,
                 }))
             }
-            Request::Pay { invoice } => self.pay(now, &invoice),
+            Request::Pay { invoice } => self.fresh_chain(now).and_then(|()| {
+                self.node
+                    .pay(now, &invoice)
+                    .map(|payment| json!({"payment": payment.0}))
+                    .map_err(refused)
+            }),
+            Request::Send { payee, amount } => self.fresh_chain(now).and_then(|()| {
+                self.node
+                    .send_spontaneous(now, payee, amount)
+                    .map(|payment| json!({"payment": payment.0}))
+                    .map_err(refused)
+            }),
         };
         self.drain();
         answer
     }
 
-    fn pay(&mut self, now: Duration, invoice: &Invoice) -> Result<Value, ApiError> {
+    /// Refuses a payment while the chain head is older than `max_head_age`.
+    fn fresh_chain(&self, now: Duration) -> Result<(), ApiError> {
         let age = self
             .head_timestamp
             .map(|t| now.saturating_sub(Duration::from_secs(t)));
@@ -441,12 +451,8 @@ impl Runtime {
                     self.max_head_age.as_secs()
                 )));
             }
-            Some(_) => {}
+            Some(_) => Ok(()),
         }
-        self.node
-            .pay(now, invoice)
-            .map(|payment| json!({"payment": payment.0}))
-            .map_err(|e| ApiError::refused(&e))
     }
 
     fn info(&self) -> Value {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Localnet, MINTED, amount, open_request};
+use common::{Localnet, MINTED, amount};
 use serde_json::{Value, json};
 
 const DEPOSIT: u64 = 10_000;
@@ -29,27 +29,9 @@ async fn four_daemons_in_a_line_converge_pay_and_settle() {
         );
     }
 
-    // Each opens a channel to the next and deposits; the partner deposits nothing.
-    for i in 0..3 {
-        net.daemons[i]
-            .post_ok("/v1/channels", open_request(addresses[i + 1], DEPOSIT))
-            .await;
-    }
-
-    // Gossip converges: every node knows the three channels, announced, with both policies.
-    for daemon in &net.daemons {
-        daemon
-            .wait_until("/v1/graph", "gossip convergence", |graph| {
-                let channels = graph["channels"].as_array().expect("a list");
-                channels.len() == 3
-                    && channels.iter().all(|c| {
-                        c["announced"] == json!(true)
-                            && c["policies"] == json!([true, true])
-                            && amount(&c["capacity"]) == DEPOSIT
-                    })
-            })
-            .await;
-    }
+    // Each opens a channel to the next and deposits; gossip converges: every node knows the
+    // three channels, announced, with both policies.
+    net.open_line(DEPOSIT).await;
 
     // 3 makes an invoice, 0 pays it through 1 and 2.
     let invoice = net.daemons[3]

@@ -124,6 +124,33 @@ impl Localnet {
         net
     }
 
+    /// Each daemon opens a channel to the next with `deposit` (the partner deposits nothing);
+    /// waits until every daemon knows every channel, announced, with both policies.
+    pub async fn open_line(&self, deposit: u64) {
+        let n = self.daemons.len();
+        for i in 0..n - 1 {
+            self.daemons[i]
+                .post_ok(
+                    "/v1/channels",
+                    open_request(self.daemons[i + 1].address, deposit),
+                )
+                .await;
+        }
+        for daemon in &self.daemons {
+            daemon
+                .wait_until("/v1/graph", "gossip convergence", |graph| {
+                    let channels = graph["channels"].as_array().expect("a list");
+                    channels.len() == n - 1
+                        && channels.iter().all(|c| {
+                            c["announced"] == json!(true)
+                                && c["policies"] == json!([true, true])
+                                && amount(&c["capacity"]) == deposit
+                        })
+                })
+                .await;
+        }
+    }
+
     /// The chain as daemon `index`'s account, for a test that acts in its place.
     pub async fn chain_as(&self, index: usize) -> Chain<RpcBackend> {
         let signer = PrivateKeySigner::from_bytes(&self.daemons[index].key).expect("a key");
@@ -359,6 +386,26 @@ resend_after_s = 2
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Freezes it (SIGSTOP): its sockets stay open and nothing it was sent is read.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused daemon go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} node{}", self.index);
     }
 
     /// Kills it with SIGKILL: no chance to finish anything.
