@@ -439,18 +439,14 @@ impl Runtime {
             .head_timestamp
             .map(|t| now.saturating_sub(Duration::from_secs(t)));
         match age {
-            None => {
-                return Err(ApiError::stale_chain(
-                    "the chain has not been read yet".into(),
-                ));
-            }
-            Some(age) if age > self.max_head_age => {
-                return Err(ApiError::stale_chain(format!(
-                    "the chain head is {} s old (limit {} s): a lagging RPC node could hide a close",
-                    age.as_secs(),
-                    self.max_head_age.as_secs()
-                )));
-            }
+            None => Err(ApiError::stale_chain(
+                "the chain has not been read yet".into(),
+            )),
+            Some(age) if age > self.max_head_age => Err(ApiError::stale_chain(format!(
+                "the chain head is {} s old (limit {} s): a lagging RPC node could hide a close",
+                age.as_secs(),
+                self.max_head_age.as_secs()
+            ))),
             Some(_) => Ok(()),
         }
     }
