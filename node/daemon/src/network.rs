@@ -16,10 +16,11 @@ use hoplite_gossip::Verdict;
 use hoplite_node::Input;
 use hoplite_node::wire::MAX_MESSAGE_SIZE;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, tcp, yamux};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -94,6 +95,7 @@ pub struct Network {
     peers: BTreeMap<PeerId, Address>,
     by_address: BTreeMap<Address, PeerId>,
     writers: BTreeMap<PeerId, (u64, mpsc::Sender<Vec<u8>>)>,
+    connections: BTreeMap<PeerId, ConnectionId>,
     next_writer: u64,
     streams: mpsc::Sender<StreamEvent>,
     pending: BTreeMap<u64, (MessageId, PeerId)>,
@@ -183,6 +185,7 @@ impl Network {
                 peers: BTreeMap::new(),
                 by_address: BTreeMap::new(),
                 writers: BTreeMap::new(),
+                connections: BTreeMap::new(),
                 next_writer: 0,
                 streams,
                 pending: BTreeMap::new(),
@@ -291,9 +294,26 @@ impl Network {
     /// dialled (one dial in flight per target).
     pub fn dial_due(&mut self) {
         let now = Instant::now();
+        let mut dialling: BTreeSet<PeerId> = self
+            .targets
+            .iter()
+            .filter(|t| t.dialling.is_some())
+            .filter_map(|t| peer_in(&t.address))
+            .collect();
         for target in &mut self.targets {
             if target.connected.is_some() || target.dialling.is_some() || target.next_dial > now {
                 continue;
+            }
+            // A peer already connected, or being dialled at another of its addresses, is not
+            // dialled again: a second connection would replace the first.
+            if let Some(peer) = peer_in(&target.address) {
+                if self.peers.contains_key(&peer) {
+                    target.connected = Some(peer);
+                    continue;
+                }
+                if !dialling.insert(peer) {
+                    continue;
+                }
             }
             let opts = DialOpts::unknown_peer_id()
                 .address(target.address.clone())
@@ -334,8 +354,21 @@ impl Network {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return None;
                 };
+                // One connection per peer, the newest: a peer that connects again has
+                // restarted, or lost a link that died without a word (a killed QUIC peer says
+                // nothing until the idle timeout), and our stream on the old one would swallow
+                // what we send. We never dial a connected peer, so two at once are rare (both
+                // dialling at the same moment); if both sides close, they dial again.
+                let older = self.connections.insert(peer_id, connection_id);
                 if num_established.get() > 1 {
-                    return None;
+                    info!(target: "hoplite::net", peer = %peer_id, %address, "reconnected: the older connection is closed");
+                    if let Some(old) = older {
+                        self.swarm.close_connection(old);
+                    }
+                    // Our stream goes out on the new connection, and what the old one may
+                    // have swallowed goes again.
+                    self.writers.remove(&peer_id);
+                    return Some(Input::PeerConnected(address));
                 }
                 info!(target: "hoplite::net", peer = %peer_id, %address, "connected");
                 self.peers.insert(peer_id, address);
@@ -359,9 +392,13 @@ impl Network {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
+                if self.connections.get(&peer_id) == Some(&connection_id) {
+                    self.connections.remove(&peer_id);
+                }
                 if num_established > 0 {
                     return None;
                 }
@@ -441,6 +478,14 @@ impl Network {
     }
 }
 
+/// The PeerId an address ends in, if it names one.
+fn peer_in(address: &Multiaddr) -> Option<PeerId> {
+    address.iter().find_map(|p| match p {
+        Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
 /// Schedules the next dial of `target`: exponential from [`FIRST_BACKOFF`] to
 /// [`MAX_BACKOFF`], with up to half of it as jitter (from our PeerId and the attempt, so
 /// peers that lost one hub do not all call it back at once).
@@ -462,37 +507,44 @@ fn backoff(local: &PeerId, target: &mut Target, now: Instant) {
     target.next_dial = now + base + Duration::from_millis(jitter);
 }
 
-/// Accepts peers' channel streams: one reader task each, at most [`STREAMS_PER_PEER`] per
+/// Accepts peers' channel streams: one reader task each, the newest [`STREAMS_PER_PEER`] per
 /// peer, none for a PeerId without an address.
 async fn accept_streams(
     mut incoming: libp2p_stream::IncomingStreams,
     events: mpsc::Sender<StreamEvent>,
 ) {
-    let open: Arc<Mutex<BTreeMap<PeerId, usize>>> = Arc::default();
+    // Each peer's readers, oldest first, by a number of their own.
+    type Readers = BTreeMap<PeerId, VecDeque<(u64, tokio::task::AbortHandle)>>;
+    let open: Arc<Mutex<Readers>> = Arc::default();
+    let mut next = 0u64;
     while let Some((peer, stream)) = incoming.next().await {
         if address_of_peer(&peer).is_none() {
             continue;
         }
-        {
-            let mut open = open.lock().expect("not poisoned");
-            let count = open.entry(peer).or_default();
-            if *count >= STREAMS_PER_PEER {
-                warn!(target: "hoplite::net", %peer, "too many channel streams: one refused");
-                continue;
-            }
-            *count += 1;
-        }
+        next += 1;
+        let id = next;
+        let mut readers = open.lock().expect("not poisoned");
         let (open, events) = (open.clone(), events.clone());
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             read_stream(peer, stream, &events).await;
             let mut open = open.lock().expect("not poisoned");
-            if let Some(count) = open.get_mut(&peer) {
-                *count -= 1;
-                if *count == 0 {
+            if let Some(readers) = open.get_mut(&peer) {
+                readers.retain(|(n, _)| *n != id);
+                if readers.is_empty() {
                     open.remove(&peer);
                 }
             }
         });
+        let readers = readers.entry(peer).or_default();
+        readers.push_back((id, task.abort_handle()));
+        // The newest streams are read: a peer that opens another has restarted or lost the
+        // connection of an older one, which may never end by itself.
+        while readers.len() > STREAMS_PER_PEER {
+            if let Some((_, oldest)) = readers.pop_front() {
+                debug!(target: "hoplite::net", %peer, "a newer channel stream: the oldest is dropped");
+                oldest.abort();
+            }
+        }
     }
 }
 

@@ -225,6 +225,7 @@ impl Runtime {
                 if first {
                     info!(target: "hoplite::node", block = number, "caught up with the chain");
                     self.replay_stored_gossip();
+                    self.keep_partners_connected();
                 }
                 for id in std::mem::take(&mut self.deferred) {
                     if let Some((from, bytes, _)) = self.gossip.get(&id) {
@@ -271,6 +272,25 @@ impl Runtime {
             info!(target: "hoplite::chain", events = count, block = number, "replayed the stored chain events");
             self.resumed = Some((number, count));
         }
+    }
+
+    /// Dials every channel partner at its announced addresses and keeps it connected: a
+    /// restarted node must reach its partners at once (one holding a lock on us may be
+    /// waiting for a secret), and a partner that still holds a dead link to our last run
+    /// learns of the new one only when we call.
+    fn keep_partners_connected(&mut self) {
+        let addresses: Vec<String> = {
+            let view = self.node.view();
+            self.node
+                .channels()
+                .filter_map(|c| {
+                    view.gossip()
+                        .node_announcement(c.participant(Side::Partner).address())
+                })
+                .flat_map(|a| a.addresses.clone())
+                .collect()
+        };
+        self.network.want(&addresses);
     }
 
     /// Feeds back the gossip the node had accepted before it stopped (its own address as the
@@ -354,6 +374,15 @@ impl Runtime {
     }
 
     fn event(&mut self, event: Event) {
+        if let Event::ChannelOpened { partner, .. } = &event {
+            let addresses = self
+                .node
+                .view()
+                .gossip()
+                .node_announcement(*partner)
+                .map(|a| a.addresses.clone());
+            self.network.want(&addresses.unwrap_or_default());
+        }
         if let Event::PeerMessageRejected { from, error } = &event {
             warn!(target: "hoplite::node", peer = %from, %error, "peer message rejected");
             if error.action() == PeerAction::Disconnect {
