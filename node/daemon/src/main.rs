@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand};
 use hoplite_chain::events::ChainEvent;
 use hoplite_htlc::{BlockNumber, TokenNetwork};
 use hoplite_node::Node;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -259,6 +260,7 @@ async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
         head_timestamp: None,
         gossip: Default::default(),
         deferred: Vec::new(),
+        rejected: BTreeMap::new(),
     };
     let result = runtime.run(shutdown).await;
     let _ = api_stop.send(true);

@@ -19,7 +19,10 @@ use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, identity, noise, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, connection_limits, identify, identity, noise, tcp,
+    yamux,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +36,15 @@ pub const CHANNEL_PROTOCOL: StreamProtocol = StreamProtocol::new("/hoplite/chann
 /// Frames queued for one peer's stream; past it new ones are dropped (the node resends
 /// what is not acknowledged).
 const QUEUED_PER_PEER: usize = 1_024;
+/// How long a peer that broke the protocol is refused.
+pub const BAN: Duration = Duration::from_secs(60);
+/// Peers banned at once (a ban is refused beyond: the attacker is disconnected all the same).
+const MAX_BANNED: usize = 4_096;
+/// Connections kept: established from others, pending from others, and per peer (two
+/// overlap while a newer one replaces an older).
+const MAX_INCOMING: u32 = 512;
+const MAX_PENDING_INCOMING: u32 = 64;
+const MAX_PER_PEER: u32 = 3;
 /// Inbound streams one peer may hold open at once.
 const STREAMS_PER_PEER: usize = 2;
 /// Gossip messages awaiting the node's verdict; past it new ones are ignored.
@@ -46,6 +58,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// The libp2p behaviours the daemon runs.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     gossipsub: gossipsub::Behaviour,
     streams: libp2p_stream::Behaviour,
@@ -96,6 +109,7 @@ pub struct Network {
     by_address: BTreeMap<Address, PeerId>,
     writers: BTreeMap<PeerId, (u64, mpsc::Sender<Vec<u8>>)>,
     connections: BTreeMap<PeerId, ConnectionId>,
+    banned: BTreeMap<PeerId, Instant>,
     next_writer: u64,
     streams: mpsc::Sender<StreamEvent>,
     pending: BTreeMap<u64, (MessageId, PeerId)>,
@@ -135,6 +149,12 @@ impl Network {
                     gossip_config,
                 )?;
                 Ok(Behaviour {
+                    limits: connection_limits::Behaviour::new(
+                        connection_limits::ConnectionLimits::default()
+                            .with_max_established_incoming(Some(MAX_INCOMING))
+                            .with_max_pending_incoming(Some(MAX_PENDING_INCOMING))
+                            .with_max_established_per_peer(Some(MAX_PER_PEER)),
+                    ),
                     identify: identify::Behaviour::new(identify::Config::new(
                         "/hoplite/1.0.0".into(),
                         key.public(),
@@ -186,6 +206,7 @@ impl Network {
                 by_address: BTreeMap::new(),
                 writers: BTreeMap::new(),
                 connections: BTreeMap::new(),
+                banned: BTreeMap::new(),
                 next_writer: 0,
                 streams,
                 pending: BTreeMap::new(),
@@ -283,10 +304,20 @@ impl Network {
             .report_message_validation_result(&message, &source, acceptance);
     }
 
-    /// Closes every connection to `peer` (it sent garbage).
-    pub fn disconnect(&mut self, peer: Address) {
+    /// Closes every connection to `peer` and refuses its connections for `ban` (it sent
+    /// garbage, or too many messages the node rejected).
+    pub fn ban(&mut self, peer: Address, ban: Duration) {
         if let Some(&id) = self.by_address.get(&peer) {
-            let _ = self.swarm.disconnect_peer_id(id);
+            self.ban_peer(id, ban);
+        }
+    }
+
+    fn ban_peer(&mut self, id: PeerId, ban: Duration) {
+        let _ = self.swarm.disconnect_peer_id(id);
+        let now = Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        if self.banned.len() < MAX_BANNED {
+            self.banned.insert(id, now + ban);
         }
     }
 
@@ -354,6 +385,15 @@ impl Network {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return None;
                 };
+                if self
+                    .banned
+                    .get(&peer_id)
+                    .is_some_and(|until| *until > Instant::now())
+                {
+                    debug!(target: "hoplite::net", peer = %peer_id, %address, "banned: disconnected");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return None;
+                }
                 // One connection per peer, the newest: a peer that connects again has
                 // restarted, or lost a link that died without a word (a killed QUIC peer says
                 // nothing until the idle timeout), and our stream on the old one would swallow
@@ -460,8 +500,8 @@ impl Network {
                 bytes,
             }),
             StreamEvent::BadFrame { peer, len } => {
-                warn!(target: "hoplite::net", %peer, len, max = MAX_MESSAGE_SIZE, "oversized frame: peer disconnected");
-                let _ = self.swarm.disconnect_peer_id(peer);
+                warn!(target: "hoplite::net", %peer, len, max = MAX_MESSAGE_SIZE, "oversized frame: peer banned for {} s", BAN.as_secs());
+                self.ban_peer(peer, BAN);
                 None
             }
             StreamEvent::WriterClosed { peer, generation } => {

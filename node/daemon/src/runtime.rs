@@ -10,7 +10,7 @@
 
 use crate::api::{ApiError, Request};
 use crate::chain::ChainUpdate;
-use crate::network::{Network, StreamEvent};
+use crate::network::{BAN, Network, StreamEvent};
 use crate::store::{Checkpoint, Committed, Writer};
 use alloy_primitives::{Address, U256};
 use hoplite_chain::deploy::Deployment;
@@ -30,6 +30,13 @@ use tracing::{debug, info, warn};
 const EVENTS_KEPT: usize = 10_000;
 /// How many chain updates a gossip message about a channel we haven't seen yet waits for.
 const GOSSIP_RETRIES: u8 = 5;
+/// A peer whose messages the node rejects more than this often in [`REJECTED_WINDOW`] (or
+/// that sends one that does not decode) is disconnected and refused for [`BAN`]. An honest
+/// peer's rejections are rare (a late resend after a restart).
+const MAX_REJECTED: u32 = 64;
+const REJECTED_WINDOW: Duration = Duration::from_secs(60);
+/// Peers whose rejections are counted at once (a window's worth is kept beyond).
+const MAX_RECORDED_PEERS: usize = 4_096;
 /// Ids of stored gossip fed back at start; the network's ids stay below.
 const REPLAYED_GOSSIP: u64 = 1 << 63;
 
@@ -129,6 +136,8 @@ pub struct Runtime {
     /// Gossip judged "ignore" because it names a channel we haven't seen: fed again after
     /// the next block.
     pub deferred: Vec<u64>,
+    /// Messages rejected per connected peer in the current window, and when it began.
+    pub rejected: BTreeMap<Address, (u32, Duration)>,
 }
 
 impl Runtime {
@@ -189,9 +198,15 @@ impl Runtime {
     /// Feeds what the network heard; gossip is kept until its verdict (it may be judged
     /// again, and accepted gossip is stored).
     fn peer_input(&mut self, input: Input) {
-        if let Input::Gossip { from, id, bytes } = &input {
-            self.gossip
-                .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
+        match &input {
+            Input::Gossip { from, id, bytes } => {
+                self.gossip
+                    .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
+            }
+            Input::PeerDisconnected(peer) => {
+                self.rejected.remove(peer);
+            }
+            _ => {}
         }
         self.node.handle_input(now(), input);
     }
@@ -385,8 +400,20 @@ impl Runtime {
         }
         if let Event::PeerMessageRejected { from, error } = &event {
             warn!(target: "hoplite::node", peer = %from, %error, "peer message rejected");
-            if error.action() == PeerAction::Disconnect {
-                self.network.disconnect(*from);
+            let now = now();
+            if self.rejected.len() >= MAX_RECORDED_PEERS {
+                self.rejected
+                    .retain(|_, (_, since)| now.saturating_sub(*since) <= REJECTED_WINDOW);
+            }
+            let (count, since) = self.rejected.entry(*from).or_insert((0, now));
+            if now.saturating_sub(*since) > REJECTED_WINDOW {
+                (*count, *since) = (0, now);
+            }
+            *count += 1;
+            if error.action() == PeerAction::Disconnect || *count > MAX_REJECTED {
+                warn!(target: "hoplite::net", peer = %from, rejected = *count, "peer banned for {} s", BAN.as_secs());
+                self.rejected.remove(from);
+                self.network.ban(*from, BAN);
             }
         } else {
             info!(target: "hoplite::node", event = ?event, "event");
