@@ -39,6 +39,8 @@ pub struct Daemon {
     pub p2p_port: u16,
     pub address: Address,
     pub key: B256,
+    /// Its `RUST_LOG`.
+    pub log: &'static str,
     child: Option<Child>,
     http: reqwest::Client,
 }
@@ -60,6 +62,11 @@ impl Localnet {
 
     /// [`Localnet::start`] with `node_toml` added to every daemon's `[node]` section.
     pub async fn start_with(name: &str, n: usize, node_toml: &str) -> Self {
+        Self::start_logging(name, n, node_toml, "info,hoplite=debug").await
+    }
+
+    /// [`Localnet::start_with`], the daemons logging what `log` lets through (`RUST_LOG`).
+    pub async fn start_logging(name: &str, n: usize, node_toml: &str, log: &'static str) -> Self {
         let dir = std::env::temp_dir().join(format!("hoplite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temp dir");
@@ -105,6 +112,7 @@ impl Localnet {
                 p2p_port,
                 &bootstrap,
                 node_toml,
+                log,
             );
             daemons.push(daemon);
         }
@@ -182,6 +190,7 @@ impl Daemon {
         p2p_port: u16,
         bootstrap: &[String],
         node_toml: &str,
+        log: &'static str,
     ) -> Self {
         let dir = net_dir.join(format!("node{index}"));
         std::fs::create_dir_all(&dir).expect("a node dir");
@@ -226,6 +235,7 @@ resend_after_s = 2
             p2p_port,
             address,
             key,
+            log,
             child: None,
             http: reqwest::Client::new(),
         }
@@ -245,7 +255,7 @@ resend_after_s = 2
             command.arg("--import-key").arg(&self.key_file);
         }
         let child = command
-            .env("RUST_LOG", "info,hoplite=debug")
+            .env("RUST_LOG", self.log)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .stdin(Stdio::null())
