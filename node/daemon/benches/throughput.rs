@@ -14,7 +14,7 @@
 
 #![allow(clippy::disallowed_methods)] // A benchmark reads the wall clock.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/daemon/common/mod.rs"]
 mod common;
 
 use common::Localnet;

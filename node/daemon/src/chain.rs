@@ -151,11 +151,13 @@ pub async fn follow(
         {
             match block_hash(&chain, number).await {
                 Ok(Some(found)) if found == hash => {}
-                Ok(found) => {
-                    warn!(target: "hoplite::chain", block = number, expected = %hash, ?found, "a processed block left the chain");
+                Ok(Some(found)) => {
+                    warn!(target: "hoplite::chain", block = number, expected = %hash, %found, "a processed block left the chain");
                     let _ = updates.send(ChainUpdate::Reorganised { number }).await;
                     return;
                 }
+                // A lagging RPC node, not a reorg: ask again at the next poll.
+                Ok(None) => continue,
                 Err(error) => {
                     warn!(target: "hoplite::chain", %error, "reading a block hash");
                     continue;
@@ -164,12 +166,15 @@ pub async fn follow(
         }
         while next <= confirmed {
             let to = confirmed.min(next.saturating_add(range - 1));
-            // The hash is read after the logs: a reorg in between shows at the next check.
-            let read = match chain.events(next, Some(to)).await {
-                Ok(events) => block_hash(&chain, to).await.map(|hash| (events, hash)),
-                Err(error) => Err(error),
+            // The hash of `to` before and after the logs: equal, the logs are of that chain
+            // (a reorg in between: read again).
+            let read = async {
+                let before = block_hash(&chain, to).await?;
+                let events = chain.events(next, Some(to)).await?;
+                let after = block_hash(&chain, to).await?;
+                Ok::<_, ChainError>((events, before.filter(|h| Some(*h) == after)))
             };
-            match read {
+            match read.await {
                 Ok((events, Some(hash))) => {
                     debug!(target: "hoplite::chain", from = next, to, events = events.len(), "logs");
                     if !events.is_empty() {

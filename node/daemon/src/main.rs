@@ -111,6 +111,7 @@ fn main() -> anyhow::Result<()> {
                         warn!(target: "hoplite::chain", error = %e, "starting again, to read the chain anew");
                         // The key is in the data directory now.
                         args.import_key = None;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     result => return result,
                 }
@@ -289,7 +290,9 @@ async fn stored_chain(
     let found = chain::block_hash(chain, number)
         .await
         .context("reading the checkpoint's block")?;
-    if found != Some(hash) {
+    // No such block yet (a lagging RPC node) is not a reorg: the follower checks again
+    // before it reads on.
+    if found.is_some_and(|found| found != hash) {
         warn!(target: "hoplite::chain", block = number, expected = %hash, ?found, "the last processed block left the chain: reading the chain from the deployment");
         store.forget_chain()?;
         return Ok((Vec::new(), None));

@@ -7,7 +7,7 @@
 //! the peer holds that key): a message's sender is never a claim in the payload, and a peer
 //! whose PeerId holds no secp256k1 key gets nothing. Bounded per peer identity: inbound
 //! streams and frames queued; bounded in all: gossip awaiting a verdict and the addresses we
-//! keep dialling. Connections are not limited yet (a peer can make new identities freely).
+//! keep dialling, connections (incoming, pending, per peer) and bans.
 
 use crate::keys::address_of_peer;
 use alloy_primitives::Address;

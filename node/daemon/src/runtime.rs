@@ -17,7 +17,9 @@ use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
 use hoplite_gossip::{GossipMessage, Verdict};
 use hoplite_htlc::{Amount, Side};
-use hoplite_node::{ChainRequest, ChainRequestId, Close, Event, Input, Node, Output, PeerAction};
+use hoplite_node::{
+    ChainRequest, ChainRequestId, Close, Event, Input, Node, Output, PeerAction, PeerError,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -30,9 +32,9 @@ use tracing::{debug, info, warn};
 const EVENTS_KEPT: usize = 10_000;
 /// How many chain updates a gossip message about a channel we haven't seen yet waits for.
 const GOSSIP_RETRIES: u8 = 5;
-/// A peer whose messages the node rejects more than this often in [`REJECTED_WINDOW`] (or
-/// that sends one that does not decode) is disconnected and refused for [`BAN`]. An honest
-/// peer's rejections are rare (a late resend after a restart).
+/// A peer that sends more than this many messages it is to blame for (see
+/// `count_rejected`) in [`REJECTED_WINDOW`], or one that does not decode, is disconnected and
+/// refused for [`BAN`].
 const MAX_REJECTED: u32 = 64;
 const REJECTED_WINDOW: Duration = Duration::from_secs(60);
 /// Peers whose rejections are counted at once (a window's worth is kept beyond).
@@ -136,7 +138,7 @@ pub struct Runtime {
     /// Gossip judged "ignore" because it names a channel we haven't seen: fed again after
     /// the next block.
     pub deferred: Vec<u64>,
-    /// Messages rejected per connected peer in the current window, and when it began.
+    /// Blamable messages rejected per peer in the current window, and when it began.
     pub rejected: BTreeMap<Address, (u32, Duration)>,
 }
 
@@ -203,9 +205,6 @@ impl Runtime {
                 self.gossip
                     .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
             }
-            Input::PeerDisconnected(peer) => {
-                self.rejected.remove(peer);
-            }
             _ => {}
         }
         self.node.handle_input(now(), input);
@@ -218,13 +217,14 @@ impl Runtime {
                 through,
                 hash,
             } => {
+                // Kept with their checkpoint in one transaction: a restart replays exactly
+                // these and reads on after them.
                 let logs = events.iter().map(|e| e.to_log(&self.deployment)).collect();
-                self.store.chain_events(logs);
+                self.store.chain_events(logs, (through, hash));
                 for event in events {
                     self.node.handle_input(now(), Input::Chain(event));
                     self.drain();
                 }
-                self.store.checkpoint((through, hash));
             }
             ChainUpdate::Block {
                 number,
@@ -400,18 +400,8 @@ impl Runtime {
         }
         if let Event::PeerMessageRejected { from, error } = &event {
             warn!(target: "hoplite::node", peer = %from, %error, "peer message rejected");
-            let now = now();
-            if self.rejected.len() >= MAX_RECORDED_PEERS {
-                self.rejected
-                    .retain(|_, (_, since)| now.saturating_sub(*since) <= REJECTED_WINDOW);
-            }
-            let (count, since) = self.rejected.entry(*from).or_insert((0, now));
-            if now.saturating_sub(*since) > REJECTED_WINDOW {
-                (*count, *since) = (0, now);
-            }
-            *count += 1;
-            if error.action() == PeerAction::Disconnect || *count > MAX_REJECTED {
-                warn!(target: "hoplite::net", peer = %from, rejected = *count, "peer banned for {} s", BAN.as_secs());
+            if error.action() == PeerAction::Disconnect || self.count_rejected(*from, error) {
+                warn!(target: "hoplite::net", peer = %from, %error, "peer banned for {} s", BAN.as_secs());
                 self.rejected.remove(from);
                 self.network.ban(*from, BAN);
             }
@@ -424,6 +414,33 @@ impl Runtime {
             .expect("not poisoned")
             .push(event_json(&event));
         self.event_id.send_replace(id);
+    }
+
+    /// Counts a rejection the sender is to blame for (a signature that is not its, a
+    /// channel it is not in); whether it is over [`MAX_REJECTED`] in the window. An honest
+    /// partner's refused updates (a stale resend, a gap, a block view a little off) and late
+    /// messages are not counted. Counts outlive connections.
+    fn count_rejected(&mut self, from: Address, error: &PeerError) -> bool {
+        if !matches!(
+            error,
+            PeerError::BadSignature | PeerError::NotPartner { .. }
+        ) {
+            return false;
+        }
+        let now = now();
+        if self.rejected.len() >= MAX_RECORDED_PEERS {
+            self.rejected
+                .retain(|_, (_, since)| now.saturating_sub(*since) <= REJECTED_WINDOW);
+        }
+        if self.rejected.len() >= MAX_RECORDED_PEERS && !self.rejected.contains_key(&from) {
+            return false;
+        }
+        let (count, since) = self.rejected.entry(from).or_insert((0, now));
+        if now.saturating_sub(*since) > REJECTED_WINDOW {
+            (*count, *since) = (0, now);
+        }
+        *count += 1;
+        *count > MAX_REJECTED
     }
 
     fn command(&mut self, request: Request) -> Result<Value, ApiError> {

@@ -3,9 +3,8 @@
 //! usable, and the restarted node knows the network from its stored gossip, without waiting
 //! for the next announcements, and reads the chain only after the block it had reached.
 
-mod common;
 
-use common::{Daemon, Localnet, amount, open_request, pay};
+use crate::common::{Daemon, Localnet, amount, open_request, pay};
 use serde_json::json;
 
 const DEPOSIT: u64 = 10_000;

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Tokens minted to each daemon's account.
@@ -27,7 +28,13 @@ pub struct Localnet {
     pub chain: Chain<RpcBackend>,
     pub daemons: Vec<Daemon>,
     pub dir: PathBuf,
+    /// Held while the network lives (last, so it goes after the daemons): one network at a
+    /// time, so timings are not measured against another test's load on two cores.
+    _turn: MutexGuard<'static, ()>,
 }
+
+/// Whose turn it is to run a network.
+static TURN: Mutex<()> = Mutex::new(());
 
 /// One `hoplite node` process.
 pub struct Daemon {
@@ -67,6 +74,8 @@ impl Localnet {
 
     /// [`Localnet::start_with`], the daemons logging what `log` lets through (`RUST_LOG`).
     pub async fn start_logging(name: &str, n: usize, node_toml: &str, log: &'static str) -> Self {
+        // A test that failed while holding it leaves nothing behind: its daemons are killed.
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let dir = std::env::temp_dir().join(format!("hoplite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temp dir");
@@ -122,6 +131,7 @@ impl Localnet {
             chain,
             daemons,
             dir,
+            _turn: turn,
         };
         for daemon in &mut net.daemons {
             daemon.spawn();

@@ -4,10 +4,9 @@
 //! checkpoint is no longer valid, and goes on: its channel and balance intact, payments
 //! flowing.
 
-mod common;
 
 use alloy_provider::Provider;
-use common::{Localnet, amount, open_request, pay};
+use crate::common::{Localnet, amount, open_request, pay};
 use serde_json::{Value, json};
 
 const DEPOSIT: u64 = 10_000;

@@ -2,9 +2,8 @@
 //! converges, a payment 0 → 3 succeeds through two mediators, and after cooperative closes
 //! every balance on-chain agrees with what the nodes said.
 
-mod common;
 
-use common::{Localnet, MINTED, amount};
+use crate::common::{Localnet, MINTED, amount};
 use serde_json::{Value, json};
 
 const DEPOSIT: u64 = 10_000;

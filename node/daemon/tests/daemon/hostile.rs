@@ -4,9 +4,8 @@
 //! peer disconnected and refused for a while; meanwhile the daemon serves its partner, and
 //! nothing it holds changes.
 
-mod common;
 
-use common::{Localnet, amount, pay};
+use crate::common::{Localnet, amount, pay};
 use futures::{AsyncWriteExt, StreamExt};
 use hoplite_htlc::{Amount, ChannelId};
 use hoplite_node::wire::{Envelope, Message, MessageId};
@@ -127,7 +126,7 @@ fn target(info: &Value) -> (Multiaddr, PeerId) {
 }
 
 /// The count of `peer_message_rejected` events from `from`.
-async fn rejections(daemon: &common::Daemon, from: &str) -> usize {
+async fn rejections(daemon: &crate::common::Daemon, from: &str) -> usize {
     daemon
         .get("/v1/events?after=0")
         .await
@@ -198,24 +197,24 @@ async fn hostile_peers_get_nothing_and_are_banned() {
     );
     let rejected = rejections(victim, &address_of(forger)).await;
     assert!(
-        (2..=200).contains(&rejected),
-        "{rejected} rejections logged"
+        rejected > 64,
+        "banned past 64 rejections, {rejected} logged"
     );
-    // And refused when it comes back.
+    // And refused when it comes back: let in by the transport, then closed at once.
     attacker.dial.send(address.clone()).await.unwrap();
-    let back = attacker.next().await;
+    let mut back = attacker.next().await;
     if back == Some(Seen::Connected) {
-        assert_eq!(
-            attacker.next().await,
-            Some(Seen::Closed),
-            "a banned peer is refused"
-        );
+        back = attacker.next().await;
     }
-    assert!(
-        victim.log().contains("peer banned"),
-        "{}",
-        victim.log_tail()
-    );
+    assert_eq!(back, Some(Seen::Closed), "a banned peer is refused");
+    let banned = |secret: u8| {
+        victim
+            .log()
+            .to_lowercase()
+            .lines()
+            .any(|l| l.contains("peer banned") && l.contains(&address_of(secret)))
+    };
+    assert!(banned(forger), "{}", victim.log_tail());
 
     // A frame that is not an envelope, from another key: banned at once.
     let mut garbage = Attacker::new(8);
@@ -226,6 +225,7 @@ async fn hostile_peers_get_nothing_and_are_banned() {
         Some(Seen::Closed),
         "garbage gets a disconnect"
     );
+    assert!(banned(8), "{}", victim.log_tail());
 
     // An oversized frame: the length alone gets it disconnected.
     let mut oversized = Attacker::new(9);

@@ -1,0 +1,14 @@
+//! The daemon's tests: real `hoplite` processes on loopback over a real anvil (installed by
+//! `scripts/install-tools.sh`, as `hoplite_chain::testing::Anvil` does). One test binary, so
+//! the heavy dependencies link once; `common::Localnet` runs one network at a time.
+
+mod common;
+
+mod backup;
+mod crash;
+mod dispute;
+mod hostile;
+mod line;
+mod reorg;
+mod restart;
+mod restarts;
