@@ -2,7 +2,6 @@
 //! the last backup refuses to start (a stale channel state can lose funds), and one put back
 //! on the newest backup starts with everything it held.
 
-
 use crate::common::{Localnet, amount, open_request, pay};
 use serde_json::json;
 use std::path::Path;

@@ -9,7 +9,6 @@
 //! - after paying the payee, before being paid by the payer (the payer frozen; a payment
 //!   without an invoice, whose payee claims without asking the payer).
 
-
 use crate::common::{Daemon, Localnet, amount, pay};
 use serde_json::{Value, json};
 use std::time::Duration;

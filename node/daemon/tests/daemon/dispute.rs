@@ -2,7 +2,6 @@
 //! the challenge window, catches up on the logs it missed, submits the partner's newer proof,
 //! and is paid in full on-chain.
 
-
 use crate::common::{Localnet, MINTED, amount, open_request};
 use hoplite_htlc::ChannelId;
 use serde_json::json;

@@ -4,7 +4,6 @@
 //! peer disconnected and refused for a while; meanwhile the daemon serves its partner, and
 //! nothing it holds changes.
 
-
 use crate::common::{Localnet, amount, pay};
 use futures::{AsyncWriteExt, StreamExt};
 use hoplite_htlc::{Amount, ChannelId};

@@ -2,7 +2,6 @@
 //! converges, a payment 0 → 3 succeeds through two mediators, and after cooperative closes
 //! every balance on-chain agrees with what the nodes said.
 
-
 use crate::common::{Localnet, MINTED, amount};
 use serde_json::{Value, json};
 

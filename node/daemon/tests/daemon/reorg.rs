@@ -4,9 +4,8 @@
 //! checkpoint is no longer valid, and goes on: its channel and balance intact, payments
 //! flowing.
 
-
-use alloy_provider::Provider;
 use crate::common::{Localnet, amount, open_request, pay};
+use alloy_provider::Provider;
 use serde_json::{Value, json};
 
 const DEPOSIT: u64 = 10_000;

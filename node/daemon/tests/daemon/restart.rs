@@ -3,7 +3,6 @@
 //! usable, and the restarted node knows the network from its stored gossip, without waiting
 //! for the next announcements, and reads the chain only after the block it had reached.
 
-
 use crate::common::{Daemon, Localnet, amount, open_request, pay};
 use serde_json::json;
 

@@ -2,7 +2,6 @@
 //! it (0 → 1 → 2): no payment the payer heard was sent is missing at the payee, no token is
 //! made or lost, and no channel is ever closed.
 
-
 use crate::common::{Daemon, Localnet, amount};
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
