@@ -200,12 +200,9 @@ impl Runtime {
     /// Feeds what the network heard; gossip is kept until its verdict (it may be judged
     /// again, and accepted gossip is stored).
     fn peer_input(&mut self, input: Input) {
-        match &input {
-            Input::Gossip { from, id, bytes } => {
-                self.gossip
-                    .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
-            }
-            _ => {}
+        if let Input::Gossip { from, id, bytes } = &input {
+            self.gossip
+                .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
         }
         self.node.handle_input(now(), input);
     }
