@@ -73,6 +73,8 @@ impl Localnet {
     }
 
     /// [`Localnet::start_with`], the daemons logging what `log` lets through (`RUST_LOG`).
+    // Blocking on the turn is the point: each test has a runtime and a thread of its own.
+    #[allow(clippy::await_holding_lock)]
     pub async fn start_logging(name: &str, n: usize, node_toml: &str, log: &'static str) -> Self {
         // A test that failed while holding it leaves nothing behind: its daemons are killed.
         let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
