@@ -12,9 +12,10 @@ use hoplite_chain::deploy::Deployment;
 use hoplite_chain::rpc::RpcBackend;
 use hoplite_chain::testing::{Anvil, DEPLOYER_KEY};
 use serde_json::{Value, json};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -52,12 +53,26 @@ pub struct Daemon {
     http: reqwest::Client,
 }
 
+/// Ports handed out so far.
+static PORTS: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback port free for TCP and UDP (QUIC), below Linux's ephemeral range (32768 on), so
+/// no outgoing connection takes it between here and the daemon's bind; each process starts
+/// at its own offset.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("a free loopback port")
-        .local_addr()
-        .expect("bound")
-        .port()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let offset = std::process::id() % 1_000 * 12;
+    for _ in 0..SPAN {
+        let n = u32::from(PORTS.fetch_add(1, Ordering::Relaxed));
+        let port = u16::try_from(FIRST + (offset + n) % SPAN).expect("below 32000");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + SPAN);
 }
 
 impl Localnet {
