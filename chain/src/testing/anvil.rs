@@ -68,6 +68,12 @@ impl Anvil {
         Self::start_with(&["--block-time", &seconds.to_string()])
     }
 
+    /// [`Anvil::start`] that mines only when asked (`evm_mine`): sent transactions wait in its
+    /// pool, as they do on a busy chain.
+    pub fn mining_on_request() -> Self {
+        Self::start_with(&["--no-mining"])
+    }
+
     fn start_with(extra: &[&str]) -> Self {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         // Tests start anvils in parallel; one install per process (the script also locks).

@@ -18,14 +18,15 @@ use anyhow::Context;
 use hoplite_chain::contracts::TestToken;
 use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::ChainEvent;
-use hoplite_chain::rpc::RpcBackend;
+use hoplite_chain::rpc::{FeePolicy, GWEI, RpcBackend};
 use hoplite_chain::{Chain, ChainError};
 use hoplite_node::{ChainFailure, ChainRequest, ChainRequestId};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-/// How long the submitter waits for a transaction's receipt.
+/// How long the submitter waits for a transaction's receipt (bumping its fees meanwhile); the
+/// next request outbids what it leaves in the pool.
 const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What the chain components tell the node's task.
@@ -83,7 +84,11 @@ pub async fn connect(
 ) -> anyhow::Result<Chain<RpcBackend>> {
     let backend = RpcBackend::connect(&settings.rpc_url, signer)
         .await
-        .with_context(|| format!("connecting to the chain at {}", settings.rpc_url))?;
+        .with_context(|| format!("connecting to the chain at {}", settings.rpc_url))?
+        .with_fee_policy(FeePolicy {
+            bump_after: Duration::from_secs(settings.fee_bump_after_s),
+            max_fee_per_gas: u128::from(settings.max_fee_gwei) * GWEI,
+        });
     Ok(Chain::new(backend, deployment(settings)))
 }
 

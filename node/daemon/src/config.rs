@@ -53,6 +53,12 @@ pub struct ChainSettings {
     /// node hides closes).
     #[serde(default = "defaults::max_head_age_s")]
     pub max_head_age_s: u64,
+    /// Seconds a transaction waits for a block before it is sent again with fees 12.5% higher.
+    #[serde(default = "defaults::fee_bump_after_s")]
+    pub fee_bump_after_s: u64,
+    /// The highest fee per gas a transaction ever offers, gwei.
+    #[serde(default = "defaults::max_fee_gwei")]
+    pub max_fee_gwei: u64,
 }
 
 /// `[network]`: where peers reach us and whom we call.
@@ -130,6 +136,12 @@ mod defaults {
     }
     pub(super) fn max_head_age_s() -> u64 {
         120
+    }
+    pub(super) fn fee_bump_after_s() -> u64 {
+        24
+    }
+    pub(super) fn max_fee_gwei() -> u64 {
+        1_000
     }
     pub(super) fn listen() -> Vec<String> {
         vec![
@@ -219,6 +231,13 @@ impl Settings {
         if chain.max_log_range == 0 {
             bail!("chain.max_log_range must be at least 1");
         }
+        // A submission is abandoned after `chain::RECEIPT_TIMEOUT`: it must bump before that.
+        if chain.fee_bump_after_s == 0 || chain.fee_bump_after_s > 60 {
+            bail!("chain.fee_bump_after_s must be within 1..=60");
+        }
+        if chain.max_fee_gwei == 0 {
+            bail!("chain.max_fee_gwei must be at least 1");
+        }
         if chain.confirmations > 1_000 {
             bail!("chain.confirmations over 1000 would hide closes for hours");
         }
@@ -270,6 +289,10 @@ alias = "hub"
         assert_eq!(settings.chain.rpc_url, "http://127.0.0.1:9999");
         assert_eq!(settings.chain.deployment_block, 7);
         assert_eq!(settings.chain.confirmations, 1);
+        assert_eq!(
+            (settings.chain.fee_bump_after_s, settings.chain.max_fee_gwei),
+            (24, 1_000)
+        );
         assert_eq!(settings.network.listen, ["/ip4/127.0.0.1/tcp/1"]);
         assert_eq!(settings.network.bootstrap, ["/ip4/127.0.0.1/tcp/9000"]);
         assert_eq!(settings.api.listen, defaults::api_listen());
@@ -284,6 +307,12 @@ alias = "hub"
         let (_dir, file) = write(&FILE.replace("deployment_block = 7", "deployment_block = -1"));
         let error = format!("{:#}", load(Some(&file), Overrides::default()).unwrap_err());
         assert!(error.contains("deployment_block"), "{error}");
+        let (_dir, file) = write(&FILE.replace(
+            "deployment_block = 7",
+            "deployment_block = 7\nfee_bump_after_s = 600",
+        ));
+        let error = format!("{:#}", load(Some(&file), Overrides::default()).unwrap_err());
+        assert!(error.contains("fee_bump_after_s"), "{error}");
         let error = format!("{:#}", load(None, Overrides::default()).unwrap_err());
         assert!(error.contains("missing field"), "{error}");
     }
