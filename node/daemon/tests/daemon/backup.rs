@@ -2,8 +2,7 @@
 //! the last backup refuses to start (a stale channel state can lose funds), and one put back
 //! on the newest backup starts with everything it held.
 
-use crate::common::{Localnet, amount, open_request, pay};
-use serde_json::json;
+use crate::common::{Localnet, amount, pay};
 use std::path::Path;
 use std::process::Command;
 
@@ -37,16 +36,7 @@ fn restore(data_dir: &Path, file: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_and_an_older_one_is_refused() {
     let mut net = Localnet::start("backup", 2).await;
-    let payee = net.daemons[1].address;
-    net.daemons[0]
-        .post_ok("/v1/channels", open_request(payee, DEPOSIT))
-        .await;
-    net.daemons[0]
-        .wait_until("/v1/graph", "the channel's announcement", |g| {
-            g["channels"][0]["policies"] == json!([true, true])
-                && g["channels"][0]["capacity"] == json!(DEPOSIT.to_string())
-        })
-        .await;
+    net.open_line(DEPOSIT).await;
     let data = net.daemons[1].dir.join("data");
     let (older, newer) = (net.dir.join("older.sqlite"), net.dir.join("newer.sqlite"));
     pay(&net.daemons[0], &net.daemons[1], 100).await;

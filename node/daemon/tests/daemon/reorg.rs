@@ -4,25 +4,16 @@
 //! checkpoint is no longer valid, and goes on: its channel and balance intact, payments
 //! flowing.
 
-use crate::common::{Localnet, amount, open_request, pay};
+use crate::common::{Localnet, amount, pay};
 use alloy_provider::Provider;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const DEPOSIT: u64 = 10_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deep_reorg_makes_the_daemon_read_the_chain_again() {
     let mut net = Localnet::start("reorg", 2).await;
-    let payee = net.daemons[1].address;
-    net.daemons[0]
-        .post_ok("/v1/channels", open_request(payee, DEPOSIT))
-        .await;
-    net.daemons[0]
-        .wait_until("/v1/graph", "the channel's announcement", |g| {
-            g["channels"][0]["policies"] == json!([true, true])
-                && g["channels"][0]["capacity"] == json!(DEPOSIT.to_string())
-        })
-        .await;
+    net.open_line(DEPOSIT).await;
     pay(&net.daemons[0], &net.daemons[1], 100).await;
     // A few empty blocks after the last transaction, processed by both.
     let block = net.daemons[0].get("/v1/info").await["block"]

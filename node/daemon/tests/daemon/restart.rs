@@ -3,7 +3,7 @@
 //! usable, and the restarted node knows the network from its stored gossip, without waiting
 //! for the next announcements, and reads the chain only after the block it had reached.
 
-use crate::common::{Daemon, Localnet, amount, open_request, pay};
+use crate::common::{Daemon, Localnet, amount, pay};
 use serde_json::json;
 
 const DEPOSIT: u64 = 10_000;
@@ -21,17 +21,11 @@ async fn received(payee: &Daemon) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_keeps_its_payments_and_its_channel() {
     let mut net = Localnet::start("restart", 2).await;
-    let payee_address = net.daemons[1].address;
-    net.daemons[0]
-        .post_ok("/v1/channels", open_request(payee_address, DEPOSIT))
-        .await;
+    net.open_line(DEPOSIT).await;
     let announced = |graph: &serde_json::Value| {
         graph["channels"][0]["policies"] == json!([true, true])
             && graph["channels"][0]["capacity"] == json!(DEPOSIT.to_string())
     };
-    net.daemons[0]
-        .wait_until("/v1/graph", "the channel's announcement", announced)
-        .await;
     pay(&net.daemons[0], &net.daemons[1], 100).await;
     assert_eq!(received(&net.daemons[1]).await, 100);
 
