@@ -21,9 +21,13 @@
 //! - [`events`]: contract events decoded from logs, and [`events::OnChainChannel`], a channel's
 //!   state rebuilt from them (the contract stores only its hash; calls carry it in calldata).
 //! - [`deploy`]: [`deploy::Deployment`], the contracts deployed from their bytecode.
+//! - `anvil` (feature `rpc`): the pinned anvil (installed by `scripts/install-tools.sh`) as a
+//!   child process on loopback, for `hoplite localnet` and tests.
 //! - `testing` (feature `test-utils`): a funded three-party network on either backend, and
 //!   `Anvil`, a local anvil node for the duration of a test.
 
+#[cfg(feature = "rpc")]
+pub mod anvil;
 pub mod backend;
 mod client;
 pub mod contracts;

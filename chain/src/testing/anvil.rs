@@ -1,21 +1,17 @@
 //! A local anvil node, and the test network on it (feature `rpc`).
 
-use super::{ALICE, BOB, CAROL, CHAIN_ID, TestNet};
+use super::{ALICE, BOB, CAROL, TestNet};
+use crate::anvil::{AnvilProcess, pinned_binary};
 use crate::backend::Backend;
 use crate::rpc::RpcBackend;
-use alloy_primitives::{B256, U256, b256};
+use alloy_primitives::{B256, U256};
 use alloy_provider::Provider;
 use alloy_signer_local::PrivateKeySigner;
 use hoplite_htlc::testing::key_bytes;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The key of [`super::DEPLOYER`], anvil's first dev account (its default mnemonic; never use it
-/// anywhere real).
-pub const DEPLOYER_KEY: B256 =
-    b256!("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
+pub use crate::anvil::DEPLOYER_KEY;
 
 impl TestNet<RpcBackend> {
     /// A fresh network on `anvil`; the parties get ether for gas from anvil's cheat call.
@@ -48,12 +44,12 @@ impl TestNet<RpcBackend> {
 /// A local anvil node on a free loopback port, stopped when dropped. [`Anvil::start`] installs
 /// the pinned anvil first (`scripts/install-tools.sh anvil`) if it is missing.
 pub struct Anvil {
-    child: Child,
-    url: String,
+    process: AnvilProcess,
 }
 
 impl Anvil {
-    /// Installs (if needed) and starts anvil with chain id [`CHAIN_ID`] under Cancun rules.
+    /// Installs (if needed) and starts anvil with chain id [`super::CHAIN_ID`] under Cancun
+    /// rules.
     ///
     /// # Panics
     /// If anvil can't be installed or started: the message says what to fix. Tests never skip
@@ -75,61 +71,19 @@ impl Anvil {
     }
 
     fn start_with(extra: &[&str]) -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         // Tests start anvils in parallel; one install per process (the script also locks).
-        static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
-        let installed = INSTALLED.get_or_init(|| {
-            match Command::new(root.join("scripts/install-tools.sh"))
-                .arg("anvil")
-                .status()
-            {
-                Ok(status) if status.success() => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        });
-        if let Err(error) = installed {
-            panic!(
-                "could not install anvil ({error}): run scripts/install-tools.sh anvil \
-                 (needs npm and the npm registry)"
-            );
-        }
-        let binary = root.join(".tools/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-        let mut child = Command::new(&binary)
-            .args(["--port", "0", "--host", "127.0.0.1", "--hardfork", "cancun"])
-            .args(["--chain-id", &CHAIN_ID.to_string()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let address = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("Listening on ").map(str::to_owned));
-        let Some(address) = address else {
-            let status = child.kill().and_then(|()| child.wait());
-            panic!("anvil exited before listening ({status:?})");
-        };
-        // Keep draining its output so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            url: format!("http://{address}"),
-        }
+        static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        let binary = BINARY
+            .get_or_init(|| pinned_binary().map_err(|e| e.to_string()))
+            .as_ref()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let args = [&["--port", "0"], extra].concat();
+        let process = AnvilProcess::spawn(binary, &args, None).unwrap_or_else(|e| panic!("{e}"));
+        Self { process }
     }
 
     /// Its JSON-RPC endpoint.
     pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        // Already gone is fine: there is nothing left to stop.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.url()
     }
 }

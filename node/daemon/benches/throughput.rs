@@ -73,7 +73,7 @@ async fn main() {
     // One payment first, so routes, connections and streams exist.
     let warm = payer.post_ok("/v1/payments", body.clone()).await;
     payer
-        .wait_event(&["payment_sent"], 0, |e| e["payment"] == warm["payment"])
+        .wait_event(&["payment_sent"], 0, |e| e["payment"] == warm["id"])
         .await;
     let after = payer.get("/v1/events?after=0").await;
     let first = after
@@ -120,7 +120,7 @@ async fn main() {
             let sent_at = Instant::now();
             let (status, answer): (u16, Value) = payer.post("/v1/payments", body.clone()).await;
             assert_eq!(status, 200, "{answer}");
-            let id = answer["payment"].as_str().expect("an id").to_owned();
+            let id = answer["id"].as_str().expect("an id").to_owned();
             let (tx, rx) = oneshot::channel();
             let early = {
                 let mut slots = slots.lock().expect("not poisoned");

@@ -1,42 +1,66 @@
-//! The HTTP API (axum, loopback by default): JSON in and out, amounts as decimal strings.
-//! Handlers parse and check the request, then ask the node's task ([`Command`]) and wait
-//! for its answer; they never touch the node themselves.
+//! The REST API (axum, loopback by default): JSON in and out, amounts as decimal strings
+//! (they are uint256), every request authenticated by the bearer token in
+//! `<data_dir>/api-token`. Handlers parse and check the request, then ask the node's task
+//! ([`Command`]) and wait for its answer; they never touch the node themselves.
 //!
-//! - `GET  /v1/info`: address, PeerId, listen addresses, chain id, token network, block.
-//! - `GET  /v1/peers`: connected peers.
-//! - `GET  /v1/channels`: our channels with both sides' deposits, balances and locks.
-//! - `POST /v1/channels` `{"partner", "deposit"}`: open a channel and deposit.
-//! - `POST /v1/channels/{id}/deposit` `{"total"}`: raise our total deposit.
-//! - `POST /v1/channels/{id}/close` `{"cooperative": bool}`.
-//! - `POST /v1/invoices` `{"amount", "valid_for_s"?}`: an invoice to be paid.
-//! - `POST /v1/payments` `{"invoice"}`: pay one; or `{"payee", "amount"}`: pay without an
-//!   invoice (the payee needs a channel announcement); the outcome comes as an event.
-//! - `GET  /v1/graph`: the open channels the node knows, and which are announced.
-//! - `GET  /v1/events?after=N&wait_ms=M`: events after id `N`, waiting up to `M` ms for one.
+//! | method and path | body | what |
+//! |---|---|---|
+//! | `GET /v1/info` | | address, PeerId, listen addresses, chain id, token network, block, sync |
+//! | `GET /v1/peers` | | connected peers |
+//! | `POST /v1/peers` | `{"address"}` | dial a multiaddr ending in `/p2p/<PeerId>` and keep it |
+//! | `DELETE /v1/peers/{address}` | | disconnect a peer and stop dialling it |
+//! | `GET /v1/channels` | | our channels: deposits, balances both ways, pending locks |
+//! | `POST /v1/channels` | `{"partner", "deposit"}` | open a channel and deposit |
+//! | `GET /v1/channels/{id}` | | one channel |
+//! | `POST /v1/channels/{id}/deposit` | `{"total"}` | raise our total deposit |
+//! | `POST /v1/channels/{id}/close` | `{"cooperative"}` | close (default cooperative) |
+//! | `GET /v1/invoices` | | invoices we made, newest first (`?limit=`) |
+//! | `POST /v1/invoices` | `{"amount", "valid_for_s"?}` | make an invoice |
+//! | `GET /v1/invoices/{id}` | | one invoice, with `open`, `paid` or `expired` |
+//! | `GET /v1/payments` | | payments sent and received, newest first (`?limit=`) |
+//! | `POST /v1/payments` | `{"invoice"}` or `{"payee", "amount", "idempotency_key"?}` | pay |
+//! | `GET /v1/payments/{id}` | | one payment: status, route, fee, attempts, failure |
+//! | `GET /v1/graph` | | the channels and nodes the node knows |
+//! | `GET /v1/events` | | events after `?after=N`, waiting up to `?wait_ms=M` for one |
+//! | `GET /v1/events/stream` | | Server-Sent Events from `Last-Event-ID` (or `?after=`) on |
+//! | `GET /v1/backups` | | backups in `<data_dir>/backups` |
+//! | `POST /v1/backups` | `{"name"?}` | an online backup into `<data_dir>/backups` |
 //!
-//! Errors are `{"code", "message"}` with 400 (malformed), 404 (unknown channel), 409 (state
-//! conflict), 422 (refused amount) or 503 (stale chain, node stopping).
+//! Errors are `{"code", "message"}`: 400 malformed, 401 no or bad token, 404 unknown path,
+//! channel, payment or invoice, 405 wrong method, 409 state conflict (a closing channel, a
+//! duplicate payment), 413 body over 64 KiB, 415 not JSON, 422 refused (an amount over the
+//! balance, a bad invoice), 503 stale chain or node stopping. Bad input never answers 500.
 
-use crate::runtime::{Command, EventLog, parse_amount};
-use alloy_primitives::Address;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use crate::events::EventLog;
+use crate::history::{InvoiceEntry, Payment};
+use crate::runtime::{Command, parse_amount};
+use crate::store;
+use alloy_primitives::{Address, B256};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, Request as HttpRequest, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hoplite_htlc::{Amount, ChannelId};
-use hoplite_node::{CommandError, Invoice};
+use hoplite_htlc::{Amount, ChannelId, Violation};
+use hoplite_node::{CommandError, Invoice, PaymentId};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 /// The longest a long poll of events waits.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 /// The largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
+/// The most items a list answers with.
+const MAX_LIST: usize = 10_000;
+/// The longest idempotency key.
+const MAX_KEY_LEN: usize = 64;
 
 /// What a handler asks the node's task.
 #[derive(Debug)]
@@ -45,8 +69,14 @@ pub enum Request {
     Info,
     /// Connected peers.
     Peers,
+    /// Dial a peer and keep it connected.
+    Connect(libp2p::Multiaddr),
+    /// Disconnect a peer and stop dialling it.
+    Disconnect(Address),
     /// Our channels.
     Channels,
+    /// One channel.
+    Channel(ChannelId),
     /// The network as the node sees it.
     Graph,
     /// Open a channel with `partner` and deposit `deposit`.
@@ -77,6 +107,13 @@ pub enum Request {
         /// How long it may be paid.
         valid_for: Duration,
     },
+    /// Invoices we made, newest first.
+    Invoices {
+        /// At most this many.
+        limit: usize,
+    },
+    /// One invoice of ours.
+    Invoice(PaymentId),
     /// Pay an invoice.
     Pay {
         /// It.
@@ -88,10 +125,19 @@ pub enum Request {
         payee: Address,
         /// How much.
         amount: Amount,
+        /// The client's key: a second request with it answers with the first payment.
+        idempotency_key: Option<String>,
     },
+    /// Payments, newest first.
+    Payments {
+        /// At most this many.
+        limit: usize,
+    },
+    /// One payment.
+    Payment(PaymentId),
 }
 
-/// An error as the API answers it.
+/// An error as the API answers it: a status, a stable code and a message for people.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -108,8 +154,28 @@ impl ApiError {
         }
     }
 
-    fn malformed(message: impl Into<String>) -> Self {
+    /// The request does not say what it should (400).
+    pub fn malformed(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed", message)
+    }
+
+    /// No such thing (404); `code` names what.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// The request can't be done in the state things are in (409).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "state_conflict", message)
+    }
+
+    /// More than we can pay (422).
+    pub fn insufficient_balance(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "insufficient_balance",
+            message,
+        )
     }
 
     /// The node refused a command.
@@ -121,6 +187,9 @@ impl ApiError {
                 (StatusCode::CONFLICT, "state_conflict")
             }
             E::PeerBacklogged(_) => (StatusCode::SERVICE_UNAVAILABLE, "peer_backlogged"),
+            E::Channel(hoplite_htlc::SendError::Rule(Violation::InsufficientBalance {
+                ..
+            })) => (StatusCode::UNPROCESSABLE_ENTITY, "insufficient_balance"),
             E::Invoice(_) | E::OwnInvoice | E::UnknownPayee(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invoice_refused")
             }
@@ -133,6 +202,14 @@ impl ApiError {
     pub fn stale_chain(message: String) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "stale_chain", message)
     }
+
+    fn stopping() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the node is stopping",
+        )
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -144,46 +221,68 @@ impl IntoResponse for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::new(rejection.status(), "malformed", rejection.body_text())
+        match rejection {
+            JsonRejection::MissingJsonContentType(_) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send JSON with Content-Type: application/json",
+            ),
+            JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("a request body is at most {MAX_BODY} bytes"),
+                )
+            }
+            other => Self::malformed(other.body_text()),
+        }
     }
 }
 
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::malformed(rejection.body_text())
+    }
+}
+
+/// What the handlers share.
 #[derive(Clone)]
-struct Api {
+pub struct Api {
     commands: mpsc::Sender<Command>,
-    events: Arc<Mutex<EventLog>>,
-    event_id: watch::Receiver<u64>,
+    events: EventLog,
+    token: Arc<str>,
+    data_dir: PathBuf,
 }
 
 impl Api {
+    /// The API of a node: its task's command queue, its event log, its bearer token and its
+    /// data directory (for backups).
+    pub fn new(
+        commands: mpsc::Sender<Command>,
+        events: EventLog,
+        token: String,
+        data_dir: PathBuf,
+    ) -> Self {
+        Self {
+            commands,
+            events,
+            token: token.into(),
+            data_dir,
+        }
+    }
+
     async fn ask(&self, request: Request) -> Result<Json<Value>, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let stopping = || {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stopping",
-                "the node is stopping",
-            )
-        };
         self.commands
             .send(Command { request, reply })
             .await
-            .map_err(|_| stopping())?;
-        answer.await.map_err(|_| stopping())?.map(Json)
+            .map_err(|_| ApiError::stopping())?;
+        answer.await.map_err(|_| ApiError::stopping())?.map(Json)
     }
 }
 
-/// The API's routes over the node task's command queue.
-pub fn router(
-    commands: mpsc::Sender<Command>,
-    events: Arc<Mutex<EventLog>>,
-    event_id: watch::Receiver<u64>,
-) -> Router {
-    let api = Api {
-        commands,
-        events,
-        event_id,
-    };
+/// The API's routes, every one behind the bearer token.
+pub fn router(api: Api) -> Router {
     Router::new()
         .route(
             "/v1/info",
@@ -191,8 +290,10 @@ pub fn router(
         )
         .route(
             "/v1/peers",
-            get(|State(api): State<Api>| async move { api.ask(Request::Peers).await }),
+            get(|State(api): State<Api>| async move { api.ask(Request::Peers).await })
+                .post(connect),
         )
+        .route("/v1/peers/{address}", axum::routing::delete(disconnect))
         .route(
             "/v1/graph",
             get(|State(api): State<Api>| async move { api.ask(Request::Graph).await }),
@@ -202,13 +303,58 @@ pub fn router(
             get(|State(api): State<Api>| async move { api.ask(Request::Channels).await })
                 .post(open_channel),
         )
+        .route("/v1/channels/{id}", get(channel))
         .route("/v1/channels/{id}/deposit", post(deposit))
         .route("/v1/channels/{id}/close", post(close))
-        .route("/v1/invoices", post(create_invoice))
-        .route("/v1/payments", post(pay))
-        .route("/v1/events", get(list_events))
+        .route("/v1/invoices", get(invoices).post(create_invoice))
+        .route("/v1/invoices/{id}", get(invoice))
+        .route("/v1/payments", get(payments).post(pay))
+        .route("/v1/payments/{id}", get(payment))
+        .route("/v1/events", get(poll_events))
+        .route("/v1/events/stream", get(stream_events))
+        .route("/v1/backups", get(list_backups).post(backup))
+        .fallback(|| async { ApiError::not_found("not_found", "no such path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take that method",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            authenticate,
+        ))
         .with_state(api)
+}
+
+/// Refuses a request without `Authorization: Bearer <token>` (401).
+async fn authenticate(State(api): State<Api>, request: HttpRequest, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if same(token.trim().as_bytes(), api.token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token").into_response()
+        }
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <the token in the data directory's api-token>",
+        )
+        .into_response(),
+    }
+}
+
+/// Compares in time that does not depend on where the first difference is.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn amount(text: &str, field: &str) -> Result<Amount, ApiError> {
@@ -223,6 +369,48 @@ fn channel_id(text: &str) -> Result<ChannelId, ApiError> {
     alloy_primitives::U256::from_str_radix(text, 10)
         .map(ChannelId)
         .map_err(|_| ApiError::malformed(format!("a channel id is a decimal number, not {text:?}")))
+}
+
+fn payment_id(text: &str) -> Result<PaymentId, ApiError> {
+    text.parse::<B256>()
+        .map(PaymentId)
+        .map_err(|_| ApiError::malformed(format!("a payment id is 32 bytes in hex, not {text:?}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Connect {
+    address: String,
+}
+
+async fn connect(
+    State(api): State<Api>,
+    body: Result<Json<Connect>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let address: libp2p::Multiaddr = body
+        .address
+        .parse()
+        .map_err(|e| ApiError::malformed(format!("{:?} is not a multiaddr: {e}", body.address)))?;
+    if !address
+        .iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2p(_)))
+    {
+        return Err(ApiError::malformed(
+            "the address must end in /p2p/<PeerId>: the peer is known by its key",
+        ));
+    }
+    api.ask(Request::Connect(address)).await
+}
+
+async fn disconnect(
+    State(api): State<Api>,
+    Path(address): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let address: Address = address
+        .parse()
+        .map_err(|_| ApiError::malformed(format!("{address:?} is not an address")))?;
+    api.ask(Request::Disconnect(address)).await
 }
 
 #[derive(Deserialize)]
@@ -243,6 +431,10 @@ async fn open_channel(
         deposit,
     })
     .await
+}
+
+async fn channel(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Channel(channel_id(&id)?)).await
 }
 
 #[derive(Deserialize)]
@@ -323,10 +515,45 @@ async fn create_invoice(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default = "a_hundred")]
+    limit: usize,
+}
+
+fn a_hundred() -> usize {
+    100
+}
+
+impl ListQuery {
+    fn limit(&self) -> Result<usize, ApiError> {
+        if self.limit == 0 || self.limit > MAX_LIST {
+            return Err(ApiError::malformed(format!(
+                "limit must be within 1 and {MAX_LIST}"
+            )));
+        }
+        Ok(self.limit)
+    }
+}
+
+async fn invoices(
+    State(api): State<Api>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query?.limit()?;
+    api.ask(Request::Invoices { limit }).await
+}
+
+async fn invoice(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Invoice(payment_id(&id)?)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Pay {
     invoice: Option<String>,
     payee: Option<Address>,
     amount: Option<String>,
+    idempotency_key: Option<String>,
 }
 
 async fn pay(
@@ -334,26 +561,51 @@ async fn pay(
     body: Result<Json<Pay>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let request = match (body.invoice, body.payee, body.amount) {
-        (Some(invoice), None, None) => Request::Pay {
+    let request = match (body.invoice, body.payee, body.amount, body.idempotency_key) {
+        (Some(invoice), None, None, None) => Request::Pay {
             invoice: invoice
+                .trim()
                 .parse::<Invoice>()
                 .map_err(|e| ApiError::malformed(e.to_string()))?,
         },
-        (None, Some(payee), Some(paid)) => Request::Send {
-            payee,
-            amount: amount(&paid, "amount")?,
-        },
+        (None, Some(payee), Some(paid), key) => {
+            if key
+                .as_ref()
+                .is_some_and(|k| k.is_empty() || k.len() > MAX_KEY_LEN)
+            {
+                return Err(ApiError::malformed(format!(
+                    "idempotency_key is 1 to {MAX_KEY_LEN} bytes"
+                )));
+            }
+            Request::Send {
+                payee,
+                amount: amount(&paid, "amount")?,
+                idempotency_key: key,
+            }
+        }
         _ => {
             return Err(ApiError::malformed(
-                "either {\"invoice\"} or {\"payee\", \"amount\"}",
+                "either {\"invoice\"} or {\"payee\", \"amount\", \"idempotency_key\"?}",
             ));
         }
     };
     api.ask(request).await
 }
 
+async fn payments(
+    State(api): State<Api>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = query?.limit()?;
+    api.ask(Request::Payments { limit }).await
+}
+
+async fn payment(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Payment(payment_id(&id)?)).await
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     #[serde(default)]
     after: u64,
@@ -361,15 +613,136 @@ struct EventsQuery {
     wait_ms: u64,
 }
 
-async fn list_events(
+async fn poll_events(
     State(api): State<Api>,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::malformed(e.body_text()))?;
-    let mut newest = api.event_id.clone();
+    let Query(query) = query?;
     let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
-    // Wait (bounded) until an event after `after` exists; then answer with what there is.
-    let _ = tokio::time::timeout(wait, newest.wait_for(|id| *id > query.after)).await;
-    let events = api.events.lock().expect("not poisoned").after(query.after);
-    Ok(Json(Value::from(events)))
+    Ok(Json(api.events.poll(query.after, wait).await))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    after: Option<u64>,
+}
+
+async fn stream_events(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let last = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::malformed("Last-Event-ID is an event id"))?,
+        ),
+        None => None,
+    };
+    // A reconnecting client's Last-Event-ID wins over the URL it was first given.
+    let after = last.or(query.after).unwrap_or_else(|| api.events.newest());
+    Ok(Sse::new(api.events.stream(after))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupBody {
+    name: Option<String>,
+}
+
+/// The folder backups made through the API go to.
+fn backups_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("backups")
+}
+
+async fn backup(
+    State(api): State<Api>,
+    body: Result<Json<BackupBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let name = match body.name {
+        Some(name) => {
+            let fine = !name.is_empty()
+                && name.len() <= 64
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !fine {
+                return Err(ApiError::malformed(
+                    "a backup name is 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'",
+                ));
+            }
+            name
+        }
+        None => format!("node-{}.sqlite", crate::runtime::now().as_secs()),
+    };
+    let dir = backups_dir(&api.data_dir);
+    let file = dir.join(&name);
+    let database = api.data_dir.join(crate::DATABASE);
+    let made = tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(store::BackupError::Io)?;
+        store::backup(&database, &file).map(|generation| (file, generation))
+    })
+    .await
+    .map_err(|_| ApiError::stopping())?;
+    match made {
+        Ok((file, generation)) => Ok(Json(
+            json!({"file": file.display().to_string(), "generation": generation}),
+        )),
+        Err(store::BackupError::Exists(file)) => Err(ApiError::conflict(format!(
+            "{} exists: choose another name",
+            file.display()
+        ))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "backup_failed",
+            error.to_string(),
+        )),
+    }
+}
+
+async fn list_backups(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    let dir = backups_dir(&api.data_dir);
+    let mut list = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !meta.is_file() || name.ends_with(".partial") {
+                continue;
+            }
+            list.push(json!({
+                "name": name,
+                "file": entry.path().display().to_string(),
+                "bytes": meta.len(),
+            }));
+        }
+    }
+    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(Value::from(list)))
+}
+
+/// A payment as the API answers it.
+pub fn payment_json(payment: &Payment) -> Value {
+    serde_json::to_value(payment).expect("a payment serializes")
+}
+
+/// An invoice as the API answers it, with its status at `now` (seconds).
+pub fn invoice_json(invoice: &InvoiceEntry, now: u64) -> Value {
+    let mut value = serde_json::to_value(invoice).expect("an invoice serializes");
+    value["status"] = Value::from(invoice.status(now));
+    value
 }

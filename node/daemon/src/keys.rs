@@ -1,5 +1,6 @@
-//! The node's secp256k1 key: its Ethereum account, its channel signatures and its libp2p
-//! identity. Kept as hex in `<data_dir>/key`, readable by its owner only.
+//! The node's secrets, each a file in the data directory readable by its owner only: the
+//! secp256k1 key (its Ethereum account, its channel signatures and its libp2p identity), as
+//! hex in `<data_dir>/key`, and the API's bearer token in `<data_dir>/api-token`.
 
 use alloy_primitives::{Address, B256, keccak256};
 use anyhow::{Context, bail};
@@ -13,6 +14,9 @@ use std::path::Path;
 
 /// The file name of the key in the data directory.
 pub const KEY_FILE: &str = "key";
+
+/// The file name of the API's bearer token in the data directory.
+pub const API_TOKEN_FILE: &str = "api-token";
 
 /// The key's 32 bytes, and what is made of them.
 pub struct NodeKey {
@@ -47,16 +51,7 @@ pub fn load_or_create(data_dir: &Path, import: Option<&Path>) -> anyhow::Result<
                 path.display()
             );
         }
-        let mode = fs::metadata(&path)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            bail!(
-                "{} is readable by others (mode {:o}): run `chmod 600 {}`",
-                path.display(),
-                mode & 0o777,
-                path.display()
-            );
-        }
-        return parse(&fs::read_to_string(&path)?)
+        return parse(&read_private(&path)?)
             .with_context(|| format!("reading the key in {}", path.display()));
     }
     let bytes = match import {
@@ -70,15 +65,54 @@ pub fn load_or_create(data_dir: &Path, import: Option<&Path>) -> anyhow::Result<
         None => generate(),
     };
     let key = from_bytes(bytes)?;
+    write_private(&path, &alloy_primitives::hex::encode(bytes))?;
+    Ok(key)
+}
+
+/// Loads the API's bearer token, refusing one others can read; creates a random one at the
+/// first start.
+pub fn load_or_create_api_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(API_TOKEN_FILE);
+    if path.exists() {
+        let token = read_private(&path)?.trim().to_owned();
+        if token.len() < 32 {
+            bail!(
+                "{} holds no token: remove it and start again",
+                path.display()
+            );
+        }
+        return Ok(token);
+    }
+    let token = alloy_primitives::hex::encode(generate());
+    write_private(&path, &token)?;
+    Ok(token)
+}
+
+/// Reads a secret file, refusing it if others may read it.
+fn read_private(path: &Path) -> anyhow::Result<String> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{} is readable by others (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Writes a new secret file, mode 0600, and syncs it.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    writeln!(file, "{}", alloy_primitives::hex::encode(bytes))?;
+    writeln!(file, "{text}")?;
     file.sync_all()?;
-    Ok(key)
+    Ok(())
 }
 
 #[allow(clippy::disallowed_methods)] // A real key needs the OS's randomness.
@@ -157,6 +191,22 @@ mod tests {
         assert_eq!(again.private.address(), first.private.address());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let error = load_or_create(&dir, None).err().unwrap().to_string();
+        assert!(error.contains("readable by others"), "{error}");
+    }
+
+    #[test]
+    fn the_api_token_is_made_once_kept_private_and_refused_when_readable() {
+        let dir = temp_dir("token");
+        let token = load_or_create_api_token(&dir).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(load_or_create_api_token(&dir).unwrap(), token);
+        let path = dir.join(API_TOKEN_FILE);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let error = load_or_create_api_token(&dir).unwrap_err().to_string();
         assert!(error.contains("readable by others"), "{error}");
     }
 

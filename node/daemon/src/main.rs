@@ -1,22 +1,32 @@
-//! `hoplite`: the Hoplite daemon. It drives the sans-IO `hoplite_node::Node` over real
-//! sockets, a real chain and a real database.
+//! `hoplite`: the Hoplite daemon and its command line. `hoplite node` drives the sans-IO
+//! `hoplite_node::Node` over real sockets, a real chain and a real database; `hoplite
+//! localnet` runs a whole network on this machine; the other commands talk to a running node
+//! through its REST API.
 //!
 //! # Layout
 //! - `config.rs`: settings from a TOML file, flags and the environment.
 //! - `keys.rs`: the node's key (generated or imported, kept mode 0600), its libp2p identity,
-//!   and a peer's address read from its PeerId.
+//!   a peer's address read from its PeerId, and the API's bearer token.
 //! - `store.rs`: SQLite (WAL, `synchronous=FULL`), the node's records by kind, group commit
 //!   on a writer thread.
 //! - `chain.rs`: the chain over JSON-RPC: the log follower and the request submitter.
 //! - `network.rs`: libp2p (TCP, QUIC, noise, yamux, identify, gossipsub, one ordered stream
 //!   per peer for channel messages).
 //! - `runtime.rs`: the one task that owns the node and moves its inputs and outputs.
-//! - `api.rs`: the HTTP API (axum) on the task's command queue.
+//! - `api.rs`: the REST API (axum) on the task's command queue, behind the bearer token.
+//! - `events.rs`: the API's event log (published once stored; SSE and long polls);
+//!   `history.rs`: the API's payments and invoices.
+//! - `client.rs`: the commands that call the API (`hoplite info`, `pay`, …) and their tables.
+//! - `localnet.rs`: `hoplite localnet`: anvil, the contracts and N daemons on loopback.
 
 mod api;
 mod chain;
+mod client;
 mod config;
+mod events;
+mod history;
 mod keys;
+mod localnet;
 mod network;
 mod runtime;
 mod store;
@@ -31,39 +41,44 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 /// The database file in the data directory.
-const DATABASE: &str = "node.sqlite";
+pub(crate) const DATABASE: &str = "node.sqlite";
 
 #[derive(Parser)]
-#[command(name = "hoplite", version, about = "The Hoplite payment-channel node")]
+#[command(
+    name = "hoplite",
+    version,
+    about = "The Hoplite payment-channel node, and a command line for it",
+    after_help = "A local network to try it: `hoplite localnet --nodes 4`, then the `cli` line \
+                  it prints for a node, e.g. `hoplite --api http://127.0.0.1:18546 \
+                  --token-file …/node0/data/api-token pay <invoice>`."
+)]
 struct Cli {
+    /// The node's data directory: `hoplite node` keeps its key and database there; the other
+    /// commands read the API's token from it (default: ~/.hoplite).
+    #[arg(long, global = true, env = "HOPLITE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    connection: client::Connection,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs a node: follows the chain, connects to peers, serves the HTTP API, until SIGINT
+    /// Runs a node: follows the chain, connects to peers, serves the REST API, until SIGINT
     /// or SIGTERM. Example: `hoplite node --config node.toml`.
     Node(NodeArgs),
-    /// Copies the node's database to a new file while the node runs (SQLite's online
-    /// backup) and marks the data directory: a later start on an older database is
-    /// refused. Example: `hoplite backup --data-dir ~/.hoplite /backups/node-2026-12-02.sqlite`.
-    Backup(BackupArgs),
-}
-
-#[derive(clap::Args)]
-struct BackupArgs {
-    /// The node's data directory.
-    #[arg(long, env = "HOPLITE_DATA_DIR")]
-    data_dir: PathBuf,
-    /// The new file to write (refused if it exists).
-    file: PathBuf,
+    /// Runs a whole network on this machine: anvil, the contracts, N funded nodes with
+    /// channels between them; prints how to reach each node. Ctrl-C stops everything.
+    /// Example: `hoplite localnet --nodes 4 --topology ring`.
+    Localnet(localnet::LocalnetArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 #[derive(clap::Args)]
@@ -71,9 +86,6 @@ struct NodeArgs {
     /// The TOML config file (every setting; flags and environment variables override it).
     #[arg(long, env = "HOPLITE_CONFIG")]
     config: Option<PathBuf>,
-    /// Where the key and the database live (created mode 0700).
-    #[arg(long, env = "HOPLITE_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// The chain's JSON-RPC endpoint, e.g. http://127.0.0.1:8545.
     #[arg(long, env = "HOPLITE_RPC_URL")]
     rpc_url: Option<String>,
@@ -91,8 +103,18 @@ struct NodeArgs {
     import_key: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         // Colours only on a terminal: a log file or journal gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -106,7 +128,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Node(mut args) => runtime.block_on(async {
             loop {
-                match run_node(&args).await {
+                match run_node(&args, cli.data_dir.clone()).await {
                     Err(e) if e.downcast_ref::<runtime::Reorganised>().is_some() => {
                         warn!(target: "hoplite::chain", error = %e, "starting again, to read the chain anew");
                         // The key is in the data directory now.
@@ -117,24 +139,18 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }),
-        Command::Backup(args) => {
-            let database = args.data_dir.join(DATABASE);
-            if !database.exists() {
-                anyhow::bail!("no database at {}", database.display());
-            }
-            let generation = store::backup(&database, &args.file)
-                .with_context(|| format!("backing up {}", database.display()))?;
-            println!("{} (generation {generation})", args.file.display());
-            Ok(())
+        Command::Localnet(args) => runtime.block_on(localnet::run(args)),
+        Command::Client(command) => {
+            runtime.block_on(client::run(&cli.connection, cli.data_dir, command))
         }
     }
 }
 
-async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
+async fn run_node(args: &NodeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let settings = config::load(
         args.config.as_deref(),
         config::Overrides {
-            data_dir: args.data_dir.clone(),
+            data_dir,
             rpc_url: args.rpc_url.clone(),
             api_listen: args.api_listen,
             listen: args.listen.clone(),
@@ -148,6 +164,7 @@ async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
         .create(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let key = keys::load_or_create(data_dir, args.import_key.as_deref())?;
+    let token = keys::load_or_create_api_token(data_dir)?;
     let store = store::Store::open(&data_dir.join(DATABASE))
         .with_context(|| format!("opening {}", data_dir.join(DATABASE).display()))?;
     let stored = store.load()?;
@@ -215,8 +232,10 @@ async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
     let submitter = tokio::spawn(chain::submit(submitter, requests_rx, updates_tx));
 
     let (commands_tx, commands) = mpsc::channel(256);
-    let events = Arc::new(Mutex::new(runtime::EventLog::default()));
-    let (event_id, event_id_rx) = watch::channel(0);
+    // Both from the store: a restart goes on with the same ids and history.
+    let events = events::EventLog::new(stored.events);
+    let last_event = events.newest();
+    let history = history::History::new(stored.history);
     let listener = tokio::net::TcpListener::bind(settings.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", settings.api.listen))?;
@@ -227,7 +246,12 @@ async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
     let api = tokio::spawn(
         axum::serve(
             listener,
-            api::router(commands_tx, events.clone(), event_id_rx),
+            api::router(api::Api::new(
+                commands_tx,
+                events.clone(),
+                token,
+                data_dir.clone(),
+            )),
         )
         .with_graceful_shutdown(async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;
@@ -250,7 +274,9 @@ async fn run_node(args: &NodeArgs) -> anyhow::Result<()> {
         requests,
         commands,
         events,
-        event_id,
+        unpublished: Default::default(),
+        last_event,
+        history,
         stored_gossip: stored.gossip,
         stored_chain,
         deployment,

@@ -280,6 +280,25 @@ impl Network {
         }
     }
 
+    /// Disconnects `peer` and stops dialling it (until the node needs it again: a channel
+    /// partner we must send to is dialled anew). Whether it was connected or dialled.
+    pub fn forget(&mut self, peer: Address) -> bool {
+        let before = self.targets.len();
+        self.targets.retain(|t| {
+            peer_in(&t.address)
+                .and_then(|id| address_of_peer(&id))
+                .is_none_or(|a| a != peer)
+        });
+        let dialled = self.targets.len() != before;
+        match self.by_address.get(&peer) {
+            Some(&id) => {
+                let _ = self.swarm.disconnect_peer_id(id);
+                true
+            }
+            None => dialled,
+        }
+    }
+
     /// Publishes on the gossip topic.
     pub fn publish(&mut self, bytes: Vec<u8>) {
         let topic = self.topic.clone();

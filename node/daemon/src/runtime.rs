@@ -8,8 +8,10 @@
 //! requests reported. On shutdown it stops taking input, lets the store commit what is
 //! queued, and drops the swarm (closing every peer).
 
-use crate::api::{ApiError, Request};
+use crate::api::{ApiError, Request, invoice_json, payment_json};
 use crate::chain::ChainUpdate;
+use crate::events::EventLog;
+use crate::history::History;
 use crate::network::{BAN, Network, StreamEvent};
 use crate::store::{Checkpoint, Committed, Writer};
 use alloy_primitives::{Address, U256};
@@ -23,13 +25,10 @@ use hoplite_node::{
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-/// Events kept for the API's `GET /v1/events` (the oldest go first).
-const EVENTS_KEPT: usize = 10_000;
 /// How many chain updates a gossip message about a channel we haven't seen yet waits for.
 const GOSSIP_RETRIES: u8 = 5;
 /// A peer that sends more than this many messages it is to blame for (see
@@ -59,33 +58,6 @@ pub struct Command {
     pub reply: oneshot::Sender<Result<Value, ApiError>>,
 }
 
-/// The events the node reported, numbered, for the API.
-#[derive(Default)]
-pub struct EventLog {
-    events: VecDeque<(u64, Value)>,
-    next: u64,
-}
-
-impl EventLog {
-    /// The events after `after`, oldest first.
-    pub fn after(&self, after: u64) -> Vec<Value> {
-        self.events
-            .iter()
-            .filter(|(id, _)| *id > after)
-            .map(|(id, event)| json!({"id": id, "event": event}))
-            .collect()
-    }
-
-    fn push(&mut self, event: Value) -> u64 {
-        self.next += 1;
-        if self.events.len() == EVENTS_KEPT {
-            self.events.pop_front();
-        }
-        self.events.push_back((self.next, event));
-        self.next
-    }
-}
-
 /// The node's wall clock: time since the UNIX epoch.
 #[allow(clippy::disallowed_methods)] // The daemon is where the clock is read.
 pub fn now() -> Duration {
@@ -112,10 +84,14 @@ pub struct Runtime {
     pub requests: mpsc::UnboundedSender<(ChainRequestId, ChainRequest)>,
     /// API commands.
     pub commands: mpsc::Receiver<Command>,
-    /// Events for the API.
-    pub events: Arc<Mutex<EventLog>>,
-    /// The newest event's id, for long polls.
-    pub event_id: watch::Sender<u64>,
+    /// Events for the API, published once stored.
+    pub events: EventLog,
+    /// Events written to the store and not yet committed, oldest first.
+    pub unpublished: VecDeque<(u64, String)>,
+    /// The last event id given out.
+    pub last_event: u64,
+    /// Payments and invoices for the API.
+    pub history: History,
     /// Gossip the store kept, fed once the chain is caught up.
     pub stored_gossip: Vec<Vec<u8>>,
     /// The chain events the store kept and the block they reach, fed first.
@@ -177,7 +153,14 @@ impl Runtime {
                     self.chain_update(update);
                 }
                 committed = self.committed.recv() => match committed {
-                    Some(Committed::Persisted(id)) => self.node.handle_input(now(), Input::Persisted(id)),
+                    Some(Committed::Group { batch, event }) => {
+                        if let Some(id) = batch {
+                            self.node.handle_input(now(), Input::Persisted(id));
+                        }
+                        if let Some(id) = event {
+                            self.publish_events(id);
+                        }
+                    }
                     Some(Committed::Failed(error)) => break Err(anyhow::anyhow!("the store failed: {error}")),
                     // Without a writer nothing the node holds back could ever go out.
                     None => break Err(anyhow::anyhow!("the store's writer stopped")),
@@ -193,8 +176,30 @@ impl Runtime {
         };
         self.drain();
         info!(target: "hoplite::node", "stopping: committing what is queued");
-        self.store.close();
+        let Self {
+            store,
+            mut committed,
+            events,
+            mut unpublished,
+            ..
+        } = self;
+        store.close();
+        // Whatever the last commits held is durable now.
+        while let Ok(done) = committed.try_recv() {
+            if let Committed::Group {
+                event: Some(id), ..
+            } = done
+            {
+                publish(&mut unpublished, &events, id);
+            }
+        }
+        events.close();
         result
+    }
+
+    /// Shows the API's clients the events up to `id`: they are durable.
+    fn publish_events(&mut self, id: u64) {
+        publish(&mut self.unpublished, &self.events, id);
     }
 
     /// Feeds what the network heard; gossip is kept until its verdict (it may be judged
@@ -405,12 +410,55 @@ impl Runtime {
         } else {
             info!(target: "hoplite::node", event = ?event, "event");
         }
-        let id = self
-            .events
-            .lock()
-            .expect("not poisoned")
-            .push(event_json(&event));
-        self.event_id.send_replace(id);
+        self.record_history(&event);
+        self.last_event += 1;
+        let mut body = event_json(&event);
+        body["id"] = Value::from(self.last_event);
+        body["at"] = Value::from(now().as_secs());
+        let body = body.to_string();
+        self.store.event(self.last_event, body.clone());
+        self.unpublished.push_back((self.last_event, body));
+    }
+
+    /// Keeps what an event says of a payment or an invoice.
+    fn record_history(&mut self, event: &Event) {
+        let now = now().as_secs();
+        let changes = match event {
+            Event::PaymentSent {
+                payment,
+                fee,
+                route,
+                attempts,
+                ..
+            } => self
+                .history
+                .sent(*payment, *fee, route.clone(), *attempts, now)
+                .into_iter()
+                .collect(),
+            Event::PaymentFailed {
+                payment,
+                reason,
+                last_failure,
+                attempts,
+            } => {
+                let failure = match last_failure {
+                    Some(last) => format!("{reason:?}; last failure: {last:?}"),
+                    None => format!("{reason:?}"),
+                };
+                self.history
+                    .failed(*payment, failure, *attempts, now)
+                    .into_iter()
+                    .collect()
+            }
+            Event::PaymentReceived { payment, amount } => {
+                self.history
+                    .received(*payment, self.node.address(), *amount, now)
+            }
+            _ => Vec::new(),
+        };
+        for (kind, id, body) in changes {
+            self.store.history(kind, id, body);
+        }
     }
 
     /// Counts a rejection the sender is to blame for (a signature that is not its, a
@@ -453,6 +501,50 @@ impl Runtime {
                     .map(|(address, peer)| json!({"address": address, "peer_id": peer.to_string()}))
                     .collect::<Vec<_>>(),
             )),
+            Request::Connect(address) => {
+                let text = address.to_string();
+                self.network.want(std::slice::from_ref(&text));
+                Ok(json!({"dialing": text}))
+            }
+            Request::Disconnect(address) => {
+                if self.network.forget(address) {
+                    Ok(json!({}))
+                } else {
+                    Err(ApiError::not_found(
+                        "unknown_peer",
+                        format!("{address} is neither connected nor dialled"),
+                    ))
+                }
+            }
+            Request::Channel(id) => self
+                .node
+                .channel(id)
+                .map(|channel| self.channel_json(channel))
+                .ok_or_else(|| {
+                    ApiError::not_found("unknown_channel", format!("no channel {id} of ours"))
+                }),
+            Request::Invoices { limit } => Ok(Value::from(
+                self.history
+                    .invoices(limit)
+                    .map(|i| invoice_json(i, now.as_secs()))
+                    .collect::<Vec<_>>(),
+            )),
+            Request::Invoice(id) => self
+                .history
+                .invoice(&id)
+                .map(|i| invoice_json(i, now.as_secs()))
+                .ok_or_else(|| {
+                    ApiError::not_found("unknown_invoice", format!("no invoice {} of ours", id.0))
+                }),
+            Request::Payments { limit } => Ok(Value::from(
+                self.history
+                    .payments(limit)
+                    .map(payment_json)
+                    .collect::<Vec<_>>(),
+            )),
+            Request::Payment(id) => self.history.payment(&id).map(payment_json).ok_or_else(|| {
+                ApiError::not_found("unknown_payment", format!("no payment {} of ours", id.0))
+            }),
             Request::OpenChannel { partner, deposit } => self
                 .node
                 .open_channel(now, partner, deposit)
@@ -479,28 +571,81 @@ impl Runtime {
             }
             Request::CreateInvoice { amount, valid_for } => {
                 let invoice = self.node.create_invoice(now, amount, valid_for);
-                Ok(json!({
-                    "invoice": invoice.to_string(),
-                    "payment": invoice.payment.0,
-                    "amount": invoice.amount.to_string(),
-                    "expires_at": invoice.expires_at,
-                }))
+                let (kind, id, body) = self.history.invoice_made(&invoice, now.as_secs());
+                self.store.history(kind, id, body);
+                let entry = self.history.invoice(&invoice.payment).expect("just made");
+                Ok(invoice_json(entry, now.as_secs()))
             }
-            Request::Pay { invoice } => self.fresh_chain(now).and_then(|()| {
-                self.node
-                    .pay(now, &invoice)
-                    .map(|payment| json!({"payment": payment.0}))
-                    .map_err(refused)
-            }),
-            Request::Send { payee, amount } => self.fresh_chain(now).and_then(|()| {
-                self.node
-                    .send_spontaneous(now, payee, amount)
-                    .map(|payment| json!({"payment": payment.0}))
-                    .map_err(refused)
-            }),
+            Request::Pay { invoice } => self
+                .can_pay(now, invoice.amount)
+                .and_then(|()| self.node.pay(now, &invoice).map_err(refused))
+                .map(|id| self.payment_started(id, invoice.payee, invoice.amount, true, None)),
+            Request::Send {
+                payee,
+                amount,
+                idempotency_key,
+            } => match idempotency_key
+                .as_deref()
+                .and_then(|key| self.history.payment_with_key(key))
+            {
+                // The same request again (a client retrying after a timeout): it pays once.
+                Some(earlier) if earlier.payee == payee && earlier.amount == amount.to_string() => {
+                    Ok(payment_json(earlier))
+                }
+                Some(_) => Err(ApiError::conflict(
+                    "this idempotency_key was used for another payment",
+                )),
+                None => self
+                    .can_pay(now, amount)
+                    .and_then(|()| {
+                        self.node
+                            .send_spontaneous(now, payee, amount)
+                            .map_err(refused)
+                    })
+                    .map(|id| self.payment_started(id, payee, amount, false, idempotency_key)),
+            },
         };
         self.drain();
         answer
+    }
+
+    /// Keeps a payment we started; its answer.
+    fn payment_started(
+        &mut self,
+        id: hoplite_node::PaymentId,
+        payee: Address,
+        amount: Amount,
+        invoice: bool,
+        idempotency_key: Option<String>,
+    ) -> Value {
+        let (kind, key, body) =
+            self.history
+                .started(id, payee, amount, invoice, idempotency_key, now().as_secs());
+        self.store.history(kind, key, body);
+        payment_json(self.history.payment(&id).expect("just started"))
+    }
+
+    /// Refuses a payment while the chain is stale, or when it is more than all our open
+    /// channels can send (before fees: the router says the rest).
+    fn can_pay(&self, now: Duration, amount: Amount) -> Result<(), ApiError> {
+        self.fresh_chain(now)?;
+        let spendable = self
+            .node
+            .channels()
+            .filter(|c| {
+                self.node
+                    .onchain_channel(c.id())
+                    .is_some_and(|c| c.phase == Phase::Opened)
+            })
+            .fold(Amount::ZERO, |sum, c| {
+                sum.checked_add(c.spendable(Side::Ours)).unwrap_or(sum)
+            });
+        if amount > spendable {
+            return Err(ApiError::insufficient_balance(format!(
+                "{amount} is more than the {spendable} our open channels can send"
+            )));
+        }
+        Ok(())
     }
 
     /// Refuses a payment while the chain head is older than `max_head_age`.
@@ -541,28 +686,47 @@ impl Runtime {
     }
 
     fn channels(&self) -> Value {
-        let list: Vec<Value> = self
-            .node
-            .channels()
-            .map(|channel| {
-                let id = channel.id();
-                let onchain = self.node.onchain_channel(id);
-                let ours = channel.participant(Side::Ours);
-                let theirs = channel.participant(Side::Partner);
-                json!({
-                    "id": id.to_string(),
-                    "partner": theirs.address(),
-                    "state": phase_name(onchain.as_ref()),
-                    "our_deposit": ours.total_deposit().to_string(),
-                    "partner_deposit": theirs.total_deposit().to_string(),
-                    "our_balance": channel.spendable(Side::Ours).to_string(),
-                    "partner_balance": channel.spendable(Side::Partner).to_string(),
-                    "our_locked": ours.locks().total().to_string(),
-                    "partner_locked": theirs.locks().total().to_string(),
+        Value::from(
+            self.node
+                .channels()
+                .map(|channel| self.channel_json(channel))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A channel: both sides' deposits, withdrawals, spendable balances and pending locks.
+    fn channel_json(&self, channel: &hoplite_htlc::Channel) -> Value {
+        let id = channel.id();
+        let onchain = self.node.onchain_channel(id);
+        let ours = channel.participant(Side::Ours);
+        let theirs = channel.participant(Side::Partner);
+        let locks = |side: &hoplite_htlc::Participant| {
+            side.locks()
+                .iter()
+                .map(|lock| {
+                    json!({
+                        "amount": lock.amount.to_string(),
+                        "expiration": lock.expiration.0,
+                        "secret_hash": lock.secret_hash.0,
+                    })
                 })
-            })
-            .collect();
-        Value::from(list)
+                .collect::<Vec<_>>()
+        };
+        json!({
+            "id": id.to_string(),
+            "partner": theirs.address(),
+            "state": phase_name(onchain.as_ref()),
+            "our_deposit": ours.total_deposit().to_string(),
+            "partner_deposit": theirs.total_deposit().to_string(),
+            "our_withdrawn": ours.total_withdraw().to_string(),
+            "partner_withdrawn": theirs.total_withdraw().to_string(),
+            "our_balance": channel.spendable(Side::Ours).to_string(),
+            "partner_balance": channel.spendable(Side::Partner).to_string(),
+            "our_locked": ours.locks().total().to_string(),
+            "partner_locked": theirs.locks().total().to_string(),
+            "our_locks": locks(ours),
+            "partner_locks": locks(theirs),
+        })
     }
 
     fn graph(&self) -> Value {
@@ -587,6 +751,16 @@ impl Runtime {
             })
             .collect();
         json!({"channels": channels, "nodes": view.gossip().node_count()})
+    }
+}
+
+/// Moves the events up to `id` from `unpublished` to `events`.
+fn publish(unpublished: &mut VecDeque<(u64, String)>, events: &EventLog, id: u64) {
+    while let Some((next, _)) = unpublished.front()
+        && *next <= id
+    {
+        let (next, body) = unpublished.pop_front().expect("just seen");
+        events.publish(next, body);
     }
 }
 

@@ -14,7 +14,12 @@
 //! - `chain_events`: the logs of both contracts the node was fed, and `checkpoint`: the last
 //!   block processed and its hash. A restart feeds the node these (`Node::restore` wants
 //!   every event from the deployment on) and reads the chain only after the checkpoint;
-//! - `meta`: a commit counter (`generation`), which a backup's marker is checked against.
+//! - `meta`: a commit counter (`generation`), which a backup's marker is checked against;
+//! - `api_events`: the events the API serves (SSE and long polls), by id, the newest
+//!   [`EVENTS_KEPT`]: a client resuming with `Last-Event-ID`, even across a restart, misses
+//!   none of them;
+//! - `history`: the API's payments and invoices (JSON by kind and id), the newest
+//!   [`HISTORY_KEPT`] of each kind.
 
 use alloy_primitives::{B256, Bytes, Log, LogData};
 use hoplite_chain::backend::BlockLog;
@@ -30,10 +35,16 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The schema this build writes; older ones are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The most accepted gossip messages kept (the oldest go first).
 const MAX_GOSSIP_KEPT: i64 = 100_000;
+
+/// The most API events kept (the oldest go first).
+pub const EVENTS_KEPT: u64 = 10_000;
+
+/// The most payments, and the most invoices, kept for the API (the oldest go first).
+pub const HISTORY_KEPT: usize = 10_000;
 
 /// The most jobs committed in one transaction.
 const MAX_GROUP: usize = 4_096;
@@ -80,6 +91,28 @@ pub struct Stored {
     pub checkpoint: Option<Checkpoint>,
     /// Commits so far.
     pub generation: u64,
+    /// The API's events (id, JSON), oldest first.
+    pub events: Vec<(u64, String)>,
+    /// The API's payments and invoices (kind, JSON), oldest first.
+    pub history: Vec<(HistoryKind, String)>,
+}
+
+/// What a `history` row is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryKind {
+    /// A payment we made or received.
+    Payment,
+    /// An invoice we made.
+    Invoice,
+}
+
+impl HistoryKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Payment => "payment",
+            Self::Invoice => "invoice",
+        }
+    }
 }
 
 /// A processed block: its number and hash.
@@ -124,6 +157,17 @@ impl Store {
                                           block INTEGER NOT NULL, hash BLOB NOT NULL);
                  DELETE FROM meta WHERE key = 'last_block';
                  PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
+        }
+        if version < 3 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE api_events (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+                 CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                                       kind TEXT NOT NULL, id TEXT NOT NULL,
+                                       body TEXT NOT NULL, UNIQUE (kind, id));
+                 PRAGMA user_version = 3;
                  COMMIT;",
             )?;
         }
@@ -194,12 +238,37 @@ impl Store {
                     .map_err(|_| StoreError::Malformed("checkpoint"))
             })
             .transpose()?;
+        let mut rows = self
+            .conn
+            .prepare("SELECT id, body FROM api_events ORDER BY id")?;
+        let events = rows
+            .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut rows = self
+            .conn
+            .prepare("SELECT kind, body FROM history ORDER BY seq")?;
+        let history = rows
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .map(|row| {
+                let (kind, body) = row?;
+                let kind = match kind.as_str() {
+                    "payment" => HistoryKind::Payment,
+                    "invoice" => HistoryKind::Invoice,
+                    _ => return Err(StoreError::Malformed("history")),
+                };
+                Ok((kind, body))
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(Stored {
             records,
             gossip,
             chain_events,
             checkpoint,
             generation: self.meta("generation")?.unwrap_or(0) as u64,
+            events,
+            history,
         })
     }
 
@@ -353,13 +422,20 @@ enum Job {
     Gossip(Vec<u8>),
     ChainEvents(Vec<BlockLog>, Checkpoint),
     Checkpoint(Checkpoint),
+    Event(u64, String),
+    History(HistoryKind, String, String),
 }
 
 /// What the writer reports after a commit.
 #[derive(Debug)]
 pub enum Committed {
-    /// Every batch up to this id is durable.
-    Persisted(PersistId),
+    /// Every batch up to `batch`, and every API event up to `event`, is durable.
+    Group {
+        /// The highest batch id committed so far, if this group had one.
+        batch: Option<PersistId>,
+        /// The highest event id committed so far, if this group had one.
+        event: Option<u64>,
+    },
     /// The commit failed: stop the node.
     Failed(StoreError),
 }
@@ -391,6 +467,16 @@ impl Writer {
     /// Queues the last block processed: every log up to it was queued before.
     pub fn checkpoint(&self, checkpoint: Checkpoint) {
         self.send(Job::Checkpoint(checkpoint));
+    }
+
+    /// Queues an API event (ids grow by one); reported in [`Committed::Group`] once durable.
+    pub fn event(&self, id: u64, body: String) {
+        self.send(Job::Event(id, body));
+    }
+
+    /// Queues the newest state of a payment or invoice (`id`) for the API.
+    pub fn history(&self, kind: HistoryKind, id: String, body: String) {
+        self.send(Job::History(kind, id, body));
     }
 
     fn send(&self, job: Job) {
@@ -440,11 +526,11 @@ fn write_loop(
         }
         let batches = group.iter().filter(|j| matches!(j, Job::Batch(..))).count() as u64;
         match commit(&mut conn, group) {
-            Ok(persisted) => {
+            Ok((batch, event)) => {
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.batches.fetch_add(batches, Ordering::Relaxed);
-                if let Some(id) = persisted {
-                    let _ = done.send(Committed::Persisted(id));
+                if batch.is_some() || event.is_some() {
+                    let _ = done.send(Committed::Group { batch, event });
                 }
             }
             Err(error) => {
@@ -455,10 +541,15 @@ fn write_loop(
     }
 }
 
-/// Writes a group in one transaction; the highest batch id in it, if any.
-fn commit(conn: &mut Connection, group: Vec<Job>) -> Result<Option<PersistId>, StoreError> {
+/// Writes a group in one transaction; the highest batch id and event id in it, if any.
+fn commit(
+    conn: &mut Connection,
+    group: Vec<Job>,
+) -> Result<(Option<PersistId>, Option<u64>), StoreError> {
     let tx = conn.transaction()?;
     let mut persisted = None;
+    let mut event = None;
+    let mut history = [false; 2];
     for job in group {
         match job {
             Job::Batch(id, records) => {
@@ -494,6 +585,34 @@ fn commit(conn: &mut Connection, group: Vec<Job>) -> Result<Option<PersistId>, S
                 write_checkpoint(&tx, block, hash)?;
             }
             Job::Checkpoint((block, hash)) => write_checkpoint(&tx, block, hash)?,
+            Job::Event(id, body) => {
+                tx.prepare_cached("INSERT OR REPLACE INTO api_events (id, body) VALUES (?1, ?2)")?
+                    .execute(params![id as i64, body])?;
+                event = event.max(Some(id));
+            }
+            Job::History(kind, id, body) => {
+                tx.prepare_cached(
+                    "INSERT INTO history (kind, id, body) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
+                )?
+                .execute(params![kind.name(), id, body])?;
+                history[kind as usize] = true;
+            }
+        }
+    }
+    if let Some(newest) = event {
+        tx.execute(
+            "DELETE FROM api_events WHERE id <= ?1",
+            [newest.saturating_sub(EVENTS_KEPT) as i64],
+        )?;
+    }
+    for kind in [HistoryKind::Payment, HistoryKind::Invoice] {
+        if history[kind as usize] {
+            tx.execute(
+                "DELETE FROM history WHERE kind = ?1 AND seq <= (SELECT seq FROM history
+                 WHERE kind = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                params![kind.name(), HISTORY_KEPT as i64],
+            )?;
         }
     }
     tx.execute(
@@ -502,7 +621,7 @@ fn commit(conn: &mut Connection, group: Vec<Job>) -> Result<Option<PersistId>, S
         [],
     )?;
     tx.commit()?;
-    Ok(persisted)
+    Ok((persisted, event))
 }
 
 fn write_checkpoint(tx: &Transaction<'_>, block: u64, hash: B256) -> Result<(), StoreError> {
@@ -621,9 +740,9 @@ mod tests {
         writer.checkpoint((42, B256::repeat_byte(4)));
         writer.close();
         let mut reported = None;
-        while let Ok(Committed::Persisted(id)) = committed.try_recv() {
-            assert!(reported < Some(id), "reported in order");
-            reported = Some(id);
+        while let Ok(Committed::Group { batch, .. }) = committed.try_recv() {
+            assert!(reported < batch, "reported in order");
+            reported = batch;
         }
         assert_eq!(reported, last);
         let stored = Store::open(&path).unwrap().load().unwrap();
@@ -644,7 +763,10 @@ mod tests {
         writer.persist(PersistId(1), Vec::new());
         assert!(matches!(
             committed.blocking_recv(),
-            Some(Committed::Persisted(PersistId(1)))
+            Some(Committed::Group {
+                batch: Some(PersistId(1)),
+                ..
+            })
         ));
         let copy = dir.join("copy.sqlite");
         // Taken while the writer has the database open.

@@ -1,28 +1,15 @@
-//! `hoplite backup` copies a running node's database; a node put back on a copy older than
-//! the last backup refuses to start (a stale channel state can lose funds), and one put back
-//! on the newest backup starts with everything it held.
+//! `hoplite backup` (the CLI, through the API) copies a running node's database; a node put
+//! back on a copy older than the last backup refuses to start (a stale channel state can lose
+//! funds), and one put back on the newest backup starts with everything it held.
 
 use crate::common::{Localnet, amount, pay};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const DEPOSIT: u64 = 10_000;
 
-/// Runs `hoplite backup` of `data_dir` into `file`.
-fn backup(data_dir: &Path, file: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hoplite"))
-        .arg("backup")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg(file)
-        .output()
-        .expect("hoplite backup runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("text")
+fn file(answer: &serde_json::Value) -> PathBuf {
+    PathBuf::from(answer["file"].as_str().expect("a file"))
 }
 
 /// Puts `file` back as the node's database.
@@ -38,21 +25,24 @@ async fn a_backup_restores_and_an_older_one_is_refused() {
     let mut net = Localnet::start("backup", 2).await;
     net.open_line(DEPOSIT).await;
     let data = net.daemons[1].dir.join("data");
-    let (older, newer) = (net.dir.join("older.sqlite"), net.dir.join("newer.sqlite"));
     pay(&net.daemons[0], &net.daemons[1], 100).await;
-    backup(&data, &older);
+    let older = net.daemons[1].cli_ok(&["backup", "--name", "older.sqlite"]);
     pay(&net.daemons[0], &net.daemons[1], 200).await;
-    let printed = backup(&data, &newer);
-    assert!(printed.contains("generation"), "{printed}");
+    let newer = net.daemons[1].cli_ok(&["backup", "--name", "newer.sqlite"]);
+    assert!(
+        newer["generation"].as_u64() > older["generation"].as_u64(),
+        "{older} {newer}"
+    );
+    let (older, newer) = (file(&older), file(&newer));
+    assert_eq!(newer, data.join("backups/newer.sqlite"));
     // A backup never overwrites a file.
-    let again = Command::new(env!("CARGO_BIN_EXE_hoplite"))
-        .args(["backup", "--data-dir"])
-        .arg(&data)
-        .arg(&newer)
-        .output()
-        .unwrap();
+    let again = net.daemons[1].cli(&["backup", "--name", "newer.sqlite"]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("exists") && stderr.contains("409"),
+        "{stderr}"
+    );
 
     net.daemons[1].stop();
     restore(&data, &older);

@@ -91,14 +91,12 @@ async fn crash_the_mediator(name: &str, point: Point) {
             frozen.push(0);
             net.daemons[2].resume();
             net.daemons[2]
-                .wait_event(&["payment_received"], 0, |e| {
-                    e["payment"] == payment["payment"]
-                })
+                .wait_event(&["payment_received"], 0, |e| e["payment"] == payment["id"])
                 .await;
             payment
         }
     };
-    let payment = payment["payment"].clone();
+    let payment = payment["id"].clone();
     net.daemons[1].kill_hard();
     for i in frozen {
         net.daemons[i].resume();

@@ -31,9 +31,7 @@ async fn an_offline_node_answers_a_stale_close_when_it_returns() {
         .post_ok("/v1/payments", json!({"invoice": invoice["invoice"]}))
         .await;
     net.daemons[victim]
-        .wait_event(&["payment_received"], 0, |e| {
-            e["payment"] == invoice["payment"]
-        })
+        .wait_event(&["payment_received"], 0, |e| e["payment"] == invoice["id"])
         .await;
     let channels = net.daemons[victim]
         .wait_until("/v1/channels", "the unlock", |c| {

@@ -38,10 +38,10 @@ async fn four_daemons_in_a_line_converge_pay_and_settle() {
     let paid = net.daemons[0]
         .post_ok("/v1/payments", json!({"invoice": invoice["invoice"]}))
         .await;
-    assert_eq!(paid["payment"], invoice["payment"]);
+    assert_eq!(paid["id"], invoice["id"]);
     let sent = net.daemons[0]
         .wait_event(&["payment_sent", "payment_failed"], 0, |e| {
-            e["payment"] == invoice["payment"]
+            e["payment"] == invoice["id"]
         })
         .await;
     assert_eq!(sent["type"], "payment_sent", "{sent}");
@@ -54,9 +54,7 @@ async fn four_daemons_in_a_line_converge_pay_and_settle() {
     let fee = amount(&sent["fee"]);
     assert!(fee > 0, "two mediators charge: {sent}");
     net.daemons[3]
-        .wait_event(&["payment_received"], 0, |e| {
-            e["payment"] == invoice["payment"]
-        })
+        .wait_event(&["payment_received"], 0, |e| e["payment"] == invoice["id"])
         .await;
 
     // Balances agree off-chain once every lock is settled.

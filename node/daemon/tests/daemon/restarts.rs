@@ -36,7 +36,7 @@ async fn stream(
             )
             .await;
         assert_eq!(status, 200, "{answer}");
-        let payment = answer["payment"].clone();
+        let payment = answer["id"].clone();
         let outcome = payer
             .wait_event(&["payment_sent", "payment_failed"], after, |e| {
                 e["payment"] == payment

@@ -2,7 +2,6 @@
 //! daemon's account funded, its config written, its API reached over HTTP.
 
 #![allow(dead_code)] // Each test file uses its own part.
-#![allow(clippy::disallowed_methods)] // Real processes run on the wall clock.
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_provider::Provider;
@@ -36,6 +35,12 @@ pub struct Localnet {
 
 /// Whose turn it is to run a network.
 static TURN: Mutex<()> = Mutex::new(());
+
+/// Waits for this test's turn to run a network (see [`Localnet`]); held until dropped.
+pub fn take_turn() -> MutexGuard<'static, ()> {
+    // A test that failed while holding it leaves nothing behind: its processes are killed.
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// One `hoplite node` process.
 pub struct Daemon {
@@ -91,8 +96,7 @@ impl Localnet {
     // Blocking on the turn is the point: each test has a runtime and a thread of its own.
     #[allow(clippy::await_holding_lock)]
     pub async fn start_logging(name: &str, n: usize, node_toml: &str, log: &'static str) -> Self {
-        // A test that failed while holding it leaves nothing behind: its daemons are killed.
-        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let turn = take_turn();
         let dir = std::env::temp_dir().join(format!("hoplite-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a temp dir");
@@ -317,11 +321,52 @@ resend_after_s = 2
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// The API's bearer token (made by the daemon at its first start).
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/api-token"))
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// A request to the API with the token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(self.token())
+    }
+
+    /// Runs `hoplite --json <args>` against this daemon's API (the CLI); its output.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_hoplite"))
+            .args(["--api", &self.api, "--json", "--token-file"])
+            .arg(self.dir.join("data/api-token"))
+            .args(args)
+            .output()
+            .expect("hoplite runs")
+    }
+
+    /// [`Daemon::cli`], expecting success; the JSON it printed.
+    pub fn cli_ok(&self, args: &[&str]) -> Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "node{} hoplite {args:?}: {}",
+            self.index,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "hoplite {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
     /// Waits until the API answers `info` (the node is up).
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(response) = self.http.get(format!("{}/v1/info", self.api)).send().await
+            if let Ok(response) = self.request(reqwest::Method::GET, "/v1/info").send().await
                 && response.status().is_success()
             {
                 return;
@@ -339,8 +384,7 @@ resend_after_s = 2
     /// `GET path`, expecting success.
     pub async fn get(&self, path: &str) -> Value {
         let response = self
-            .http
-            .get(format!("{}{path}", self.api))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .unwrap_or_else(|e| panic!("node{} GET {path}: {e}", self.index));
@@ -357,8 +401,7 @@ resend_after_s = 2
     /// `POST path` with `body`: the status and the answer.
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
-            .http
-            .post(format!("{}{path}", self.api))
+            .request(reqwest::Method::POST, path)
             .json(&body)
             .send()
             .await
@@ -508,13 +551,11 @@ pub async fn pay(payer: &Daemon, payee: &Daemon, paid: u64) {
         .await;
     let outcome = payer
         .wait_event(&["payment_sent", "payment_failed"], 0, |e| {
-            e["payment"] == invoice["payment"]
+            e["payment"] == invoice["id"]
         })
         .await;
     assert_eq!(outcome["type"], "payment_sent", "{outcome}");
     payee
-        .wait_event(&["payment_received"], 0, |e| {
-            e["payment"] == invoice["payment"]
-        })
+        .wait_event(&["payment_received"], 0, |e| e["payment"] == invoice["id"])
         .await;
 }

@@ -1,0 +1,398 @@
+//! The API's record of payments (sent and received) and of the invoices we made: what the
+//! node's commands and events said of each, kept in the store so a restarted daemon lists
+//! them again. The newest [`HISTORY_KEPT`] of each kind are kept.
+//!
+//! This is the operator's view, not the node's state: the node keeps what it needs to finish
+//! a payment in its own records; losing a line here loses no funds.
+
+use crate::store::{HISTORY_KEPT, HistoryKind};
+use alloy_primitives::Address;
+use hoplite_htlc::Amount;
+use hoplite_node::{Invoice, PaymentId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Which way a payment went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We paid.
+    Sent,
+    /// We were paid.
+    Received,
+}
+
+/// Where a payment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Under way.
+    Pending,
+    /// The payee has it.
+    Succeeded,
+    /// It will not be made.
+    Failed,
+}
+
+/// A payment as the API shows it (amounts as decimal strings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    /// The payment id (the invoice's, or the payer's for a payment without one).
+    pub id: PaymentId,
+    /// Which way.
+    pub direction: Direction,
+    /// Where it stands.
+    pub status: Status,
+    /// Who is paid (ourselves for a received payment).
+    pub payee: Address,
+    /// What the payee receives.
+    pub amount: String,
+    /// What the payer paid on top, once sent.
+    pub fee: Option<String>,
+    /// The nodes it went through, payee last, once sent.
+    pub route: Vec<Address>,
+    /// Routes tried.
+    pub attempts: usize,
+    /// Why it failed, and where the last attempt failed.
+    pub failure: Option<String>,
+    /// Whether it pays an invoice.
+    pub invoice: bool,
+    /// The client's key for a payment without an invoice: the same key pays once.
+    pub idempotency_key: Option<String>,
+    /// When it started (seconds since the epoch).
+    pub created_at: u64,
+    /// When it ended.
+    pub finished_at: Option<u64>,
+}
+
+/// An invoice we made, as the API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceEntry {
+    /// Its payment id.
+    pub id: PaymentId,
+    /// Its text form, to hand to the payer.
+    pub invoice: String,
+    /// What it asks for.
+    pub amount: String,
+    /// When it was made.
+    pub created_at: u64,
+    /// When it stops being payable.
+    pub expires_at: u64,
+    /// When it was paid.
+    pub paid_at: Option<u64>,
+}
+
+impl InvoiceEntry {
+    /// `open`, `paid` or `expired` at `now` (seconds).
+    pub fn status(&self, now: u64) -> &'static str {
+        match self.paid_at {
+            Some(_) => "paid",
+            None if now > self.expires_at => "expired",
+            None => "open",
+        }
+    }
+}
+
+/// A change to keep: the kind, the id and the JSON of the record's newest state.
+pub type Change = (HistoryKind, String, String);
+
+/// Up to [`HISTORY_KEPT`] records by payment id, the oldest dropped first.
+struct Kept<T> {
+    items: BTreeMap<PaymentId, T>,
+    order: VecDeque<PaymentId>,
+}
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Self {
+            items: BTreeMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Kept<T> {
+    /// Inserts or replaces; a new one may push the oldest out (returned).
+    fn put(&mut self, id: PaymentId, item: T) -> Option<T> {
+        if self.items.insert(id, item).is_some() {
+            return None;
+        }
+        self.order.push_back(id);
+        if self.order.len() > HISTORY_KEPT {
+            let oldest = self.order.pop_front()?;
+            return self.items.remove(&oldest);
+        }
+        None
+    }
+
+    /// Newest first, at most `limit`.
+    fn newest(&self, limit: usize) -> impl Iterator<Item = &T> {
+        self.order
+            .iter()
+            .rev()
+            .take(limit)
+            .filter_map(|id| self.items.get(id))
+    }
+}
+
+/// Payments and invoices, for the API.
+#[derive(Default)]
+pub struct History {
+    payments: Kept<Payment>,
+    invoices: Kept<InvoiceEntry>,
+    /// Idempotency keys of the payments kept.
+    keys: BTreeMap<String, PaymentId>,
+}
+
+impl History {
+    /// What the store kept (oldest first); rows that do not parse are skipped.
+    pub fn new(stored: Vec<(HistoryKind, String)>) -> Self {
+        let mut history = Self::default();
+        for (kind, body) in stored {
+            match kind {
+                HistoryKind::Payment => {
+                    if let Ok(payment) = serde_json::from_str::<Payment>(&body) {
+                        history.put_payment(payment);
+                    }
+                }
+                HistoryKind::Invoice => {
+                    if let Ok(invoice) = serde_json::from_str::<InvoiceEntry>(&body) {
+                        history.invoices.put(invoice.id, invoice);
+                    }
+                }
+            }
+        }
+        history
+    }
+
+    /// A payment of ours, by id.
+    pub fn payment(&self, id: &PaymentId) -> Option<&Payment> {
+        self.payments.items.get(id)
+    }
+
+    /// The payment started with an idempotency key.
+    pub fn payment_with_key(&self, key: &str) -> Option<&Payment> {
+        self.keys.get(key).and_then(|id| self.payment(id))
+    }
+
+    /// The newest payments, newest first.
+    pub fn payments(&self, limit: usize) -> impl Iterator<Item = &Payment> {
+        self.payments.newest(limit)
+    }
+
+    /// An invoice of ours, by payment id.
+    pub fn invoice(&self, id: &PaymentId) -> Option<&InvoiceEntry> {
+        self.invoices.items.get(id)
+    }
+
+    /// The newest invoices, newest first.
+    pub fn invoices(&self, limit: usize) -> impl Iterator<Item = &InvoiceEntry> {
+        self.invoices.newest(limit)
+    }
+
+    /// We started paying `amount` to `payee`.
+    pub fn started(
+        &mut self,
+        id: PaymentId,
+        payee: Address,
+        amount: Amount,
+        invoice: bool,
+        idempotency_key: Option<String>,
+        now: u64,
+    ) -> Change {
+        self.put_payment(Payment {
+            id,
+            direction: Direction::Sent,
+            status: Status::Pending,
+            payee,
+            amount: amount.to_string(),
+            fee: None,
+            route: Vec::new(),
+            attempts: 0,
+            failure: None,
+            invoice,
+            idempotency_key,
+            created_at: now,
+            finished_at: None,
+        })
+    }
+
+    /// Our payment arrived.
+    pub fn sent(
+        &mut self,
+        id: PaymentId,
+        fee: Amount,
+        route: Vec<Address>,
+        attempts: usize,
+        now: u64,
+    ) -> Option<Change> {
+        let payment = self.payments.items.get_mut(&id)?;
+        payment.status = Status::Succeeded;
+        payment.fee = Some(fee.to_string());
+        payment.route = route;
+        payment.attempts = attempts;
+        payment.finished_at = Some(now);
+        Some(payment_change(payment))
+    }
+
+    /// Our payment will not be made.
+    pub fn failed(
+        &mut self,
+        id: PaymentId,
+        failure: String,
+        attempts: usize,
+        now: u64,
+    ) -> Option<Change> {
+        let payment = self.payments.items.get_mut(&id)?;
+        payment.status = Status::Failed;
+        payment.failure = Some(failure);
+        payment.attempts = attempts;
+        payment.finished_at = Some(now);
+        Some(payment_change(payment))
+    }
+
+    /// We were paid `amount` for `id` (an invoice of ours, or a payment without one): the
+    /// received payment, and the invoice now paid.
+    pub fn received(
+        &mut self,
+        id: PaymentId,
+        us: Address,
+        amount: Amount,
+        now: u64,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let invoice = match self.invoices.items.get_mut(&id) {
+            Some(entry) => {
+                entry.paid_at = Some(now);
+                changes.push(invoice_change(entry));
+                true
+            }
+            None => false,
+        };
+        changes.push(self.put_payment(Payment {
+            id,
+            direction: Direction::Received,
+            status: Status::Succeeded,
+            payee: us,
+            amount: amount.to_string(),
+            fee: None,
+            route: Vec::new(),
+            attempts: 1,
+            failure: None,
+            invoice,
+            idempotency_key: None,
+            created_at: now,
+            finished_at: Some(now),
+        }));
+        changes
+    }
+
+    /// We made `invoice`.
+    pub fn invoice_made(&mut self, invoice: &Invoice, now: u64) -> Change {
+        let entry = InvoiceEntry {
+            id: invoice.payment,
+            invoice: invoice.to_string(),
+            amount: invoice.amount.to_string(),
+            created_at: now,
+            expires_at: invoice.expires_at,
+            paid_at: None,
+        };
+        let change = invoice_change(&entry);
+        self.invoices.put(entry.id, entry);
+        change
+    }
+
+    fn put_payment(&mut self, payment: Payment) -> Change {
+        let change = payment_change(&payment);
+        if let Some(key) = &payment.idempotency_key {
+            self.keys.insert(key.clone(), payment.id);
+        }
+        if let Some(dropped) = self.payments.put(payment.id, payment)
+            && let Some(key) = dropped.idempotency_key
+        {
+            self.keys.remove(&key);
+        }
+        change
+    }
+}
+
+fn payment_change(payment: &Payment) -> Change {
+    let body = serde_json::to_string(payment).expect("a payment serializes");
+    (HistoryKind::Payment, format!("{}", payment.id.0), body)
+}
+
+fn invoice_change(invoice: &InvoiceEntry) -> Change {
+    let body = serde_json::to_string(invoice).expect("an invoice serializes");
+    (HistoryKind::Invoice, format!("{}", invoice.id.0), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::B256;
+
+    fn id(n: u8) -> PaymentId {
+        PaymentId(B256::repeat_byte(n))
+    }
+
+    #[test]
+    fn a_payment_goes_from_pending_to_its_outcome_and_survives_a_reload() {
+        let mut history = History::default();
+        let payee = Address::repeat_byte(2);
+        let mut changes = vec![history.started(
+            id(1),
+            payee,
+            Amount::from(50u64),
+            false,
+            Some("k1".into()),
+            10,
+        )];
+        changes.push(history.started(id(2), payee, Amount::from(60u64), true, None, 11));
+        changes.extend(history.sent(id(1), Amount::from(2u64), vec![payee], 1, 12));
+        changes.extend(history.failed(id(2), "NoRoute".into(), 3, 13));
+        assert!(
+            history
+                .sent(id(9), Amount::ZERO, Vec::new(), 1, 14)
+                .is_none()
+        );
+        let reloaded = History::new(
+            changes
+                .into_iter()
+                .map(|(kind, _, body)| (kind, body))
+                .collect(),
+        );
+        let first = reloaded.payment_with_key("k1").expect("kept by key");
+        assert_eq!(
+            (first.status, first.fee.as_deref()),
+            (Status::Succeeded, Some("2"))
+        );
+        let second = reloaded.payment(&id(2)).unwrap();
+        assert_eq!((second.status, second.attempts), (Status::Failed, 3));
+        let order: Vec<_> = reloaded.payments(10).map(|p| p.id).collect();
+        assert_eq!(order, [id(2), id(1)], "newest first");
+    }
+
+    #[test]
+    fn the_oldest_go_first_past_the_bound() {
+        let mut history = History::default();
+        for n in 0..=HISTORY_KEPT {
+            let mut word = B256::ZERO;
+            word.0[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            let key = (n == 0).then(|| "first".to_string());
+            history.started(
+                PaymentId(word),
+                Address::ZERO,
+                Amount::from(1u64),
+                false,
+                key,
+                0,
+            );
+        }
+        assert_eq!(history.payments(usize::MAX).count(), HISTORY_KEPT);
+        assert!(history.payment(&PaymentId(B256::ZERO)).is_none());
+        assert!(
+            history.payment_with_key("first").is_none(),
+            "its key went with it"
+        );
+    }
+}
