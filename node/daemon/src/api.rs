@@ -25,6 +25,7 @@
 //! | `GET /v1/events/stream` | | Server-Sent Events from `Last-Event-ID` (or `?after=`) on |
 //! | `GET /v1/backups` | | backups in `<data_dir>/backups` |
 //! | `POST /v1/backups` | `{"name"?}` | an online backup into `<data_dir>/backups` |
+//! | `GET /metrics` | | Prometheus metrics (OpenMetrics text) |
 //!
 //! Errors are `{"code", "message"}`: 400 malformed, 401 no or bad token, 404 unknown path,
 //! channel, payment or invoice, 405 wrong method, 409 state conflict (a closing channel, a
@@ -33,6 +34,7 @@
 
 use crate::events::EventLog;
 use crate::history::{InvoiceEntry, Payment};
+use crate::metrics::Metrics;
 use crate::runtime::{Command, parse_amount};
 use crate::store;
 use alloy_primitives::{Address, B256};
@@ -135,6 +137,8 @@ pub enum Request {
     },
     /// One payment.
     Payment(PaymentId),
+    /// Bring the metrics read off the node's state up to date.
+    Metrics,
 }
 
 /// An error as the API answers it: a status, a stable code and a message for people.
@@ -250,22 +254,25 @@ impl From<QueryRejection> for ApiError {
 pub struct Api {
     commands: mpsc::Sender<Command>,
     events: EventLog,
+    metrics: Arc<Metrics>,
     token: Arc<str>,
     data_dir: PathBuf,
 }
 
 impl Api {
-    /// The API of a node: its task's command queue, its event log, its bearer token and its
-    /// data directory (for backups).
+    /// The API of a node: its task's command queue, its event log, its metrics, its bearer
+    /// token and its data directory (for backups).
     pub fn new(
         commands: mpsc::Sender<Command>,
         events: EventLog,
+        metrics: Arc<Metrics>,
         token: String,
         data_dir: PathBuf,
     ) -> Self {
         Self {
             commands,
             events,
+            metrics,
             token: token.into(),
             data_dir,
         }
@@ -313,6 +320,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events", get(poll_events))
         .route("/v1/events/stream", get(stream_events))
         .route("/v1/backups", get(list_backups).post(backup))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -733,6 +741,12 @@ async fn list_backups(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
     }
     list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Ok(Json(Value::from(list)))
+}
+
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let _up_to_date = api.ask(Request::Metrics).await?;
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], api.metrics.encode()).into_response())
 }
 
 /// A payment as the API answers it.

@@ -87,6 +87,7 @@ pub enum Topology {
 /// What `localnet.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct State {
+    base_port: u16,
     anvil_url: String,
     token: Address,
     token_network: Address,
@@ -136,8 +137,11 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => pinned_binary()?,
     };
-    let nodes = existing.as_ref().map_or(args.nodes, |s| s.nodes.len());
-    let ports = Ports::new(args.base_port, nodes)?;
+    // A network started again keeps its ports (its nodes' configs name them).
+    let (base_port, nodes) = existing.as_ref().map_or((args.base_port, args.nodes), |s| {
+        (s.base_port, s.nodes.len())
+    });
+    let ports = Ports::new(base_port, nodes)?;
     ports.check_free()?;
 
     say(format!("starting anvil on 127.0.0.1:{}", ports.anvil));
@@ -340,6 +344,7 @@ alias = "node{i}"
         });
     }
     Ok(State {
+        base_port: args.base_port,
         anvil_url: anvil_url.to_owned(),
         token: deployment.token,
         token_network: deployment.token_network,
@@ -539,7 +544,7 @@ async fn open_channels(state: &State, clients: &[Client]) -> anyhow::Result<()> 
             .await
             .with_context(|| format!("node{a} opening a channel with node{b}"))?;
     }
-    say(format!("opening {} channels", state.channels.len()));
+    say(format!("opening channels: {:?}", state.channels));
     let deadline = Instant::now() + READY_WITHIN;
     for &(a, b) in &state.channels {
         let opener = state.nodes[a].address;

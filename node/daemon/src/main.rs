@@ -18,6 +18,7 @@
 //!   `history.rs`: the API's payments and invoices.
 //! - `client.rs`: the commands that call the API (`hoplite info`, `pay`, …) and their tables.
 //! - `localnet.rs`: `hoplite localnet`: anvil, the contracts and N daemons on loopback.
+//! - `metrics.rs`: the Prometheus metrics behind `GET /metrics`.
 
 mod api;
 mod chain;
@@ -27,6 +28,7 @@ mod events;
 mod history;
 mod keys;
 mod localnet;
+mod metrics;
 mod network;
 mod runtime;
 mod store;
@@ -212,14 +214,17 @@ async fn run_node(args: &NodeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<
         "/hoplite/{chain_id}/{}/gossip",
         settings.chain.token_network
     );
+    let mut metrics = metrics::Metrics::new();
     let (network, streams) = network::Network::start(
         libp2p_key,
         &settings.network.listen,
         &settings.network.bootstrap,
         &topic,
+        metrics.libp2p_registry(),
     )?;
+    let metrics = std::sync::Arc::new(metrics);
     let (committed_tx, committed) = mpsc::unbounded_channel();
-    let writer = store.spawn_writer(committed_tx);
+    let writer = store.spawn_writer(committed_tx, metrics.store_commit_seconds.clone());
     let (updates_tx, updates) = mpsc::channel(256);
     let (requests, requests_rx) = mpsc::unbounded_channel();
     // The node is fed the stored events first, then the follower's from the checkpoint on.
@@ -249,6 +254,7 @@ async fn run_node(args: &NodeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<
             api::router(api::Api::new(
                 commands_tx,
                 events.clone(),
+                metrics.clone(),
                 token,
                 data_dir.clone(),
             )),
@@ -277,6 +283,7 @@ async fn run_node(args: &NodeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<
         unpublished: Default::default(),
         last_event,
         history,
+        metrics,
         stored_gossip: stored.gossip,
         stored_chain,
         deployment,

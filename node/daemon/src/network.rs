@@ -16,6 +16,7 @@ use hoplite_gossip::Verdict;
 use hoplite_node::Input;
 use hoplite_node::wire::MAX_MESSAGE_SIZE;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId};
+use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
@@ -115,16 +116,19 @@ pub struct Network {
     pending: BTreeMap<u64, (MessageId, PeerId)>,
     next_gossip: u64,
     targets: Vec<Target>,
+    metrics: libp2p::metrics::Metrics,
 }
 
 impl Network {
     /// Builds the swarm on `key`, listens on `listen`, subscribes to `topic`, and keeps
-    /// `bootstrap` connected. Stream frames come out of the returned receiver.
+    /// `bootstrap` connected; libp2p's metrics go into `registry`. Stream frames come out of
+    /// the returned receiver.
     pub fn start(
         key: identity::Keypair,
         listen: &[String],
         bootstrap: &[String],
         topic: &str,
+        registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<(Self, mpsc::Receiver<StreamEvent>)> {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
@@ -212,6 +216,7 @@ impl Network {
                 pending: BTreeMap::new(),
                 next_gossip: 0,
                 targets,
+                metrics: libp2p::metrics::Metrics::new(registry),
             },
             frames,
         ))
@@ -381,6 +386,12 @@ impl Network {
 
     /// Applies a swarm event; what the node must hear of it.
     pub fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) -> Option<Input> {
+        self.metrics.record(&event);
+        match &event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(e)) => self.metrics.record(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(e)) => self.metrics.record(e),
+            _ => {}
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(target: "hoplite::net", %address, "listening");

@@ -12,6 +12,7 @@ use crate::api::{ApiError, Request, invoice_json, payment_json};
 use crate::chain::ChainUpdate;
 use crate::events::EventLog;
 use crate::history::History;
+use crate::metrics::{Metrics, tokens};
 use crate::network::{BAN, Network, StreamEvent};
 use crate::store::{Checkpoint, Committed, Writer};
 use alloy_primitives::{Address, U256};
@@ -24,6 +25,7 @@ use hoplite_node::{
 };
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -92,6 +94,8 @@ pub struct Runtime {
     pub last_event: u64,
     /// Payments and invoices for the API.
     pub history: History,
+    /// What `/metrics` shows.
+    pub metrics: Arc<Metrics>,
     /// Gossip the store kept, fed once the chain is caught up.
     pub stored_gossip: Vec<Vec<u8>>,
     /// The chain events the store kept and the block they reach, fed first.
@@ -387,6 +391,15 @@ impl Runtime {
         {
             self.store.gossip(bytes);
         }
+        let name = match verdict {
+            Verdict::Accept => "accept",
+            Verdict::Ignore => "ignore",
+            Verdict::Reject(_) => "reject",
+        };
+        self.metrics
+            .gossip_verdicts
+            .get_or_create(&[("verdict", name)])
+            .inc();
         self.network.report(id, &verdict);
     }
 
@@ -420,9 +433,27 @@ impl Runtime {
         self.unpublished.push_back((self.last_event, body));
     }
 
-    /// Keeps what an event says of a payment or an invoice.
+    /// Keeps what an event says of a payment or an invoice, and counts it.
     fn record_history(&mut self, event: &Event) {
         let now = now().as_secs();
+        let count = |direction, outcome| {
+            self.metrics
+                .payments
+                .get_or_create(&[("direction", direction), ("outcome", outcome)])
+                .inc();
+        };
+        match event {
+            Event::PaymentSent { .. } => count("sent", "succeeded"),
+            Event::PaymentFailed { .. } => count("sent", "failed"),
+            Event::PaymentReceived { .. } | Event::DirectTransferReceived { .. } => {
+                count("received", "succeeded");
+            }
+            Event::Forwarded { fee, .. } => {
+                self.metrics.forwarded.inc();
+                self.metrics.forwarded_fees.inc_by(tokens(*fee));
+            }
+            _ => {}
+        }
         let changes = match event {
             Event::PaymentSent {
                 payment,
@@ -542,6 +573,10 @@ impl Runtime {
                     .map(payment_json)
                     .collect::<Vec<_>>(),
             )),
+            Request::Metrics => {
+                self.refresh_metrics(now);
+                Ok(Value::Null)
+            }
             Request::Payment(id) => self.history.payment(&id).map(payment_json).ok_or_else(|| {
                 ApiError::not_found("unknown_payment", format!("no payment {} of ours", id.0))
             }),
@@ -607,6 +642,36 @@ impl Runtime {
         };
         self.drain();
         answer
+    }
+
+    /// Sets the gauges read off the node: balances, locks, peers, the chain.
+    fn refresh_metrics(&self, now: Duration) {
+        let m = &self.metrics;
+        m.channel_balance.clear();
+        let mut locks = [(0i64, 0f64); 2];
+        for channel in self.node.channels() {
+            let id = channel.id().to_string();
+            for (side, name, n) in [(Side::Ours, "ours", 0), (Side::Partner, "theirs", 1)] {
+                m.channel_balance
+                    .get_or_create(&[("channel", id.clone()), ("side", name.into())])
+                    .set(tokens(channel.spendable(side)));
+                let pending = channel.participant(side).locks();
+                locks[n].0 += pending.len() as i64;
+                locks[n].1 += tokens(pending.total());
+            }
+        }
+        for (name, (count, total)) in ["ours", "theirs"].into_iter().zip(locks) {
+            m.pending_locks.get_or_create(&[("side", name)]).set(count);
+            m.pending_locked.get_or_create(&[("side", name)]).set(total);
+        }
+        m.peers.set(self.network.connected().count() as i64);
+        m.chain_block
+            .set(i64::try_from(self.node.block().0).unwrap_or(i64::MAX));
+        if let Some(head) = self.head_timestamp {
+            let age = now.saturating_sub(Duration::from_secs(head)).as_secs();
+            m.chain_head_age_seconds
+                .set(i64::try_from(age).unwrap_or(i64::MAX));
+        }
     }
 
     /// Keeps a payment we started; its answer.

@@ -289,10 +289,19 @@ impl Store {
             .optional()?)
     }
 
-    /// Starts the writer thread; each group it commits is reported on `done`.
-    pub fn spawn_writer(self, done: UnboundedSender<Committed>) -> Writer {
+    /// Starts the writer thread; each group it commits is reported on `done`, and how long
+    /// it took in `commit_seconds`.
+    pub fn spawn_writer(
+        self,
+        done: UnboundedSender<Committed>,
+        commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    ) -> Writer {
         let (jobs, queue) = mpsc::channel();
-        let stats = Arc::new(StoreStats::default());
+        let stats = Arc::new(StoreStats {
+            commits: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            commit_seconds,
+        });
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("hoplite-store".into())
@@ -407,13 +416,15 @@ pub enum BackupError {
     },
 }
 
-/// Counters of the writer, for logs and benchmarks.
-#[derive(Debug, Default)]
+/// Counters of the writer, for logs, metrics and benchmarks.
+#[derive(Debug)]
 pub struct StoreStats {
     /// Transactions committed (each one fsync of the WAL).
     pub commits: AtomicU64,
     /// Persist batches written.
     pub batches: AtomicU64,
+    /// Seconds each commit took.
+    pub commit_seconds: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// One thing for the writer to do.
@@ -525,8 +536,13 @@ fn write_loop(
             }
         }
         let batches = group.iter().filter(|j| matches!(j, Job::Batch(..))).count() as u64;
+        #[allow(clippy::disallowed_methods)] // The daemon measures its commits.
+        let started = std::time::Instant::now();
         match commit(&mut conn, group) {
             Ok((batch, event)) => {
+                stats
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.batches.fetch_add(batches, Ordering::Relaxed);
                 if batch.is_some() || event.is_some() {
@@ -694,6 +710,7 @@ mod tests {
     use super::*;
     use hoplite_node::MemoryStore;
     use hoplite_node::testkit::create_network;
+    use prometheus_client::metrics::histogram::Histogram;
 
     fn temp_db(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("hoplite-store-{name}-{}", std::process::id()));
@@ -716,7 +733,9 @@ mod tests {
         assert!(batches.len() > 3, "a mediator persists several batches");
         let path = temp_db("restore");
         let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
-        let writer = Store::open(&path).unwrap().spawn_writer(done);
+        let writer = Store::open(&path)
+            .unwrap()
+            .spawn_writer(done, Histogram::new([1.0]));
         let mut memory = MemoryStore::new();
         let mut last = None;
         for (id, records) in batches {
@@ -758,7 +777,9 @@ mod tests {
         let path = temp_db("backup");
         let dir = path.parent().unwrap().to_owned();
         let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
-        let writer = Store::open(&path).unwrap().spawn_writer(done);
+        let writer = Store::open(&path)
+            .unwrap()
+            .spawn_writer(done, Histogram::new([1.0]));
         writer.gossip(vec![1]);
         writer.persist(PersistId(1), Vec::new());
         assert!(matches!(

@@ -248,6 +248,47 @@ async fn every_endpoint_answers_and_bad_input_gets_its_status() {
         "newest first, the keyed one once"
     );
 
+    // Metrics, behind the token too.
+    refused(payer, http.get(url(payer, "/metrics")), 401, "unauthorized").await;
+    let response = payer.request(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("openmetrics")
+    );
+    let text = response.text().await.unwrap();
+    let balance = DEPOSIT - 300 - 7;
+    for line in [
+        "hoplite_payments_total{direction=\"sent\",outcome=\"succeeded\"} 2".to_string(),
+        format!("hoplite_channel_balance_tokens{{channel=\"{id}\",side=\"ours\"}} {balance}.0"),
+        "hoplite_peers 1".to_string(),
+        "hoplite_pending_locks{side=\"ours\"} 0".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    for name in [
+        "hoplite_gossip_verdicts_total{verdict=\"accept\"}",
+        "hoplite_store_commit_seconds_count",
+        "hoplite_chain_block",
+        "libp2p_swarm_",
+    ] {
+        assert!(text.contains(name), "no {name} in:\n{text}");
+    }
+    let received = payee
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        received.contains("hoplite_payments_total{direction=\"received\",outcome=\"succeeded\"} 2"),
+        "{received}"
+    );
+
     let graph = payer.get("/v1/graph").await;
     assert_eq!(graph["channels"][0]["id"], json!(id), "{graph}");
     let backup = payer.post_ok("/v1/backups", json!({})).await;

@@ -24,6 +24,27 @@ fn processes_in(dir: &Path) -> Vec<String> {
     found
 }
 
+/// A `hoplite localnet` process, interrupted and waited for when dropped.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            for _ in 0..300 {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_localnet_comes_up_pays_across_and_stops_leaving_nothing() {
     let _turn = take_turn();
@@ -33,7 +54,7 @@ async fn a_localnet_comes_up_pays_across_and_stops_leaving_nothing() {
         std::env::temp_dir().join(format!("hoplite-ln-test-{}.log", std::process::id()));
     // Below the range `common` hands out (20,000 on), and below the ephemeral range.
     let base = 10_000 + (std::process::id() % 900) as u16 * 10;
-    let mut localnet = Command::new(env!("CARGO_BIN_EXE_hoplite"))
+    let localnet = Command::new(env!("CARGO_BIN_EXE_hoplite"))
         .args([
             "localnet",
             "--nodes",
@@ -49,6 +70,9 @@ async fn a_localnet_comes_up_pays_across_and_stops_leaving_nothing() {
         .stderr(std::fs::File::create(&stderr_file).unwrap())
         .spawn()
         .expect("hoplite localnet starts");
+    // However the test ends, nothing it started outlives it.
+    let mut localnet = Stopped(localnet);
+    let localnet = &mut localnet.0;
     let log = || std::fs::read_to_string(&stderr_file).unwrap_or_default();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     let stdout = localnet.stdout.take().unwrap();
@@ -64,7 +88,6 @@ async fn a_localnet_comes_up_pays_across_and_stops_leaving_nothing() {
         match lines.recv_timeout(left) {
             Ok(line) => printed.push(line),
             Err(_) => {
-                let _ = localnet.kill();
                 panic!("localnet never got ready: {printed:?}\n{}", log());
             }
         }
