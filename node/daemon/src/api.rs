@@ -26,6 +26,7 @@
 //! | `GET /v1/backups` | | backups in `<data_dir>/backups` |
 //! | `POST /v1/backups` | `{"name"?}` | an online backup into `<data_dir>/backups` |
 //! | `GET /metrics` | | Prometheus metrics (OpenMetrics text) |
+//! | `GET /` | | the dashboard (a static page, the one path without the token) |
 //!
 //! Errors are `{"code", "message"}`: 400 malformed, 401 no or bad token, 404 unknown path,
 //! channel, payment or invoice, 405 wrong method, 409 state conflict (a closing channel, a
@@ -334,7 +335,23 @@ pub fn router(api: Api) -> Router {
             api.clone(),
             authenticate,
         ))
+        // Added after the token's layer: the page holds no data, and asks for the token.
+        .route("/", get(dashboard))
         .with_state(api)
+}
+
+/// The dashboard: one static page, embedded, that calls the API with the token.
+async fn dashboard() -> Response {
+    let policy = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+                  style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, policy),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::response::Html(include_str!("dashboard.html")),
+    )
+        .into_response()
 }
 
 /// Refuses a request without `Authorization: Bearer <token>` (401).

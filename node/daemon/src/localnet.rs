@@ -630,6 +630,9 @@ fn print_ready(state: &State, dir: &Path) {
     for node in &state.nodes {
         let _ = writeln!(out, "{} {}", node.alias, node.address);
         let _ = writeln!(out, "  api    {}", node.api);
+        if let Ok(token) = std::fs::read_to_string(&node.token_file) {
+            let _ = writeln!(out, "  web    {}/#token={}", node.api, token.trim());
+        }
         let _ = writeln!(out, "  token  {}", node.token_file.display());
         let _ = writeln!(
             out,

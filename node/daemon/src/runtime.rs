@@ -734,6 +734,7 @@ impl Runtime {
     fn info(&self) -> Value {
         json!({
             "address": self.node.address(),
+            "alias": self.node.config().alias,
             "peer_id": self.network.peer_id().to_string(),
             "listen": self.network.listeners().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "announced": self.announced,

@@ -11,6 +11,7 @@ mod api;
 mod backup;
 mod cli;
 mod crash;
+mod dashboard;
 mod dispute;
 mod hostile;
 mod line;
