@@ -4,6 +4,7 @@
 
 use alloy_primitives::{B256, b256};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -66,6 +67,9 @@ impl AnvilProcess {
     /// listens. Its further output is drained into `log` (or dropped).
     pub fn spawn(binary: &Path, extra: &[&str], log: Option<&Path>) -> Result<Self, AnvilError> {
         let mut child = Command::new(binary)
+            // Its own process group: a terminal's Ctrl-C reaches the parent, which stops it
+            // (after what depends on it).
+            .process_group(0)
             .args(["--host", "127.0.0.1", "--hardfork", "cancun"])
             .args(["--chain-id", &CHAIN_ID.to_string()])
             .args(extra)

@@ -287,7 +287,9 @@ impl Ledger {
                     attempts: *attempts,
                 };
             }
-            Event::PaymentReceived { payment, amount } => {
+            Event::PaymentReceived {
+                payment, amount, ..
+            } => {
                 let Some(p) = self.payments.get_mut(payment).filter(|p| p.payee == i) else {
                     return Ok(());
                 };

@@ -377,12 +377,15 @@ pub enum Event {
         /// How many routes were tried.
         attempts: usize,
     },
-    /// We were paid for an invoice: the lock's sender unlocked.
+    /// We were paid (for an invoice, or spontaneously): the lock's sender unlocked.
     PaymentReceived {
-        /// The payment.
+        /// The payment: our invoice's id, or the payer's choice for a spontaneous payment
+        /// (which may be any id, an invoice's among them: see `invoice`).
         payment: PaymentId,
         /// What the lock carried.
         amount: Amount,
+        /// Whether it paid our invoice `payment` (else it was spontaneous).
+        invoice: bool,
     },
     /// A partner paid us directly.
     DirectTransferReceived {

@@ -723,6 +723,7 @@ impl Node {
                 self.event(Event::PaymentReceived {
                     payment,
                     amount: received.amount,
+                    invoice: true,
                 });
             }
             ReceivedRole::Keysend { payment } => {
@@ -732,6 +733,7 @@ impl Node {
                 self.event(Event::PaymentReceived {
                     payment,
                     amount: received.amount,
+                    invoice: false,
                 });
             }
             ReceivedRole::Mediated { fee, .. } => {

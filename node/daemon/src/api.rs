@@ -34,12 +34,14 @@
 //! balance, a bad invoice), 503 stale chain or node stopping. Bad input never answers 500.
 
 use crate::events::EventLog;
-use crate::history::{InvoiceEntry, Payment};
+use crate::history::InvoiceEntry;
+use crate::history::Payment;
 use crate::metrics::Metrics;
-use crate::runtime::{Command, parse_amount};
+use crate::runtime::{Command, parse_amount, to_value};
 use crate::store;
+use crate::views::{self, ErrorBody};
 use alloy_primitives::{Address, B256};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request as HttpRequest, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
@@ -50,11 +52,12 @@ use axum::{Json, Router};
 use hoplite_htlc::{Amount, ChannelId, Violation};
 use hoplite_node::{CommandError, Invoice, PaymentId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// The longest a long poll of events waits.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -203,6 +206,11 @@ impl ApiError {
         Self::new(status, code, error.to_string())
     }
 
+    /// Not now (503); `code` says why.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
     /// The chain head is too old to act on.
     pub fn stale_chain(message: String) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "stale_chain", message)
@@ -219,7 +227,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"code": self.code, "message": self.message}));
+        let body = Json(ErrorBody {
+            code: self.code.into(),
+            message: self.message,
+        });
         (self.status, body).into_response()
     }
 }
@@ -258,6 +269,8 @@ pub struct Api {
     metrics: Arc<Metrics>,
     token: Arc<str>,
     data_dir: PathBuf,
+    /// One backup at a time (they share the marker and name their files by the second).
+    backups: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Api {
@@ -276,6 +289,7 @@ impl Api {
             metrics,
             token: token.into(),
             data_dir,
+            backups: Arc::default(),
         }
     }
 
@@ -292,25 +306,11 @@ impl Api {
 /// The API's routes, every one behind the bearer token.
 pub fn router(api: Api) -> Router {
     Router::new()
-        .route(
-            "/v1/info",
-            get(|State(api): State<Api>| async move { api.ask(Request::Info).await }),
-        )
-        .route(
-            "/v1/peers",
-            get(|State(api): State<Api>| async move { api.ask(Request::Peers).await })
-                .post(connect),
-        )
+        .route("/v1/info", get(info))
+        .route("/v1/peers", get(peers).post(connect))
         .route("/v1/peers/{address}", axum::routing::delete(disconnect))
-        .route(
-            "/v1/graph",
-            get(|State(api): State<Api>| async move { api.ask(Request::Graph).await }),
-        )
-        .route(
-            "/v1/channels",
-            get(|State(api): State<Api>| async move { api.ask(Request::Channels).await })
-                .post(open_channel),
-        )
+        .route("/v1/graph", get(graph))
+        .route("/v1/channels", get(channels).post(open_channel))
         .route("/v1/channels/{id}", get(channel))
         .route("/v1/channels/{id}/deposit", post(deposit))
         .route("/v1/channels/{id}/close", post(close))
@@ -322,6 +322,8 @@ pub fn router(api: Api) -> Router {
         .route("/v1/events/stream", get(stream_events))
         .route("/v1/backups", get(list_backups).post(backup))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/", get(dashboard))
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -335,8 +337,6 @@ pub fn router(api: Api) -> Router {
             api.clone(),
             authenticate,
         ))
-        // Added after the token's layer: the page holds no data, and asks for the token.
-        .route("/", get(dashboard))
         .with_state(api)
 }
 
@@ -354,8 +354,12 @@ async fn dashboard() -> Response {
         .into_response()
 }
 
-/// Refuses a request without `Authorization: Bearer <token>` (401).
+/// Refuses a request without `Authorization: Bearer <token>` (401), but for the dashboard's
+/// page: it holds no data, and asks for the token.
 async fn authenticate(State(api): State<Api>, request: HttpRequest, next: Next) -> Response {
+    if request.uri().path() == "/" {
+        return next.run(request).await;
+    }
     let given = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -382,6 +386,12 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A path's parameter, or why it is not one (e.g. an escape that is not UTF-8).
+fn segment(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(text)| text)
+        .map_err(|e| ApiError::malformed(e.body_text()))
+}
+
 fn amount(text: &str, field: &str) -> Result<Amount, ApiError> {
     parse_amount(text).ok_or_else(|| {
         ApiError::malformed(format!(
@@ -402,12 +412,76 @@ fn payment_id(text: &str) -> Result<PaymentId, ApiError> {
         .map_err(|_| ApiError::malformed(format!("a payment id is 32 bytes in hex, not {text:?}")))
 }
 
-#[derive(Deserialize)]
+#[utoipa::path(
+    get,
+    path = "/v1/info",
+    tag = "node",
+    responses(
+        (status = 200, description = "The node", body = views::Info),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn info(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Info).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    tag = "peers",
+    responses(
+        (status = 200, description = "Connected peers", body = Vec<views::Peer>),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn peers(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Peers).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/graph",
+    tag = "network",
+    responses(
+        (status = 200, description = "The channels and nodes the node knows", body = views::Graph),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn graph(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Graph).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/channels",
+    tag = "channels",
+    responses(
+        (status = 200, description = "Our channels", body = Vec<views::Channel>),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn channels(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Channels).await
+}
+
+/// A peer to dial.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Connect {
     address: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/peers",
+    tag = "peers",
+    request_body = Connect,
+    responses(
+        (status = 200, description = "Dialling", body = views::Dialing),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn connect(
     State(api): State<Api>,
     body: Result<Json<Connect>, JsonRejection>,
@@ -428,23 +502,48 @@ async fn connect(
     api.ask(Request::Connect(address)).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/peers/{address}",
+    tag = "peers",
+    params(("address" = String, Path, description = "The peer's Ethereum address")),
+    responses(
+        (status = 200, description = "Disconnected", body = views::Accepted),
+        (status = 404, description = "Neither connected nor dialled", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn disconnect(
     State(api): State<Api>,
-    Path(address): Path<String>,
+    address: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let address = segment(address)?;
     let address: Address = address
         .parse()
         .map_err(|_| ApiError::malformed(format!("{address:?} is not an address")))?;
     api.ask(Request::Disconnect(address)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OpenChannel {
+    #[schema(value_type = String)]
     partner: Address,
     deposit: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/channels",
+    tag = "channels",
+    request_body = OpenChannel,
+    responses(
+        (status = 200, description = "Opening: the channel shows once mined", body = views::Accepted),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 422, description = "Refused (an amount over the balance, a bad invoice)", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn open_channel(
     State(api): State<Api>,
     body: Result<Json<OpenChannel>, JsonRejection>,
@@ -458,30 +557,57 @@ async fn open_channel(
     .await
 }
 
-async fn channel(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    api.ask(Request::Channel(channel_id(&id)?)).await
+#[utoipa::path(
+    get,
+    path = "/v1/channels/{id}",
+    tag = "channels",
+    params(("id" = String, Path, description = "The channel id (decimal)")),
+    responses(
+        (status = 200, description = "The channel", body = views::Channel),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn channel(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Channel(channel_id(&segment(id)?)?)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Deposit {
     total: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/channels/{id}/deposit",
+    tag = "channels",
+    request_body = Deposit,
+    params(("id" = String, Path, description = "The channel id (decimal)")),
+    responses(
+        (status = 200, description = "Sent", body = views::Accepted),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 409, description = "State conflict", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn deposit(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Json<Deposit>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let request = Request::Deposit {
-        channel: channel_id(&id)?,
+        channel: channel_id(&segment(id)?)?,
         total: amount(&body.total, "total")?,
     };
     api.ask(request).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CloseBody {
     #[serde(default = "yes")]
@@ -492,20 +618,33 @@ fn yes() -> bool {
     true
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/channels/{id}/close",
+    tag = "channels",
+    request_body = CloseBody,
+    params(("id" = String, Path, description = "The channel id (decimal)")),
+    responses(
+        (status = 200, description = "Closing", body = views::Accepted),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 409, description = "State conflict", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn close(
     State(api): State<Api>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Json<CloseBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     let request = Request::Close {
-        channel: channel_id(&id)?,
+        channel: channel_id(&segment(id)?)?,
         cooperative: body.cooperative,
     };
     api.ask(request).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateInvoice {
     amount: String,
@@ -517,6 +656,17 @@ fn an_hour() -> u64 {
     3_600
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/invoices",
+    tag = "invoices",
+    request_body = CreateInvoice,
+    responses(
+        (status = 200, description = "The invoice", body = views::InvoiceView),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn create_invoice(
     State(api): State<Api>,
     body: Result<Json<CreateInvoice>, JsonRejection>,
@@ -538,7 +688,8 @@ async fn create_invoice(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     #[serde(default = "a_hundred")]
@@ -560,6 +711,17 @@ impl ListQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/invoices",
+    tag = "invoices",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Our invoices, newest first", body = Vec<views::InvoiceView>),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn invoices(
     State(api): State<Api>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -568,19 +730,48 @@ async fn invoices(
     api.ask(Request::Invoices { limit }).await
 }
 
-async fn invoice(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    api.ask(Request::Invoice(payment_id(&id)?)).await
+#[utoipa::path(
+    get,
+    path = "/v1/invoices/{id}",
+    tag = "invoices",
+    params(("id" = String, Path, description = "The payment id (0x hex)")),
+    responses(
+        (status = 200, description = "The invoice", body = views::InvoiceView),
+        (status = 404, description = "No such invoice", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn invoice(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Invoice(payment_id(&segment(id)?)?)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Pay {
     invoice: Option<String>,
+    #[schema(value_type = Option<String>)]
     payee: Option<Address>,
     amount: Option<String>,
     idempotency_key: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/payments",
+    tag = "payments",
+    request_body = Pay,
+    responses(
+        (status = 200, description = "The payment, pending (or the earlier one of the same idempotency key)", body = Payment),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 409, description = "State conflict", body = ErrorBody),
+        (status = 422, description = "Refused (an amount over the balance, a bad invoice)", body = ErrorBody),
+        (status = 503, description = "Stale chain, or the node is stopping", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn pay(
     State(api): State<Api>,
     body: Result<Json<Pay>, JsonRejection>,
@@ -617,6 +808,17 @@ async fn pay(
     api.ask(request).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/payments",
+    tag = "payments",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Payments sent and received, newest first", body = Vec<Payment>),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn payments(
     State(api): State<Api>,
     query: Result<Query<ListQuery>, QueryRejection>,
@@ -625,11 +827,26 @@ async fn payments(
     api.ask(Request::Payments { limit }).await
 }
 
-async fn payment(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    api.ask(Request::Payment(payment_id(&id)?)).await
+#[utoipa::path(
+    get,
+    path = "/v1/payments/{id}",
+    tag = "payments",
+    params(("id" = String, Path, description = "The payment id (0x hex)")),
+    responses(
+        (status = 200, description = "The payment", body = Payment),
+        (status = 404, description = "No such payment", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn payment(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    api.ask(Request::Payment(payment_id(&segment(id)?)?)).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     #[serde(default)]
@@ -638,6 +855,17 @@ struct EventsQuery {
     wait_ms: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "Events after `after`, oldest first", body = Vec<views::EventEntry>),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn poll_events(
     State(api): State<Api>,
     query: Result<Query<EventsQuery>, QueryRejection>,
@@ -647,12 +875,24 @@ async fn poll_events(
     Ok(Json(api.events.poll(query.after, wait).await))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StreamQuery {
     after: Option<u64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    tag = "events",
+    params(StreamQuery, ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this id")),
+    responses(
+        (status = 200, description = "Server-Sent Events: `id:` the event id, `data:` its JSON (as in the long poll's `event`); resumed after the `Last-Event-ID` header", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn stream_events(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -676,7 +916,7 @@ async fn stream_events(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BackupBody {
     name: Option<String>,
@@ -687,6 +927,18 @@ fn backups_dir(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("backups")
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/backups",
+    tag = "backups",
+    request_body = BackupBody,
+    responses(
+        (status = 200, description = "The backup made", body = views::Backup),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 409, description = "State conflict", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn backup(
     State(api): State<Api>,
     body: Result<Json<BackupBody>, JsonRejection>,
@@ -712,6 +964,7 @@ async fn backup(
     let dir = backups_dir(&api.data_dir);
     let file = dir.join(&name);
     let database = api.data_dir.join(crate::DATABASE);
+    let _one_at_a_time = api.backups.lock().await;
     let made = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -724,9 +977,10 @@ async fn backup(
     .await
     .map_err(|_| ApiError::stopping())?;
     match made {
-        Ok((file, generation)) => Ok(Json(
-            json!({"file": file.display().to_string(), "generation": generation}),
-        )),
+        Ok((file, generation)) => Ok(Json(to_value(&views::Backup {
+            file: file.display().to_string(),
+            generation,
+        }))),
         Err(store::BackupError::Exists(file)) => Err(ApiError::conflict(format!(
             "{} exists: choose another name",
             file.display()
@@ -739,6 +993,15 @@ async fn backup(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/backups",
+    tag = "backups",
+    responses(
+        (status = 200, description = "The backups in the data directory", body = Vec<views::BackupFile>),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn list_backups(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
     let dir = backups_dir(&api.data_dir);
     let mut list = Vec::new();
@@ -749,21 +1012,75 @@ async fn list_backups(State(api): State<Api>) -> Result<Json<Value>, ApiError> {
             if !meta.is_file() || name.ends_with(".partial") {
                 continue;
             }
-            list.push(json!({
-                "name": name,
-                "file": entry.path().display().to_string(),
-                "bytes": meta.len(),
-            }));
+            list.push(views::BackupFile {
+                name,
+                file: entry.path().display().to_string(),
+                bytes: meta.len(),
+            });
         }
     }
-    list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    Ok(Json(Value::from(list)))
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(to_value(&list)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "node",
+    responses(
+        (status = 200, description = "Prometheus metrics", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     let _up_to_date = api.ask(Request::Metrics).await?;
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     Ok(([(header::CONTENT_TYPE, content_type)], api.metrics.encode()).into_response())
+}
+
+/// The OpenAPI document of the API, generated from the handlers and their types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hoplite node API",
+        description = "A Hoplite node's REST API: JSON, amounts as decimal strings, every request \
+                       with `Authorization: Bearer <data_dir/api-token>`."
+    ),
+    paths(
+        info, peers, connect, disconnect, channels, open_channel, channel, deposit, close,
+        invoices, create_invoice, invoice, payments, pay, payment, graph, poll_events,
+        stream_events, list_backups, backup, metrics, openapi
+    ),
+    modifiers(&BearerToken),
+    security(("token" = []))
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer token.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "node",
+    responses(
+        (status = 200, description = "This document", body = Object),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
 }
 
 /// A payment as the API answers it.
@@ -773,7 +1090,45 @@ pub fn payment_json(payment: &Payment) -> Value {
 
 /// An invoice as the API answers it, with its status at `now` (seconds).
 pub fn invoice_json(invoice: &InvoiceEntry, now: u64) -> Value {
-    let mut value = serde_json::to_value(invoice).expect("an invoice serializes");
-    value["status"] = Value::from(invoice.status(now));
-    value
+    let view = crate::views::InvoiceView {
+        entry: invoice.clone(),
+        status: invoice.status(now),
+    };
+    serde_json::to_value(view).expect("an invoice serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document checked in as `node/daemon/openapi.json` is the one the handlers make
+    /// (`HOPLITE_WRITE_OPENAPI=1 cargo test -p hoplite-daemon openapi` writes it anew).
+    #[test]
+    fn the_checked_in_openapi_document_is_the_generated_one() {
+        let document = ApiDoc::openapi();
+        let generated = document.to_pretty_json().expect("JSON") + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+        if std::env::var_os("HOPLITE_WRITE_OPENAPI").is_some() {
+            std::fs::write(path, &generated).expect("written");
+        }
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "node/daemon/openapi.json is stale: HOPLITE_WRITE_OPENAPI=1 cargo test -p \
+             hoplite-daemon openapi"
+        );
+        let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
+        assert_eq!(paths.len(), 17, "{paths:?}");
+        for schema in [
+            "Info",
+            "Channel",
+            "Payment",
+            "InvoiceView",
+            "ErrorBody",
+            "Graph",
+        ] {
+            let components = document.components.as_ref().expect("components");
+            assert!(components.schemas.contains_key(schema), "no {schema}");
+        }
+    }
 }

@@ -668,7 +668,7 @@ fn render_payment(v: &Value) -> String {
 }
 
 fn render_graph(v: &Value) -> String {
-    let rows: Vec<Vec<String>> = rows(&v["channels"])
+    let channels: Vec<Vec<String>> = rows(&v["channels"])
         .iter()
         .map(|c| {
             let parts: Vec<String> = rows(&c["participants"]).iter().map(text).collect();
@@ -680,10 +680,14 @@ fn render_graph(v: &Value) -> String {
             ]
         })
         .collect();
+    let nodes: Vec<Vec<String>> = rows(&v["nodes"])
+        .iter()
+        .map(|n| vec![text(&n["address"]), text(&n["alias"])])
+        .collect();
     format!(
-        "{}{} nodes announced\n",
-        table(&["ID", "PARTICIPANTS", "CAPACITY", "ANNOUNCED"], &rows),
-        text(&v["nodes"])
+        "{}\n{}",
+        table(&["ID", "PARTICIPANTS", "CAPACITY", "ANNOUNCED"], &channels),
+        table(&["NODE", "ALIAS"], &nodes)
     )
 }
 

@@ -8,6 +8,7 @@
 //! [`EVENTS_KEPT`] are kept; a client asking for older ones is told where the log begins.
 
 use crate::store::EVENTS_KEPT;
+use crate::views::EventEntry;
 use axum::response::sse::Event as SseEvent;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
@@ -99,42 +100,72 @@ impl EventLog {
     }
 
     /// The events after `after` (at most [`PAGE`]), waiting up to `wait` for one: the long
-    /// poll's answer, `[{"id", "event"}]`.
+    /// poll's answer, `[{"id", "event"}]`. A notice of id 0 comes first when the log can't
+    /// answer for what the client asks: a `gap` (events after `after` were dropped) or a
+    /// `reset` (`after` is beyond the newest id: the database was put back from a backup).
     pub async fn poll(&self, after: u64, wait: std::time::Duration) -> Value {
-        let _ = tokio::time::timeout(wait, self.wait_after(after)).await;
-        let (page, _) = self.page(after);
-        Value::from(
-            page.into_iter()
-                .map(|(id, body)| {
-                    let event: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                    json!({"id": id, "event": event})
-                })
-                .collect::<Vec<_>>(),
-        )
+        let mut entries = Vec::new();
+        if let Some(reset) = self.reset(after) {
+            entries.push(EventEntry {
+                id: 0,
+                event: reset,
+            });
+        } else {
+            let _ = tokio::time::timeout(wait, self.wait_after(after)).await;
+        }
+        let (page, gap) = self.page(after.min(self.newest()));
+        if let Some(oldest) = gap {
+            entries.push(EventEntry {
+                id: 0,
+                event: gap_notice(oldest, after),
+            });
+        }
+        entries.extend(page.into_iter().map(|(id, body)| EventEntry {
+            id,
+            event: serde_json::from_str(&body).unwrap_or(Value::Null),
+        }));
+        serde_json::to_value(entries).expect("events serialize")
+    }
+
+    /// The `reset` notice for a client beyond the newest id, if it is.
+    fn reset(&self, after: u64) -> Option<Value> {
+        let newest = self.newest();
+        (after > newest).then(|| json!({"type": "reset", "newest": newest, "after": after}))
     }
 
     /// The events after `after` as SSE, then each new one as it is published, until the node
-    /// stops. Each carries its id (`id:`) and its JSON (`data:`); a `gap` event says which
-    /// were dropped before the client asked.
+    /// stops. Each carries its id (`id:`) and its JSON (`data:`). A `gap` event (no id) says
+    /// events after the reader's position were dropped before it read them; a `reset` event
+    /// says `after` is beyond the newest id (the database was put back from a backup), and
+    /// the stream goes on from the newest.
     pub fn stream(&self, after: u64) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
         let log = self.clone();
-        futures::stream::unfold((log, after, true), |(log, after, first)| async move {
+        let reset = self.reset(after);
+        let after = after.min(self.newest());
+        futures::stream::unfold((log, after, reset), |(log, after, reset)| async move {
             loop {
                 let (page, gap) = log.page(after);
-                if !page.is_empty() || (first && gap.is_some()) {
-                    let mut out = Vec::with_capacity(page.len() + 1);
-                    if let (true, Some(oldest)) = (first, gap) {
-                        out.push(Ok(SseEvent::default().event("gap").data(
-                            json!({"type": "gap", "oldest": oldest, "after": after}).to_string(),
-                        )));
+                if !page.is_empty() || gap.is_some() || reset.is_some() {
+                    let mut out = Vec::with_capacity(page.len() + 2);
+                    if let Some(reset) = reset {
+                        out.push(Ok(SseEvent::default()
+                            .event("reset")
+                            .data(reset.to_string())));
                     }
-                    let next = page.last().map_or(after, |(id, _)| *id);
+                    if let Some(oldest) = gap {
+                        out.push(Ok(SseEvent::default()
+                            .event("gap")
+                            .data(gap_notice(oldest, after).to_string())));
+                    }
+                    // Past a gap, the reader is at the oldest kept.
+                    let start = gap.map_or(after, |oldest| after.max(oldest - 1));
+                    let next = page.last().map_or(start, |(id, _)| *id);
                     out.extend(
                         page.into_iter().map(|(id, body)| {
                             Ok(SseEvent::default().id(id.to_string()).data(&*body))
                         }),
                     );
-                    return Some((futures::stream::iter(out), (log, next, false)));
+                    return Some((futures::stream::iter(out), (log, next, None)));
                 }
                 if !log.wait_after(after).await {
                     return None;
@@ -143,6 +174,10 @@ impl EventLog {
         })
         .flatten()
     }
+}
+
+fn gap_notice(oldest: u64, after: u64) -> Value {
+    json!({"type": "gap", "oldest": oldest, "after": after})
 }
 
 #[cfg(test)]
@@ -174,5 +209,16 @@ mod tests {
             log.poll(7, std::time::Duration::from_millis(10)).await,
             json!([])
         );
+        // Beyond the newest (a database put back): told so, and given nothing newer.
+        let answer = log.poll(9, std::time::Duration::from_secs(60)).await;
+        assert_eq!(answer[0]["event"]["type"], "reset", "{answer}");
+        assert_eq!(answer[0]["event"]["newest"], 7, "{answer}");
+        let mut stream = Box::pin(log.stream(9));
+        let reset = format!("{:?}", stream.next().await.unwrap().unwrap());
+        assert!(reset.contains("reset"), "{reset}");
+        // The long poll says when it skips.
+        let answer = log.poll(2, std::time::Duration::ZERO).await;
+        assert_eq!(answer[0]["event"]["type"], "gap", "{answer}");
+        assert_eq!(answer[1]["id"], 5);
     }
 }

@@ -1,6 +1,6 @@
 //! The API's record of payments (sent and received) and of the invoices we made: what the
 //! node's commands and events said of each, kept in the store so a restarted daemon lists
-//! them again. The newest [`HISTORY_KEPT`] of each kind are kept.
+//! them again. The newest [`HISTORY_KEPT`] of each kind (sent, received, invoices) are kept.
 //!
 //! This is the operator's view, not the node's state: the node keeps what it needs to finish
 //! a payment in its own records; losing a line here loses no funds.
@@ -11,9 +11,10 @@ use hoplite_htlc::Amount;
 use hoplite_node::{Invoice, PaymentId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use utoipa::ToSchema;
 
 /// Which way a payment went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// We paid.
@@ -23,7 +24,7 @@ pub enum Direction {
 }
 
 /// Where a payment stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Under way.
@@ -35,21 +36,24 @@ pub enum Status {
 }
 
 /// A payment as the API shows it (amounts as decimal strings).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Payment {
     /// The payment id (the invoice's, or the payer's for a payment without one).
+    #[schema(value_type = String)]
     pub id: PaymentId,
     /// Which way.
     pub direction: Direction,
     /// Where it stands.
     pub status: Status,
     /// Who is paid (ourselves for a received payment).
+    #[schema(value_type = String)]
     pub payee: Address,
     /// What the payee receives.
     pub amount: String,
     /// What the payer paid on top, once sent.
     pub fee: Option<String>,
     /// The nodes it went through, payee last, once sent.
+    #[schema(value_type = Vec<String>)]
     pub route: Vec<Address>,
     /// Routes tried.
     pub attempts: usize,
@@ -66,9 +70,10 @@ pub struct Payment {
 }
 
 /// An invoice we made, as the API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InvoiceEntry {
     /// Its payment id.
+    #[schema(value_type = String)]
     pub id: PaymentId,
     /// Its text form, to hand to the payer.
     pub invoice: String,
@@ -135,12 +140,15 @@ impl<T> Kept<T> {
     }
 }
 
-/// Payments and invoices, for the API.
+/// Payments and invoices, for the API. Payments sent and received are kept apart, each
+/// bounded on its own: a received payment's id is the payer's choice, so it can neither
+/// stand for one of ours nor push ours (and their idempotency keys) out.
 #[derive(Default)]
 pub struct History {
-    payments: Kept<Payment>,
+    sent: Kept<Payment>,
+    received: Kept<Payment>,
     invoices: Kept<InvoiceEntry>,
-    /// Idempotency keys of the payments kept.
+    /// Idempotency keys of the payments sent that are kept.
     keys: BTreeMap<String, PaymentId>,
 }
 
@@ -150,7 +158,7 @@ impl History {
         let mut history = Self::default();
         for (kind, body) in stored {
             match kind {
-                HistoryKind::Payment => {
+                HistoryKind::Sent | HistoryKind::Received => {
                     if let Ok(payment) = serde_json::from_str::<Payment>(&body) {
                         history.put_payment(payment);
                     }
@@ -165,19 +173,36 @@ impl History {
         history
     }
 
-    /// A payment of ours, by id.
+    /// A payment of ours by id: the one we sent, else one we received.
     pub fn payment(&self, id: &PaymentId) -> Option<&Payment> {
-        self.payments.items.get(id)
+        self.sent
+            .items
+            .get(id)
+            .or_else(|| self.received.items.get(id))
     }
 
     /// The payment started with an idempotency key.
     pub fn payment_with_key(&self, key: &str) -> Option<&Payment> {
-        self.keys.get(key).and_then(|id| self.payment(id))
+        self.keys.get(key).and_then(|id| self.sent.items.get(id))
     }
 
-    /// The newest payments, newest first.
-    pub fn payments(&self, limit: usize) -> impl Iterator<Item = &Payment> {
-        self.payments.newest(limit)
+    /// The newest payments, sent and received, newest first.
+    pub fn payments(&self, limit: usize) -> Vec<&Payment> {
+        let mut sent = self.sent.newest(limit).peekable();
+        let mut received = self.received.newest(limit).peekable();
+        let mut out = Vec::with_capacity(limit.min(64));
+        while out.len() < limit {
+            let next = match (sent.peek(), received.peek()) {
+                (Some(s), Some(r)) if r.created_at > s.created_at => received.next(),
+                (Some(_), _) => sent.next(),
+                (None, _) => received.next(),
+            };
+            match next {
+                Some(payment) => out.push(payment),
+                None => break,
+            }
+        }
+        out
     }
 
     /// An invoice of ours, by payment id.
@@ -226,7 +251,7 @@ impl History {
         attempts: usize,
         now: u64,
     ) -> Option<Change> {
-        let payment = self.payments.items.get_mut(&id)?;
+        let payment = self.sent.items.get_mut(&id)?;
         payment.status = Status::Succeeded;
         payment.fee = Some(fee.to_string());
         payment.route = route;
@@ -243,7 +268,7 @@ impl History {
         attempts: usize,
         now: u64,
     ) -> Option<Change> {
-        let payment = self.payments.items.get_mut(&id)?;
+        let payment = self.sent.items.get_mut(&id)?;
         payment.status = Status::Failed;
         payment.failure = Some(failure);
         payment.attempts = attempts;
@@ -251,24 +276,21 @@ impl History {
         Some(payment_change(payment))
     }
 
-    /// We were paid `amount` for `id` (an invoice of ours, or a payment without one): the
-    /// received payment, and the invoice now paid.
+    /// We were paid `amount` for `id`: our invoice `id` if `invoice` (which is then paid),
+    /// else a spontaneous payment the payer named `id`.
     pub fn received(
         &mut self,
         id: PaymentId,
+        invoice: bool,
         us: Address,
         amount: Amount,
         now: u64,
     ) -> Vec<Change> {
         let mut changes = Vec::new();
-        let invoice = match self.invoices.items.get_mut(&id) {
-            Some(entry) => {
-                entry.paid_at = Some(now);
-                changes.push(invoice_change(entry));
-                true
-            }
-            None => false,
-        };
+        if invoice && let Some(entry) = self.invoices.items.get_mut(&id) {
+            entry.paid_at = Some(now);
+            changes.push(invoice_change(entry));
+        }
         changes.push(self.put_payment(Payment {
             id,
             direction: Direction::Received,
@@ -304,10 +326,14 @@ impl History {
 
     fn put_payment(&mut self, payment: Payment) -> Change {
         let change = payment_change(&payment);
+        if payment.direction == Direction::Received {
+            self.received.put(payment.id, payment);
+            return change;
+        }
         if let Some(key) = &payment.idempotency_key {
             self.keys.insert(key.clone(), payment.id);
         }
-        if let Some(dropped) = self.payments.put(payment.id, payment)
+        if let Some(dropped) = self.sent.put(payment.id, payment)
             && let Some(key) = dropped.idempotency_key
         {
             self.keys.remove(&key);
@@ -318,7 +344,11 @@ impl History {
 
 fn payment_change(payment: &Payment) -> Change {
     let body = serde_json::to_string(payment).expect("a payment serializes");
-    (HistoryKind::Payment, format!("{}", payment.id.0), body)
+    let kind = match payment.direction {
+        Direction::Sent => HistoryKind::Sent,
+        Direction::Received => HistoryKind::Received,
+    };
+    (kind, format!("{}", payment.id.0), body)
 }
 
 fn invoice_change(invoice: &InvoiceEntry) -> Change {
@@ -330,6 +360,39 @@ fn invoice_change(invoice: &InvoiceEntry) -> Change {
 mod tests {
     use super::*;
     use alloy_primitives::B256;
+
+    #[test]
+    fn a_spontaneous_payment_named_like_an_invoice_pays_no_invoice_and_no_payment_of_ours() {
+        let mut history = History::default();
+        let key = hoplite_htlc::PrivateKey::from_bytes(&B256::repeat_byte(7)).unwrap();
+        let domain = hoplite_htlc::TokenNetwork {
+            chain_id: 1,
+            address: Address::repeat_byte(1),
+        };
+        let invoice = Invoice::sign(&key, domain, id(3), Amount::from(100u64), 1_000);
+        history.invoice_made(&invoice, 10);
+        history.started(
+            id(4),
+            Address::ZERO,
+            Amount::from(9u64),
+            false,
+            Some("k".into()),
+            10,
+        );
+        // A payer names our invoice's id, and our own payment's.
+        history.received(id(3), false, key.address(), Amount::from(1u64), 11);
+        history.received(id(4), false, key.address(), Amount::from(1u64), 12);
+        assert_eq!(history.invoice(&id(3)).unwrap().paid_at, None, "still open");
+        let ours = history.payment_with_key("k").unwrap();
+        assert_eq!(
+            (ours.direction, ours.status),
+            (Direction::Sent, Status::Pending)
+        );
+        assert_eq!(history.payment(&id(4)).unwrap().direction, Direction::Sent);
+        assert_eq!(history.payments(10).len(), 3);
+        history.received(id(3), true, key.address(), Amount::from(100u64), 13);
+        assert_eq!(history.invoice(&id(3)).unwrap().paid_at, Some(13));
+    }
 
     fn id(n: u8) -> PaymentId {
         PaymentId(B256::repeat_byte(n))
@@ -368,7 +431,7 @@ mod tests {
         );
         let second = reloaded.payment(&id(2)).unwrap();
         assert_eq!((second.status, second.attempts), (Status::Failed, 3));
-        let order: Vec<_> = reloaded.payments(10).map(|p| p.id).collect();
+        let order: Vec<_> = reloaded.payments(10).iter().map(|p| p.id).collect();
         assert_eq!(order, [id(2), id(1)], "newest first");
     }
 
@@ -388,7 +451,7 @@ mod tests {
                 0,
             );
         }
-        assert_eq!(history.payments(usize::MAX).count(), HISTORY_KEPT);
+        assert_eq!(history.payments(usize::MAX).len(), HISTORY_KEPT);
         assert!(history.payment(&PaymentId(B256::ZERO)).is_none());
         assert!(
             history.payment_with_key("first").is_none(),

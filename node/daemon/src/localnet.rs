@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::{TcpListener, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,16 +117,25 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
     if !(2..=MAX_NODES).contains(&args.nodes) {
         bail!("--nodes must be within 2 and {MAX_NODES}");
     }
-    let (dir, temporary) = match &args.dir {
-        Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("hoplite-localnet-{}", std::process::id())),
-            true,
-        ),
+    // Listening from the start: a signal during the setup stops what has started.
+    let mut signals = Signals::new()?;
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("hoplite-localnet-{}", std::process::id())),
     };
+    let state_file = dir.join("localnet.json");
+    // Only a folder made here is removed at the end: never one the user had.
+    let created = !dir.exists();
+    if !created && !state_file.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        bail!(
+            "{} holds other files: give a new or empty folder, or one a kept localnet left",
+            dir.display()
+        );
+    }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let state_file = dir.join("localnet.json");
+    let remove = created && !args.keep;
     let existing: Option<State> = match std::fs::read_to_string(&state_file) {
         Ok(text) => Some(
             serde_json::from_str(&text)
@@ -133,6 +143,14 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
         ),
         Err(_) => None,
     };
+    if let Some(state) = &existing {
+        say(format!(
+            "starting the network kept in {} again: {} nodes from port {}",
+            dir.display(),
+            state.nodes.len(),
+            state.base_port
+        ));
+    }
     let binary = match &args.anvil {
         Some(path) => path.clone(),
         None => pinned_binary()?,
@@ -157,7 +175,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
         anvil: Some(anvil),
         daemons: Vec::new(),
     };
-    let outcome = async {
+    let setup = async {
         let state = match existing {
             Some(state) => state,
             None => {
@@ -177,29 +195,32 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
         converge(&state, &clients, &mut net).await?;
         print_ready(&state, &dir);
         Ok::<_, anyhow::Error>(())
-    }
-    .await;
+    };
+    let outcome = tokio::select! {
+        outcome = setup => outcome,
+        why = signals.recv() => Err(anyhow::anyhow!("{why} before the network was ready")),
+    };
     if let Err(error) = outcome {
         net.stop();
-        if temporary && !args.keep {
+        if remove {
             let _ = std::fs::remove_dir_all(&dir);
         }
         return Err(error);
     }
-    let stopped_by = net.wait().await;
+    let stopped_by = net.wait(&mut signals).await;
     say(format!(
         "{}: stopping the nodes, then anvil",
         stopped_by.as_ref().unwrap_or_else(|why| why)
     ));
     net.stop();
-    if args.keep {
+    if remove {
+        std::fs::remove_dir_all(&dir)?;
+    } else {
         say(format!(
             "kept {}: `hoplite localnet --dir {}` starts it again",
             dir.display(),
             dir.display()
         ));
-    } else {
-        std::fs::remove_dir_all(&dir)?;
     }
     match stopped_by {
         Ok(_) => Ok(()),
@@ -306,7 +327,7 @@ async fn create(
             .collect();
         let config = node_dir.join("node.toml");
         let text = format!(
-            r#"data_dir = "{data}"
+            r#"data_dir = {data}
 [chain]
 rpc_url = "{anvil_url}"
 token_network = "{tn}"
@@ -323,7 +344,7 @@ listen = "127.0.0.1:{api}"
 [node]
 alias = "node{i}"
 "#,
-            data = data_dir.display(),
+            data = toml::Value::from(data_dir.display().to_string()),
             tn = deployment.token_network,
             sr = deployment.secret_registry,
             token = deployment.token,
@@ -415,15 +436,11 @@ impl Running {
     }
 
     /// Waits for SIGINT or SIGTERM (`Ok`), or a process that dies (`Err`); says which.
-    async fn wait(&mut self) -> Result<String, String> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-        let mut interrupt = signal(SignalKind::interrupt()).expect("a SIGINT handler");
+    async fn wait(&mut self, signals: &mut Signals) -> Result<String, String> {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tokio::select! {
-                _ = terminate.recv() => return Ok("SIGTERM".into()),
-                _ = interrupt.recv() => return Ok("SIGINT".into()),
+                why = signals.recv() => return Ok(why.into()),
                 _ = tick.tick() => {
                     if let Some(why) = self.exited() {
                         return Err(why);
@@ -436,8 +453,11 @@ impl Running {
     /// SIGTERM to every daemon (each finishes its writes and closes its peers), then anvil
     /// (which saves its state); whatever does not stop in 20 s is killed.
     fn stop(&mut self) {
-        for (_, child, _) in &self.daemons {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
+        for (_, child, _) in &mut self.daemons {
+            // Not one already reaped: its pid may be another process's now.
+            if let Ok(None) = child.try_wait() {
+                let _ = Command::new("kill").arg(child.id().to_string()).status();
+            }
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         for (alias, child, _) in &mut self.daemons {
@@ -470,13 +490,39 @@ impl Drop for Running {
     }
 }
 
-/// Starts `hoplite node` for `node` (this very binary), its output into its log.
+/// SIGINT and SIGTERM, listened to from the start.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next one's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Starts `hoplite node` for `node` (this very binary), its output into its log, in a process
+/// group of its own: a terminal's Ctrl-C reaches localnet, which stops the nodes in order.
 fn spawn_daemon(node: &NodeInfo) -> anyhow::Result<(String, Child, PathBuf)> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&node.log)?;
     let child = Command::new(std::env::current_exe()?)
+        .process_group(0)
         .arg("node")
         .arg("--config")
         .arg(&node.config)
@@ -593,7 +639,9 @@ async fn converge(state: &State, clients: &[Client], net: &mut Running) -> anyho
                     .iter()
                     .filter(|c| {
                         c["announced"] == json!(true)
-                            && c["policies"] == json!([true, true])
+                            && c["policies"]
+                                .as_array()
+                                .is_some_and(|p| p.iter().all(|p| p.is_object()))
                             && c["capacity"] == json!(capacity)
                     })
                     .count()

@@ -19,6 +19,7 @@
 //! - `client.rs`: the commands that call the API (`hoplite info`, `pay`, …) and their tables.
 //! - `localnet.rs`: `hoplite localnet`: anvil, the contracts and N daemons on loopback.
 //! - `metrics.rs`: the Prometheus metrics behind `GET /metrics`.
+//! - `views.rs`: what the API answers, as types; the OpenAPI document is generated from them.
 
 mod api;
 mod chain;
@@ -32,6 +33,7 @@ mod metrics;
 mod network;
 mod runtime;
 mod store;
+mod views;
 
 use alloy_signer_local::PrivateKeySigner;
 use anyhow::Context;
@@ -284,6 +286,7 @@ async fn run_node(args: &NodeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<
         last_event,
         history,
         metrics,
+        replaying: false,
         stored_gossip: stored.gossip,
         stored_chain,
         deployment,

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub forwarded_fees: Counter<f64, AtomicU64>,
     /// Gossip verdicts reported (`accept`, `ignore`, `reject`).
     pub gossip_verdicts: Family<Labels<1>, Counter>,
+    /// Peer input refused (`message`: a channel message, `gossip`: an invalid announcement).
+    pub peer_rejections: Family<Labels<1>, Counter>,
     /// Seconds each store commit took (one fsync of the WAL).
     pub store_commit_seconds: Histogram,
     /// What each side of each channel can send, tokens.
@@ -46,7 +48,8 @@ pub struct Metrics {
 impl Metrics {
     /// The daemon's metrics, registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("hoplite");
+        let mut root = Registry::default();
+        let registry = root.sub_registry_with_prefix("hoplite");
         let payments = Family::default();
         registry.register(
             "payments",
@@ -70,6 +73,12 @@ impl Metrics {
             "gossip_verdicts",
             "Gossip messages judged, by verdict",
             gossip_verdicts.clone(),
+        );
+        let peer_rejections = Family::default();
+        registry.register(
+            "peer_rejections",
+            "Peer input refused, by kind",
+            peer_rejections.clone(),
         );
         let store_commit_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         registry.register(
@@ -110,11 +119,12 @@ impl Metrics {
             chain_head_age_seconds.clone(),
         );
         Self {
-            registry,
+            registry: root,
             payments,
             forwarded,
             forwarded_fees,
             gossip_verdicts,
+            peer_rejections,
             store_commit_seconds,
             channel_balance,
             pending_locks,
@@ -125,9 +135,9 @@ impl Metrics {
         }
     }
 
-    /// Where libp2p registers its own metrics (before the metrics are shared).
+    /// Where libp2p registers its own metrics (`libp2p_*`), before the metrics are shared.
     pub fn libp2p_registry(&mut self) -> &mut Registry {
-        self.registry.sub_registry_with_prefix("libp2p")
+        &mut self.registry
     }
 
     /// Everything, as OpenMetrics text.

@@ -266,23 +266,30 @@ impl Network {
         }
     }
 
-    /// Keeps `addresses` (a peer's announced ones) dialled until connected.
-    pub fn want(&mut self, addresses: &[String]) {
+    /// Keeps `addresses` (a peer's announced ones) dialled until connected; whether each is
+    /// (no room left past [`MAX_TARGETS`]).
+    pub fn want(&mut self, addresses: &[String]) -> bool {
+        let mut all = true;
         for address in addresses {
             let Ok(address) = address.parse::<Multiaddr>() else {
                 continue;
             };
-            if self.targets.len() < MAX_TARGETS && self.targets.iter().all(|t| t.address != address)
-            {
-                self.targets.push(Target {
-                    address,
-                    attempt: 0,
-                    next_dial: Instant::now(),
-                    dialling: None,
-                    connected: None,
-                });
+            if self.targets.iter().any(|t| t.address == address) {
+                continue;
             }
+            if self.targets.len() >= MAX_TARGETS {
+                all = false;
+                continue;
+            }
+            self.targets.push(Target {
+                address,
+                attempt: 0,
+                next_dial: Instant::now(),
+                dialling: None,
+                connected: None,
+            });
         }
+        all
     }
 
     /// Disconnects `peer` and stops dialling it (until the node needs it again: a channel

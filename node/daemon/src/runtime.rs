@@ -15,6 +15,7 @@ use crate::history::History;
 use crate::metrics::{Metrics, tokens};
 use crate::network::{BAN, Network, StreamEvent};
 use crate::store::{Checkpoint, Committed, Writer};
+use crate::views;
 use alloy_primitives::{Address, U256};
 use hoplite_chain::deploy::Deployment;
 use hoplite_chain::events::{ChainEvent, OnChainChannel, Phase};
@@ -96,6 +97,8 @@ pub struct Runtime {
     pub history: History,
     /// What `/metrics` shows.
     pub metrics: Arc<Metrics>,
+    /// Feeding the stored chain events at start.
+    pub replaying: bool,
     /// Gossip the store kept, fed once the chain is caught up.
     pub stored_gossip: Vec<Vec<u8>>,
     /// The chain events the store kept and the block they reach, fed first.
@@ -282,6 +285,7 @@ impl Runtime {
     fn replay_stored_chain(&mut self) {
         let (events, checkpoint) = std::mem::take(&mut self.stored_chain);
         let count = events.len();
+        self.replaying = true;
         for event in events {
             self.node.handle_input(now(), Input::Chain(event));
             self.drain();
@@ -293,6 +297,7 @@ impl Runtime {
             info!(target: "hoplite::chain", events = count, block = number, "replayed the stored chain events");
             self.resumed = Some((number, count));
         }
+        self.replaying = false;
     }
 
     /// Dials every channel partner at its announced addresses and keeps it connected: a
@@ -423,6 +428,31 @@ impl Runtime {
         } else {
             info!(target: "hoplite::node", event = ?event, "event");
         }
+        // What peers cause at will (and a hostile one at a high rate) goes to the logs and
+        // the metrics, not the API's log, where it would push payments out of the window.
+        let rejected = match &event {
+            Event::PeerMessageRejected { .. } => Some("message"),
+            Event::GossipRejected { .. } => Some("gossip"),
+            _ => None,
+        };
+        if let Some(kind) = rejected {
+            self.metrics
+                .peer_rejections
+                .get_or_create(&[("kind", kind)])
+                .inc();
+            return;
+        }
+        // The stored chain fed again re-tells what the API's log already holds.
+        if self.replaying
+            && matches!(
+                event,
+                Event::ChannelOpened { .. }
+                    | Event::ChannelClosed { .. }
+                    | Event::ChannelSettled { .. }
+            )
+        {
+            return;
+        }
         self.record_history(&event);
         self.last_event += 1;
         let mut body = event_json(&event);
@@ -481,10 +511,13 @@ impl Runtime {
                     .into_iter()
                     .collect()
             }
-            Event::PaymentReceived { payment, amount } => {
-                self.history
-                    .received(*payment, self.node.address(), *amount, now)
-            }
+            Event::PaymentReceived {
+                payment,
+                amount,
+                invoice,
+            } => self
+                .history
+                .received(*payment, *invoice, self.node.address(), *amount, now),
             _ => Vec::new(),
         };
         for (kind, id, body) in changes {
@@ -526,20 +559,30 @@ impl Runtime {
             Request::Info => Ok(self.info()),
             Request::Channels => Ok(self.channels()),
             Request::Graph => Ok(self.graph()),
-            Request::Peers => Ok(Value::from(
-                self.network
+            Request::Peers => Ok(to_value(
+                &self
+                    .network
                     .connected()
-                    .map(|(address, peer)| json!({"address": address, "peer_id": peer.to_string()}))
+                    .map(|(address, peer)| views::Peer {
+                        address: *address,
+                        peer_id: peer.to_string(),
+                    })
                     .collect::<Vec<_>>(),
             )),
             Request::Connect(address) => {
-                let text = address.to_string();
-                self.network.want(std::slice::from_ref(&text));
-                Ok(json!({"dialing": text}))
+                let dialing = address.to_string();
+                if self.network.want(std::slice::from_ref(&dialing)) {
+                    Ok(to_value(&views::Dialing { dialing }))
+                } else {
+                    Err(ApiError::unavailable(
+                        "dial_list_full",
+                        "the node dials as many addresses as it keeps: disconnect one first",
+                    ))
+                }
             }
             Request::Disconnect(address) => {
                 if self.network.forget(address) {
-                    Ok(json!({}))
+                    Ok(to_value(&views::Accepted {}))
                 } else {
                     Err(ApiError::not_found(
                         "unknown_peer",
@@ -570,6 +613,7 @@ impl Runtime {
             Request::Payments { limit } => Ok(Value::from(
                 self.history
                     .payments(limit)
+                    .into_iter()
                     .map(payment_json)
                     .collect::<Vec<_>>(),
             )),
@@ -583,12 +627,12 @@ impl Runtime {
             Request::OpenChannel { partner, deposit } => self
                 .node
                 .open_channel(now, partner, deposit)
-                .map(|()| json!({}))
+                .map(|()| to_value(&views::Accepted {}))
                 .map_err(refused),
             Request::Deposit { channel, total } => self
                 .node
                 .deposit(now, channel, total)
-                .map(|()| json!({}))
+                .map(|()| to_value(&views::Accepted {}))
                 .map_err(refused),
             Request::Close {
                 channel,
@@ -601,7 +645,7 @@ impl Runtime {
                 };
                 self.node
                     .close_channel(now, channel, how)
-                    .map(|()| json!({}))
+                    .map(|()| to_value(&views::Accepted {}))
                     .map_err(refused)
             }
             Request::CreateInvoice { amount, valid_for } => {
@@ -732,21 +776,29 @@ impl Runtime {
     }
 
     fn info(&self) -> Value {
-        json!({
-            "address": self.node.address(),
-            "alias": self.node.config().alias,
-            "peer_id": self.network.peer_id().to_string(),
-            "listen": self.network.listeners().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "announced": self.announced,
-            "chain_id": self.chain_id,
-            "token_network": self.node.config().token_network.address,
-            "block": self.node.block().0,
-            "synced": self.head_timestamp.is_some(),
-            "resumed": self.resumed.map(|(block, events)| json!({"block": block, "events": events})),
-            "channels": self.node.channels().count(),
-            "store": {
-                "commits": self.store.stats().commits.load(Ordering::Relaxed),
-                "batches": self.store.stats().batches.load(Ordering::Relaxed),
+        to_value(&views::Info {
+            address: self.node.address(),
+            alias: self.node.config().alias.clone(),
+            peer_id: self.network.peer_id().to_string(),
+            listen: self
+                .network
+                .listeners()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            announced: self.announced.clone(),
+            chain_id: self.chain_id,
+            token_network: self.node.config().token_network.address,
+            block: self.node.block().0,
+            synced: self.head_timestamp.is_some(),
+            resumed: self
+                .resumed
+                .map(|(block, events)| views::Resumed { block, events }),
+            channels: self.node.channels().count(),
+            last_event: self.events.newest(),
+            store: views::StoreCounters {
+                commits: self.store.stats().commits.load(Ordering::Relaxed),
+                batches: self.store.stats().batches.load(Ordering::Relaxed),
             },
         })
     }
@@ -762,6 +814,10 @@ impl Runtime {
 
     /// A channel: both sides' deposits, withdrawals, spendable balances and pending locks.
     fn channel_json(&self, channel: &hoplite_htlc::Channel) -> Value {
+        to_value(&self.channel_view(channel))
+    }
+
+    fn channel_view(&self, channel: &hoplite_htlc::Channel) -> views::Channel {
         let id = channel.id();
         let onchain = self.node.onchain_channel(id);
         let ours = channel.participant(Side::Ours);
@@ -769,55 +825,74 @@ impl Runtime {
         let locks = |side: &hoplite_htlc::Participant| {
             side.locks()
                 .iter()
-                .map(|lock| {
-                    json!({
-                        "amount": lock.amount.to_string(),
-                        "expiration": lock.expiration.0,
-                        "secret_hash": lock.secret_hash.0,
-                    })
+                .map(|lock| views::LockView {
+                    amount: lock.amount.to_string(),
+                    expiration: lock.expiration.0,
+                    secret_hash: lock.secret_hash.0.to_string(),
                 })
-                .collect::<Vec<_>>()
+                .collect()
         };
-        json!({
-            "id": id.to_string(),
-            "partner": theirs.address(),
-            "state": phase_name(onchain.as_ref()),
-            "our_deposit": ours.total_deposit().to_string(),
-            "partner_deposit": theirs.total_deposit().to_string(),
-            "our_withdrawn": ours.total_withdraw().to_string(),
-            "partner_withdrawn": theirs.total_withdraw().to_string(),
-            "our_balance": channel.spendable(Side::Ours).to_string(),
-            "partner_balance": channel.spendable(Side::Partner).to_string(),
-            "our_locked": ours.locks().total().to_string(),
-            "partner_locked": theirs.locks().total().to_string(),
-            "our_locks": locks(ours),
-            "partner_locks": locks(theirs),
-        })
+        views::Channel {
+            id: id.to_string(),
+            partner: theirs.address(),
+            state: phase_name(onchain.as_ref()).into(),
+            our_deposit: ours.total_deposit().to_string(),
+            partner_deposit: theirs.total_deposit().to_string(),
+            our_withdrawn: ours.total_withdraw().to_string(),
+            partner_withdrawn: theirs.total_withdraw().to_string(),
+            our_balance: channel.spendable(Side::Ours).to_string(),
+            partner_balance: channel.spendable(Side::Partner).to_string(),
+            our_locked: ours.locks().total().to_string(),
+            partner_locked: theirs.locks().total().to_string(),
+            our_locks: locks(ours),
+            partner_locks: locks(theirs),
+        }
     }
 
     fn graph(&self) -> Value {
         let view = self.node.view();
-        let channels: Vec<Value> = view
+        let gossip = view.gossip();
+        let mut nodes = std::collections::BTreeSet::new();
+        let channels: Vec<views::GraphChannel> = view
             .channels()
             .filter(|c| c.phase == Phase::Opened)
             .map(|c| {
                 let participants = [c.state.participant1, c.state.participant2];
-                let announced = view.gossip().channel_announcement(c.id).is_some();
-                let policies: Vec<bool> = participants
-                    .iter()
-                    .map(|p| view.gossip().latest(c.id, *p).is_some())
-                    .collect();
-                json!({
-                    "id": c.id.to_string(),
-                    "participants": participants,
-                    "capacity": c.available().to_string(),
-                    "announced": announced,
-                    "policies": policies,
-                })
+                nodes.extend(participants);
+                views::GraphChannel {
+                    id: c.id.to_string(),
+                    participants,
+                    capacity: c.available().to_string(),
+                    announced: gossip.channel_announcement(c.id).is_some(),
+                    policies: participants.map(|p| {
+                        gossip.latest(c.id, p).map(|u| views::PolicyView {
+                            base_fee: u.policy.base_fee.to_string(),
+                            fee_millionths: u.policy.fee_millionths,
+                            expiry_delta: u.policy.expiry_delta.into(),
+                            enabled: u.policy.enabled,
+                        })
+                    }),
+                }
             })
             .collect();
-        json!({"channels": channels, "nodes": view.gossip().node_count()})
+        let nodes = nodes
+            .into_iter()
+            .map(|address| {
+                let announcement = gossip.node_announcement(address);
+                views::GraphNode {
+                    address,
+                    alias: announcement.map(|a| a.alias.clone()),
+                    addresses: announcement.map_or_else(Vec::new, |a| a.addresses.clone()),
+                }
+            })
+            .collect();
+        to_value(&views::Graph { channels, nodes })
     }
+}
+
+/// A view as the API's JSON.
+pub fn to_value(view: &impl serde::Serialize) -> Value {
+    serde_json::to_value(view).expect("views serialize")
 }
 
 /// Moves the events up to `id` from `unpublished` to `events`.
@@ -894,7 +969,11 @@ fn event_json(event: &Event) -> Value {
         Event::PaymentReceived {
             payment,
             amount: received,
-        } => json!({"type": "payment_received", "payment": payment.0, "amount": amount(received)}),
+            invoice,
+        } => json!({
+            "type": "payment_received", "payment": payment.0, "amount": amount(received),
+            "invoice": invoice,
+        }),
         Event::DirectTransferReceived {
             channel,
             amount: received,

@@ -97,19 +97,24 @@ pub struct Stored {
     pub history: Vec<(HistoryKind, String)>,
 }
 
-/// What a `history` row is.
+/// What a `history` row is; each kind is bounded on its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HistoryKind {
-    /// A payment we made or received.
-    Payment,
+    /// A payment we made.
+    Sent,
+    /// A payment we received (its id may be any, the payer's choice).
+    Received,
     /// An invoice we made.
     Invoice,
 }
 
 impl HistoryKind {
+    const ALL: [Self; 3] = [Self::Sent, Self::Received, Self::Invoice];
+
     fn name(self) -> &'static str {
         match self {
-            Self::Payment => "payment",
+            Self::Sent => "sent",
+            Self::Received => "received",
             Self::Invoice => "invoice",
         }
     }
@@ -253,11 +258,10 @@ impl Store {
             })?
             .map(|row| {
                 let (kind, body) = row?;
-                let kind = match kind.as_str() {
-                    "payment" => HistoryKind::Payment,
-                    "invoice" => HistoryKind::Invoice,
-                    _ => return Err(StoreError::Malformed("history")),
-                };
+                let kind = HistoryKind::ALL
+                    .into_iter()
+                    .find(|k| k.name() == kind)
+                    .ok_or(StoreError::Malformed("history"))?;
                 Ok((kind, body))
             })
             .collect::<Result<_, StoreError>>()?;
@@ -565,7 +569,7 @@ fn commit(
     let tx = conn.transaction()?;
     let mut persisted = None;
     let mut event = None;
-    let mut history = [false; 2];
+    let mut history = [false; 3];
     for job in group {
         match job {
             Job::Batch(id, records) => {
@@ -622,7 +626,7 @@ fn commit(
             [newest.saturating_sub(EVENTS_KEPT) as i64],
         )?;
     }
-    for kind in [HistoryKind::Payment, HistoryKind::Invoice] {
+    for kind in HistoryKind::ALL {
         if history[kind as usize] {
             tx.execute(
                 "DELETE FROM history WHERE kind = ?1 AND seq <= (SELECT seq FROM history

@@ -23,7 +23,9 @@ async fn a_restarted_daemon_keeps_its_payments_and_its_channel() {
     let mut net = Localnet::start("restart", 2).await;
     net.open_line(DEPOSIT).await;
     let announced = |graph: &serde_json::Value| {
-        graph["channels"][0]["policies"] == json!([true, true])
+        graph["channels"][0]["policies"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p.is_object()))
             && graph["channels"][0]["capacity"] == json!(DEPOSIT.to_string())
     };
     pay(&net.daemons[0], &net.daemons[1], 100).await;
