@@ -64,12 +64,20 @@ pub struct AnvilProcess {
 impl AnvilProcess {
     /// Starts `binary` on 127.0.0.1 with chain id [`CHAIN_ID`] under Cancun rules, plus
     /// `extra` arguments (the port among them, or `--port 0` for any); returns once it
-    /// listens. Its further output is drained into `log` (or dropped).
-    pub fn spawn(binary: &Path, extra: &[&str], log: Option<&Path>) -> Result<Self, AnvilError> {
-        let mut child = Command::new(binary)
-            // Its own process group: a terminal's Ctrl-C reaches the parent, which stops it
-            // (after what depends on it).
-            .process_group(0)
+    /// listens. Its further output is drained into `log` (or dropped). With `own_group` it
+    /// runs in a process group of its own: a terminal's Ctrl-C then reaches only the parent,
+    /// which stops it after what depends on it (and must, however it ends).
+    pub fn spawn(
+        binary: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+        own_group: bool,
+    ) -> Result<Self, AnvilError> {
+        let mut command = Command::new(binary);
+        if own_group {
+            command.process_group(0);
+        }
+        let mut child = command
             .args(["--host", "127.0.0.1", "--hardfork", "cancun"])
             .args(["--chain-id", &CHAIN_ID.to_string()])
             .args(extra)

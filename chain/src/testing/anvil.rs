@@ -78,7 +78,8 @@ impl Anvil {
             .as_ref()
             .unwrap_or_else(|error| panic!("{error}"));
         let args = [&["--port", "0"], extra].concat();
-        let process = AnvilProcess::spawn(binary, &args, None).unwrap_or_else(|e| panic!("{e}"));
+        let process =
+            AnvilProcess::spawn(binary, &args, None, false).unwrap_or_else(|e| panic!("{e}"));
         Self { process }
     }
 

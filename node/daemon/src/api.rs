@@ -271,6 +271,8 @@ pub struct Api {
     data_dir: PathBuf,
     /// One backup at a time (they share the marker and name their files by the second).
     backups: Arc<tokio::sync::Mutex<()>>,
+    /// Backups made by this run, to name them apart.
+    backups_made: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Api {
@@ -290,6 +292,7 @@ impl Api {
             token: token.into(),
             data_dir,
             backups: Arc::default(),
+            backups_made: Arc::default(),
         }
     }
 
@@ -477,6 +480,7 @@ struct Connect {
     tag = "peers",
     request_body = Connect,
     responses(
+        (status = 503, description = "The dial list is full (`dial_list_full`)", body = ErrorBody),
         (status = 200, description = "Dialling", body = views::Dialing),
         (status = 400, description = "Malformed", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody)
@@ -508,6 +512,7 @@ async fn connect(
     tag = "peers",
     params(("address" = String, Path, description = "The peer's Ethereum address")),
     responses(
+        (status = 400, description = "Malformed", body = ErrorBody),
         (status = 200, description = "Disconnected", body = views::Accepted),
         (status = 404, description = "Neither connected nor dialled", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody)
@@ -563,6 +568,7 @@ async fn open_channel(
     tag = "channels",
     params(("id" = String, Path, description = "The channel id (decimal)")),
     responses(
+        (status = 400, description = "Malformed", body = ErrorBody),
         (status = 200, description = "The channel", body = views::Channel),
         (status = 404, description = "No such channel", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody)
@@ -736,6 +742,7 @@ async fn invoices(
     tag = "invoices",
     params(("id" = String, Path, description = "The payment id (0x hex)")),
     responses(
+        (status = 400, description = "Malformed", body = ErrorBody),
         (status = 200, description = "The invoice", body = views::InvoiceView),
         (status = 404, description = "No such invoice", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody)
@@ -833,6 +840,7 @@ async fn payments(
     tag = "payments",
     params(("id" = String, Path, description = "The payment id (0x hex)")),
     responses(
+        (status = 400, description = "Malformed", body = ErrorBody),
         (status = 200, description = "The payment", body = Payment),
         (status = 404, description = "No such payment", body = ErrorBody),
         (status = 401, description = "No or a wrong token", body = ErrorBody)
@@ -933,6 +941,7 @@ fn backups_dir(data_dir: &std::path::Path) -> PathBuf {
     tag = "backups",
     request_body = BackupBody,
     responses(
+        (status = 500, description = "The copy failed (disk, database)", body = ErrorBody),
         (status = 200, description = "The backup made", body = views::Backup),
         (status = 400, description = "Malformed", body = ErrorBody),
         (status = 409, description = "State conflict", body = ErrorBody),
@@ -944,6 +953,8 @@ async fn backup(
     body: Result<Json<BackupBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
+    // Held by the copy itself: a client that hangs up does not let a second one start.
+    let one_at_a_time = api.backups.clone().lock_owned().await;
     let name = match body.name {
         Some(name) => {
             let fine = !name.is_empty()
@@ -959,13 +970,19 @@ async fn backup(
             }
             name
         }
-        None => format!("node-{}.sqlite", crate::runtime::now().as_secs()),
+        // Unique: backups run one at a time, and the generation grows with each commit.
+        None => format!(
+            "node-{}-{}.sqlite",
+            crate::runtime::now().as_secs(),
+            api.backups_made
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
     };
     let dir = backups_dir(&api.data_dir);
     let file = dir.join(&name);
     let database = api.data_dir.join(crate::DATABASE);
-    let _one_at_a_time = api.backups.lock().await;
     let made = tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = one_at_a_time;
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)

@@ -456,7 +456,10 @@ pub async fn run(
                     } else {
                         println!("{}", render_event(&event));
                     }
-                    seen += 1;
+                    // Notices (`gap`, `reset`) are shown, not counted.
+                    if event["id"].as_u64().is_some_and(|id| id > 0) {
+                        seen += 1;
+                    }
                     count.is_none_or(|count| seen < count)
                 })
                 .await?;

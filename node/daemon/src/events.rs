@@ -3,8 +3,11 @@
 //!
 //! An event gets its id when the node reports it, is written to the store, and is published
 //! (seen by clients) only once that write committed: an id a client saw is never reused for
-//! another event, even after a crash, and a client that resumes with `Last-Event-ID` after a
-//! reconnect or a restart of the daemon gets every event after it. The newest
+//! another event after a crash, and a client that resumes with `Last-Event-ID` after a
+//! reconnect or a restart of the daemon gets every event after it. A database put back from
+//! a backup numbers on from what it holds, so ids are given again: a client beyond the newest
+//! is told (`reset`), but one that comes back after the restored node has caught up to its id
+//! is not. The newest
 //! [`EVENTS_KEPT`] are kept; a client asking for older ones is told where the log begins.
 
 use crate::store::EVENTS_KEPT;
@@ -105,7 +108,10 @@ impl EventLog {
     /// `reset` (`after` is beyond the newest id: the database was put back from a backup).
     pub async fn poll(&self, after: u64, wait: std::time::Duration) -> Value {
         let mut entries = Vec::new();
-        if let Some(reset) = self.reset(after) {
+        // One reading of the newest for the check and the page: a publish between two
+        // would skip or repeat an event.
+        let newest = self.newest();
+        if let Some(reset) = reset_notice(after, newest) {
             entries.push(EventEntry {
                 id: 0,
                 event: reset,
@@ -113,7 +119,7 @@ impl EventLog {
         } else {
             let _ = tokio::time::timeout(wait, self.wait_after(after)).await;
         }
-        let (page, gap) = self.page(after.min(self.newest()));
+        let (page, gap) = self.page(after.min(newest));
         if let Some(oldest) = gap {
             entries.push(EventEntry {
                 id: 0,
@@ -127,12 +133,6 @@ impl EventLog {
         serde_json::to_value(entries).expect("events serialize")
     }
 
-    /// The `reset` notice for a client beyond the newest id, if it is.
-    fn reset(&self, after: u64) -> Option<Value> {
-        let newest = self.newest();
-        (after > newest).then(|| json!({"type": "reset", "newest": newest, "after": after}))
-    }
-
     /// The events after `after` as SSE, then each new one as it is published, until the node
     /// stops. Each carries its id (`id:`) and its JSON (`data:`). A `gap` event (no id) says
     /// events after the reader's position were dropped before it read them; a `reset` event
@@ -140,8 +140,9 @@ impl EventLog {
     /// the stream goes on from the newest.
     pub fn stream(&self, after: u64) -> impl Stream<Item = Result<SseEvent, Infallible>> + use<> {
         let log = self.clone();
-        let reset = self.reset(after);
-        let after = after.min(self.newest());
+        let newest = self.newest();
+        let reset = reset_notice(after, newest);
+        let after = after.min(newest);
         futures::stream::unfold((log, after, reset), |(log, after, reset)| async move {
             loop {
                 let (page, gap) = log.page(after);
@@ -174,6 +175,11 @@ impl EventLog {
         })
         .flatten()
     }
+}
+
+/// The `reset` notice for a client beyond the newest id, if it is.
+fn reset_notice(after: u64, newest: u64) -> Option<Value> {
+    (after > newest).then(|| json!({"type": "reset", "newest": newest, "after": after}))
 }
 
 fn gap_notice(oldest: u64, after: u64) -> Value {

@@ -101,13 +101,13 @@ impl InvoiceEntry {
 /// A change to keep: the kind, the id and the JSON of the record's newest state.
 pub type Change = (HistoryKind, String, String);
 
-/// Up to [`HISTORY_KEPT`] records by payment id, the oldest dropped first.
-struct Kept<T> {
-    items: BTreeMap<PaymentId, T>,
-    order: VecDeque<PaymentId>,
+/// Up to [`HISTORY_KEPT`] records by key, the oldest dropped first.
+struct Kept<T, K = PaymentId> {
+    items: BTreeMap<K, T>,
+    order: VecDeque<K>,
 }
 
-impl<T> Default for Kept<T> {
+impl<T, K> Default for Kept<T, K> {
     fn default() -> Self {
         Self {
             items: BTreeMap::new(),
@@ -116,9 +116,9 @@ impl<T> Default for Kept<T> {
     }
 }
 
-impl<T> Kept<T> {
+impl<T, K: Ord + Copy> Kept<T, K> {
     /// Inserts or replaces; a new one may push the oldest out (returned).
-    fn put(&mut self, id: PaymentId, item: T) -> Option<T> {
+    fn put(&mut self, id: K, item: T) -> Option<T> {
         if self.items.insert(id, item).is_some() {
             return None;
         }
@@ -146,7 +146,9 @@ impl<T> Kept<T> {
 #[derive(Default)]
 pub struct History {
     sent: Kept<Payment>,
-    received: Kept<Payment>,
+    /// By id and whether it paid our invoice: a payer may name a spontaneous payment after
+    /// an invoice of ours, and that must not replace the invoice's.
+    received: Kept<Payment, (PaymentId, bool)>,
     invoices: Kept<InvoiceEntry>,
     /// Idempotency keys of the payments sent that are kept.
     keys: BTreeMap<String, PaymentId>,
@@ -173,12 +175,14 @@ impl History {
         history
     }
 
-    /// A payment of ours by id: the one we sent, else one we received.
+    /// A payment of ours by id: the one we sent, else one we received (for an invoice of
+    /// ours first).
     pub fn payment(&self, id: &PaymentId) -> Option<&Payment> {
         self.sent
             .items
             .get(id)
-            .or_else(|| self.received.items.get(id))
+            .or_else(|| self.received.items.get(&(*id, true)))
+            .or_else(|| self.received.items.get(&(*id, false)))
     }
 
     /// The payment started with an idempotency key.
@@ -327,7 +331,7 @@ impl History {
     fn put_payment(&mut self, payment: Payment) -> Change {
         let change = payment_change(&payment);
         if payment.direction == Direction::Received {
-            self.received.put(payment.id, payment);
+            self.received.put((payment.id, payment.invoice), payment);
             return change;
         }
         if let Some(key) = &payment.idempotency_key {
@@ -344,11 +348,15 @@ impl History {
 
 fn payment_change(payment: &Payment) -> Change {
     let body = serde_json::to_string(payment).expect("a payment serializes");
-    let kind = match payment.direction {
-        Direction::Sent => HistoryKind::Sent,
-        Direction::Received => HistoryKind::Received,
+    let (kind, id) = match payment.direction {
+        Direction::Sent => (HistoryKind::Sent, format!("{}", payment.id.0)),
+        // Received ones are kept by id and whether they paid our invoice (see `History`).
+        Direction::Received => (
+            HistoryKind::Received,
+            format!("{}:{}", payment.id.0, payment.invoice),
+        ),
     };
-    (kind, format!("{}", payment.id.0), body)
+    (kind, id, body)
 }
 
 fn invoice_change(invoice: &InvoiceEntry) -> Change {
@@ -392,6 +400,10 @@ mod tests {
         assert_eq!(history.payments(10).len(), 3);
         history.received(id(3), true, key.address(), Amount::from(100u64), 13);
         assert_eq!(history.invoice(&id(3)).unwrap().paid_at, Some(13));
+        // Once paid, a spontaneous payment named after it leaves the invoice's record be.
+        history.received(id(3), false, key.address(), Amount::from(1u64), 14);
+        let paid = history.payment(&id(3)).unwrap();
+        assert_eq!((paid.amount.as_str(), paid.invoice), ("100", true));
     }
 
     fn id(n: u8) -> PaymentId {

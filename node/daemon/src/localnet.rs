@@ -135,7 +135,11 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     let state_file = dir.join("localnet.json");
-    let remove = created && !args.keep;
+    // Declared before the processes: dropped after them, whatever way this returns.
+    let folder = Folder {
+        path: dir.clone(),
+        remove: created && !args.keep,
+    };
     let existing: Option<State> = match std::fs::read_to_string(&state_file) {
         Ok(text) => Some(
             serde_json::from_str(&text)
@@ -170,6 +174,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
         &binary,
         &["--port", &port, "--block-time", "1", "--state", &state_path],
         Some(&dir.join("anvil.log")),
+        true,
     )?;
     let mut net = Running {
         anvil: Some(anvil),
@@ -202,9 +207,6 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
     };
     if let Err(error) = outcome {
         net.stop();
-        if remove {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
         return Err(error);
     }
     let stopped_by = net.wait(&mut signals).await;
@@ -213,9 +215,7 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
         stopped_by.as_ref().unwrap_or_else(|why| why)
     ));
     net.stop();
-    if remove {
-        std::fs::remove_dir_all(&dir)?;
-    } else {
+    if !folder.remove {
         say(format!(
             "kept {}: `hoplite localnet --dir {}` starts it again",
             dir.display(),
@@ -225,6 +225,20 @@ pub async fn run(args: LocalnetArgs) -> anyhow::Result<()> {
     match stopped_by {
         Ok(_) => Ok(()),
         Err(why) => bail!("{why}"),
+    }
+}
+
+/// A folder localnet made, removed when dropped unless kept.
+struct Folder {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -490,10 +504,12 @@ impl Drop for Running {
     }
 }
 
-/// SIGINT and SIGTERM, listened to from the start.
+/// SIGINT, SIGTERM and SIGHUP (the terminal closed), listened to from the start: the
+/// children run in process groups of their own, so only localnet can stop them.
 struct Signals {
     terminate: tokio::signal::unix::Signal,
     interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -502,6 +518,7 @@ impl Signals {
         Ok(Self {
             terminate: signal(SignalKind::terminate())?,
             interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -510,6 +527,7 @@ impl Signals {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
+            _ = self.hangup.recv() => "SIGHUP",
         }
     }
 }

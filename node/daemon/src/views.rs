@@ -195,12 +195,14 @@ pub struct InvoiceView {
 /// An event of the log: its id, and what happened.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct EventEntry {
-    /// Its id (they grow by one).
+    /// Its id (they grow by one); 0 for a notice.
     pub id: u64,
     /// `{"id", "at", "type", ...fields}`: `type` is one of `payment_sent`,
     /// `payment_failed`, `payment_received`, `direct_transfer_received`, `forwarded`,
     /// `channel_opened`, `channel_closed`, `close_refused`, `channel_settled`,
-    /// `channel_broken`, `chain_request_failed`, `peer_message_rejected`, `gossip_rejected`.
+    /// `channel_broken`, `chain_request_failed`; or a notice of id 0: `gap` (events after
+    /// `after` were dropped; `oldest` is the oldest kept) or `reset` (`after` is beyond the
+    /// newest id, `newest`).
     #[schema(value_type = Object)]
     pub event: serde_json::Value,
 }

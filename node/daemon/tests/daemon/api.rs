@@ -256,6 +256,9 @@ async fn every_endpoint_answers_and_bad_input_gets_its_status() {
     payer
         .wait_event(&["payment_sent"], 0, |e| e["payment"] == first["id"])
         .await;
+    payee
+        .wait_event(&["payment_received"], 0, |e| e["payment"] == first["id"])
+        .await;
     let list = payer.get("/v1/payments?limit=10").await;
     let ids: Vec<&Value> = list.as_array().unwrap().iter().map(|p| &p["id"]).collect();
     assert_eq!(

@@ -196,6 +196,34 @@ async fn hostile_peers_get_nothing_and_are_banned() {
         rejected > 64,
         "banned past 64 rejections, {rejected} logged"
     );
+    // Counted in the metrics, and kept out of the API's event log (a flood would push the
+    // payments out of it).
+    let counted = victim
+        .request(reqwest::Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = counted
+        .lines()
+        .find(|l| l.starts_with("hoplite_peer_rejections_total{kind=\"message\"}"))
+        .expect("counted");
+    let count: u64 = line.rsplit(' ').next().unwrap().parse().expect("a count");
+    assert!(count > 64, "{line}");
+    let events = victim.get("/v1/events?after=0").await;
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !e["event"]["type"]
+                .as_str()
+                .unwrap_or("")
+                .contains("rejected")),
+        "{events}"
+    );
     // And refused when it comes back: let in by the transport, then closed at once.
     attacker.dial.send(address.clone()).await.unwrap();
     let mut back = attacker.next().await;
