@@ -320,7 +320,11 @@ impl Ledger {
             }
             Event::ChannelClosed { .. } => self.incident("channel", &"closed"),
             Event::ChannelSettled { .. } => self.incident("channel", &"settled"),
-            Event::CloseRefused { .. } | Event::ChannelOpened { .. } => {}
+            // The simulator's nodes do not withdraw.
+            Event::CloseRefused { .. }
+            | Event::ChannelOpened { .. }
+            | Event::Withdrawn { .. }
+            | Event::WithdrawFailed { .. } => {}
         }
         Ok(())
     }

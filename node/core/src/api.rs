@@ -271,6 +271,18 @@ pub enum ChainRequest {
         /// participant1's, participant2's.
         signatures: [Signature; 2],
     },
+    /// Raise our withdrawn total in `channel` to `total`, which both signed (ours first) for
+    /// blocks up to `expiry`.
+    Withdraw {
+        /// The channel.
+        channel: ChannelId,
+        /// Our new withdrawn total.
+        total: Amount,
+        /// The last block it may land in.
+        expiry: BlockNumber,
+        /// Ours, then the partner's.
+        signatures: [Signature; 2],
+    },
     /// Pay out all of `sender`'s pending locks of a settled channel.
     UnlockBatch {
         /// The channel.
@@ -386,6 +398,21 @@ pub enum Event {
         amount: Amount,
         /// Whether it paid our invoice `payment` (else it was spontaneous).
         invoice: bool,
+    },
+    /// Our withdrawal landed: the chain paid it to our account.
+    Withdrawn {
+        /// The channel.
+        channel: ChannelId,
+        /// Our withdrawn total now.
+        total: Amount,
+    },
+    /// Our withdrawal will not land: the partner refused it (`refused`), or it expired or
+    /// the contract refused it. The channel goes on.
+    WithdrawFailed {
+        /// The channel.
+        channel: ChannelId,
+        /// Whether the partner refused to sign.
+        refused: bool,
     },
     /// A partner paid us directly.
     DirectTransferReceived {

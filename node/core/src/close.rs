@@ -111,9 +111,12 @@ impl Node {
         Ok(())
     }
 
-    /// Whether `channel` is closing, cooperatively or unilaterally: it carries no new state.
+    /// Whether `channel` is closing, cooperatively or unilaterally, or frozen by a withdrawal
+    /// (which starts only with no lock pending, so no lock duty depends on this): it carries
+    /// no new state.
     pub(crate) fn is_closing(&self, channel: ChannelId) -> bool {
         self.state.closing.contains_key(&channel)
+            || self.state.withdrawing.contains_key(&channel)
             || self.state.monitors.get(&channel).is_some_and(|m| m.closing)
     }
 

@@ -9,6 +9,8 @@
 //!   and the errors sorted by what the caller does.
 //! - `gossip.rs`: announcing our channels, policies and ourselves; judging what peers relay.
 //! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
+//! - `withdraw.rs`: taking part of our balance out of an open channel (both sign the new
+//!   withdrawn total; the channel is frozen until the chain shows it or it expires).
 //! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
 //!   balances).
 //! - `onchain.rs`: duties on-chain, derived after every call from what the chain shows:
@@ -61,6 +63,7 @@ mod store;
 pub mod testkit;
 pub mod view;
 pub mod wire;
+mod withdraw;
 
 pub use api::{
     ChainRequest, CommandError, Config, Event, Input, Output, PaymentFailure, PeerAction,

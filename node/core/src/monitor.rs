@@ -176,6 +176,7 @@ impl ChainRequest {
             | Self::Close { channel, .. }
             | Self::Settle { channel, .. }
             | Self::CooperativeSettle { channel, .. }
+            | Self::Withdraw { channel, .. }
             | Self::UnlockBatch { channel, .. } => Some(*channel),
             Self::UpdateNonClosing { closer_proof } => Some(closer_proof.proof.channel_id),
         }
@@ -191,6 +192,7 @@ impl ChainRequest {
             Self::UpdateNonClosing { .. } => "update_non_closing",
             Self::Settle { .. } => "settle",
             Self::CooperativeSettle { .. } => "cooperative_settle",
+            Self::Withdraw { .. } => "withdraw",
             Self::UnlockBatch { .. } => "unlock_batch",
         }
     }
@@ -228,6 +230,22 @@ impl ChainRequest {
             } => {
                 chain
                     .cooperative_settle(*channel, *balances, [&signatures[0], &signatures[1]])
+                    .await
+            }
+            Self::Withdraw {
+                channel,
+                total,
+                expiry,
+                signatures,
+            } => {
+                chain
+                    .set_total_withdraw(
+                        *channel,
+                        me,
+                        *total,
+                        expiry.0,
+                        [&signatures[0], &signatures[1]],
+                    )
                     .await
             }
             Self::UnlockBatch {

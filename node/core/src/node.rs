@@ -481,6 +481,9 @@ impl Node {
             // No channel came of it: its deposit must not go into a later one.
             self.state.pending_opens.remove(&partner);
         }
+        if let ChainRequest::Withdraw { channel, .. } = request {
+            self.withdrawal_failed(channel, &failure);
+        }
         self.chain_request_failed(id, &failure);
         self.event(Event::ChainRequestFailed { request, failure });
     }
@@ -738,6 +741,20 @@ impl Node {
                     Message::CloseRefused { channel, round } => {
                         self.handle_close_refused(from, channel, round)
                     }
+                    Message::WithdrawRequest {
+                        channel,
+                        round,
+                        total,
+                        expiry,
+                    } => self.handle_withdraw_request(from, channel, round, total, expiry),
+                    Message::WithdrawAccepted {
+                        channel,
+                        round,
+                        signature,
+                    } => self.handle_withdraw_accepted(from, channel, round, signature),
+                    Message::WithdrawRefused { channel, round } => {
+                        self.handle_withdraw_refused(from, channel, round)
+                    }
                     Message::AnnouncementSignature {
                         channel,
                         capacity,
@@ -828,8 +845,13 @@ impl Node {
                     self.share_announcement(id);
                 }
             }
+            Tn::ChannelWithdraw(e) => {
+                self.handle_withdrawn(id, e.participant, Amount::from(e.totalWithdraw));
+            }
             Tn::ChannelClosed(e) => {
                 self.state.announcement_parts.remove(&id);
+                // A withdrawal can't land on a closed channel; the close freezes it anyway.
+                self.state.withdrawing.remove(&id);
                 self.handle_closed(id, e.closer);
             }
             Tn::LockUnlocked(e) if self.channels.contains_key(&id) => {
@@ -872,6 +894,7 @@ impl Node {
         self.state.closing.remove(&id);
         self.state.close_answered.remove(&id);
         self.state.announcement_parts.remove(&id);
+        self.state.withdrawing.remove(&id);
         // Nothing of it is pending on-chain any more: a lock of ours still on the books was
         // not paid to its receiver, one to us will never pay.
         let left: Vec<(SecretHash, ChannelId)> = self

@@ -235,6 +235,7 @@ impl Node {
     pub(crate) fn chain_duties(&mut self) {
         self.claim_locks_in_danger();
         self.give_up_slow_closes();
+        self.withdrawal_duties();
         let block = self.block;
         let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
         for channel in ours {

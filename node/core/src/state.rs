@@ -15,6 +15,7 @@ use crate::monitor::{ChannelMonitor, InFlight};
 use crate::outbox::Outbox;
 use crate::payments::{Payment, ReceivedLock, SentLock};
 use crate::wire::{Message, MessageId};
+use crate::withdraw::Withdrawing;
 use alloy_primitives::Address;
 use hoplite_htlc::{Amount, ChannelId, Secret, SecretHash, Signature};
 use hoplite_routing::Policy;
@@ -51,6 +52,8 @@ pub(crate) struct NodeState {
     pub(crate) announcement_parts: BTreeMap<ChannelId, (Amount, Signature)>,
     /// Our channels settled and forgotten: a replay of the chain does not take them up again.
     pub(crate) forgotten: BTreeMap<ChannelId, ()>,
+    /// Our channels frozen by a withdrawal under way.
+    pub(crate) withdrawing: BTreeMap<ChannelId, Withdrawing>,
 }
 
 /// The node's counters and its policy: one entry.
@@ -94,6 +97,8 @@ pub enum EntryKey {
     AnnouncementPart(ChannelId),
     /// A channel of ours settled and forgotten.
     Forgotten(ChannelId),
+    /// A withdrawal under way in a channel of ours.
+    Withdrawing(ChannelId),
 }
 
 /// An entry's value: opaque bytes only [`Node::restore`](crate::Node::restore) reads.
@@ -177,6 +182,7 @@ impl NodeState {
             close_answered,
             announcement_parts,
             forgotten,
+            withdrawing,
         } = live;
         if self.counters != *counters {
             self.counters = *counters;
@@ -232,6 +238,12 @@ impl NodeState {
             |c| EntryKey::Forgotten(*c),
             out,
         );
+        diff_map(
+            &mut self.withdrawing,
+            withdrawing,
+            |c| EntryKey::Withdrawing(*c),
+            out,
+        );
     }
 
     /// Takes back one persisted entry (`None`: it is gone).
@@ -258,6 +270,7 @@ impl NodeState {
             EntryKey::CloseAnswered(c) => put(&mut self.close_answered, c, value),
             EntryKey::AnnouncementPart(c) => put(&mut self.announcement_parts, c, value),
             EntryKey::Forgotten(c) => put(&mut self.forgotten, c, value),
+            EntryKey::Withdrawing(c) => put(&mut self.withdrawing, c, value),
         };
         result.map_err(|_| CorruptEntry { key })
     }

@@ -109,6 +109,37 @@ pub enum Message {
         /// The proposal answered.
         round: u64,
     },
+    /// The sender asks the receiver to sign its new withdrawn total in `channel`, valid up to
+    /// block `expiry`, with no lock pending either way. It sends nothing more on the channel
+    /// until answered, and the receiver, once it signs, accepts nothing more until the chain
+    /// shows the withdrawal or the expiry passes.
+    WithdrawRequest {
+        /// The channel.
+        channel: ChannelId,
+        /// The request's number.
+        round: u64,
+        /// The sender's new withdrawn total.
+        total: Amount,
+        /// The last block it may land in.
+        expiry: BlockNumber,
+    },
+    /// The receiver's withdrawal `round`, signed by the sender (EIP-712 `Withdraw`).
+    WithdrawAccepted {
+        /// The channel.
+        channel: ChannelId,
+        /// The request answered.
+        round: u64,
+        /// The sender's signature.
+        signature: Signature,
+    },
+    /// The receiver's withdrawal `round` is more than the sender's view allows (or a lock is
+    /// pending, or the channel is busy): the channel goes on.
+    WithdrawRefused {
+        /// The channel.
+        channel: ChannelId,
+        /// The request answered.
+        round: u64,
+    },
     /// The sender's signature of `channel`'s announcement at `capacity` (what the chain
     /// shows after a change of deposits): with both, either participant can announce it.
     AnnouncementSignature {
@@ -136,6 +167,11 @@ impl Message {
             )
             | (M::CloseRequest { channel, .. }, M::CloseRequest { channel: c, .. })
             | (
+                M::WithdrawAccepted { channel, .. } | M::WithdrawRefused { channel, .. },
+                M::WithdrawAccepted { channel: c, .. } | M::WithdrawRefused { channel: c, .. },
+            )
+            | (M::WithdrawRequest { channel, .. }, M::WithdrawRequest { channel: c, .. })
+            | (
                 M::AnnouncementSignature { channel, .. },
                 M::AnnouncementSignature { channel: c, .. },
             ) => channel == c,
@@ -155,6 +191,9 @@ impl Message {
             Self::CloseRequest { channel, .. }
             | Self::CloseAccepted { channel, .. }
             | Self::CloseRefused { channel, .. }
+            | Self::WithdrawRequest { channel, .. }
+            | Self::WithdrawAccepted { channel, .. }
+            | Self::WithdrawRefused { channel, .. }
             | Self::AnnouncementSignature { channel, .. } => Some(*channel),
             Self::SecretRequest { .. } | Self::RevealSecret { .. } | Self::Failure { .. } => None,
         }

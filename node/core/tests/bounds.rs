@@ -186,7 +186,7 @@ fn a_spontaneous_payment_naming_an_invoice_id_leaves_the_invoice_open() {
     net.deliver_all();
     assert!(net.events(1).iter().any(|e| matches!(
         e,
-        Event::PaymentReceived { payment, amount: a, invoice: true } if *payment == invoice.payment && *a == amount(50)
+        Event::PaymentReceived { payment, amount: a, invoice: false } if *payment == invoice.payment && *a == amount(50)
     )));
     // The invoice itself is still payable, also after a restart.
     net.restart(1);

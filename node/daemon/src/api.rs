@@ -13,6 +13,7 @@
 //! | `POST /v1/channels` | `{"partner", "deposit"}` | open a channel and deposit |
 //! | `GET /v1/channels/{id}` | | one channel |
 //! | `POST /v1/channels/{id}/deposit` | `{"total"}` | raise our total deposit |
+//! | `POST /v1/channels/{id}/withdraw` | `{"amount"}` | take part of our balance out |
 //! | `POST /v1/channels/{id}/close` | `{"cooperative"}` | close (default cooperative) |
 //! | `GET /v1/invoices` | | invoices we made, newest first (`?limit=`) |
 //! | `POST /v1/invoices` | `{"amount", "valid_for_s"?}` | make an invoice |
@@ -98,6 +99,13 @@ pub enum Request {
         channel: ChannelId,
         /// The new total.
         total: Amount,
+    },
+    /// Withdraw `amount` of our balance in `channel`.
+    Withdraw {
+        /// The channel.
+        channel: ChannelId,
+        /// How much.
+        amount: Amount,
     },
     /// Close `channel`.
     Close {
@@ -316,6 +324,7 @@ pub fn router(api: Api) -> Router {
         .route("/v1/channels", get(channels).post(open_channel))
         .route("/v1/channels/{id}", get(channel))
         .route("/v1/channels/{id}/deposit", post(deposit))
+        .route("/v1/channels/{id}/withdraw", post(withdraw))
         .route("/v1/channels/{id}/close", post(close))
         .route("/v1/invoices", get(invoices).post(create_invoice))
         .route("/v1/invoices/{id}", get(invoice))
@@ -609,6 +618,42 @@ async fn deposit(
     let request = Request::Deposit {
         channel: channel_id(&segment(id)?)?,
         total: amount(&body.total, "total")?,
+    };
+    api.ask(request).await
+}
+
+/// What to withdraw.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    /// Tokens of our balance to take out.
+    amount: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/channels/{id}/withdraw",
+    tag = "channels",
+    request_body = WithdrawBody,
+    params(("id" = String, Path, description = "The channel id (decimal)")),
+    responses(
+        (status = 200, description = "Asked: the partner signs, then it is sent on-chain; a `withdrawn` or `withdraw_failed` event follows", body = views::Accepted),
+        (status = 400, description = "Malformed", body = ErrorBody),
+        (status = 404, description = "No such channel", body = ErrorBody),
+        (status = 409, description = "Closing, a withdrawal under way, or a lock pending", body = ErrorBody),
+        (status = 422, description = "More than our balance", body = ErrorBody),
+        (status = 401, description = "No or a wrong token", body = ErrorBody)
+    )
+)]
+async fn withdraw(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<WithdrawBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let request = Request::Withdraw {
+        channel: channel_id(&segment(id)?)?,
+        amount: amount(&body.amount, "amount")?,
     };
     api.ask(request).await
 }
@@ -1064,7 +1109,7 @@ async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
                        with `Authorization: Bearer <data_dir/api-token>`."
     ),
     paths(
-        info, peers, connect, disconnect, channels, open_channel, channel, deposit, close,
+        info, peers, connect, disconnect, channels, open_channel, channel, deposit, withdraw, close,
         invoices, create_invoice, invoice, payments, pay, payment, graph, poll_events,
         stream_events, list_backups, backup, metrics, openapi
     ),
@@ -1135,7 +1180,7 @@ mod tests {
              hoplite-daemon openapi"
         );
         let paths: Vec<&str> = document.paths.paths.keys().map(String::as_str).collect();
-        assert_eq!(paths.len(), 17, "{paths:?}");
+        assert_eq!(paths.len(), 18, "{paths:?}");
         for schema in [
             "Info",
             "Channel",

@@ -46,7 +46,7 @@ pub enum ClientCommand {
         /// Its Ethereum address.
         address: String,
     },
-    /// Channels: list, show, open, deposit, close.
+    /// Channels: list, show, open, deposit, withdraw, close.
     #[command(subcommand)]
     Channel(ChannelCommand),
     /// Invoices: create, list, show.
@@ -130,6 +130,15 @@ pub enum ChannelCommand {
         id: String,
         /// Our new total deposit.
         total: String,
+    },
+    /// Takes part of our balance out of an open channel to our account (the partner signs;
+    /// the channel carries no payment until the chain shows it).
+    /// Example: `hoplite channel withdraw 3 5000`.
+    Withdraw {
+        /// The channel id.
+        id: String,
+        /// Tokens to take out.
+        amount: String,
     },
     /// Closes a channel: cooperatively (both sign the final balances, settled at once), or
     /// with `--unilateral` (our partner's latest proof on-chain, then the challenge window).
@@ -392,6 +401,15 @@ pub async fn run(
                 )
                 .await?,
             |_| "deposit sent\n".into(),
+        ),
+        C::Channel(ChannelCommand::Withdraw { id, amount }) => show(
+            &client
+                .post(
+                    &format!("/v1/channels/{id}/withdraw"),
+                    json!({"amount": amount}),
+                )
+                .await?,
+            |_| "withdrawing: a `withdrawn` event follows once it is on-chain\n".into(),
         ),
         C::Channel(ChannelCommand::Close { id, unilateral }) => show(
             &client

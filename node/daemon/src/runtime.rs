@@ -634,6 +634,11 @@ impl Runtime {
                 .deposit(now, channel, total)
                 .map(|()| to_value(&views::Accepted {}))
                 .map_err(refused),
+            Request::Withdraw { channel, amount } => self
+                .node
+                .withdraw(now, channel, amount)
+                .map(|()| to_value(&views::Accepted {}))
+                .map_err(refused),
             Request::Close {
                 channel,
                 cooperative,
@@ -973,6 +978,12 @@ fn event_json(event: &Event) -> Value {
         } => json!({
             "type": "payment_received", "payment": payment.0, "amount": amount(received),
             "invoice": invoice,
+        }),
+        Event::Withdrawn { channel, total } => json!({
+            "type": "withdrawn", "channel": channel.to_string(), "total": amount(total),
+        }),
+        Event::WithdrawFailed { channel, refused } => json!({
+            "type": "withdraw_failed", "channel": channel.to_string(), "refused": refused,
         }),
         Event::DirectTransferReceived {
             channel,

@@ -312,6 +312,39 @@ async fn every_endpoint_answers_and_bad_input_gets_its_status() {
         "{received}"
     );
 
+    // A withdrawal: the partner signs, the chain pays it to the payer's account.
+    let before = net.tokens(net.daemons[0].address).await;
+    let payer = &net.daemons[0];
+    let too_much = payer
+        .request(Method::POST, &format!("/v1/channels/{id}/withdraw"))
+        .json(&json!({"amount": balance.to_string()}));
+    let (status, _) = call(payer, too_much).await;
+    assert_eq!(status, 200, "all of it may go");
+    payer
+        .wait_event(&["withdrawn", "withdraw_failed"], 0, |_| true)
+        .await;
+    let after = net.tokens(net.daemons[0].address).await;
+    let (payer, payee) = (&net.daemons[0], &net.daemons[1]);
+    assert_eq!(after - before, alloy_primitives::U256::from(balance));
+    let channel_now = payer.get(&format!("/v1/channels/{id}")).await;
+    assert_eq!(
+        (
+            amount(&channel_now["our_withdrawn"]),
+            amount(&channel_now["our_balance"])
+        ),
+        (balance, 0),
+        "{channel_now}"
+    );
+    let over = payer
+        .request(Method::POST, &format!("/v1/channels/{id}/withdraw"))
+        .json(&json!({"amount": "1"}));
+    refused(payer, over, 422, "insufficient_balance").await;
+    payee
+        .wait_until(&format!("/v1/channels/{id}"), "the withdrawal seen", |c| {
+            amount(&c["partner_withdrawn"]) == balance
+        })
+        .await;
+
     let graph = payer.get("/v1/graph").await;
     assert_eq!(graph["channels"][0]["id"], json!(id), "{graph}");
     let backup = payer.post_ok("/v1/backups", json!({})).await;
