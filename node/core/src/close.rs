@@ -81,7 +81,8 @@ impl Node {
         match how {
             Close::Unilateral => self.request_close(channel),
             Close::Cooperative => {
-                if self.state.closing.contains_key(&channel) {
+                // A withdrawal landing after a settlement was signed would unbalance it.
+                if self.state.closing.contains_key(&channel) || self.is_withdrawing(channel) {
                     return Err(CommandError::ChannelClosing(channel));
                 }
                 let balances = self.final_balances(channel)?;
@@ -190,6 +191,8 @@ impl Node {
                 }
                 true
             }
+            // Not while a withdrawal is under way: it could land after we signed.
+            _ if self.is_withdrawing(channel) => false,
             _ => self.final_balances(channel).ok() == Some(balances),
         };
         if !accept {

@@ -637,6 +637,7 @@ impl Node {
         {
             in_flight.retry_at = block;
         }
+        node.resubmit_withdrawals();
         node.mid_block = true;
         let finished = &node.finished;
         node.invoices.retain(|id, _| !finished.contains_key(id));
@@ -851,7 +852,7 @@ impl Node {
             Tn::ChannelClosed(e) => {
                 self.state.announcement_parts.remove(&id);
                 // A withdrawal can't land on a closed channel; the close freezes it anyway.
-                self.state.withdrawing.remove(&id);
+                self.withdrawal_closed(id);
                 self.handle_closed(id, e.closer);
             }
             Tn::LockUnlocked(e) if self.channels.contains_key(&id) => {

@@ -50,8 +50,8 @@ pub(crate) enum Withdrawing {
         expiry: BlockNumber,
         /// Ours, then the partner's.
         signatures: [Signature; 2],
-        /// A submission is out (else one is sent at the end of the call).
-        in_flight: bool,
+        /// Where its submission stands.
+        submit: Submit,
     },
     /// We signed the partner's withdrawal.
     Signed {
@@ -60,6 +60,18 @@ pub(crate) enum Withdrawing {
         /// The last block it may land in.
         expiry: BlockNumber,
     },
+}
+
+/// Where the submission of our signed withdrawal stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Submit {
+    /// Send it once the block is this one or later.
+    Due(BlockNumber),
+    /// Sent; its events or its failure will tell.
+    InFlight,
+    /// The contract refused it: not sent again. The signatures stay valid until the expiry
+    /// (a copy may still land), so the channel stays frozen until then.
+    GivenUp,
 }
 
 impl Withdrawing {
@@ -196,7 +208,7 @@ impl Node {
     /// Whether we may sign the partner's withdrawn total `total` until `expiry`: the channel
     /// is quiet (not closing, no withdrawal under way, no lock pending either way), the total
     /// grows by no more than the partner can spend, and the expiry leaves it a block at least
-    /// and freezes the channel no longer than `close_timeout` blocks.
+    /// and freezes the channel no longer than twice `close_timeout` blocks.
     fn may_sign_withdrawal(&self, channel: ChannelId, total: Amount, expiry: BlockNumber) -> bool {
         let Some(ours) = self.channels.get(&channel) else {
             return false;
@@ -208,7 +220,8 @@ impl Node {
             && theirs.locks().is_empty()
             && more.is_some_and(|more| !more.is_zero() && more <= ours.spendable(Side::Partner))
             && expiry.0 > self.block.0
-            && expiry.0 <= self.block.0.saturating_add(self.config.close_timeout)
+            // Twice the withdrawer's `close_timeout`: our view of the chain may lag its own.
+            && expiry.0 <= self.block.0.saturating_add(2 * self.config.close_timeout)
     }
 
     /// The partner signed our withdrawal: sign it too and submit it.
@@ -234,13 +247,14 @@ impl Node {
             return Err(PeerError::BadSignature);
         }
         let ours = self.key.sign_digest(&digest);
+        let submit = Submit::Due(self.block);
         self.state.withdrawing.insert(
             channel,
             Withdrawing::Submitted {
                 total,
                 expiry,
                 signatures: [ours, signature],
-                in_flight: false,
+                submit,
             },
         );
         Ok(())
@@ -268,7 +282,9 @@ impl Node {
         Ok(())
     }
 
-    /// The chain shows `participant`'s withdrawn total in `channel`.
+    /// The chain shows `participant`'s withdrawn total in `channel`. The freeze ends only
+    /// when this is the withdrawal it was for (the other participant's landing, or a smaller
+    /// total, leaves a signature of ours still valid).
     pub(crate) fn handle_withdrawn(
         &mut self,
         channel: ChannelId,
@@ -283,12 +299,24 @@ impl Node {
         } else {
             Side::Partner
         };
-        // Only a total both signed lands, and the freeze kept it within the balance.
+        // Only a total both signed lands, and the freeze kept it within the balance; a view
+        // that can't take it is not the chain's: close and settle by the chain's own data.
         if ours.set_total_withdraw(side, total).is_ok() {
             self.touch(channel);
+        } else {
+            self.request_close(channel);
         }
-        let event = (side == Side::Ours).then_some(Event::Withdrawn { channel, total });
-        self.end_withdrawal(channel, event);
+        let done = match self.state.withdrawing.get(&channel) {
+            Some(
+                Withdrawing::Requested { total: t, .. } | Withdrawing::Submitted { total: t, .. },
+            ) => side == Side::Ours && total >= *t,
+            Some(Withdrawing::Signed { total: t, .. }) => side == Side::Partner && total >= *t,
+            None => false,
+        };
+        if done {
+            let event = (side == Side::Ours).then_some(Event::Withdrawn { channel, total });
+            self.end_withdrawal(channel, event);
+        }
         self.share_announcement(channel);
     }
 
@@ -316,18 +344,11 @@ impl Node {
                 total,
                 expiry,
                 signatures,
-                in_flight: false,
+                submit: Submit::Due(at),
             } = withdrawing
+                && block.0 >= at.0
             {
-                self.state.withdrawing.insert(
-                    channel,
-                    Withdrawing::Submitted {
-                        total,
-                        expiry,
-                        signatures,
-                        in_flight: true,
-                    },
-                );
+                self.set_submit(channel, Submit::InFlight);
                 self.send_chain_request(ChainRequest::Withdraw {
                     channel,
                     total,
@@ -338,34 +359,56 @@ impl Node {
         }
     }
 
-    /// Our withdrawal's transaction failed: sent again while it can land, unless the contract
-    /// refused it for good.
+    /// Our withdrawal's transaction failed: sent again the block after while it can land,
+    /// unless the contract refused it (then the channel stays frozen until the expiry: a copy
+    /// of it may still land, and its events end the freeze).
     pub(crate) fn withdrawal_failed(&mut self, channel: ChannelId, failure: &ChainFailure) {
-        let Some(Withdrawing::Submitted {
-            total,
-            expiry,
-            signatures,
-            ..
-        }) = self.state.withdrawing.get(&channel).copied()
-        else {
-            return;
+        let submit = match failure {
+            ChainFailure::Reverted(_) => Submit::GivenUp,
+            ChainFailure::StaleState | ChainFailure::NotSent(_) => {
+                Submit::Due(BlockNumber(self.block.0.saturating_add(1)))
+            }
         };
-        if let ChainFailure::Reverted(_) = failure {
-            let event = Event::WithdrawFailed {
-                channel,
-                refused: false,
-            };
-            return self.end_withdrawal(channel, Some(event));
+        self.set_submit(channel, submit);
+    }
+
+    /// Sets where our signed withdrawal's submission stands.
+    fn set_submit(&mut self, channel: ChannelId, submit: Submit) {
+        if let Some(Withdrawing::Submitted { submit: s, .. }) =
+            self.state.withdrawing.get_mut(&channel)
+        {
+            *s = submit;
         }
-        self.state.withdrawing.insert(
+    }
+
+    /// After a restart: a submission that was out may never have been sent; it goes again.
+    pub(crate) fn resubmit_withdrawals(&mut self) {
+        for withdrawing in self.state.withdrawing.values_mut() {
+            if let Withdrawing::Submitted { submit, .. } = withdrawing
+                && *submit == Submit::InFlight
+            {
+                *submit = Submit::Due(BlockNumber(0));
+            }
+        }
+    }
+
+    /// The channel was closed: a withdrawal can no longer land.
+    pub(crate) fn withdrawal_closed(&mut self, channel: ChannelId) {
+        let ours = self
+            .state
+            .withdrawing
+            .get(&channel)
+            .is_some_and(|w| !matches!(w, Withdrawing::Signed { .. }));
+        let event = ours.then_some(Event::WithdrawFailed {
             channel,
-            Withdrawing::Submitted {
-                total,
-                expiry,
-                signatures,
-                in_flight: false,
-            },
-        );
+            refused: false,
+        });
+        self.end_withdrawal(channel, event);
+    }
+
+    /// Whether a withdrawal is under way in `channel` (no cooperative close then).
+    pub(crate) fn is_withdrawing(&self, channel: ChannelId) -> bool {
+        self.state.withdrawing.contains_key(&channel)
     }
 
     /// The withdrawal in `channel` is over: the channel goes on.

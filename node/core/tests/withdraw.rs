@@ -6,7 +6,7 @@
 use hoplite_htlc::{Amount, BlockNumber, ChannelId, SendError, Side, Violation};
 use hoplite_node::testkit::{Network, START_TOKENS, create_network};
 use hoplite_node::wire::Message;
-use hoplite_node::{CommandError, Event};
+use hoplite_node::{Close, CommandError, Event};
 
 fn amount(n: u64) -> Amount {
     Amount::from(n)
@@ -96,6 +96,11 @@ fn more_than_the_balance_is_refused_and_a_frozen_channel_carries_nothing() {
     ));
     net.nodes[0].withdraw(now, channel, amount(100)).unwrap();
     net.settle();
+    // No cooperative close either: the withdrawal could land after the settlement is signed.
+    assert_eq!(
+        net.nodes[0].close_channel(now, channel, Close::Cooperative),
+        Err(CommandError::ChannelClosing(channel))
+    );
     // Asked, not yet answered: we send nothing new.
     assert_eq!(
         net.nodes[0].send_direct(now, channel, amount(1)),
@@ -107,6 +112,10 @@ fn more_than_the_balance_is_refused_and_a_frozen_channel_carries_nothing() {
     net.settle();
     assert_eq!(
         net.nodes[1].send_direct(now, channel, amount(1)),
+        Err(CommandError::ChannelClosing(channel))
+    );
+    assert_eq!(
+        net.nodes[1].close_channel(now, channel, Close::Cooperative),
         Err(CommandError::ChannelClosing(channel))
     );
     net.deliver_all();
