@@ -191,6 +191,12 @@ impl Channel {
         }
     }
 
+    /// Whether a lock is pending in either direction.
+    pub fn locks_pending(&self) -> bool {
+        !self.participant(Side::Ours).locks().is_empty()
+            || !self.participant(Side::Partner).locks().is_empty()
+    }
+
     /// What `side` can still send or lock: `deposit − withdrawn − sent − locked + received`.
     pub fn spendable(&self, side: Side) -> Amount {
         let (me, other) = self.pair(side);

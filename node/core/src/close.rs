@@ -133,9 +133,7 @@ impl Node {
             .onchain
             .get(&channel)
             .ok_or(CommandError::UnknownChannel(channel))?;
-        if !ours.participant(Side::Ours).locks().is_empty()
-            || !ours.participant(Side::Partner).locks().is_empty()
-        {
+        if ours.locks_pending() {
             return Err(CommandError::LocksPending(channel));
         }
         let ours_first = onchain.state.participant1 == self.address;

@@ -104,9 +104,7 @@ impl Node {
             .channels
             .get(&channel)
             .ok_or(CommandError::UnknownChannel(channel))?;
-        if !ours.participant(Side::Ours).locks().is_empty()
-            || !ours.participant(Side::Partner).locks().is_empty()
-        {
+        if ours.locks_pending() {
             return Err(CommandError::LocksPending(channel));
         }
         let spendable = ours.spendable(Side::Ours);
@@ -216,8 +214,7 @@ impl Node {
         let theirs = ours.participant(Side::Partner);
         let more = total.checked_sub(theirs.total_withdraw());
         !self.is_closing(channel)
-            && ours.participant(Side::Ours).locks().is_empty()
-            && theirs.locks().is_empty()
+            && !ours.locks_pending()
             && more.is_some_and(|more| !more.is_zero() && more <= ours.spendable(Side::Partner))
             && expiry.0 > self.block.0
             // Twice the withdrawer's `close_timeout`: our view of the chain may lag its own.

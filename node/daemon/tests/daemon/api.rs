@@ -299,14 +299,7 @@ async fn every_endpoint_answers_and_bad_input_gets_its_status() {
             "no {name} in:\n{text}"
         );
     }
-    let received = payee
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let received = payee.metrics().await;
     assert!(
         received.contains("hoplite_payments_total{direction=\"received\",outcome=\"succeeded\"} 2"),
         "{received}"

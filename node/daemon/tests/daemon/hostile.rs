@@ -171,14 +171,7 @@ async fn hostile_peers_get_nothing_and_are_banned() {
     };
     frame(&mut stream, &forged(1)).await;
     victim.wait_log("is not the partner in channel").await;
-    let metrics = victim
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = victim.metrics().await;
     assert!(
         metrics.contains("hoplite_peer_rejections_total{kind=\"message\"}"),
         "counted: {metrics}"
@@ -198,14 +191,7 @@ async fn hostile_peers_get_nothing_and_are_banned() {
     );
     // Counted in the metrics, and kept out of the API's event log (a flood would push the
     // payments out of it).
-    let counted = victim
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let counted = victim.metrics().await;
     let line = counted
         .lines()
         .find(|l| l.starts_with("hoplite_peer_rejections_total{kind=\"message\"}"))

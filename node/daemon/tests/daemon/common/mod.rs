@@ -337,6 +337,21 @@ resend_after_s = 2
             .bearer_auth(self.token())
     }
 
+    /// Its `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("node{} GET /metrics: {e}", self.index));
+        assert!(
+            response.status().is_success(),
+            "node{}: /metrics",
+            self.index
+        );
+        response.text().await.expect("text")
+    }
+
     /// Runs `hoplite --json <args>` against this daemon's API (the CLI); its output.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_hoplite"))
