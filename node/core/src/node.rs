@@ -481,8 +481,14 @@ impl Node {
             // No channel came of it: its deposit must not go into a later one.
             self.state.pending_opens.remove(&partner);
         }
-        if let ChainRequest::Withdraw { channel, .. } = request {
-            self.withdrawal_failed(channel, &failure);
+        if let ChainRequest::Withdraw {
+            channel,
+            total,
+            expiry,
+            ..
+        } = request
+        {
+            self.withdrawal_failed(channel, (total, expiry), &failure);
         }
         self.chain_request_failed(id, &failure);
         self.event(Event::ChainRequestFailed { request, failure });

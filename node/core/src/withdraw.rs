@@ -26,7 +26,9 @@ use crate::wire::Message;
 use alloy_primitives::{Address, B256};
 use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::eip712::Withdraw;
-use hoplite_htlc::{Amount, BlockNumber, ChannelId, SendError, Side, Signature, Violation};
+use hoplite_htlc::{
+    Amount, BalanceError, BlockNumber, ChannelId, SendError, Side, Signature, Violation,
+};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -297,11 +299,12 @@ impl Node {
             Side::Partner
         };
         // Only a total both signed lands, and the freeze kept it within the balance; a view
-        // that can't take it is not the chain's: close and settle by the chain's own data.
-        if ours.set_total_withdraw(side, total).is_ok() {
-            self.touch(channel);
-        } else {
-            self.request_close(channel);
+        // that can't take it is not the chain's: close and settle by the chain's own data. A
+        // total below ours is an older withdrawal replayed after a restart.
+        match ours.set_total_withdraw(side, total) {
+            Ok(()) => self.touch(channel),
+            Err(BalanceError::WithdrawExceedsBalance { .. }) => self.request_close(channel),
+            Err(_) => {}
         }
         let done = match self.state.withdrawing.get(&channel) {
             Some(
@@ -359,7 +362,20 @@ impl Node {
     /// Our withdrawal's transaction failed: sent again the block after while it can land,
     /// unless the contract refused it (then the channel stays frozen until the expiry: a copy
     /// of it may still land, and its events end the freeze).
-    pub(crate) fn withdrawal_failed(&mut self, channel: ChannelId, failure: &ChainFailure) {
+    pub(crate) fn withdrawal_failed(
+        &mut self,
+        channel: ChannelId,
+        failed: (Amount, BlockNumber),
+        failure: &ChainFailure,
+    ) {
+        // A late answer for an earlier withdrawal (sent again after a restart) is not ours.
+        let current = matches!(
+            self.state.withdrawing.get(&channel),
+            Some(Withdrawing::Submitted { total, expiry, .. }) if (*total, *expiry) == failed
+        );
+        if !current {
+            return;
+        }
         let submit = match failure {
             ChainFailure::Reverted(_) => Submit::GivenUp,
             ChainFailure::StaleState | ChainFailure::NotSent(_) => {

@@ -79,6 +79,25 @@ fn a_withdrawal_pays_part_of_a_balance_out_and_the_channel_goes_on() {
     net.mine_and_deliver(1);
     assert_eq!(tokens(&mut net, 0), before + 420);
     assert_eq!(net.spendable(0, channel), amount(400));
+    // Restarted, both replay the chain (the first withdrawal's lower total among it) and
+    // keep the channel open and usable.
+    net.restart(0);
+    net.restart(1);
+    net.mine_and_deliver(2);
+    for i in [0, 1] {
+        assert!(
+            !net.events(i)
+                .iter()
+                .any(|e| matches!(e, Event::ChannelClosed { .. })),
+            "node {i}: {:?}",
+            net.events(i)
+        );
+    }
+    let now = net.now();
+    net.nodes[0].send_direct(now, channel, amount(10)).unwrap();
+    net.settle();
+    net.deliver_all();
+    assert_eq!(net.spendable(0, channel), amount(390));
     net.check_conservation();
     net.check_agreement();
 }
