@@ -19,15 +19,17 @@ use hoplite_gossip::{
 use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::{Amount, ChannelId, Signature};
 use hoplite_routing::{NodeId, Policy};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 impl Node {
     /// Drops policies silent past `stale_after` from routing, and announces ours again when
     /// half of that has passed since we last did (so peers never prune our channels).
     pub(crate) fn refresh_gossip(&mut self) {
-        {
+        let pruned = {
             let mut view = self.view.write();
-            for (channel, participant) in view.gossip.prune(self.now) {
+            let pruned = view.gossip.prune(self.now);
+            for &(channel, participant) in &pruned {
                 let silent = Policy {
                     base_fee: 0,
                     fee_millionths: 0,
@@ -40,16 +42,24 @@ impl Node {
                     .graph
                     .update_policy(channel, NodeId(participant), silent);
             }
+            pruned
+        };
+        for (channel, participant) in pruned {
+            if participant == self.address {
+                self.policy_schedule.set(channel, None);
+            }
         }
-        let due: Vec<ChannelId> = self
-            .channels
-            .keys()
-            .copied()
-            .filter(|id| self.partner_of(*id).is_ok())
-            .filter(|id| self.announcement_due(*id).is_some_and(|at| at <= self.now))
-            .collect();
-        for channel in due {
-            self.announce_policy(channel);
+        for channel in self.policy_schedule.due(self.now) {
+            if self.partner_of(channel).is_err() {
+                // Not open any more: nothing to announce.
+                self.policy_schedule.set(channel, None);
+                continue;
+            }
+            match self.announcement_due(channel) {
+                Some(at) if at <= self.now => self.announce_policy(channel),
+                // Announced meanwhile, or pruned: as the view says.
+                due => self.policy_schedule.set(channel, due),
+            }
         }
         if self
             .node_announcement_due()
@@ -222,20 +232,6 @@ impl Node {
         }
     }
 
-    /// When the policy of one of our open channels is next due to be announced again. (One
-    /// look at the view for all of them: this runs after every call.)
-    pub(crate) fn next_policy_announcement(&self) -> Option<Duration> {
-        let view = self.view.read();
-        self.channels
-            .keys()
-            .filter(|id| view.channel(**id).is_some_and(|c| c.phase == Phase::Opened))
-            .filter_map(|id| view.gossip.latest(*id, self.address))
-            .map(|latest| {
-                Duration::from_secs(latest.timestamp) + self.config.gossip.stale_after / 2
-            })
-            .min()
-    }
-
     /// When our policy for `channel` should be announced again.
     pub(crate) fn announcement_due(&self, channel: ChannelId) -> Option<Duration> {
         let last = self
@@ -335,6 +331,50 @@ impl Node {
                 view.graph
                     .update_policy(update.channel, NodeId(update.participant), update.policy);
         }
+        drop(view);
+        // Ours (made now, or fed back after a restart): when it is due again follows from
+        // whichever of ours the view holds, accepted now or earlier.
+        if update.participant == self.address && self.channels.contains_key(&update.channel) {
+            let due = self.announcement_due(update.channel);
+            self.policy_schedule.set(update.channel, due);
+        }
         verdict
+    }
+}
+
+/// When each of our channels' policy is next due to be announced again, in time order, so
+/// finding the next one costs no walk over a hub's channels. An entry may outlive the
+/// channel's being open (`refresh_gossip` drops it when due); it is never later than the view
+/// says.
+#[derive(Debug, Default)]
+pub(crate) struct PolicySchedule {
+    by_channel: BTreeMap<ChannelId, Duration>,
+    by_time: BTreeSet<(Duration, ChannelId)>,
+}
+
+impl PolicySchedule {
+    /// `channel`'s policy is next due `at` (`None`: not at all).
+    pub(crate) fn set(&mut self, channel: ChannelId, at: Option<Duration>) {
+        if let Some(before) = self.by_channel.remove(&channel) {
+            self.by_time.remove(&(before, channel));
+        }
+        if let Some(at) = at {
+            self.by_channel.insert(channel, at);
+            self.by_time.insert((at, channel));
+        }
+    }
+
+    /// The earliest due.
+    pub(crate) fn next(&self) -> Option<Duration> {
+        self.by_time.first().map(|(at, _)| *at)
+    }
+
+    /// The channels due by `now`, in time order.
+    fn due(&self, now: Duration) -> Vec<ChannelId> {
+        self.by_time
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, channel)| *channel)
+            .collect()
     }
 }

@@ -3,6 +3,7 @@
 use crate::api::{
     ChainRequest, CommandError, Config, Event, Input, Output, PeerError, PersistId, Record,
 };
+use crate::gossip::PolicySchedule;
 use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId, LockChange, LockHistory};
 use crate::payments::IncomingInvoice;
@@ -99,7 +100,21 @@ pub struct Node {
     pub(crate) lock_history: BTreeMap<ChannelId, LockHistory>,
     /// Messages made by the current call, released with its persistence.
     pending: Vec<Outgoing>,
-    dirty: BTreeSet<ChannelId>,
+    /// Our channels changed by the current call.
+    pub(crate) dirty: BTreeSet<ChannelId>,
+    /// Our channels that may owe the chain something: the only ones the duties look at (a
+    /// hub's call does not walk its thousands of quiet channels).
+    pub(crate) watched: BTreeSet<ChannelId>,
+    /// Our channels in which the partner has locks pending (all watched): the locks the
+    /// duties may have to claim.
+    pub(crate) partner_locked: BTreeSet<ChannelId>,
+    /// When our channels' policies are due to be announced again.
+    pub(crate) policy_schedule: PolicySchedule,
+    /// Channels changed since the duties last decided whether each is watched.
+    pub(crate) unsure: BTreeSet<ChannelId>,
+    /// A block or a chain event came in since the duties were last derived: they look at
+    /// every watched channel, not only the changed ones.
+    pub(crate) block_since_duties: bool,
     /// Invoice, Finished and LockChange records made by this call.
     pub(crate) records: Vec<Record>,
     pub(crate) outputs: VecDeque<Output>,
@@ -170,6 +185,11 @@ impl Node {
             lock_history: BTreeMap::new(),
             pending: Vec::new(),
             dirty: BTreeSet::new(),
+            watched: BTreeSet::new(),
+            partner_locked: BTreeSet::new(),
+            policy_schedule: PolicySchedule::default(),
+            unsure: BTreeSet::new(),
+            block_since_duties: true,
             records: Vec::new(),
             outputs: VecDeque::new(),
             held: VecDeque::new(),
@@ -235,7 +255,16 @@ impl Node {
             .filter(|payment| payment.is_pending())
             .map(|payment| payment.deadline)
             .min();
-        let announce = self.next_policy_announcement();
+        let announce = self.policy_schedule.next();
+        debug_assert!(
+            self.channels.keys().all(|c| {
+                self.partner_of(*c).is_err()
+                    || self
+                        .announcement_due(*c)
+                        .is_none_or(|due| announce.is_some_and(|next| next <= due))
+            }),
+            "an announcement due before the schedule says"
+        );
         resend
             .into_iter()
             .chain(deadline)
@@ -267,6 +296,9 @@ impl Node {
             Input::Block(_) => self.mid_block = false,
             _ => {}
         }
+        if matches!(input, Input::Chain(_) | Input::Block(_)) {
+            self.block_since_duties = true;
+        }
         match input {
             Input::PeerConnected(peer) => self.resend_all(peer),
             // Resent when it is back, not into the void meanwhile.
@@ -279,6 +311,13 @@ impl Node {
                     // The replay is over: from now on the shared view is ours.
                     self.view = shared;
                     self.follows = true;
+                    self.unsure.extend(self.channels.keys().copied());
+                    // Our policies as the network saw them, not as the replay did.
+                    let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
+                    for channel in ours {
+                        let due = self.announcement_due(channel);
+                        self.policy_schedule.set(channel, due);
+                    }
                 }
                 self.handle_block(block)
             }
@@ -525,6 +564,9 @@ impl Node {
             self.chain_duties();
         }
         self.forget_unused_secrets();
+        // Whether they are watched is decided when the duties are next derived.
+        self.unsure.extend(self.dirty.iter().copied());
+        self.unsure.extend(self.state.monitors.marked().copied());
         let batch = std::mem::take(&mut self.pending);
         let mut records: Vec<Record> = std::mem::take(&mut self.dirty)
             .into_iter()
@@ -532,7 +574,7 @@ impl Node {
             .map(|channel| Record::Channel(Box::new(channel.clone())))
             .collect();
         records.append(&mut self.records);
-        self.persisted.catch_up(&self.state, &mut records);
+        self.persisted.catch_up(&mut self.state, &mut records);
         if records.is_empty() {
             // Nothing to persist, but nothing overtakes a held batch either.
             match self.held.back() {
@@ -655,6 +697,8 @@ impl Node {
                 .map_or(Nonce(0), |c| c.participant(Side::Ours).nonce());
             history.truncate_after(nonce);
         }
+        // Each decided at the first duties, once the chain has been replayed.
+        node.unsure = node.channels.keys().copied().collect();
         Ok(self)
     }
 
@@ -826,6 +870,9 @@ impl Node {
         let Some(id) = event.channel_id() else {
             return;
         };
+        if self.channels.contains_key(&id) {
+            self.unsure.insert(id);
+        }
         // Whatever we had out on this channel landed, or can only revert now: the channel's
         // state changed under it.
         if let Some(monitor) = self.state.monitors.get_mut(&id) {

@@ -231,14 +231,27 @@ impl Node {
     }
 
     /// Derives what the chain expects of us now and sends what is due (called at the end of
-    /// every call but those that feed one of a block's events).
+    /// every call but those that feed one of a block's events). Only watched channels are
+    /// looked at: a quiet one owes nothing, whatever the block.
     pub(crate) fn chain_duties(&mut self) {
+        let mut changed = self.watch_changed();
         self.claim_locks_in_danger();
         self.give_up_slow_closes();
         self.withdrawal_duties();
+        // Those may have decided to close.
+        changed.append(&mut self.watch_changed());
+        // Between blocks a channel's duty changes only with the channel (its state, its
+        // monitor, its on-chain state); a block moves every deadline.
+        let looked_at: Vec<ChannelId> = if std::mem::take(&mut self.block_since_duties) {
+            self.watched.iter().copied().collect()
+        } else {
+            changed
+                .into_iter()
+                .filter(|c| self.watched.contains(c))
+                .collect()
+        };
         let block = self.block;
-        let ours: Vec<ChannelId> = self.channels.keys().copied().collect();
-        for channel in ours {
+        for channel in looked_at {
             let Some(request) = self.channel_duty(channel) else {
                 // Nothing due. A settled channel with no pot left owes nothing more.
                 if self.view.read().onchain.get(&channel).is_some_and(|c| {
@@ -257,6 +270,72 @@ impl Node {
             self.state.monitors.entry(channel).or_default().in_flight = Some(in_flight);
         }
         self.register_secrets();
+        debug_assert!(
+            self.channels.iter().all(|(c, ours)| {
+                (self.watched.contains(c) || self.is_quiet(*c))
+                    && self.partner_locked.contains(c)
+                        != ours.participant(Side::Partner).locks().is_empty()
+            }),
+            "a channel changed without being marked: the duties would miss it"
+        );
+    }
+
+    /// Decides for each channel changed since the last look whether it is watched; returns
+    /// them.
+    fn watch_changed(&mut self) -> BTreeSet<ChannelId> {
+        let changed: BTreeSet<ChannelId> = std::mem::take(&mut self.unsure)
+            .into_iter()
+            .chain(self.dirty.iter().copied())
+            .chain(self.state.monitors.marked().copied())
+            .collect();
+        for &channel in &changed {
+            if self.is_quiet(channel) {
+                self.watched.remove(&channel);
+            } else {
+                self.watched.insert(channel);
+            }
+            let locked = self
+                .channels
+                .get(&channel)
+                .is_some_and(|ours| !ours.participant(Side::Partner).locks().is_empty());
+            if locked {
+                self.partner_locked.insert(channel);
+            } else {
+                self.partner_locked.remove(&channel);
+            }
+        }
+        changed
+    }
+
+    /// Our channels in which the partner has locks pending.
+    fn with_partner_locks(&self) -> impl Iterator<Item = (&ChannelId, &Channel)> {
+        self.partner_locked
+            .iter()
+            .filter_map(|c| Some((c, self.channels.get(c)?)))
+    }
+
+    /// Whether `channel` owes the chain nothing, whatever the block: not ours, or open
+    /// on-chain with no lock of the partner's pending (nothing to claim or register), no
+    /// close decided, and the deposit asked for in. Depends on the channel's own state, its
+    /// monitor and its on-chain state only, so it changes only when one of them does.
+    fn is_quiet(&self, channel: ChannelId) -> bool {
+        let Some(ours) = self.channels.get(&channel) else {
+            return true;
+        };
+        let view = self.view.read();
+        let Some(onchain) = view.onchain.get(&channel) else {
+            return false;
+        };
+        let monitor = self.state.monitors.get(&channel);
+        let deposited = |total: hoplite_htlc::Amount| {
+            onchain
+                .side(self.address)
+                .is_none_or(|side| side.deposit >= total.to_u256())
+        };
+        onchain.phase == Phase::Opened
+            && ours.participant(Side::Partner).locks().is_empty()
+            && !monitor.is_some_and(|m| m.closing)
+            && monitor.and_then(|m| m.deposit).is_none_or(deposited)
     }
 
     /// What `channel` needs of the chain now, if anything.
@@ -344,7 +423,7 @@ impl Node {
     fn register_secrets(&mut self) {
         let block = self.block;
         let mut due = BTreeSet::new();
-        for (channel, ours) in &self.channels {
+        for (channel, ours) in self.with_partner_locks() {
             let open = self.partner_of(*channel).is_ok() && !self.is_closing(*channel);
             for lock in ours.participant(Side::Partner).locks().iter() {
                 let hash = lock.secret_hash;
@@ -381,13 +460,29 @@ impl Node {
         failure: &crate::ChainFailure,
     ) {
         let (block, retry_after) = (self.block, self.config.chain_retry_after);
-        let in_flight = self
+        // Found first, then borrowed for change: only its entry is marked changed.
+        let channel = self
             .state
             .monitors
-            .values_mut()
-            .filter_map(|m| m.in_flight.as_mut())
-            .chain(self.state.registrations.values_mut())
-            .find(|f| f.id == id);
+            .iter()
+            .find(|(_, m)| m.in_flight.is_some_and(|f| f.id == id))
+            .map(|(channel, _)| *channel);
+        let in_flight = match channel {
+            Some(channel) => self
+                .state
+                .monitors
+                .get_mut(&channel)
+                .and_then(|m| m.in_flight.as_mut()),
+            None => {
+                let hash = self
+                    .state
+                    .registrations
+                    .iter()
+                    .find(|(_, f)| f.id == id)
+                    .map(|(hash, _)| *hash);
+                hash.and_then(|hash| self.state.registrations.get_mut(&hash))
+            }
+        };
         if let Some(in_flight) = in_flight {
             in_flight.failed(failure, block, retry_after);
         }
@@ -397,7 +492,7 @@ impl Node {
     /// close the channel (the secret is registered by the duties).
     pub(crate) fn claim_locks_in_danger(&mut self) {
         let mut due = Vec::new();
-        for (channel, ours) in &self.channels {
+        for (channel, ours) in self.with_partner_locks() {
             if self.partner_of(*channel).is_err() || self.is_closing(*channel) {
                 continue;
             }

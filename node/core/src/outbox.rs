@@ -7,6 +7,7 @@
 //! replaces ([`Message::supersedes`]), and the node signs no more updates to a partner with
 //! `max_unacked` of them waiting.
 
+use crate::state::TrackedMap;
 use crate::wire::{Message, MessageId};
 use alloy_primitives::Address;
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,7 +17,7 @@ use std::time::Duration;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Outbox {
     /// The messages (persisted).
-    pub(crate) messages: BTreeMap<(Address, MessageId), Message>,
+    pub(crate) messages: TrackedMap<(Address, MessageId), Message>,
     /// When each went out last; absent while held back until its call is durable. Not
     /// persisted: a restored node sends everything again.
     sent_at: BTreeMap<(Address, MessageId), Duration>,
@@ -149,7 +150,7 @@ impl Outbox {
     /// A restored outbox: every message counts as sent now, so it goes out again when its
     /// peer connects or its resend is due.
     pub(crate) fn restored(
-        messages: BTreeMap<(Address, MessageId), Message>,
+        messages: TrackedMap<(Address, MessageId), Message>,
         now: Duration,
     ) -> Self {
         let sent_at = messages.keys().map(|key| (*key, now)).collect();

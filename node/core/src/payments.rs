@@ -916,7 +916,7 @@ impl Node {
         let found = self
             .state
             .sent
-            .range_mut((secret_hash, ChannelId::default())..)
+            .range((secret_hash, ChannelId::default())..)
             .take_while(|((hash, _), _)| *hash == secret_hash)
             .find(|((_, channel), sent)| {
                 !sent.failed
@@ -924,8 +924,9 @@ impl Node {
                         .channels
                         .get(channel)
                         .is_some_and(|c| c.participant(Side::Partner).address() == from)
-            });
-        let Some((_, sent)) = found else {
+            })
+            .map(|(key, _)| *key);
+        let Some(sent) = found.and_then(|key| self.state.sent.get_mut(&key)) else {
             return Err(PeerError::Unsolicited("failure"));
         };
         sent.failed = true;
