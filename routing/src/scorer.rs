@@ -91,6 +91,8 @@ struct Liquidity {
 pub struct ProbabilisticScorer {
     params: ProbabilisticParams,
     now: Duration,
+    /// When what had decayed to nothing was last forgotten.
+    pruned_at: Duration,
     /// Looked up for every edge the router considers, so a hash map; seeded, so that nobody
     /// can pick channel ids that collide, and deterministic.
     known: HashMap<ChannelDirection, Liquidity, foldhash::fast::FixedState>,
@@ -102,13 +104,20 @@ impl ProbabilisticScorer {
         Self {
             params,
             now: Duration::ZERO,
+            pruned_at: Duration::ZERO,
             known: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
         }
     }
 
-    /// Moves the clock to `now`, and forgets what has decayed to nothing.
+    /// Moves the clock to `now`, and forgets what has decayed to nothing (a walk over all it
+    /// knows, so at most once a half-life: a node calls this on every input, and what has
+    /// decayed reads as unknown anyway).
     pub fn time_passed(&mut self, now: Duration) {
         self.now = self.now.max(now);
+        if self.now < self.pruned_at.saturating_add(self.params.half_life) {
+            return;
+        }
+        self.pruned_at = self.now;
         let (params, now) = (self.params, self.now);
         self.known.retain(|_, liquidity| {
             let (min, max_offset) = liquidity.decayed(&params, now);

@@ -552,12 +552,27 @@ impl Simulation {
     }
 
     /// Every channel state node `i` persists accounts for its deposits (a call persists each
-    /// channel it changed, so this checks every change, at the cost of the change alone).
+    /// channel it changed, so this checks every change, at the cost of the change alone);
+    /// the most locks pending and messages unacknowledged are taken there too.
     fn audit(&mut self, i: usize, records: &[Record]) {
-        let imbalance = records.iter().find_map(|record| match record {
-            Record::Channel(channel) => audit::check_channel(channel).err(),
-            _ => None,
-        });
+        use hoplite_htlc::Side;
+        let mut imbalance = None;
+        for record in records {
+            let Record::Channel(channel) = record else {
+                continue;
+            };
+            imbalance = imbalance.or(audit::check_channel(channel).err());
+            let locks = [Side::Ours, Side::Partner]
+                .map(|side| channel.participant(side).locks().len())
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+            let partner = channel.participant(Side::Partner).address();
+            let unacknowledged = self.peers[i].node.unacknowledged(partner);
+            let ledger = &mut self.ledger;
+            ledger.max_pending_locks = ledger.max_pending_locks.max(locks);
+            ledger.max_unacknowledged = ledger.max_unacknowledged.max(unacknowledged);
+        }
         if let Some(imbalance) = imbalance {
             let what = format!("node {i}: {imbalance}");
             self.violate(Violation::new("conservation", what));
@@ -639,7 +654,6 @@ impl Simulation {
             self.violate(Violation::new("conservation", what));
         }
         self.sample_hub();
-        self.sample_limits();
         if self.workload_start.is_none() {
             if self.setup_done() {
                 self.start_workload();
@@ -1013,27 +1027,6 @@ impl Simulation {
             }
         }
         (closed, answered)
-    }
-
-    /// Samples the bounds a peer could push: locks pending on a channel direction, and
-    /// messages unacknowledged to a partner.
-    fn sample_limits(&mut self) {
-        use hoplite_htlc::Side;
-        for peer in &self.peers {
-            for channel in peer.node.channels() {
-                let locks = [Side::Ours, Side::Partner]
-                    .map(|side| channel.participant(side).locks().len())
-                    .into_iter()
-                    .max()
-                    .unwrap_or(0);
-                let partner = channel.participant(Side::Partner).address();
-                let ledger = &mut self.ledger;
-                ledger.max_pending_locks = ledger.max_pending_locks.max(locks);
-                ledger.max_unacknowledged = ledger
-                    .max_unacknowledged
-                    .max(peer.node.unacknowledged(partner));
-            }
-        }
     }
 
     /// Samples the hub's outbound liquidity (what it can spend over all its open channels).

@@ -467,12 +467,7 @@ impl Node {
     }
 
     pub(crate) fn partner_of(&self, channel: ChannelId) -> Result<Address, CommandError> {
-        let open = self
-            .view
-            .read()
-            .onchain
-            .get(&channel)
-            .is_some_and(|c| c.phase == Phase::Opened);
+        let open = opened(&self.view.read(), channel);
         match self.channels.get(&channel) {
             Some(ours) if open => Ok(ours.participant(Side::Partner).address()),
             _ => Err(CommandError::UnknownChannel(channel)),
@@ -1035,4 +1030,11 @@ impl Node {
     pub(crate) fn backlogged(&self, peer: Address) -> bool {
         self.state.outbox.updates(peer) >= self.config.max_unacked
     }
+}
+
+/// Whether the chain shows `channel` open.
+pub(crate) fn opened(view: &NetworkView, channel: ChannelId) -> bool {
+    view.onchain
+        .get(&channel)
+        .is_some_and(|c| c.phase == Phase::Opened)
 }

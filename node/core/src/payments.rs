@@ -253,16 +253,19 @@ impl Node {
             params.final_expiry_delta = self.config.final_expiry_delta;
             params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
             params.excluded_channels = payment.excluded.clone();
-            // Our own channels must be open and able to pay at least the amount now.
+            // Our own channels must be open and able to pay at least the amount now (the
+            // cheap test first: a hub has thousands).
+            let view = self.view.read();
             for (channel_id, channel) in &self.channels {
-                if self.partner_of(*channel_id).is_err()
+                if channel.spendable(Side::Ours) < target.amount
+                    || !crate::node::opened(&view, *channel_id)
                     || self.is_closing(*channel_id)
                     || self.backlogged(channel.participant(Side::Partner).address())
-                    || channel.spendable(Side::Ours) < target.amount
                 {
                     params.excluded_channels.insert(*channel_id);
                 }
             }
+            drop(view);
             let found = self.router.find_route(
                 &self.view.read().graph,
                 &self.scorer,
