@@ -295,6 +295,15 @@ impl GossipStore {
         self.nodes.get(&node).map(|latest| &latest.message)
     }
 
+    /// Whether `node`'s announcement made at `timestamp` would be news now (none kept yet, or
+    /// newer than the one kept and `min_update_interval` after it was taken): an announcer
+    /// asks before it signs one that would only be ignored.
+    pub fn node_announcement_is_news(&self, now: Duration, node: Address, timestamp: u64) -> bool {
+        self.nodes
+            .get(&node)
+            .is_none_or(|latest| self.is_news(now, timestamp, latest))
+    }
+
     /// Forgets a channel's announcement and updates (it closed on-chain).
     pub fn forget_channel(&mut self, channel: ChannelId) {
         self.latest.retain(|(id, _), _| *id != channel);

@@ -86,10 +86,21 @@ impl Node {
 
     /// Signs and publishes our alias and addresses.
     pub(crate) fn announce_node(&mut self) {
+        // Each channel that opens asks: a hub's thousands would sign as many announcements
+        // that are ignored (ours was taken less than `min_update_interval` ago).
+        let timestamp = self.now.as_secs();
+        if !self
+            .view
+            .read()
+            .gossip
+            .node_announcement_is_news(self.now, self.address, timestamp)
+        {
+            return;
+        }
         let announcement = NodeAnnouncement::sign(
             &self.key,
             self.config.token_network,
-            self.now.as_secs(),
+            timestamp,
             self.config.alias.clone(),
             self.config.addresses.clone(),
         );

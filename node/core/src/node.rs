@@ -18,7 +18,7 @@ use hoplite_htlc::{
     Amount, BalanceChange, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Nonce,
     PrivateKey, ReceiveError, Secret, SecretHash, Side,
 };
-use hoplite_routing::{ProbabilisticScorer, Router};
+use hoplite_routing::ProbabilisticScorer;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::RwLockReadGuard;
 use std::time::Duration;
@@ -85,7 +85,6 @@ pub struct Node {
     follow_after_replay: Option<SharedView>,
     /// Our channels' off-chain state.
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
-    pub(crate) router: Router,
     pub(crate) scorer: ProbabilisticScorer,
     /// The bookkeeping a crash must not lose, persisted entry by entry.
     pub(crate) state: NodeState,
@@ -179,7 +178,6 @@ impl Node {
             now,
             block,
             channels: BTreeMap::new(),
-            router: Router::default(),
             invoices: BTreeMap::new(),
             finished: BTreeMap::new(),
             lock_history: BTreeMap::new(),

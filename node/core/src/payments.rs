@@ -266,8 +266,7 @@ impl Node {
                 }
             }
             drop(view);
-            let found = self.router.find_route(
-                &self.view.read().graph,
+            let found = self.view.find_route(
                 &self.scorer,
                 NodeId(self.address),
                 NodeId(target.payee),

@@ -17,9 +17,9 @@ use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
 use hoplite_gossip::{GossipParams, GossipStore};
 use hoplite_htlc::{BlockNumber, ChannelId, Secret, SecretHash, TokenNetwork};
-use hoplite_routing::{NetworkGraph, NodeId};
+use hoplite_routing::{NetworkGraph, NodeId, Route, RouteError, RouteParams, Router, Scorer};
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The network as the chain's events and accepted gossip build it.
 #[derive(Debug)]
@@ -143,27 +143,49 @@ impl NetworkView {
 }
 
 /// A [`NetworkView`] nodes share (or one node owns): cheap to clone, every clone the same view.
+///
+/// It also holds the router's working memory (about as large as the graph, and the labels
+/// of the largest search so far): nodes sharing a view search it one at a time, so thousands
+/// of them don't each keep a copy.
 #[derive(Clone, Debug)]
-pub struct SharedView(Arc<RwLock<NetworkView>>);
+pub struct SharedView {
+    view: Arc<RwLock<NetworkView>>,
+    router: Arc<Mutex<Router>>,
+}
 
 impl SharedView {
     /// A new, empty view of `token_network`.
     pub fn new(token_network: TokenNetwork, gossip: GossipParams) -> Self {
-        Self(Arc::new(RwLock::new(NetworkView::new(
-            token_network,
-            gossip,
-        ))))
+        Self {
+            view: Arc::new(RwLock::new(NetworkView::new(token_network, gossip))),
+            router: Arc::new(Mutex::new(Router::default())),
+        }
     }
 
     /// Reads the view. (A node never panics holding it, so a poisoned lock still holds a
     /// whole view.)
     pub fn read(&self) -> RwLockReadGuard<'_, NetworkView> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Writes the view.
     pub fn write(&self) -> RwLockWriteGuard<'_, NetworkView> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
+        self.view.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The best route in the view's graph (see [`Router::find_route`]).
+    pub(crate) fn find_route<S: Scorer>(
+        &self,
+        scorer: &S,
+        payer: NodeId,
+        payee: NodeId,
+        amount: u128,
+        params: &RouteParams,
+    ) -> Result<Route, RouteError> {
+        let view = self.read();
+        // Working memory only: a search that panicked left nothing another needs.
+        let mut router = self.router.lock().unwrap_or_else(PoisonError::into_inner);
+        router.find_route(&view.graph, scorer, payer, payee, amount, params)
     }
 
     /// Applies one chain event (the driver of nodes that follow this view does, once per
