@@ -154,10 +154,10 @@ pub struct Ledger {
     pub incidents: BTreeMap<String, u64>,
     /// The block at which every channel was open.
     pub setup_blocks: u64,
-    /// The most locks pending on one channel direction, in any state a node persisted.
+    /// The most locks pending on one channel direction, in any state a node persisted (and
+    /// in every node's view at every block).
     pub max_pending_locks: usize,
-    /// The most messages one node had unacknowledged to one partner when it persisted a
-    /// state of their channel.
+    /// The most messages one node had unacknowledged to one peer, taken at every send.
     pub max_unacknowledged: usize,
     /// Each node's role.
     pub roles: Vec<Role>,

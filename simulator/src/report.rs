@@ -49,7 +49,7 @@ pub struct Report {
     /// What the nodes reported: rejections, broken channels, failed requests, closes.
     pub incidents: BTreeMap<String, u64>,
     /// The most locks pending on one channel direction, and the most messages one node had
-    /// unacknowledged to one partner, taken whenever a node persisted a channel's state.
+    /// unacknowledged to one peer: taken at every persisted channel state and every send.
     pub max_pending_locks: usize,
     /// See [`Self::max_pending_locks`].
     pub max_unacknowledged: usize,

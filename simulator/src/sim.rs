@@ -20,9 +20,10 @@ use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
 use hoplite_chain::events::Phase;
 use hoplite_gossip::GossipParams;
-use hoplite_htlc::{Amount, BlockNumber, ChannelId, PrivateKey, SignedBalanceProof};
+use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, SignedBalanceProof};
+use hoplite_node::audit::{self, Imbalance};
 use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
-use hoplite_node::{Record, SharedView, audit};
+use hoplite_node::{Record, SharedView};
 use hoplite_routing::Policy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -30,6 +31,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Blocks over which every node's channels are audited once (see `audit_node`).
+const AUDIT_TURNS: u64 = 8;
 /// Where virtual time starts (seconds since the UNIX epoch: invoices carry absolute expiries).
 const EPOCH: Duration = Duration::from_secs(1_700_000_000);
 /// How long a persist batch takes to become durable.
@@ -456,6 +459,8 @@ impl Simulation {
                     if !self.peers[i].online || !self.peers[j].online {
                         continue;
                     }
+                    let waiting = self.peers[i].node.unacknowledged(to);
+                    self.ledger.max_unacknowledged = self.ledger.max_unacknowledged.max(waiting);
                     if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
                         let bytes = envelope.encode();
                         self.ledger.counts.messages += 1;
@@ -553,26 +558,27 @@ impl Simulation {
 
     /// Every channel state node `i` persists accounts for its deposits (a call persists each
     /// channel it changed, so this checks every change, at the cost of the change alone);
-    /// the most locks pending and messages unacknowledged are taken there too.
+    /// the most locks pending on a channel direction is taken there too.
     fn audit(&mut self, i: usize, records: &[Record]) {
-        use hoplite_htlc::Side;
-        let mut imbalance = None;
-        for record in records {
-            let Record::Channel(channel) = record else {
-                continue;
-            };
-            imbalance = imbalance.or(audit::check_channel(channel).err());
-            let locks = [Side::Ours, Side::Partner]
-                .map(|side| channel.participant(side).locks().len())
-                .into_iter()
-                .max()
-                .unwrap_or(0);
-            let partner = channel.participant(Side::Partner).address();
-            let unacknowledged = self.peers[i].node.unacknowledged(partner);
-            let ledger = &mut self.ledger;
-            ledger.max_pending_locks = ledger.max_pending_locks.max(locks);
-            ledger.max_unacknowledged = ledger.max_unacknowledged.max(unacknowledged);
-        }
+        let channels = records.iter().filter_map(|record| match record {
+            Record::Channel(channel) => Some(&**channel),
+            _ => None,
+        });
+        let found = check_channels(channels);
+        self.checked(i, found);
+    }
+
+    /// Node `i`'s views of every channel it has account for their deposits. Every node is
+    /// audited so at the end, and an eighth of them at each block in turn (a change that was
+    /// never persisted is caught here; all of them at each block would cost a large run 8%).
+    fn audit_node(&mut self, i: usize) {
+        let found = check_channels(self.peers[i].node.channels());
+        self.checked(i, found);
+    }
+
+    /// What [`check_channels`] found on node `i`.
+    fn checked(&mut self, i: usize, (imbalance, locks): (Option<Imbalance>, usize)) {
+        self.ledger.max_pending_locks = self.ledger.max_pending_locks.max(locks);
         if let Some(imbalance) = imbalance {
             let what = format!("node {i}: {imbalance}");
             self.violate(Violation::new("conservation", what));
@@ -648,6 +654,10 @@ impl Simulation {
                 self.input(i, input);
             }
             self.input(i, Input::Block(block));
+        }
+        let turn = (block.0 % AUDIT_TURNS) as usize;
+        for i in (turn..self.peers.len()).step_by(AUDIT_TURNS as usize) {
+            self.audit_node(i);
         }
         if let Err((held, owed)) = self.chain.check_contract() {
             let what = format!("the contract holds {held}, its channels owe {owed}");
@@ -1101,6 +1111,12 @@ impl Simulation {
             at,
             ..Violation::new("conservation", what)
         };
+        for i in 0..self.peers.len() {
+            self.audit_node(i);
+        }
+        if let Some(violation) = self.violation.take() {
+            return Err(violation);
+        }
         if let Err((held, owed)) = self.chain.check_contract() {
             return Err(fail(format!(
                 "the contract holds {held}, its channels owe {owed}"
@@ -1249,6 +1265,22 @@ pub enum Plant {
 }
 
 /// Node `i`'s key: keccak256 of the seed and the index, hashed again until valid.
+/// The first of `channels` that does not account for its deposits, and the most locks
+/// pending on one channel direction among them.
+fn check_channels<'a>(
+    channels: impl IntoIterator<Item = &'a Channel>,
+) -> (Option<Imbalance>, usize) {
+    let mut imbalance = None;
+    let mut most_locks = 0;
+    for channel in channels {
+        imbalance = imbalance.or_else(|| audit::check_channel(channel).err());
+        for side in [Side::Ours, Side::Partner] {
+            most_locks = most_locks.max(channel.participant(side).locks().len());
+        }
+    }
+    (imbalance, most_locks)
+}
+
 fn key(seed: u64, i: usize) -> PrivateKey {
     let mut bytes = [0u8; 16];
     bytes[..8].copy_from_slice(&seed.to_be_bytes());

@@ -142,8 +142,10 @@ impl Node {
     /// network). The driver applies every chain event to the view itself
     /// ([`SharedView::apply_chain_event`]) before feeding it to the nodes it concerns: the
     /// channel's participants, and every node for a secret revealed; `Input::Block` goes to
-    /// every node. Gossip is not fed to following nodes: each writes its own announcements
-    /// into the view.
+    /// every node. Feed an event to the nodes it concerns before any other call to them: a
+    /// node looks again at a channel's on-chain duties when it is told the channel changed.
+    /// Gossip is not fed to following nodes: each writes its own announcements into the view
+    /// (and a node learns when its own are due again from what it writes).
     pub fn following(
         config: Config,
         key: PrivateKey,

@@ -174,7 +174,7 @@ impl SharedView {
     }
 
     /// The best route in the view's graph (see [`Router::find_route`]).
-    pub(crate) fn find_route<S: Scorer>(
+    pub(crate) fn find_route<S: Scorer + ?Sized>(
         &self,
         scorer: &S,
         payer: NodeId,
@@ -183,8 +183,13 @@ impl SharedView {
         params: &RouteParams,
     ) -> Result<Route, RouteError> {
         let view = self.read();
-        // Working memory only: a search that panicked left nothing another needs.
-        let mut router = self.router.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut router = self.router.lock().unwrap_or_else(|poisoned| {
+            // A search panicked midway: its working memory is not clean; start afresh.
+            let mut router = poisoned.into_inner();
+            *router = Router::default();
+            router
+        });
+        self.router.clear_poison();
         router.find_route(&view.graph, scorer, payer, payee, amount, params)
     }
 
@@ -192,5 +197,68 @@ impl SharedView {
     /// event, before feeding it to them).
     pub fn apply_chain_event(&self, event: &ChainEvent) {
         self.write().apply_chain_event(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoplite_routing::{DirectedChannel, Policy, ZeroPenalty};
+    use std::cell::Cell;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    /// Panics on its `n`th penalty: a search that dies midway.
+    struct PanicsAt(Cell<u32>);
+
+    impl Scorer for PanicsAt {
+        fn penalty(&self, _hop: &DirectedChannel, _amount: u128) -> Option<u64> {
+            let left = self.0.get() - 1;
+            self.0.set(left);
+            assert!(left > 0, "the scorer gives up");
+            Some(0)
+        }
+
+        fn success_probability(&self, _hop: &DirectedChannel, _amount: u128) -> f64 {
+            1.0
+        }
+    }
+
+    #[test]
+    fn a_search_that_panicked_leaves_the_shared_router_clean() {
+        let token_network = TokenNetwork {
+            chain_id: 1,
+            address: Address::repeat_byte(0xee),
+        };
+        let view = SharedView::new(token_network, GossipParams::default());
+        let node = |n: u8| NodeId(Address::repeat_byte(n));
+        let policy = Policy {
+            base_fee: 1,
+            fee_millionths: 0,
+            expiry_delta: 10,
+            min_lock: 1,
+            max_lock: 1_000,
+            enabled: true,
+        };
+        {
+            let graph = &mut view.write().graph;
+            for n in 1..5u8 {
+                let id = ChannelId(alloy_primitives::U256::from(n));
+                graph.add_channel(id, node(n), node(n + 1), 1_000).unwrap();
+                graph.update_policy(id, node(n), policy).unwrap();
+                graph.update_policy(id, node(n + 1), policy).unwrap();
+            }
+        }
+        let params = RouteParams::default();
+        let route = |scorer: &dyn Scorer| view.find_route(scorer, node(1), node(5), 10, &params);
+        let expected = route(&ZeroPenalty).expect("a line has a route");
+        for n in 1..6 {
+            let died = catch_unwind(AssertUnwindSafe(|| route(&PanicsAt(Cell::new(n)))));
+            assert!(died.is_err(), "the scorer panics on its call {n}");
+            assert_eq!(
+                route(&ZeroPenalty),
+                Ok(expected.clone()),
+                "after a panic at {n}"
+            );
+        }
     }
 }
