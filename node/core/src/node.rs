@@ -55,7 +55,9 @@ enum Outgoing {
 /// failed with [`Input::ChainRequestFailed`]; nothing needs reporting on success, the events
 /// show it. The node derives its on-chain duties anew after every call (but those between a
 /// block's events and the block, so never from a half-fed block) and sends each again
-/// while it matters, at most one transaction per channel at a time.
+/// while it matters, at most one transaction per channel at a time. (It looks only at the
+/// channels that may owe something, and between blocks only at those the call changed: a
+/// call's work follows its change, not the number of channels.)
 ///
 /// # Persistence
 /// Each call that changed what must survive a crash outputs one [`Output::Persist`] batch:
