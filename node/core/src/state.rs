@@ -16,7 +16,7 @@ use crate::invoice::PaymentId;
 use crate::monitor::{ChannelMonitor, InFlight};
 use crate::outbox::Outbox;
 use crate::payments::{Payment, ReceivedLock, SentLock};
-use crate::wire::{Message, MessageId};
+use crate::wire::MessageId;
 use crate::withdraw::Withdrawing;
 use alloy_primitives::Address;
 use hoplite_htlc::{Amount, ChannelId, Secret, SecretHash, Signature};
@@ -124,7 +124,7 @@ fn encode<V: Serialize>(value: &V) -> EntryValue {
 /// A map of the bookkeeping that marks every key it lends for change (or inserts, or
 /// removes) until [`NodeState::catch_up`] takes the marks. Reads go through `Deref`; there is
 /// no `DerefMut`, so no change escapes the marks.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct TrackedMap<K, V> {
     map: BTreeMap<K, V>,
     /// Keys whose entry may have changed since the last `catch_up`.
@@ -135,6 +135,16 @@ impl<K, V> Default for TrackedMap<K, V> {
     fn default() -> Self {
         Self {
             map: BTreeMap::new(),
+            marked: BTreeSet::new(),
+        }
+    }
+}
+
+/// The same entries and no marks: a copy to compare against, not a second record of changes.
+impl<K: Clone, V: Clone> Clone for TrackedMap<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            map: self.map.clone(),
             marked: BTreeSet::new(),
         }
     }
@@ -203,11 +213,6 @@ impl<K: Ord + Clone, V> TrackedMap<K, V> {
     /// The keys marked since the last `catch_up`.
     pub(crate) fn marked(&self) -> impl Iterator<Item = &K> {
         self.marked.iter()
-    }
-
-    /// Forgets the marks: what the map holds now is what is persisted.
-    fn settle(&mut self) {
-        self.marked.clear();
     }
 }
 
@@ -369,49 +374,14 @@ impl NodeState {
         result.map_err(|_| CorruptEntry { key })
     }
 
-    /// The state as restored: what was persisted is what is persisted; the outbox sends
-    /// everything again.
+    /// The state as restored: what was persisted is what is persisted (the copy returned
+    /// second; the first call compares the restored entries with it once and finds them
+    /// equal); the outbox sends everything again.
     pub(crate) fn restored(mut self, now: Duration) -> (Self, Self) {
-        let mut messages: TrackedMap<(Address, MessageId), Message> =
-            std::mem::take(&mut self.outbox.messages);
-        messages.settle();
+        let messages = std::mem::take(&mut self.outbox.messages);
         self.outbox = Outbox::restored(messages, now);
-        self.settle();
         let persisted = self.clone();
         (self, persisted)
-    }
-
-    /// Forgets every map's marks (each holds what is persisted).
-    fn settle(&mut self) {
-        let NodeState {
-            counters: _,
-            outbox,
-            pending_opens,
-            payments,
-            received,
-            sent,
-            secrets,
-            monitors,
-            registrations,
-            closing,
-            close_answered,
-            announcement_parts,
-            forgotten,
-            withdrawing,
-        } = self;
-        outbox.messages.settle();
-        pending_opens.settle();
-        payments.settle();
-        received.settle();
-        sent.settle();
-        secrets.settle();
-        monitors.settle();
-        registrations.settle();
-        closing.settle();
-        close_answered.settle();
-        announcement_parts.settle();
-        forgotten.settle();
-        withdrawing.settle();
     }
 }
 
