@@ -68,6 +68,23 @@ pub fn create_network(n: usize) -> Network {
     Network::new(n, 1, |_, _| {})
 }
 
+/// Nodes 0 and 1 with a channel (deposits 1,000 and 500) after direct payments both ways,
+/// everything delivered and mined: 0 holds 850, 1 holds 650.
+pub fn paid_channel() -> (Network, ChannelId) {
+    let mut net = create_network(2);
+    let channel = net.open_channel(0, 1, [1_000, 500]);
+    let now = net.now();
+    net.nodes[0]
+        .send_direct(now, channel, Amount::from(300u64))
+        .expect("node 0 can pay 300");
+    net.nodes[1]
+        .send_direct(now, channel, Amount::from(150u64))
+        .expect("node 1 can pay 150");
+    net.settle();
+    net.deliver_all();
+    (net, channel)
+}
+
 /// Nodes, the chain, and the messages between them.
 pub struct Network {
     /// The nodes, by index.

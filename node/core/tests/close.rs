@@ -3,26 +3,13 @@
 //! by the testkit's conservation check.
 
 use hoplite_htlc::{Amount, ChannelId};
-use hoplite_node::testkit::{Network, START_TOKENS, create_network};
+use hoplite_node::testkit::{Network, START_TOKENS, create_network, paid_channel};
 use hoplite_node::wire::Message;
 use hoplite_node::{ChainRequest, Close, CommandError, Event, PeerError};
 use std::time::Duration;
 
 fn amount(n: u64) -> Amount {
     Amount::from(n)
-}
-
-/// Nodes 0 and 1 with a channel (deposits 1,000 and 500) and payments both ways: 0 holds 850,
-/// 1 holds 650.
-fn paid_channel() -> (Network, ChannelId) {
-    let mut net = create_network(2);
-    let channel = net.open_channel(0, 1, [1_000, 500]);
-    let now = net.now();
-    net.nodes[0].send_direct(now, channel, amount(300)).unwrap();
-    net.nodes[1].send_direct(now, channel, amount(150)).unwrap();
-    net.settle();
-    net.deliver_all();
-    (net, channel)
 }
 
 fn settled(net: &Network, i: usize, channel: ChannelId) -> bool {

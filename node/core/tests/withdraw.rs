@@ -3,26 +3,13 @@
 //! is under way the channel carries nothing new; a refused or unanswered one frees it again.
 //! Every delivery is followed by the testkit's conservation check.
 
-use hoplite_htlc::{Amount, BlockNumber, ChannelId, SendError, Side, Violation};
-use hoplite_node::testkit::{Network, START_TOKENS, create_network};
+use hoplite_htlc::{Amount, BlockNumber, SendError, Side, Violation};
+use hoplite_node::testkit::{Network, START_TOKENS, create_network, paid_channel};
 use hoplite_node::wire::Message;
 use hoplite_node::{Close, CommandError, Event};
 
 fn amount(n: u64) -> Amount {
     Amount::from(n)
-}
-
-/// Nodes 0 and 1 with a channel (deposits 1,000 and 500) after payments both ways: 0 holds
-/// 850, 1 holds 650.
-fn paid_channel() -> (Network, ChannelId) {
-    let mut net = create_network(2);
-    let channel = net.open_channel(0, 1, [1_000, 500]);
-    let now = net.now();
-    net.nodes[0].send_direct(now, channel, amount(300)).unwrap();
-    net.nodes[1].send_direct(now, channel, amount(150)).unwrap();
-    net.settle();
-    net.deliver_all();
-    (net, channel)
 }
 
 fn withdrawn(net: &Network, i: usize) -> Vec<Event> {
