@@ -1,6 +1,8 @@
 //! What travels on the gossip topic, and its bounded encoding.
 
 use crate::{ChannelAnnouncement, ChannelUpdate, NodeAnnouncement};
+use alloy_primitives::B256;
+use hoplite_htlc::Signature;
 use serde::{Deserialize, Serialize};
 
 /// An upper bound on an encoded [`GossipMessage`]: a node announcement at its bounds takes
@@ -58,5 +60,23 @@ impl GossipMessage {
             return Err(DecodeError::FieldTooLong);
         }
         Ok(message)
+    }
+
+    /// Every signature a receiver checks, with the digest it is checked against: what a driver
+    /// can recover ahead of the call ([`hoplite_htlc::crypto::Recovered`]).
+    pub fn signatures(&self) -> Vec<(B256, Signature)> {
+        match self {
+            Self::ChannelAnnouncement(a) => {
+                let digest = ChannelAnnouncement::digest(
+                    a.token_network,
+                    a.channel,
+                    a.participants,
+                    a.capacity,
+                );
+                a.signatures.iter().map(|s| (digest, *s)).collect()
+            }
+            Self::ChannelUpdate(update) => vec![(update.digest(), update.signature)],
+            Self::NodeAnnouncement(a) => vec![(a.digest(), a.signature)],
+        }
     }
 }

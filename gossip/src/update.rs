@@ -2,7 +2,7 @@
 
 use alloy_primitives::{Address, B256};
 use alloy_sol_types::SolStruct;
-use hoplite_htlc::crypto::{SignatureError, recover_address};
+use hoplite_htlc::crypto::{Recovered, SignatureError, recover_address};
 use hoplite_htlc::{ChannelId, PrivateKey, Signature, TokenNetwork};
 use hoplite_routing::Policy;
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,17 @@ impl ChannelUpdate {
         timestamp: u64,
         policy: Policy,
     ) -> Self {
+        Self::sign_known(key, token_network, channel, timestamp, policy).0
+    }
+
+    /// [`Self::sign`], and its signer known: checking one's own update costs no recovery.
+    pub fn sign_known(
+        key: &PrivateKey,
+        token_network: TokenNetwork,
+        channel: ChannelId,
+        timestamp: u64,
+        policy: Policy,
+    ) -> (Self, Recovered) {
         let mut update = Self {
             token_network,
             channel,
@@ -63,8 +74,9 @@ impl ChannelUpdate {
             policy,
             signature: Signature(Default::default()),
         };
-        update.signature = key.sign_digest(&update.digest());
-        update
+        let (signature, known) = Recovered::sign(key, &update.digest());
+        update.signature = signature;
+        (update, known)
     }
 
     /// The EIP-712 digest that is signed.

@@ -7,6 +7,7 @@ use hoplite_gossip::{
     GossipStore, MAX_ADDRESS_LEN, MAX_ADDRESSES, MAX_ALIAS_LEN, MAX_GOSSIP_SIZE, NodeAnnouncement,
     Rejection, Verdict,
 };
+use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::testing::{TOKEN_NETWORK, key};
 use hoplite_htlc::{Amount, ChannelId, TokenNetwork};
 use hoplite_routing::Policy;
@@ -337,5 +338,34 @@ fn the_largest_node_announcement_fits_the_gossip_limit() {
     assert_eq!(
         GossipMessage::decode(&bytes),
         Ok(GossipMessage::NodeAnnouncement(largest))
+    );
+}
+
+#[test]
+fn the_signatures_a_message_lists_recover_to_its_signers() {
+    // A driver recovers these ahead of the receiver's checks: a wrong digest would recover
+    // some other address.
+    let channel = ChannelId::from(5);
+    let announcement = announcement(channel, 1_500, [0, 1]);
+    let signers = |message: GossipMessage| -> Vec<Address> {
+        message
+            .signatures()
+            .iter()
+            .map(|(digest, signature)| recover_address(digest, signature).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        signers(GossipMessage::ChannelAnnouncement(announcement)),
+        announcement.participants
+    );
+    let update = update(1, channel, NOW);
+    assert_eq!(
+        signers(GossipMessage::ChannelUpdate(update)),
+        [update.participant]
+    );
+    let node = node_announcement(0, NOW, "hub");
+    assert_eq!(
+        signers(GossipMessage::NodeAnnouncement(node.clone())),
+        [node.node]
     );
 }

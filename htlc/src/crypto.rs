@@ -157,9 +157,101 @@ impl PrivateKey {
     }
 }
 
-/// The address that signed `digest`, with the default backend.
+/// The address that signed `digest`, with the default backend (or as [`Recovered::scope`]
+/// already knows it).
 pub fn recover_address(digest: &B256, signature: &Signature) -> Result<Address, SignatureError> {
-    recover_address_with(Backend::DEFAULT, digest, signature)
+    let known = IN_SCOPE.with_borrow(|scope| {
+        scope
+            .iter()
+            .find(|(d, s, _)| d == digest && s == signature)
+            .map(|(_, _, signer)| *signer)
+    });
+    known.unwrap_or_else(|| recover_address_with(Backend::DEFAULT, digest, signature))
+}
+
+/// Signers recovered before the call that needs them, on any thread: a driver recovers the
+/// signatures a message carries while the message is in flight, and hands them to the call
+/// that handles it ([`Self::scope`]), so the recovery, the costliest part of checking a
+/// message, can run on another core.
+///
+/// A node that checks a signature it just made or just checked (its own policy, written into
+/// its view; a channel announcement of its partner's signature and its own) knows the signer
+/// already, and says so the same way.
+///
+/// The only ways to make one are to recover ([`Self::recover`]) and to sign ([`Self::sign`]),
+/// so what a scope knows is what [`recover_address`] would compute: a call gives the same
+/// results inside a scope as outside, only sooner. Every check still compares the signer with
+/// whom it expects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered(Vec<Known>);
+
+/// A digest, a signature of it, and whom it recovers to.
+type Known = (B256, Signature, Result<Address, SignatureError>);
+
+thread_local! {
+    /// What the [`Recovered`] in scope on this thread knows.
+    static IN_SCOPE: std::cell::RefCell<Vec<Known>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Recovered {
+    /// Recovers the signer of each `(digest, signature)` (as [`recover_address`] does: a scope
+    /// around the call may know it already).
+    pub fn recover(signed: impl IntoIterator<Item = (B256, Signature)>) -> Self {
+        Self(
+            signed
+                .into_iter()
+                .map(|(digest, signature)| {
+                    let signer = recover_address(&digest, &signature);
+                    (digest, signature, signer)
+                })
+                .collect(),
+        )
+    }
+
+    /// Signs `digest` with `key`, knowing whom the signature recovers to: `key`'s address.
+    pub fn sign(key: &PrivateKey, digest: &B256) -> (Signature, Self) {
+        let signature = key.sign_digest(digest);
+        (
+            signature,
+            Self(vec![(*digest, signature, Ok(key.address()))]),
+        )
+    }
+
+    /// Who signed `digest` with `signature`: as recovered or signed here, else recovered now.
+    pub fn signer(&self, digest: &B256, signature: &Signature) -> Result<Address, SignatureError> {
+        self.scope(|| recover_address(digest, signature))
+    }
+
+    /// Adds what `other` knows.
+    pub fn extend(&mut self, other: Self) {
+        self.0.extend(other.0);
+    }
+
+    /// How many signatures it holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Runs `call` with [`recover_address`] on this thread answering from these first. Scopes
+    /// do not nest: an inner one replaces the outer until it ends.
+    pub fn scope<R>(&self, call: impl FnOnce() -> R) -> R {
+        /// Empties the scope when the call ends, by returning or unwinding.
+        struct Ends(Vec<Known>);
+        impl Drop for Ends {
+            fn drop(&mut self) {
+                let outer = std::mem::take(&mut self.0);
+                IN_SCOPE.with_borrow_mut(|scope| *scope = outer);
+            }
+        }
+        let outer = IN_SCOPE.with_borrow_mut(|scope| std::mem::replace(scope, self.0.clone()));
+        let _ends = Ends(outer);
+        call()
+    }
 }
 
 /// The address that signed `digest`, with the given backend.
@@ -241,6 +333,56 @@ fn address_of(uncompressed: &[u8; 65]) -> Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_answers_what_it_holds_and_only_while_the_call_runs() {
+        let alice = PrivateKey::from_bytes(&B256::repeat_byte(1)).unwrap();
+        let digest = keccak256(b"proof");
+        let other = keccak256(b"another proof");
+        let signature = alice.sign_digest(&digest);
+        let mut bad_v = signature;
+        bad_v.0[64] = 29;
+        let recovered = Recovered::recover([(digest, signature), (other, bad_v)]);
+        assert_eq!(recovered.len(), 2);
+        assert_eq!(
+            recovered.0[0].2,
+            Ok(alice.address()),
+            "recovers as recover_address does"
+        );
+        assert_eq!(recovered.0[1].2, recover_address(&other, &bad_v));
+        assert!(recovered.0[1].2.is_err());
+
+        // Plant a wrong answer (only this module can): the scope is what answers.
+        let planted = Address::repeat_byte(0xee);
+        let plant = Recovered(vec![(digest, signature, Ok(planted))]);
+        assert_eq!(
+            plant.scope(|| recover_address(&digest, &signature)),
+            Ok(planted)
+        );
+        // Another digest under the same signature is recovered, not looked up.
+        let not_held = plant.scope(|| recover_address(&other, &signature));
+        assert_eq!(
+            not_held,
+            recover_address_with(Backend::K256, &other, &signature)
+        );
+        assert_ne!(not_held, Ok(planted));
+        // Signing knows its signer: the same signature as sign_digest, recovering to the key.
+        let (signed, mut known) = Recovered::sign(&alice, &other);
+        assert_eq!(signed, alice.sign_digest(&other));
+        assert_eq!(
+            known.signer(&other, &signed),
+            recover_address(&other, &signed)
+        );
+        assert_eq!(known.signer(&other, &signed), Ok(alice.address()));
+        known.extend(plant.clone());
+        assert_eq!(known.len(), 2);
+        assert_eq!(known.signer(&digest, &signature), Ok(planted));
+        // Nor does the scope outlive its call, returning or unwinding.
+        assert_eq!(recover_address(&digest, &signature), Ok(alice.address()));
+        let unwound = std::panic::catch_unwind(|| plant.scope(|| panic!("the call dies")));
+        assert!(unwound.is_err());
+        assert_eq!(recover_address(&digest, &signature), Ok(alice.address()));
+    }
 
     #[test]
     fn public_keys_recover_and_agree_on_a_shared_secret() {

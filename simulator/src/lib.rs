@@ -8,6 +8,7 @@
 //! - [`workload`]: Poisson arrivals, pair picks, amount distributions.
 //! - [`roles`]: faulty and adversarial nodes, as filters on real nodes' messages.
 //! - [`queue`]: the event queue (virtual time, ties in scheduling order).
+//! - [`recovery`]: messages' signatures recovered on the other cores while in flight.
 //! - [`net`]: latency, loss, per-link order, partitions.
 //! - [`chain`]: the EVM, the mempool, blocks, gas.
 //! - [`sim`]: the loop that drives the nodes ([`Simulation`]).
@@ -27,6 +28,7 @@ pub mod ledger;
 pub mod net;
 pub mod plots;
 pub mod queue;
+pub mod recovery;
 pub mod report;
 pub mod roles;
 pub mod sim;

@@ -58,6 +58,10 @@ struct RunArgs {
     /// Where the reports go (created if missing).
     #[arg(long, short, default_value = "target/sim")]
     out: PathBuf,
+    /// Threads in all (the loop and the workers that recover messages' signatures while they
+    /// are in flight); the results do not depend on it. Default: one per core.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -120,7 +124,11 @@ fn run(args: RunArgs) -> Result<()> {
     config.check()?;
 
     let started = Instant::now();
-    let mut sim = Simulation::new(config)?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let mut sim = Simulation::new(config)?.with_threads(threads);
     eprintln!(
         "hoplite-sim: {} nodes, {} channels; opening channels on-chain...",
         sim.nodes(),

@@ -14,6 +14,7 @@ use crate::config::{Pairs, SimConfig};
 use crate::ledger::{Kind, Ledger, Outcome, Violation};
 use crate::net::Links;
 use crate::queue::Queue;
+use crate::recovery::{Pending, Recoverer};
 use crate::roles::{self, Role};
 use crate::topology::Plan;
 use crate::workload::{self, PairPicker};
@@ -28,7 +29,6 @@ use hoplite_routing::Policy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Blocks over which every node's channels are audited once (see `audit_node`).
@@ -48,17 +48,17 @@ const INVOICE_VALIDITY: Duration = Duration::from_secs(3600);
 
 /// Something due at a virtual time.
 enum Action {
-    /// A message arrives.
+    /// A message arrives (its signatures recovered meanwhile).
     Deliver {
         from: usize,
         to: usize,
-        bytes: Vec<u8>,
+        message: Pending,
     },
-    /// A gossip message arrives.
+    /// A gossip message arrives (its signatures recovered once for every receiver).
     Gossip {
         from: usize,
         to: usize,
-        bytes: Arc<[u8]>,
+        message: Pending,
     },
     /// A node's timer fires (if it is still the one scheduled).
     Timer(usize),
@@ -158,6 +158,8 @@ pub struct Simulation {
     view: Option<SharedView>,
     /// How many chain events were applied to the shared view.
     applied: usize,
+    /// Recovers messages' signatures while they are in flight.
+    recoverer: Recoverer,
     /// Each planned channel's deposits by (opener, partner).
     planned: BTreeMap<(Address, Address), [u64; 2]>,
     violation: Option<Violation>,
@@ -232,6 +234,7 @@ impl Simulation {
             .unwrap_or(0);
         let links = Links::new(config.network.clone());
         let ledger = Ledger::new(roles.clone());
+        let token_network = chain.token_network();
         let mut sim = Self {
             rng,
             queue: Queue::default(),
@@ -252,6 +255,7 @@ impl Simulation {
             stale_closed: Vec::new(),
             view,
             applied: 0,
+            recoverer: Recoverer::new(token_network, 0),
             planned,
             violation: None,
             #[cfg(feature = "test-utils")]
@@ -262,6 +266,13 @@ impl Simulation {
         sim.open_channels();
         sim.queue.push(now + sim.block_time(), Action::Mine);
         Ok(sim)
+    }
+
+    /// Recovers signatures on `threads` in all, this one included: `threads - 1` workers
+    /// beside the loop. The results do not depend on it (see [`crate::recovery`]).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.recoverer = Recoverer::new(self.chain.token_network(), threads.saturating_sub(1));
+        self
     }
 
     /// For the invariant checker's own test: plants a broken transition the run must catch.
@@ -336,24 +347,22 @@ impl Simulation {
             self.in_flight -= 1;
         }
         match action {
-            Action::Deliver { from, to, bytes } => {
+            Action::Deliver { from, to, message } => {
                 if self.peers[to].running && self.peers[to].online && self.peers[from].online {
                     let from = self.peers[from].node.address();
-                    self.input(to, Input::PeerMessage { from, bytes });
+                    let bytes = message.bytes().to_vec();
+                    message
+                        .wait()
+                        .scope(|| self.input(to, Input::PeerMessage { from, bytes }));
                 }
             }
-            Action::Gossip { from, to, bytes } => {
+            Action::Gossip { from, to, message } => {
                 if self.peers[to].running && self.peers[to].online && self.peers[from].online {
-                    let from_address = self.peers[from].node.address();
-                    let id = self.calls;
-                    self.input(
-                        to,
-                        Input::Gossip {
-                            from: from_address,
-                            id,
-                            bytes: bytes.to_vec(),
-                        },
-                    );
+                    let from = self.peers[from].node.address();
+                    let (id, bytes) = (self.calls, message.bytes().to_vec());
+                    message
+                        .wait()
+                        .scope(|| self.input(to, Input::Gossip { from, id, bytes }));
                 }
             }
             Action::Timer(i) => {
@@ -462,7 +471,8 @@ impl Simulation {
                     let waiting = self.peers[i].node.unacknowledged(to);
                     self.ledger.max_unacknowledged = self.ledger.max_unacknowledged.max(waiting);
                     if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
-                        let bytes = envelope.encode();
+                        let ends = [self.peers[i].node.address(), to];
+                        let message = self.recoverer.submit(envelope.encode().into(), ends);
                         self.ledger.counts.messages += 1;
                         self.in_flight += 1;
                         self.queue.push(
@@ -470,7 +480,7 @@ impl Simulation {
                             Action::Deliver {
                                 from: i,
                                 to: j,
-                                bytes,
+                                message,
                             },
                         );
                     }
@@ -480,7 +490,7 @@ impl Simulation {
                     self.ledger.counts.gossip += 1;
                 }
                 Output::Publish(message) => {
-                    let bytes: Arc<[u8]> = message.encode().into();
+                    let message = self.recoverer.submit_gossip(message.encode().into());
                     for j in (0..self.peers.len()).filter(|&j| j != i) {
                         if !self.peers[i].online
                             || !self.peers[j].online
@@ -489,14 +499,14 @@ impl Simulation {
                             continue;
                         }
                         let at = self.now + self.links.latency(&mut self.rng);
-                        let bytes = bytes.clone();
+                        let message = message.clone();
                         self.in_flight += 1;
                         self.queue.push(
                             at,
                             Action::Gossip {
                                 from: i,
                                 to: j,
-                                bytes,
+                                message,
                             },
                         );
                     }

@@ -16,7 +16,7 @@ use hoplite_gossip::{
     ChannelAnnouncement, ChannelFacts, ChannelUpdate, GossipMessage, NodeAnnouncement, Rejection,
     Verdict,
 };
-use hoplite_htlc::crypto::recover_address;
+use hoplite_htlc::crypto::Recovered;
 use hoplite_htlc::{Amount, ChannelId, Signature};
 use hoplite_routing::{NodeId, Policy};
 use std::collections::{BTreeMap, BTreeSet};
@@ -149,13 +149,13 @@ impl Node {
         else {
             return;
         };
-        let signature = ChannelAnnouncement::sign_part(
-            &self.key,
+        let digest = ChannelAnnouncement::digest(
             self.config.token_network,
             channel,
             facts.participants,
             facts.capacity,
         );
+        let (signature, known) = Recovered::sign(&self.key, &digest);
         self.send(
             partner,
             Message::AnnouncementSignature {
@@ -167,7 +167,7 @@ impl Node {
         if let Some((capacity, theirs)) = self.state.announcement_parts.get(&channel).copied()
             && capacity == facts.capacity
         {
-            self.announce_channel(channel, facts, signature, theirs);
+            known.scope(|| self.announce_channel(channel, facts, signature, theirs));
         }
     }
 
@@ -194,12 +194,15 @@ impl Node {
             facts.participants,
             capacity,
         );
-        if recover_address(&digest, &signature).ok() != Some(from) {
+        let mut known = Recovered::recover([(digest, signature)]);
+        if known.signer(&digest, &signature).ok() != Some(from) {
             return Err(PeerError::BadSignature);
         }
         if capacity == facts.capacity {
-            let ours = self.key.sign_digest(&digest);
-            self.announce_channel(channel, facts, ours, signature);
+            // The store checks both signatures again: ours and theirs are known by now.
+            let (ours, mine) = Recovered::sign(&self.key, &digest);
+            known.extend(mine);
+            known.scope(|| self.announce_channel(channel, facts, ours, signature));
         } else {
             // The partner saw the chain before us: announce when we catch up.
             self.state
@@ -283,14 +286,14 @@ impl Node {
             enabled: self.config.policy.enabled && !self.is_closing(channel),
             ..self.config.policy
         };
-        let update = ChannelUpdate::sign(
+        let (update, known) = ChannelUpdate::sign_known(
             &self.key,
             self.config.token_network,
             channel,
             self.now.as_secs(),
             policy,
         );
-        self.apply_channel_update(&update);
+        known.scope(|| self.apply_channel_update(&update));
         let _ = self
             .view
             .write()

@@ -9,10 +9,11 @@
 
 use crate::invoice::PaymentId;
 use alloy_primitives::{Address, B256, keccak256};
+use hoplite_gossip::ChannelAnnouncement;
 use hoplite_htlc::crypto::PublicKey;
 use hoplite_htlc::{
     Amount, BalanceChange, BalanceUpdate, BlockNumber, ChannelId, PrivateKey, Secret, SecretHash,
-    Signature,
+    Signature, TokenNetwork,
 };
 use serde::{Deserialize, Serialize};
 
@@ -358,5 +359,47 @@ impl Envelope {
             }
         }
         Ok(envelope)
+    }
+
+    /// The signatures its receiver checks, each with its digest, as far as the message, the
+    /// token network and its two ends (`[sender, receiver]`) determine them: what a driver can
+    /// recover while the message is in flight ([`hoplite_htlc::crypto::Recovered`]). A balance
+    /// update's proof; an announcement signature under both orders of the channel's
+    /// participants (the chain says which). Those checked against what the receiver holds (a
+    /// settlement's, a withdrawal's) are not listed.
+    pub fn signatures(
+        &self,
+        token_network: TokenNetwork,
+        ends: [Address; 2],
+    ) -> Vec<(B256, Signature)> {
+        let Self::Message { message, .. } = self else {
+            return Vec::new();
+        };
+        match message {
+            Message::Update { update, .. } => {
+                let digest = update
+                    .proof
+                    .proof
+                    .signing_hash_with(&token_network.domain_separator());
+                vec![(digest, update.proof.signature)]
+            }
+            Message::AnnouncementSignature {
+                channel,
+                capacity,
+                signature,
+            } => [ends, [ends[1], ends[0]]]
+                .into_iter()
+                .map(|participants| {
+                    let digest = ChannelAnnouncement::digest(
+                        token_network,
+                        *channel,
+                        participants,
+                        *capacity,
+                    );
+                    (digest, *signature)
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }

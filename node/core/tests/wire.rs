@@ -1,7 +1,8 @@
 //! The decoders of peer input on random and mutated bytes: never a panic, always a typed
 //! result, and whatever decodes round-trips. (`fuzz/` searches the same properties longer.)
 
-use hoplite_gossip::{ChannelUpdate, GossipMessage};
+use hoplite_gossip::{ChannelAnnouncement, ChannelUpdate, GossipMessage};
+use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::testing::{TOKEN_NETWORK, key};
 use hoplite_htlc::{
     Amount, BalanceChange, BalanceProof, BalanceUpdate, BlockNumber, ChannelId, Lock, Nonce,
@@ -164,4 +165,52 @@ proptest! {
         // Every truncation, too.
         decode_all(&bytes[..cut.index(bytes.len() + 1)]);
     }
+}
+
+#[test]
+fn a_message_lists_the_signatures_its_receiver_checks() {
+    let (sender, receiver) = (key(3, 0), key(3, 1));
+    let ends = [sender.address(), receiver.address()];
+    for envelope in samples() {
+        let listed = envelope.signatures(TOKEN_NETWORK, ends);
+        match &envelope {
+            Envelope::Message {
+                message: Message::Update { update, .. },
+                ..
+            } => {
+                // The digest the receiving channel computes, and the sender it recovers.
+                let digest = update
+                    .proof
+                    .proof
+                    .signing_hash_with(&TOKEN_NETWORK.domain_separator());
+                assert_eq!(listed, [(digest, update.proof.signature)]);
+                assert_eq!(recover_address(&digest, &listed[0].1), Ok(sender.address()));
+            }
+            other => assert!(listed.is_empty(), "{other:?} lists {listed:?}"),
+        }
+    }
+    // An announcement signature: the chain orders the participants (here the receiver
+    // first), so both orders are listed and one of them is what the receiver checks.
+    let (channel, capacity) = (ChannelId::from(9), Amount::from(700u64));
+    let participants = [receiver.address(), sender.address()];
+    let digest = ChannelAnnouncement::digest(TOKEN_NETWORK, channel, participants, capacity);
+    let signature = sender.sign_digest(&digest);
+    let envelope = Envelope::Message {
+        id: MessageId(1),
+        message: Message::AnnouncementSignature {
+            channel,
+            capacity,
+            signature,
+        },
+    };
+    let listed = envelope.signatures(TOKEN_NETWORK, ends);
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&(digest, signature)));
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|(d, s)| recover_address(d, s) == Ok(sender.address()))
+            .count(),
+        1
+    );
 }

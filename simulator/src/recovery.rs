@@ -1,0 +1,251 @@
+//! Signatures recovered while their messages are in flight, on the other cores.
+//!
+//! Recovering a signature's signer is the costliest part of checking a message, and a pure
+//! function of the message. So when a message is sent, its signatures go to worker threads
+//! ([`Recoverer::submit`]); when it is delivered, the call that handles it runs inside the
+//! results ([`Pending::wait`], [`hoplite_htlc::crypto::Recovered::scope`]). The loop never
+//! waits on a backlog: a job no worker has started by then is claimed by the loop, and the
+//! node recovers what it needs itself. The results are what the node would compute, so a run
+//! is the same, byte for byte, with any number of threads: only its wall time changes.
+//!
+//! A gossip message is recovered once for all its receivers (they share one [`Pending`]),
+//! by a worker or by the loop at its first delivery.
+
+use alloy_primitives::Address;
+use hoplite_gossip::GossipMessage;
+use hoplite_htlc::TokenNetwork;
+use hoplite_htlc::crypto::Recovered;
+use hoplite_node::wire::Envelope;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+/// Jobs handed to the workers at once: one wake-up of a worker (a system call) per batch,
+/// not per message.
+const BATCH: usize = 32;
+
+/// The worker threads, and where jobs wait for them.
+pub struct Recoverer {
+    token_network: TokenNetwork,
+    jobs: Option<Sender<Vec<Pending>>>,
+    /// Jobs not yet handed over.
+    batch: Vec<Pending>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// One message's signatures, recovered by whoever claims the job first.
+#[derive(Clone)]
+pub struct Pending(Arc<Job>);
+
+struct Job {
+    bytes: Arc<[u8]>,
+    kind: Kind,
+    token_network: TokenNetwork,
+    claimed: AtomicBool,
+    done: OnceLock<Recovered>,
+}
+
+/// What the bytes are.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// An [`Envelope`] between its two ends (`[sender, receiver]`).
+    Message([Address; 2]),
+    /// A [`GossipMessage`].
+    Gossip,
+}
+
+impl Recoverer {
+    /// `workers` threads beside the loop (none: each job is done when its message arrives), for
+    /// nodes of `token_network`.
+    pub fn new(token_network: TokenNetwork, workers: usize) -> Self {
+        if workers == 0 {
+            return Self {
+                token_network,
+                jobs: None,
+                batch: Vec::new(),
+                workers: Vec::new(),
+            };
+        }
+        let (jobs, queue) = mpsc::channel::<Vec<Pending>>();
+        let queue = Arc::new(Mutex::new(queue));
+        let workers = (0..workers)
+            .map(|n| {
+                let queue = Arc::clone(&queue);
+                std::thread::Builder::new()
+                    .name(format!("hoplite-sim-recover-{n}"))
+                    .spawn(move || work(&queue))
+                    .expect("the OS starts a thread")
+            })
+            .collect();
+        Self {
+            token_network,
+            jobs: Some(jobs),
+            batch: Vec::with_capacity(BATCH),
+            workers,
+        }
+    }
+
+    /// Whether jobs go to other threads.
+    pub fn is_parallel(&self) -> bool {
+        self.jobs.is_some()
+    }
+
+    /// A job for the signatures of an encoded [`Envelope`] from `ends[0]` to `ends[1]`.
+    pub fn submit(&mut self, bytes: Arc<[u8]>, ends: [Address; 2]) -> Pending {
+        self.queue(bytes, Kind::Message(ends))
+    }
+
+    /// A job for the signatures of an encoded [`GossipMessage`].
+    pub fn submit_gossip(&mut self, bytes: Arc<[u8]>) -> Pending {
+        self.queue(bytes, Kind::Gossip)
+    }
+
+    /// Queues a job for the workers if there are any (in batches: a job whose message arrives
+    /// before its batch left is done by the loop).
+    fn queue(&mut self, bytes: Arc<[u8]>, kind: Kind) -> Pending {
+        let pending = Pending(Arc::new(Job {
+            bytes,
+            kind,
+            token_network: self.token_network,
+            claimed: AtomicBool::new(false),
+            done: OnceLock::new(),
+        }));
+        if let Some(jobs) = &self.jobs {
+            self.batch.push(pending.clone());
+            if self.batch.len() == BATCH {
+                let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+                // The workers stop only when this sender is dropped: the send cannot fail.
+                let _ = jobs.send(batch);
+            }
+        }
+        pending
+    }
+}
+
+impl Drop for Recoverer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Pending {
+    /// The bytes the job recovers from.
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.0.bytes
+    }
+
+    /// What is known of the signatures when the message arrives: a worker's results (waited
+    /// for if it is at them). If no worker started the job, a gossip message is recovered here,
+    /// once for all its receivers, and a message to one node is left to the node, which
+    /// recovers only what it needs (an announcement signature is listed under both orders of
+    /// its participants, and one of them is spare).
+    pub fn wait(&self) -> &Recovered {
+        let job = &self.0;
+        if !job.claimed.swap(true, Ordering::AcqRel) {
+            let recovered = match job.kind {
+                Kind::Gossip => job.recover(),
+                Kind::Message(_) => Recovered::default(),
+            };
+            let _ = job.done.set(recovered);
+        }
+        job.done.wait()
+    }
+
+    /// A worker does the job unless the loop claimed it.
+    fn run(&self) {
+        let job = &self.0;
+        if !job.claimed.swap(true, Ordering::AcqRel) {
+            let _ = job.done.set(job.recover());
+        }
+    }
+}
+
+impl Job {
+    fn recover(&self) -> Recovered {
+        // Bytes that do not decode list nothing: the node will say what is wrong.
+        let signatures = match self.kind {
+            Kind::Message(ends) => Envelope::decode(&self.bytes)
+                .map(|e| e.signatures(self.token_network, ends))
+                .unwrap_or_default(),
+            Kind::Gossip => GossipMessage::decode(&self.bytes)
+                .map(|m| m.signatures())
+                .unwrap_or_default(),
+        };
+        Recovered::recover(signatures)
+    }
+}
+
+fn work(queue: &Mutex<Receiver<Vec<Pending>>>) {
+    loop {
+        // Hold the lock only to take a batch, never while recovering.
+        let batch = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        match batch {
+            Ok(batch) => batch.iter().for_each(Pending::run),
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::B256;
+    use hoplite_gossip::ChannelUpdate;
+    use hoplite_htlc::crypto::recover_address;
+    use hoplite_htlc::{ChannelId, PrivateKey};
+    use hoplite_routing::Policy;
+
+    const TOKEN_NETWORK: TokenNetwork = TokenNetwork {
+        chain_id: 1,
+        address: Address::repeat_byte(0xee),
+    };
+
+    #[test]
+    fn every_job_is_recovered_once_with_or_without_workers() {
+        let signer = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
+        let policy = Policy {
+            base_fee: 1,
+            fee_millionths: 10,
+            expiry_delta: 20,
+            min_lock: 1,
+            max_lock: 1_000,
+            enabled: true,
+        };
+        let update =
+            |n: u64| ChannelUpdate::sign(&signer, TOKEN_NETWORK, ChannelId::from(n), n, policy);
+        for workers in [0, 1, 3] {
+            let mut recoverer = Recoverer::new(TOKEN_NETWORK, workers);
+            assert_eq!(recoverer.is_parallel(), workers > 0);
+            let pending: Vec<Pending> = (0..100)
+                .map(|n| {
+                    let bytes = GossipMessage::ChannelUpdate(update(n)).encode();
+                    recoverer.submit_gossip(bytes.into())
+                })
+                .collect();
+            for (n, job) in (0..).zip(&pending) {
+                let update = update(n);
+                let recovered = job.wait();
+                assert_eq!(recovered.len(), 1);
+                let signer_seen = recovered.signer(&update.digest(), &update.signature);
+                assert_eq!(
+                    signer_seen,
+                    Ok(signer.address()),
+                    "job {n}, {workers} workers"
+                );
+                assert_eq!(
+                    signer_seen,
+                    recover_address(&update.digest(), &update.signature)
+                );
+                // Another receiver of the same message gets the same result, recovered once.
+                assert!(std::ptr::eq(job.wait(), recovered));
+            }
+            // Bytes that do not decode list nothing.
+            let garbage = recoverer.submit_gossip([1, 2, 3].into());
+            assert!(garbage.wait().is_empty());
+        }
+    }
+}
