@@ -240,7 +240,8 @@ impl Recovered {
     /// Runs `call` with [`recover_address`] on this thread answering from these first. Scopes
     /// do not nest: an inner one replaces the outer until it ends.
     pub fn scope<R>(&self, call: impl FnOnce() -> R) -> R {
-        /// Empties the scope when the call ends, by returning or unwinding.
+        /// Puts the outer scope back (none: empty) when the call ends, by returning or
+        /// unwinding.
         struct Ends(Vec<Known>);
         impl Drop for Ends {
             fn drop(&mut self) {
@@ -359,13 +360,27 @@ mod tests {
             plant.scope(|| recover_address(&digest, &signature)),
             Ok(planted)
         );
-        // Another digest under the same signature is recovered, not looked up.
+        // Another digest under the same signature is recovered, not looked up; so is another
+        // signature of the same digest.
         let not_held = plant.scope(|| recover_address(&other, &signature));
         assert_eq!(
             not_held,
             recover_address_with(Backend::K256, &other, &signature)
         );
         assert_ne!(not_held, Ok(planted));
+        let bob = PrivateKey::from_bytes(&B256::repeat_byte(2)).unwrap();
+        let bobs = bob.sign_digest(&digest);
+        assert_eq!(
+            plant.scope(|| recover_address(&digest, &bobs)),
+            Ok(bob.address())
+        );
+        // An inner scope replaces the outer until it ends, then the outer is back.
+        let inner = Recovered::recover([(other, signature)]);
+        let seen = plant.scope(|| {
+            let inside = inner.scope(|| recover_address(&digest, &signature));
+            (inside, recover_address(&digest, &signature))
+        });
+        assert_eq!(seen, (Ok(alice.address()), Ok(planted)));
         // Signing knows its signer: the same signature as sign_digest, recovering to the key.
         let (signed, mut known) = Recovered::sign(&alice, &other);
         assert_eq!(signed, alice.sign_digest(&other));

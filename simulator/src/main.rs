@@ -164,7 +164,12 @@ fn run(args: RunArgs) -> Result<()> {
         std::process::exit(2);
     }
     let report = sim.report();
-    let timing = Timing::measure(started.elapsed(), report.payments.total, sim.calls());
+    let timing = Timing::measure(
+        started.elapsed(),
+        report.payments.total,
+        sim.calls(),
+        threads,
+    );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let results = args.out.join("results.json");

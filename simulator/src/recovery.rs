@@ -155,11 +155,14 @@ impl Pending {
         job.done.wait()
     }
 
-    /// A worker does the job unless the loop claimed it.
+    /// A worker does the job unless the loop claimed it. Whatever happens, the job ends done:
+    /// the loop may be waiting for it (if recovering panicked, the node recovers itself).
     fn run(&self) {
         let job = &self.0;
         if !job.claimed.swap(true, Ordering::AcqRel) {
-            let _ = job.done.set(job.recover());
+            let recovered =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.recover()));
+            let _ = job.done.set(recovered.unwrap_or_default());
         }
     }
 }
@@ -194,9 +197,10 @@ fn work(queue: &Mutex<Receiver<Vec<Pending>>>) {
 mod tests {
     use super::*;
     use alloy_primitives::B256;
-    use hoplite_gossip::ChannelUpdate;
+    use hoplite_gossip::{ChannelAnnouncement, ChannelUpdate};
     use hoplite_htlc::crypto::recover_address;
     use hoplite_htlc::{ChannelId, PrivateKey};
+    use hoplite_node::wire::{Message, MessageId};
     use hoplite_routing::Policy;
 
     const TOKEN_NETWORK: TokenNetwork = TokenNetwork {
@@ -246,6 +250,52 @@ mod tests {
             // Bytes that do not decode list nothing.
             let garbage = recoverer.submit_gossip([1, 2, 3].into());
             assert!(garbage.wait().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_message_to_one_node_is_recovered_by_a_worker_or_left_to_the_node() {
+        let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
+        let ends = [sender.address(), Address::repeat_byte(9)];
+        let message = |n: u64| {
+            let (channel, capacity) = (ChannelId::from(n), hoplite_htlc::Amount::from(n));
+            let digest = ChannelAnnouncement::digest(TOKEN_NETWORK, channel, ends, capacity);
+            let signature = sender.sign_digest(&digest);
+            let envelope = Envelope::Message {
+                id: MessageId(n),
+                message: Message::AnnouncementSignature {
+                    channel,
+                    capacity,
+                    signature,
+                },
+            };
+            (envelope.encode(), digest, signature)
+        };
+        for workers in [0, 1] {
+            let mut recoverer = Recoverer::new(TOKEN_NETWORK, workers);
+            // A whole batch, so it goes to the worker.
+            let jobs: Vec<_> = (0..BATCH as u64)
+                .map(|n| {
+                    let (bytes, digest, signature) = message(n);
+                    (recoverer.submit(bytes.into(), ends), digest, signature)
+                })
+                .collect();
+            let (last, digest, signature) = jobs.last().expect("a batch");
+            if workers > 0 {
+                // Bounded (30 s): the worker is idle but for these.
+                let mut waited = 0;
+                while last.0.done.get().is_none() {
+                    assert!(waited < 30_000, "the worker never did it");
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    waited += 1;
+                }
+                // Both orders of the ends are listed; one is the channel's.
+                assert_eq!(last.wait().len(), 2);
+                assert_eq!(last.wait().signer(digest, signature), Ok(sender.address()));
+            } else {
+                // Nothing is recovered ahead: the node recovers what it needs.
+                assert!(last.wait().is_empty());
+            }
         }
     }
 }

@@ -361,8 +361,9 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "wall {:.2} s, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
+            "wall {:.2} s on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
             timing.wall_s,
+            timing.threads,
             timing.cpu_s,
             timing.peak_rss_mib,
             timing.payments_per_wall_s,
@@ -380,7 +381,9 @@ impl Report {
 pub struct Timing {
     /// Wall time of the run (setup included).
     pub wall_s: f64,
-    /// CPU time of the process.
+    /// Threads the run used (the loop, and workers recovering signatures).
+    pub threads: usize,
+    /// CPU time of the process, every thread's.
     pub cpu_s: f64,
     /// Payments per wall-second and per CPU-second.
     pub payments_per_wall_s: f64,
@@ -393,12 +396,14 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The figures of a run of `payments` that took `wall` and made `calls` node calls.
-    pub fn measure(wall: Duration, payments: usize, calls: u64) -> Self {
+    /// The figures of a run of `payments` on `threads` that took `wall` and made `calls` node
+    /// calls.
+    pub fn measure(wall: Duration, payments: usize, calls: u64, threads: usize) -> Self {
         let cpu_s = process_cpu_seconds().unwrap_or(f64::NAN);
         let wall_s = wall.as_secs_f64();
         Self {
             wall_s,
+            threads,
             cpu_s,
             payments_per_wall_s: payments as f64 / wall_s.max(1e-9),
             payments_per_cpu_s: payments as f64 / cpu_s.max(1e-9),

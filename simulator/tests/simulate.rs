@@ -292,7 +292,12 @@ fn the_embedded_default_finishes_and_writes_every_report_file() {
     let dir = std::env::temp_dir().join(format!("hoplite-sim-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     std::fs::write(dir.join("results.json"), report.to_json()).expect("write");
-    let timing = Timing::measure(Duration::from_secs(1), report.payments.total, sim.calls());
+    let timing = Timing::measure(
+        Duration::from_secs(1),
+        report.payments.total,
+        sim.calls(),
+        1,
+    );
     let written = hoplite_sim::plots::write_all(&report, &timing, &dir).expect("the plots draw");
 
     let results: serde_json::Value =
