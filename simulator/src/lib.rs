@@ -20,7 +20,9 @@
 //! Everything random is drawn from one generator seeded by `seed`; each node's own seed is
 //! derived from it and the node's index; maps that are iterated are ordered; the queue breaks
 //! ties by scheduling order. So the results file is a function of the seed and the config
-//! (which it carries, snapshot paths included). Wall-clock figures go to a separate file.
+//! (which it carries, snapshot paths included). Wall-clock figures go to a separate file. The
+//! only other threads ([`recovery`]) compute messages' signers, a pure function of the bytes,
+//! for the call that would compute them itself: the results do not depend on how many run.
 
 pub mod chain;
 pub mod config;
