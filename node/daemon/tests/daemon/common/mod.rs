@@ -535,6 +535,17 @@ resend_after_s = 2
     }
 }
 
+impl Drop for Localnet {
+    /// A passing test leaves nothing behind; a failing one keeps its folder (each daemon's
+    /// log and store) to look at.
+    fn drop(&mut self) {
+        self.daemons.clear();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
