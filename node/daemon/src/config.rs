@@ -266,10 +266,13 @@ bootstrap = ["/ip4/127.0.0.1/tcp/9000"]
 alias = "hub"
 "#;
 
-    fn write(text: &str) -> (PathBuf, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("hoplite-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join(format!("{}.toml", text.len()));
+    /// `text` in a config file of a folder that goes when the first is dropped.
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix("hoplite-config-")
+            .tempdir()
+            .unwrap();
+        let file = dir.path().join("hoplite.toml");
         std::fs::write(&file, text).unwrap();
         (dir, file)
     }

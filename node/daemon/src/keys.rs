@@ -161,16 +161,18 @@ pub fn address_of_peer(peer: &PeerId) -> Option<Address> {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("hoplite-keys-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A folder that goes when dropped.
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("hoplite-keys-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_peer_id_names_the_address_of_its_key() {
-        let dir = temp_dir("peer");
+        let temp = temp_dir("peer");
+        let dir = temp.path();
         let key = load_or_create(&dir, None).unwrap();
         let peer = key.libp2p().public().to_peer_id();
         assert_eq!(address_of_peer(&peer), Some(key.private.address()));
@@ -180,7 +182,8 @@ mod tests {
 
     #[test]
     fn a_key_is_kept_private_and_loaded_again() {
-        let dir = temp_dir("mode");
+        let temp = temp_dir("mode");
+        let dir = temp.path();
         let first = load_or_create(&dir, None).unwrap();
         let path = dir.join(KEY_FILE);
         assert_eq!(
@@ -196,7 +199,8 @@ mod tests {
 
     #[test]
     fn the_api_token_is_made_once_kept_private_and_refused_when_readable() {
-        let dir = temp_dir("token");
+        let temp = temp_dir("token");
+        let dir = temp.path();
         let token = load_or_create_api_token(&dir).unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(load_or_create_api_token(&dir).unwrap(), token);
@@ -212,7 +216,8 @@ mod tests {
 
     #[test]
     fn an_imported_key_is_used_and_a_bad_one_refused() {
-        let dir = temp_dir("import");
+        let temp = temp_dir("import");
+        let dir = temp.path();
         let source = dir.join("import.hex");
         fs::write(&source, format!("0x{}\n", "11".repeat(32))).unwrap();
         let node = dir.join("node");

@@ -716,11 +716,14 @@ mod tests {
     use hoplite_node::testkit::create_network;
     use prometheus_client::metrics::histogram::Histogram;
 
-    fn temp_db(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("hoplite-store-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join("node.sqlite")
+    /// A database path in a folder that goes when the first is dropped.
+    fn temp_db(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hoplite-store-{name}-"))
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join("node.sqlite");
+        (dir, path)
     }
 
     /// Real records from a two-hop payment, written in batches as the node made them: the
@@ -735,7 +738,7 @@ mod tests {
         net.claim_payment(&[0, 1, 2], payment);
         let batches = net.recorded_batches(1);
         assert!(batches.len() > 3, "a mediator persists several batches");
-        let path = temp_db("restore");
+        let (_dir, path) = temp_db("restore");
         let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
         let writer = Store::open(&path)
             .unwrap()
@@ -778,7 +781,7 @@ mod tests {
 
     #[test]
     fn a_backup_copies_the_database_and_an_older_one_is_refused() {
-        let path = temp_db("backup");
+        let (_dir, path) = temp_db("backup");
         let dir = path.parent().unwrap().to_owned();
         let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
         let writer = Store::open(&path)
@@ -815,7 +818,7 @@ mod tests {
 
     #[test]
     fn a_database_from_a_newer_build_is_refused() {
-        let path = temp_db("newer");
+        let (_dir, path) = temp_db("newer");
         drop(Store::open(&path).unwrap());
         let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
