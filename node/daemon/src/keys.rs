@@ -173,7 +173,7 @@ mod tests {
     fn a_peer_id_names_the_address_of_its_key() {
         let temp = temp_dir("peer");
         let dir = temp.path();
-        let key = load_or_create(&dir, None).unwrap();
+        let key = load_or_create(dir, None).unwrap();
         let peer = key.libp2p().public().to_peer_id();
         assert_eq!(address_of_peer(&peer), Some(key.private.address()));
         let other = identity::Keypair::generate_ed25519().public().to_peer_id();
@@ -184,16 +184,16 @@ mod tests {
     fn a_key_is_kept_private_and_loaded_again() {
         let temp = temp_dir("mode");
         let dir = temp.path();
-        let first = load_or_create(&dir, None).unwrap();
+        let first = load_or_create(dir, None).unwrap();
         let path = dir.join(KEY_FILE);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let again = load_or_create(&dir, None).unwrap();
+        let again = load_or_create(dir, None).unwrap();
         assert_eq!(again.private.address(), first.private.address());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        let error = load_or_create(&dir, None).err().unwrap().to_string();
+        let error = load_or_create(dir, None).err().unwrap().to_string();
         assert!(error.contains("readable by others"), "{error}");
     }
 
@@ -201,16 +201,16 @@ mod tests {
     fn the_api_token_is_made_once_kept_private_and_refused_when_readable() {
         let temp = temp_dir("token");
         let dir = temp.path();
-        let token = load_or_create_api_token(&dir).unwrap();
+        let token = load_or_create_api_token(dir).unwrap();
         assert_eq!(token.len(), 64);
-        assert_eq!(load_or_create_api_token(&dir).unwrap(), token);
+        assert_eq!(load_or_create_api_token(dir).unwrap(), token);
         let path = dir.join(API_TOKEN_FILE);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-        let error = load_or_create_api_token(&dir).unwrap_err().to_string();
+        let error = load_or_create_api_token(dir).unwrap_err().to_string();
         assert!(error.contains("readable by others"), "{error}");
     }
 
