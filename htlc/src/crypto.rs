@@ -160,13 +160,21 @@ impl PrivateKey {
 /// The address that signed `digest`, with the default backend (or as [`Recovered::scope`]
 /// already knows it).
 pub fn recover_address(digest: &B256, signature: &Signature) -> Result<Address, SignatureError> {
-    let known = IN_SCOPE.with_borrow(|scope| {
-        scope
-            .iter()
-            .find(|(d, s, _)| d == digest && s == signature)
-            .map(|(_, _, signer)| *signer)
-    });
-    known.unwrap_or_else(|| recover_address_with(Backend::DEFAULT, digest, signature))
+    IN_SCOPE
+        .with_borrow(|scope| lookup(scope, digest, signature))
+        .unwrap_or_else(|| recover_address_with(Backend::DEFAULT, digest, signature))
+}
+
+/// Whom `known` says `signature` of `digest` recovers to (the whole pair must match).
+fn lookup(
+    known: &[Known],
+    digest: &B256,
+    signature: &Signature,
+) -> Option<Result<Address, SignatureError>> {
+    known
+        .iter()
+        .find(|(d, s, _)| d == digest && s == signature)
+        .map(|(_, _, signer)| *signer)
 }
 
 /// Signers recovered before the call that needs them, on any thread: a driver recovers the
@@ -219,7 +227,7 @@ impl Recovered {
 
     /// Who signed `digest` with `signature`: as recovered or signed here, else recovered now.
     pub fn signer(&self, digest: &B256, signature: &Signature) -> Result<Address, SignatureError> {
-        self.scope(|| recover_address(digest, signature))
+        lookup(&self.0, digest, signature).unwrap_or_else(|| recover_address(digest, signature))
     }
 
     /// Adds what `other` knows.

@@ -56,8 +56,8 @@ enum Kind {
 }
 
 impl Recoverer {
-    /// `workers` threads beside the loop (none: each job is done when its message arrives), for
-    /// nodes of `token_network`.
+    /// `workers` threads beside the loop, for nodes of `token_network` (none: nothing is
+    /// recovered ahead, but a gossip message is still recovered once for all its receivers).
     pub fn new(token_network: TokenNetwork, workers: usize) -> Self {
         if workers == 0 {
             return Self {
@@ -86,11 +86,6 @@ impl Recoverer {
         }
     }
 
-    /// Whether jobs go to other threads.
-    pub fn is_parallel(&self) -> bool {
-        self.jobs.is_some()
-    }
-
     /// A job for the signatures of an encoded [`Envelope`] from `ends[0]` to `ends[1]`.
     pub fn submit(&mut self, bytes: Arc<[u8]>, ends: [Address; 2]) -> Pending {
         self.queue(bytes, Kind::Message(ends))
@@ -102,7 +97,7 @@ impl Recoverer {
     }
 
     /// Queues a job for the workers if there are any (in batches: a job whose message arrives
-    /// before its batch left is done by the loop).
+    /// before its batch left is claimed by the loop, see [`Pending::wait`]).
     fn queue(&mut self, bytes: Arc<[u8]>, kind: Kind) -> Pending {
         let pending = Pending(Arc::new(Job {
             bytes,
@@ -223,7 +218,6 @@ mod tests {
             |n: u64| ChannelUpdate::sign(&signer, TOKEN_NETWORK, ChannelId::from(n), n, policy);
         for workers in [0, 1, 3] {
             let mut recoverer = Recoverer::new(TOKEN_NETWORK, workers);
-            assert_eq!(recoverer.is_parallel(), workers > 0);
             let pending: Vec<Pending> = (0..100)
                 .map(|n| {
                     let bytes = GossipMessage::ChannelUpdate(update(n)).encode();
