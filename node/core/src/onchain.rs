@@ -423,20 +423,28 @@ impl Node {
     fn register_secrets(&mut self) {
         let block = self.block;
         let mut due = BTreeSet::new();
+        let view = self.view.read();
         for (channel, ours) in self.with_partner_locks() {
-            let open = self.partner_of(*channel).is_ok() && !self.is_closing(*channel);
+            // Whether the channel is open and not closing is looked up (in maps as large as
+            // the network) only for a lock that could be due: a hub has thousands of locks
+            // pending, and we hold the secrets of few of them.
+            let mut open = None;
             for lock in ours.participant(Side::Partner).locks().iter() {
                 let hash = lock.secret_hash;
                 // A registration sent now lands in a later block: at the latest the expiration.
                 if block < lock.expiration
                     && self.state.secrets.contains_key(&hash)
-                    && !self.view.read().revealed.contains_key(&hash)
-                    && (!open || !self.claimable_in_time(lock.expiration))
+                    && !view.revealed.contains_key(&hash)
+                    && (!self.claimable_in_time(lock.expiration)
+                        || !*open.get_or_insert_with(|| {
+                            crate::node::opened(&view, *channel) && !self.is_closing(*channel)
+                        }))
                 {
                     due.insert(hash);
                 }
             }
         }
+        drop(view);
         // A registration no longer due is done (the registry shows it) or moot (expired).
         self.state
             .registrations
@@ -493,18 +501,15 @@ impl Node {
     pub(crate) fn claim_locks_in_danger(&mut self) {
         let mut due = Vec::new();
         for (channel, ours) in self.with_partner_locks() {
-            if self.partner_of(*channel).is_err() || self.is_closing(*channel) {
-                continue;
-            }
             // While a registration can still land by the expiration: closing later helps
-            // nothing.
+            // nothing. The block tests first: they are arithmetic, the rest are lookups.
             let in_danger = ours.participant(Side::Partner).locks().iter().any(|lock| {
-                self.state.secrets.contains_key(&lock.secret_hash)
-                    && !self.refused(lock.secret_hash, *channel)
+                self.block < lock.expiration
                     && !self.claimable_in_time(lock.expiration)
-                    && self.block < lock.expiration
+                    && self.state.secrets.contains_key(&lock.secret_hash)
+                    && !self.refused(lock.secret_hash, *channel)
             });
-            if in_danger {
+            if in_danger && self.partner_of(*channel).is_ok() && !self.is_closing(*channel) {
                 due.push(*channel);
             }
         }

@@ -12,20 +12,23 @@
 //! node code decides in both cases; only who applies chain events differs.
 
 use alloy_primitives::Address;
+use foldhash::fast::FixedState;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
 use hoplite_gossip::{GossipParams, GossipStore};
 use hoplite_htlc::{BlockNumber, ChannelId, Secret, SecretHash, TokenNetwork};
 use hoplite_routing::{NetworkGraph, NodeId, Route, RouteError, RouteParams, Router, Scorer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The network as the chain's events and accepted gossip build it.
 #[derive(Debug)]
 pub struct NetworkView {
     /// Every channel of the token network, as its events build it (until settled and empty).
-    pub(crate) onchain: BTreeMap<ChannelId, OnChainChannel>,
+    /// Hashed, with a fixed seed: a node looks its channels up here on every call, in a map as
+    /// large as the network, and nothing depends on its order (see [`Self::channels`]).
+    pub(crate) onchain: HashMap<ChannelId, OnChainChannel, FixedState>,
     /// How many channels each participant has open on-chain (only those with one).
     pub(crate) open_channels_of: BTreeMap<Address, u32>,
     pub(crate) graph: NetworkGraph,
@@ -38,7 +41,7 @@ impl NetworkView {
     /// An empty view of `token_network`.
     pub fn new(token_network: TokenNetwork, gossip: GossipParams) -> Self {
         Self {
-            onchain: BTreeMap::new(),
+            onchain: HashMap::with_hasher(FixedState::with_seed(0)),
             open_channels_of: BTreeMap::new(),
             graph: NetworkGraph::new(),
             gossip: GossipStore::new(token_network, gossip),
@@ -51,7 +54,8 @@ impl NetworkView {
         self.onchain.get(&id)
     }
 
-    /// Every channel as the chain's events built them.
+    /// Every channel as the chain's events built them, in no particular order (the same for
+    /// the same events).
     pub fn channels(&self) -> impl Iterator<Item = &OnChainChannel> {
         self.onchain.values()
     }

@@ -858,9 +858,14 @@ impl Runtime {
         let view = self.node.view();
         let gossip = view.gossip();
         let mut nodes = std::collections::BTreeSet::new();
-        let channels: Vec<views::GraphChannel> = view
+        // By id: the view keeps them in no particular order.
+        let mut open: Vec<_> = view
             .channels()
             .filter(|c| c.phase == Phase::Opened)
+            .collect();
+        open.sort_unstable_by_key(|c| c.id);
+        let channels: Vec<views::GraphChannel> = open
+            .into_iter()
             .map(|c| {
                 let participants = [c.state.participant1, c.state.participant2];
                 nodes.extend(participants);
