@@ -193,7 +193,8 @@ impl Simulation {
             .network
             .shared_view
             .unwrap_or(plan.nodes > SHARED_VIEW_ABOVE)
-            .then(|| SharedView::new(chain.token_network(), GossipParams::default()));
+            // Its nodes are all simulated: nobody grinds channel ids against the run's seed.
+            .then(|| SharedView::new(chain.token_network(), GossipParams::default(), config.seed));
         let peers = keys
             .into_iter()
             .zip(roles.iter().copied())

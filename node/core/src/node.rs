@@ -136,7 +136,10 @@ impl Node {
         now: Duration,
         block: BlockNumber,
     ) -> Result<Self, CommandError> {
-        let view = SharedView::new(config.token_network, config.gossip);
+        // Keyed like the node's random words: nobody else can grind collisions for it.
+        let word = key.derive(b"view hash seed");
+        let hash_seed = u64::from_le_bytes(word[..8].try_into().expect("8 of 32 bytes"));
+        let view = SharedView::new(config.token_network, config.gossip, hash_seed);
         Self::with_view(config, key, now, block, view, false)
     }
 

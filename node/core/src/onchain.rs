@@ -425,8 +425,8 @@ impl Node {
         let mut due = BTreeSet::new();
         let view = self.view.read();
         for (channel, ours) in self.with_partner_locks() {
-            // Whether the channel is open and not closing is looked up (in maps as large as
-            // the network) only for a lock that could be due: a hub has thousands of locks
+            // Whether the channel is open (in the view's map of every channel) and not closing
+            // is looked up only for a lock that could be due: a hub has thousands of locks
             // pending, and we hold the secrets of few of them.
             let mut open = None;
             for lock in ours.participant(Side::Partner).locks().iter() {

@@ -26,8 +26,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGua
 #[derive(Debug)]
 pub struct NetworkView {
     /// Every channel of the token network, as its events build it (until settled and empty).
-    /// Hashed, with a fixed seed: a node looks its channels up here on every call, in a map as
-    /// large as the network, and nothing depends on its order (see [`Self::channels`]).
+    /// Hashed: a node looks its channels up here on every call, in a map as large as the
+    /// network, and nothing depends on its order (see [`Self::channels`]). The seed is the
+    /// owner's secret: channel ids can be ground (by picking partner addresses) to collide
+    /// under a seed everyone knows.
     pub(crate) onchain: HashMap<ChannelId, OnChainChannel, FixedState>,
     /// How many channels each participant has open on-chain (only those with one).
     pub(crate) open_channels_of: BTreeMap<Address, u32>,
@@ -38,10 +40,11 @@ pub struct NetworkView {
 }
 
 impl NetworkView {
-    /// An empty view of `token_network`.
-    pub fn new(token_network: TokenNetwork, gossip: GossipParams) -> Self {
+    /// An empty view of `token_network`; `hash_seed` seeds its channel map's hasher (see
+    /// `onchain`).
+    pub fn new(token_network: TokenNetwork, gossip: GossipParams, hash_seed: u64) -> Self {
         Self {
-            onchain: HashMap::with_hasher(FixedState::with_seed(0)),
+            onchain: HashMap::with_hasher(FixedState::with_seed(hash_seed)),
             open_channels_of: BTreeMap::new(),
             graph: NetworkGraph::new(),
             gossip: GossipStore::new(token_network, gossip),
@@ -158,10 +161,14 @@ pub struct SharedView {
 }
 
 impl SharedView {
-    /// A new, empty view of `token_network`.
-    pub fn new(token_network: TokenNetwork, gossip: GossipParams) -> Self {
+    /// A new, empty view of `token_network` (see [`NetworkView::new`] for `hash_seed`).
+    pub fn new(token_network: TokenNetwork, gossip: GossipParams, hash_seed: u64) -> Self {
         Self {
-            view: Arc::new(RwLock::new(NetworkView::new(token_network, gossip))),
+            view: Arc::new(RwLock::new(NetworkView::new(
+                token_network,
+                gossip,
+                hash_seed,
+            ))),
             router: Arc::new(Mutex::new(Router::default())),
         }
     }
@@ -233,7 +240,7 @@ mod tests {
             chain_id: 1,
             address: Address::repeat_byte(0xee),
         };
-        let view = SharedView::new(token_network, GossipParams::default());
+        let view = SharedView::new(token_network, GossipParams::default(), 0);
         let node = |n: u8| NodeId(Address::repeat_byte(n));
         let policy = Policy {
             base_fee: 1,
