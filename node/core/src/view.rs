@@ -57,8 +57,8 @@ impl NetworkView {
         self.onchain.get(&id)
     }
 
-    /// Every channel as the chain's events built them, in no particular order (the same for
-    /// the same events).
+    /// Every channel as the chain's events built them, in no particular order (it depends on
+    /// the view's hash seed): sort what is shown.
     pub fn channels(&self) -> impl Iterator<Item = &OnChainChannel> {
         self.onchain.values()
     }
