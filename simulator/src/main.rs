@@ -149,7 +149,9 @@ fn run(args: RunArgs) -> Result<()> {
     // Without a terminal (a log, CI) the bar is hidden: a line every tenth instead.
     let terminal = std::io::stderr().is_terminal();
     let mut tenths = 0;
+    let mut first_payment = None;
     let outcome = sim.run(|done, total| {
+        first_payment.get_or_insert_with(Instant::now);
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         let tenth = done * 10 / total.max(1);
@@ -166,6 +168,7 @@ fn run(args: RunArgs) -> Result<()> {
     let report = sim.report();
     let timing = Timing::measure(
         started.elapsed(),
+        first_payment.map_or(started.elapsed(), |at| at - started),
         report.payments.total,
         sim.calls(),
         threads,

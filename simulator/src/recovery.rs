@@ -10,6 +10,11 @@
 //!
 //! A gossip message is recovered once for all its receivers (they share one [`Pending`]),
 //! by a worker or by the loop at its first delivery.
+//!
+//! Jobs go to the workers in batches, and a batch not yet full goes when the loop is about to
+//! reach the first delivery it holds ([`Recoverer::hand_over_due`]): after a burst of sends
+//! (a block's deposits make every hub sign to its partners) the last few jobs would otherwise
+//! wait for more sends, which come only once their messages are delivered.
 
 use alloy_primitives::Address;
 use hoplite_gossip::GossipMessage;
@@ -20,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Jobs handed to the workers at once: one wake-up of a worker (a system call) per batch,
 /// not per message.
@@ -31,6 +37,8 @@ pub struct Recoverer {
     jobs: Option<Sender<Vec<Pending>>>,
     /// Jobs not yet handed over.
     batch: Vec<Pending>,
+    /// The earliest delivery of a job in `batch`.
+    batch_due: Option<Duration>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -64,6 +72,7 @@ impl Recoverer {
                 token_network,
                 jobs: None,
                 batch: Vec::new(),
+                batch_due: None,
                 workers: Vec::new(),
             };
         }
@@ -82,23 +91,33 @@ impl Recoverer {
             token_network,
             jobs: Some(jobs),
             batch: Vec::with_capacity(BATCH),
+            batch_due: None,
             workers,
         }
     }
 
-    /// A job for the signatures of an encoded [`Envelope`] from `ends[0]` to `ends[1]`.
-    pub fn submit(&mut self, bytes: Arc<[u8]>, ends: [Address; 2]) -> Pending {
-        self.queue(bytes, Kind::Message(ends))
+    /// A job for the signatures of an encoded [`Envelope`] from `ends[0]` to `ends[1]`, to
+    /// be delivered at `due`.
+    pub fn submit(&mut self, bytes: Arc<[u8]>, ends: [Address; 2], due: Duration) -> Pending {
+        self.queue(bytes, Kind::Message(ends), due)
     }
 
-    /// A job for the signatures of an encoded [`GossipMessage`].
-    pub fn submit_gossip(&mut self, bytes: Arc<[u8]>) -> Pending {
-        self.queue(bytes, Kind::Gossip)
+    /// A job for the signatures of an encoded [`GossipMessage`], first delivered at `due`.
+    pub fn submit_gossip(&mut self, bytes: Arc<[u8]>, due: Duration) -> Pending {
+        self.queue(bytes, Kind::Gossip, due)
+    }
+
+    /// Hands the batch to the workers, full or not, if one of its messages is delivered at
+    /// `next` or before: the loop calls it with the time of its next event.
+    pub fn hand_over_due(&mut self, next: Duration) {
+        if self.batch_due.is_some_and(|due| due <= next) {
+            self.hand_over();
+        }
     }
 
     /// Queues a job for the workers if there are any (in batches: a job whose message arrives
     /// before its batch left is claimed by the loop, see [`Pending::wait`]).
-    fn queue(&mut self, bytes: Arc<[u8]>, kind: Kind) -> Pending {
+    fn queue(&mut self, bytes: Arc<[u8]>, kind: Kind, due: Duration) -> Pending {
         let pending = Pending(Arc::new(Job {
             bytes,
             kind,
@@ -106,15 +125,25 @@ impl Recoverer {
             claimed: AtomicBool::new(false),
             done: OnceLock::new(),
         }));
-        if let Some(jobs) = &self.jobs {
+        if self.jobs.is_some() {
             self.batch.push(pending.clone());
+            self.batch_due = Some(self.batch_due.map_or(due, |earliest| earliest.min(due)));
             if self.batch.len() == BATCH {
-                let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-                // The workers stop only when this sender is dropped: the send cannot fail.
-                let _ = jobs.send(batch);
+                self.hand_over();
             }
         }
         pending
+    }
+
+    fn hand_over(&mut self) {
+        self.batch_due = None;
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        if let Some(jobs) = &self.jobs
+            && !batch.is_empty()
+        {
+            // The workers stop only when this sender is dropped: the send cannot fail.
+            let _ = jobs.send(batch);
+        }
     }
 }
 
@@ -165,15 +194,31 @@ impl Pending {
 impl Job {
     fn recover(&self) -> Recovered {
         // Bytes that do not decode list nothing: the node will say what is wrong.
-        let signatures = match self.kind {
-            Kind::Message(ends) => Envelope::decode(&self.bytes)
-                .map(|e| e.signatures(self.token_network, ends))
-                .unwrap_or_default(),
-            Kind::Gossip => GossipMessage::decode(&self.bytes)
-                .map(|m| m.signatures())
-                .unwrap_or_default(),
-        };
-        Recovered::recover(signatures)
+        match self.kind {
+            Kind::Message(ends) => {
+                let candidates = Envelope::decode(&self.bytes)
+                    .map(|e| e.signatures(self.token_network, ends))
+                    .unwrap_or_default();
+                // What a message lists are its sender's signatures, or alternatives of one
+                // (an announcement signature under both orders of the participants): the
+                // first that is the sender's is the one the node will check.
+                let mut known = Recovered::default();
+                for (digest, signature) in candidates {
+                    let one = Recovered::recover([(digest, signature)]);
+                    let senders = one.signer(&digest, &signature) == Ok(ends[0]);
+                    known.extend(one);
+                    if senders {
+                        break;
+                    }
+                }
+                known
+            }
+            Kind::Gossip => Recovered::recover(
+                GossipMessage::decode(&self.bytes)
+                    .map(|m| m.signatures())
+                    .unwrap_or_default(),
+            ),
+        }
     }
 }
 
@@ -221,7 +266,7 @@ mod tests {
             let pending: Vec<Pending> = (0..100)
                 .map(|n| {
                     let bytes = GossipMessage::ChannelUpdate(update(n)).encode();
-                    recoverer.submit_gossip(bytes.into())
+                    recoverer.submit_gossip(bytes.into(), Duration::ZERO)
                 })
                 .collect();
             for (n, job) in (0..).zip(&pending) {
@@ -242,8 +287,19 @@ mod tests {
                 assert!(std::ptr::eq(job.wait(), recovered));
             }
             // Bytes that do not decode list nothing.
-            let garbage = recoverer.submit_gossip([1, 2, 3].into());
+            let garbage = recoverer.submit_gossip([1, 2, 3].into(), Duration::ZERO);
             assert!(garbage.wait().is_empty());
+        }
+    }
+
+    /// Waits (at most 30 s: the worker is idle but for the test's jobs) until a worker did
+    /// `job`.
+    fn wait_for_worker(job: &Pending) {
+        let mut waited = 0;
+        while job.0.done.get().is_none() {
+            assert!(waited < 30_000, "the worker never did it");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waited += 1;
         }
     }
 
@@ -251,9 +307,12 @@ mod tests {
     fn a_message_to_one_node_is_recovered_by_a_worker_or_left_to_the_node() {
         let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
         let ends = [sender.address(), Address::repeat_byte(9)];
-        let message = |n: u64| {
+        // The channel's participants are the ends in this order, or the other (a channel the
+        // receiver opened).
+        let message = |n: u64, participants: [Address; 2]| {
             let (channel, capacity) = (ChannelId::from(n), hoplite_htlc::Amount::from(n));
-            let digest = ChannelAnnouncement::digest(TOKEN_NETWORK, channel, ends, capacity);
+            let digest =
+                ChannelAnnouncement::digest(TOKEN_NETWORK, channel, participants, capacity);
             let signature = sender.sign_digest(&digest);
             let envelope = Envelope::Message {
                 id: MessageId(n),
@@ -270,26 +329,57 @@ mod tests {
             // A whole batch, so it goes to the worker.
             let jobs: Vec<_> = (0..BATCH as u64)
                 .map(|n| {
-                    let (bytes, digest, signature) = message(n);
-                    (recoverer.submit(bytes.into(), ends), digest, signature)
+                    let participants = if n % 2 == 0 { ends } else { [ends[1], ends[0]] };
+                    let (bytes, digest, signature) = message(n, participants);
+                    let job = recoverer.submit(bytes.into(), ends, Duration::from_secs(n));
+                    (job, digest, signature)
                 })
                 .collect();
-            let (last, digest, signature) = jobs.last().expect("a batch");
-            if workers > 0 {
-                // Bounded (30 s): the worker is idle but for these.
-                let mut waited = 0;
-                while last.0.done.get().is_none() {
-                    assert!(waited < 30_000, "the worker never did it");
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                    waited += 1;
+            for (n, (job, digest, signature)) in (0..).zip(&jobs) {
+                if workers > 0 {
+                    wait_for_worker(job);
+                    // The orders are tried in turn, up to the one the sender signed.
+                    assert_eq!(job.wait().len(), if n % 2 == 0 { 1 } else { 2 }, "job {n}");
+                    assert_eq!(job.wait().signer(digest, signature), Ok(sender.address()));
+                } else {
+                    // Nothing is recovered ahead: the node recovers what it needs.
+                    assert!(job.wait().is_empty());
                 }
-                // Both orders of the ends are listed; one is the channel's.
-                assert_eq!(last.wait().len(), 2);
-                assert_eq!(last.wait().signer(digest, signature), Ok(sender.address()));
-            } else {
-                // Nothing is recovered ahead: the node recovers what it needs.
-                assert!(last.wait().is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_batch_not_full_goes_when_its_first_delivery_is_next() {
+        let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
+        let ends = [sender.address(), Address::repeat_byte(9)];
+        let (channel, capacity) = (ChannelId::from(1u64), hoplite_htlc::Amount::from(1u64));
+        let digest = ChannelAnnouncement::digest(TOKEN_NETWORK, channel, ends, capacity);
+        let signature = sender.sign_digest(&digest);
+        let bytes = Envelope::Message {
+            id: MessageId(1),
+            message: Message::AnnouncementSignature {
+                channel,
+                capacity,
+                signature,
+            },
+        }
+        .encode();
+        let mut recoverer = Recoverer::new(TOKEN_NETWORK, 1);
+        let due = Duration::from_millis(50);
+        let later = recoverer.submit(bytes.clone().into(), ends, due + Duration::from_millis(1));
+        let first = recoverer.submit(bytes.into(), ends, due);
+        // Events before the first delivery: the batch waits for more jobs.
+        recoverer.hand_over_due(due - Duration::from_nanos(1));
+        assert_eq!(recoverer.batch.len(), 2);
+        // The next event is that delivery: the whole batch goes, and a worker does it.
+        recoverer.hand_over_due(due);
+        assert!(recoverer.batch.is_empty());
+        wait_for_worker(&first);
+        wait_for_worker(&later);
+        assert_eq!(
+            first.wait().signer(&digest, &signature),
+            Ok(sender.address())
+        );
     }
 }

@@ -361,8 +361,9 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "wall {:.2} s on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
+            "wall {:.2} s (setup {:.2} s) on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
             timing.wall_s,
+            timing.setup_s,
             timing.threads,
             timing.cpu_s,
             timing.peak_rss_mib,
@@ -381,6 +382,9 @@ impl Report {
 pub struct Timing {
     /// Wall time of the run (setup included).
     pub wall_s: f64,
+    /// Wall time before the first payment: building the network, opening its channels
+    /// on-chain and announcing them.
+    pub setup_s: f64,
     /// Threads the run used (the loop, and workers recovering signatures).
     pub threads: usize,
     /// CPU time of the process, every thread's.
@@ -396,13 +400,20 @@ pub struct Timing {
 }
 
 impl Timing {
-    /// The figures of a run of `payments` on `threads` that took `wall` and made `calls` node
-    /// calls.
-    pub fn measure(wall: Duration, payments: usize, calls: u64, threads: usize) -> Self {
+    /// The figures of a run of `payments` on `threads` that took `wall` (`setup` of it before
+    /// the first payment) and made `calls` node calls.
+    pub fn measure(
+        wall: Duration,
+        setup: Duration,
+        payments: usize,
+        calls: u64,
+        threads: usize,
+    ) -> Self {
         let cpu_s = process_cpu_seconds().unwrap_or(f64::NAN);
         let wall_s = wall.as_secs_f64();
         Self {
             wall_s,
+            setup_s: setup.as_secs_f64(),
             threads,
             cpu_s,
             payments_per_wall_s: payments as f64 / wall_s.max(1e-9),

@@ -302,7 +302,11 @@ impl Simulation {
     pub fn run(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<(), Violation> {
         let total = self.ledger.planned(&self.config);
         let mut reported = 0;
-        while let Some((at, action)) = self.queue.pop() {
+        while let Some(next) = self.queue.peek_time() {
+            self.recoverer.hand_over_due(next);
+            let Some((at, action)) = self.queue.pop() else {
+                break;
+            };
             self.now = at;
             // Whether the run is over is asked once a block (it looks at every node).
             let mined = matches!(action, Action::Mine);
@@ -473,7 +477,7 @@ impl Simulation {
                     self.ledger.max_unacknowledged = self.ledger.max_unacknowledged.max(waiting);
                     if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
                         let ends = [self.peers[i].node.address(), to];
-                        let message = self.recoverer.submit(envelope.encode().into(), ends);
+                        let message = self.recoverer.submit(envelope.encode().into(), ends, at);
                         self.ledger.counts.messages += 1;
                         self.in_flight += 1;
                         self.queue.push(
@@ -491,7 +495,7 @@ impl Simulation {
                     self.ledger.counts.gossip += 1;
                 }
                 Output::Publish(message) => {
-                    let message = self.recoverer.submit_gossip(message.encode().into());
+                    let mut deliveries = Vec::new();
                     for j in (0..self.peers.len()).filter(|&j| j != i) {
                         if !self.peers[i].online
                             || !self.peers[j].online
@@ -499,17 +503,21 @@ impl Simulation {
                         {
                             continue;
                         }
-                        let at = self.now + self.links.latency(&mut self.rng);
-                        let message = message.clone();
-                        self.in_flight += 1;
-                        self.queue.push(
-                            at,
-                            Action::Gossip {
-                                from: i,
-                                to: j,
-                                message,
-                            },
-                        );
+                        deliveries.push((j, self.now + self.links.latency(&mut self.rng)));
+                    }
+                    if let Some(first) = deliveries.iter().map(|(_, at)| *at).min() {
+                        let message = self.recoverer.submit_gossip(message.encode().into(), first);
+                        for (j, at) in deliveries {
+                            self.in_flight += 1;
+                            self.queue.push(
+                                at,
+                                Action::Gossip {
+                                    from: i,
+                                    to: j,
+                                    message: message.clone(),
+                                },
+                            );
+                        }
                     }
                     self.ledger.counts.gossip += 1;
                 }

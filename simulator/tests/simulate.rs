@@ -294,6 +294,7 @@ fn the_embedded_default_finishes_and_writes_every_report_file() {
     std::fs::write(dir.join("results.json"), report.to_json()).expect("write");
     let timing = Timing::measure(
         Duration::from_secs(1),
+        Duration::from_millis(300),
         report.payments.total,
         sim.calls(),
         1,

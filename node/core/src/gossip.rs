@@ -156,6 +156,8 @@ impl Node {
             facts.capacity,
         );
         let (signature, known) = Recovered::sign(&self.key, &digest);
+        self.announcement_signed
+            .insert(channel, (facts.capacity, signature, known.clone()));
         self.send(
             partner,
             Message::AnnouncementSignature {
@@ -199,9 +201,19 @@ impl Node {
             return Err(PeerError::BadSignature);
         }
         if capacity == facts.capacity {
-            // The store checks both signatures again: ours and theirs are known by now.
-            let (ours, mine) = Recovered::sign(&self.key, &digest);
-            known.extend(mine);
+            // The store checks both signatures again: ours and theirs are known by now. Ours
+            // was made when we saw this capacity on-chain, unless we restarted since.
+            let ours = match self.announcement_signed.remove(&channel) {
+                Some((signed, ours, mine)) if signed == capacity => {
+                    known.extend(mine);
+                    ours
+                }
+                _ => {
+                    let (ours, mine) = Recovered::sign(&self.key, &digest);
+                    known.extend(mine);
+                    ours
+                }
+            };
             known.scope(|| self.announce_channel(channel, facts, ours, signature));
         } else {
             // The partner saw the chain before us: announce when we catch up.
@@ -210,6 +222,12 @@ impl Node {
                 .insert(channel, (capacity, signature));
         }
         Ok(())
+    }
+
+    /// Drops the halves of `channel`'s announcement we hold: it was announced, or it closed.
+    pub(crate) fn forget_announcement(&mut self, channel: ChannelId) {
+        self.state.announcement_parts.remove(&channel);
+        self.announcement_signed.remove(&channel);
     }
 
     /// Publishes `channel`'s announcement with both participants' signatures of `facts`.
@@ -232,7 +250,7 @@ impl Node {
             capacity: facts.capacity,
             signatures,
         };
-        self.state.announcement_parts.remove(&channel);
+        self.forget_announcement(channel);
         let verdict = self
             .view
             .write()

@@ -14,9 +14,10 @@ use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
 use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
+use hoplite_htlc::crypto::Recovered;
 use hoplite_htlc::{
     Amount, BalanceChange, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Nonce,
-    PrivateKey, ReceiveError, Secret, SecretHash, Side,
+    PrivateKey, ReceiveError, Secret, SecretHash, Side, Signature,
 };
 use hoplite_routing::ProbabilisticScorer;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -111,6 +112,11 @@ pub struct Node {
     pub(crate) partner_locked: BTreeSet<ChannelId>,
     /// When our channels' policies are due to be announced again.
     pub(crate) policy_schedule: PolicySchedule,
+    /// Our signature of each of our channels' announcement, with the capacity it signs, as
+    /// last sent to the partner: the partner's half completes the announcement without a
+    /// second signature (a hub signs one per channel and capacity, not two). Not persisted:
+    /// a restored node signs again, and gets the same signature (signing is deterministic).
+    pub(crate) announcement_signed: BTreeMap<ChannelId, (Amount, Signature, Recovered)>,
     /// Channels changed since the duties last decided whether each is watched.
     pub(crate) unsure: BTreeSet<ChannelId>,
     /// A block or a chain event came in since the duties were last derived: they look at
@@ -193,6 +199,7 @@ impl Node {
             watched: BTreeSet::new(),
             partner_locked: BTreeSet::new(),
             policy_schedule: PolicySchedule::default(),
+            announcement_signed: BTreeMap::new(),
             unsure: BTreeSet::new(),
             block_since_duties: true,
             records: Vec::new(),
@@ -903,7 +910,7 @@ impl Node {
                 self.handle_withdrawn(id, e.participant, Amount::from(e.totalWithdraw));
             }
             Tn::ChannelClosed(e) => {
-                self.state.announcement_parts.remove(&id);
+                self.forget_announcement(id);
                 // A withdrawal can't land on a closed channel; the close freezes it anyway.
                 self.withdrawal_closed(id);
                 self.handle_closed(id, e.closer);
@@ -915,7 +922,7 @@ impl Node {
                 self.handle_pot_paid(id, e.sender, None);
             }
             Tn::ChannelSettled(_) => {
-                self.state.announcement_parts.remove(&id);
+                self.forget_announcement(id);
                 if let Some(ours) = self.channels.get(&id) {
                     // A cooperative settlement ends a channel that was never closed: what is
                     // still unacknowledged on it can never apply.
@@ -947,7 +954,7 @@ impl Node {
         self.state.monitors.remove(&id);
         self.state.closing.remove(&id);
         self.state.close_answered.remove(&id);
-        self.state.announcement_parts.remove(&id);
+        self.forget_announcement(id);
         self.state.withdrawing.remove(&id);
         // Nothing of it is pending on-chain any more: a lock of ours still on the books was
         // not paid to its receiver, one to us will never pay.
