@@ -19,7 +19,8 @@
 //!   [`EVENTS_KEPT`]: a client resuming with `Last-Event-ID`, even across a restart, misses
 //!   none of them;
 //! - `history`: the API's payments and invoices (JSON by kind and id), the newest
-//!   [`HISTORY_KEPT`] of each kind.
+//!   [`HISTORY_KEPT`] of each kind (trimmed to that every [`HISTORY_TRIM_EVERY`] writes of
+//!   a kind, and when the writer starts).
 
 use alloy_primitives::{B256, Bytes, Log, LogData};
 use hoplite_chain::backend::BlockLog;
@@ -35,7 +36,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The schema this build writes; older ones are migrated at open, newer ones refused.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The most accepted gossip messages kept (the oldest go first).
 const MAX_GOSSIP_KEPT: i64 = 100_000;
@@ -45,6 +46,12 @@ pub const EVENTS_KEPT: u64 = 10_000;
 
 /// The most payments, and the most invoices, kept for the API (the oldest go first).
 pub const HISTORY_KEPT: usize = 10_000;
+
+/// History rows of one kind written between two trims to [`HISTORY_KEPT`] (and one trim of
+/// every kind when the writer starts): a trim walks the kind's newest rows, so it is not done
+/// at every commit. The table holds at most `HISTORY_KEPT + HISTORY_TRIM_EVERY` of a kind;
+/// what the API serves is the newest `HISTORY_KEPT`.
+const HISTORY_TRIM_EVERY: usize = 1_000;
 
 /// The most jobs committed in one transaction.
 const MAX_GROUP: usize = 4_096;
@@ -173,6 +180,16 @@ impl Store {
                                        kind TEXT NOT NULL, id TEXT NOT NULL,
                                        body TEXT NOT NULL, UNIQUE (kind, id));
                  PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
+        if version < 4 {
+            // Trimming a kind to its newest rows walks them in this order: without the index
+            // it sorted every row of the kind, at every commit.
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE INDEX history_kind_seq ON history (kind, seq);
+                 PRAGMA user_version = 4;
                  COMMIT;",
             )?;
         }
@@ -531,6 +548,15 @@ fn write_loop(
     done: &UnboundedSender<Committed>,
     stats: &StoreStats,
 ) {
+    // A restarted writer does not know how much was written since the last trim.
+    if let Err(error) = HistoryKind::ALL
+        .into_iter()
+        .try_for_each(|kind| trim_history(&conn, kind))
+    {
+        let _ = done.send(Committed::Failed(error));
+        return;
+    }
+    let mut untrimmed = [0; 3];
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -542,7 +568,7 @@ fn write_loop(
         let batches = group.iter().filter(|j| matches!(j, Job::Batch(..))).count() as u64;
         #[allow(clippy::disallowed_methods)] // The daemon measures its commits.
         let started = std::time::Instant::now();
-        match commit(&mut conn, group) {
+        match commit(&mut conn, group, &mut untrimmed) {
             Ok((batch, event)) => {
                 stats
                     .commit_seconds
@@ -562,14 +588,15 @@ fn write_loop(
 }
 
 /// Writes a group in one transaction; the highest batch id and event id in it, if any.
+/// `untrimmed` counts the history rows of each kind written since its last trim.
 fn commit(
     conn: &mut Connection,
     group: Vec<Job>,
+    untrimmed: &mut [usize; 3],
 ) -> Result<(Option<PersistId>, Option<u64>), StoreError> {
     let tx = conn.transaction()?;
     let mut persisted = None;
     let mut event = None;
-    let mut history = [false; 3];
     for job in group {
         match job {
             Job::Batch(id, records) => {
@@ -616,7 +643,7 @@ fn commit(
                      ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
                 )?
                 .execute(params![kind.name(), id, body])?;
-                history[kind as usize] = true;
+                untrimmed[kind as usize] += 1;
             }
         }
     }
@@ -627,12 +654,9 @@ fn commit(
         )?;
     }
     for kind in HistoryKind::ALL {
-        if history[kind as usize] {
-            tx.execute(
-                "DELETE FROM history WHERE kind = ?1 AND seq <= (SELECT seq FROM history
-                 WHERE kind = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-                params![kind.name(), HISTORY_KEPT as i64],
-            )?;
+        if untrimmed[kind as usize] >= HISTORY_TRIM_EVERY {
+            trim_history(&tx, kind)?;
+            untrimmed[kind as usize] = 0;
         }
     }
     tx.execute(
@@ -642,6 +666,16 @@ fn commit(
     )?;
     tx.commit()?;
     Ok((persisted, event))
+}
+
+/// Deletes all but the newest [`HISTORY_KEPT`] history rows of `kind`.
+fn trim_history(conn: &Connection, kind: HistoryKind) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "DELETE FROM history WHERE kind = ?1 AND seq <= (SELECT seq FROM history
+         WHERE kind = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+    )?
+    .execute(params![kind.name(), HISTORY_KEPT as i64])?;
+    Ok(())
 }
 
 fn write_checkpoint(tx: &Transaction<'_>, block: u64, hash: B256) -> Result<(), StoreError> {
@@ -777,6 +811,78 @@ mod tests {
         assert_eq!(stored.chain_events, vec![log]);
         assert_eq!(stored.checkpoint, Some((42, B256::repeat_byte(4))));
         assert!(stored.generation > 0);
+    }
+
+    #[test]
+    fn history_is_trimmed_to_the_newest_of_each_kind() {
+        let (_dir, path) = temp_db("history");
+        let rows = |kind: HistoryKind| -> Vec<i64> {
+            let conn = Connection::open(&path).unwrap();
+            let mut select = conn
+                .prepare("SELECT id FROM history WHERE kind = ?1 ORDER BY seq")
+                .unwrap();
+            select
+                .query_map([kind.name()], |row| row.get::<_, String>(0))
+                .unwrap()
+                .map(|id| id.unwrap().parse().unwrap())
+                .collect()
+        };
+        let written = HISTORY_KEPT + HISTORY_TRIM_EVERY + HISTORY_TRIM_EVERY / 2;
+        let (done, _committed) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Store::open(&path)
+            .unwrap()
+            .spawn_writer(done, Histogram::new([1.0]));
+        for n in 0..written {
+            writer.history(HistoryKind::Sent, n.to_string(), "{}".into());
+        }
+        writer.history(HistoryKind::Invoice, "7".into(), "{}".into());
+        writer.close();
+        let sent = rows(HistoryKind::Sent);
+        assert!(
+            (HISTORY_KEPT..=HISTORY_KEPT + HISTORY_TRIM_EVERY).contains(&sent.len()),
+            "{} rows",
+            sent.len()
+        );
+        assert_eq!(sent.last(), Some(&(written as i64 - 1)));
+        assert!(
+            sent.windows(2).all(|w| w[0] + 1 == w[1]),
+            "the oldest go first"
+        );
+
+        // A writer that starts trims every kind, whatever was written before; each kind is
+        // bounded on its own.
+        let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
+        let writer = Store::open(&path)
+            .unwrap()
+            .spawn_writer(done, Histogram::new([1.0]));
+        writer.persist(PersistId(0), Vec::new());
+        assert!(matches!(
+            committed.blocking_recv(),
+            Some(Committed::Group { .. })
+        ));
+        let sent = rows(HistoryKind::Sent);
+        assert_eq!(sent.len(), HISTORY_KEPT);
+        assert_eq!(sent.first(), Some(&((written - HISTORY_KEPT) as i64)));
+        assert_eq!(rows(HistoryKind::Invoice), vec![7]);
+
+        // Then not at every commit: ten rows in ten commits are all still there.
+        for n in 1..=10 {
+            writer.history(HistoryKind::Sent, (written + n).to_string(), "{}".into());
+            writer.persist(PersistId(n as u64), Vec::new());
+            loop {
+                match committed.blocking_recv() {
+                    Some(Committed::Group {
+                        batch: Some(PersistId(b)),
+                        ..
+                    }) if b == n as u64 => break,
+                    Some(Committed::Failed(error)) => panic!("{error}"),
+                    None => panic!("the writer stopped"),
+                    Some(_) => {}
+                }
+            }
+        }
+        writer.close();
+        assert_eq!(rows(HistoryKind::Sent).len(), HISTORY_KEPT + 10);
     }
 
     #[test]
