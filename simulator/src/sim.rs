@@ -302,11 +302,7 @@ impl Simulation {
     pub fn run(&mut self, mut progress: impl FnMut(usize, usize)) -> Result<(), Violation> {
         let total = self.ledger.planned(&self.config);
         let mut reported = 0;
-        while let Some(next) = self.queue.peek_time() {
-            self.recoverer.hand_over_due(next);
-            let Some((at, action)) = self.queue.pop() else {
-                break;
-            };
+        while let Some((at, action)) = self.next_event() {
             self.now = at;
             // Whether the run is over is asked once a block (it looks at every node).
             let mined = matches!(action, Action::Mine);
@@ -342,6 +338,14 @@ impl Simulation {
             }
         }
         self.final_checks()
+    }
+
+    /// The next event, once the signature jobs it may need are with the workers.
+    fn next_event(&mut self) -> Option<(Duration, Action)> {
+        if let Some(next) = self.queue.peek_time() {
+            self.recoverer.hand_over_due(next);
+        }
+        self.queue.pop()
     }
 
     fn act(&mut self, action: Action) {

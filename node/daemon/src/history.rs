@@ -98,8 +98,18 @@ impl InvoiceEntry {
     }
 }
 
-/// A change to keep: the kind, the id and the JSON of the record's newest state.
-pub type Change = (HistoryKind, String, String);
+/// A change to keep: the record's newest state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Change {
+    pub kind: HistoryKind,
+    pub id: String,
+    /// The record as JSON.
+    pub body: String,
+    /// New to the list (it goes after every other one), not an update of one it holds (which
+    /// keeps its place). An id that was dropped as the oldest and comes again is new: the
+    /// store must then move its row too, or trim it as the oldest.
+    pub new: bool,
+}
 
 /// Up to [`HISTORY_KEPT`] records by key, the oldest dropped first.
 struct Kept<T, K = PaymentId> {
@@ -261,7 +271,7 @@ impl History {
         payment.route = route;
         payment.attempts = attempts;
         payment.finished_at = Some(now);
-        Some(payment_change(payment))
+        Some(payment_change(payment, false))
     }
 
     /// Our payment will not be made.
@@ -277,7 +287,7 @@ impl History {
         payment.failure = Some(failure);
         payment.attempts = attempts;
         payment.finished_at = Some(now);
-        Some(payment_change(payment))
+        Some(payment_change(payment, false))
     }
 
     /// We were paid `amount` for `id`: our invoice `id` if `invoice` (which is then paid),
@@ -293,7 +303,7 @@ impl History {
         let mut changes = Vec::new();
         if invoice && let Some(entry) = self.invoices.items.get_mut(&id) {
             entry.paid_at = Some(now);
-            changes.push(invoice_change(entry));
+            changes.push(invoice_change(entry, false));
         }
         changes.push(self.put_payment(Payment {
             id,
@@ -323,17 +333,19 @@ impl History {
             expires_at: invoice.expires_at,
             paid_at: None,
         };
-        let change = invoice_change(&entry);
+        let change = invoice_change(&entry, !self.invoices.items.contains_key(&entry.id));
         self.invoices.put(entry.id, entry);
         change
     }
 
     fn put_payment(&mut self, payment: Payment) -> Change {
-        let change = payment_change(&payment);
         if payment.direction == Direction::Received {
-            self.received.put((payment.id, payment.invoice), payment);
+            let key = (payment.id, payment.invoice);
+            let change = payment_change(&payment, !self.received.items.contains_key(&key));
+            self.received.put(key, payment);
             return change;
         }
+        let change = payment_change(&payment, !self.sent.items.contains_key(&payment.id));
         if let Some(key) = &payment.idempotency_key {
             self.keys.insert(key.clone(), payment.id);
         }
@@ -346,7 +358,7 @@ impl History {
     }
 }
 
-fn payment_change(payment: &Payment) -> Change {
+fn payment_change(payment: &Payment, new: bool) -> Change {
     let body = serde_json::to_string(payment).expect("a payment serializes");
     let (kind, id) = match payment.direction {
         Direction::Sent => (HistoryKind::Sent, format!("{}", payment.id.0)),
@@ -356,12 +368,22 @@ fn payment_change(payment: &Payment) -> Change {
             format!("{}:{}", payment.id.0, payment.invoice),
         ),
     };
-    (kind, id, body)
+    Change {
+        kind,
+        id,
+        body,
+        new,
+    }
 }
 
-fn invoice_change(invoice: &InvoiceEntry) -> Change {
+fn invoice_change(invoice: &InvoiceEntry, new: bool) -> Change {
     let body = serde_json::to_string(invoice).expect("an invoice serializes");
-    (HistoryKind::Invoice, format!("{}", invoice.id.0), body)
+    Change {
+        kind: HistoryKind::Invoice,
+        id: format!("{}", invoice.id.0),
+        body,
+        new,
+    }
 }
 
 #[cfg(test)]
@@ -430,12 +452,9 @@ mod tests {
                 .sent(id(9), Amount::ZERO, Vec::new(), 1, 14)
                 .is_none()
         );
-        let reloaded = History::new(
-            changes
-                .into_iter()
-                .map(|(kind, _, body)| (kind, body))
-                .collect(),
-        );
+        let new: Vec<bool> = changes.iter().map(|c| c.new).collect();
+        assert_eq!(new, [true, true, false, false], "two started, then updated");
+        let reloaded = History::new(changes.into_iter().map(|c| (c.kind, c.body)).collect());
         let first = reloaded.payment_with_key("k1").expect("kept by key");
         assert_eq!(
             (first.status, first.fee.as_deref()),
@@ -469,5 +488,25 @@ mod tests {
             history.payment_with_key("first").is_none(),
             "its key went with it"
         );
+    }
+
+    /// A payer names its payments: an id received again is an update while the list holds
+    /// it, and new once it was dropped (the store moves its row last then).
+    #[test]
+    fn a_received_id_that_comes_again_is_new_only_once_dropped() {
+        let mut history = History::default();
+        let payment = |n: u64| {
+            let mut word = B256::ZERO;
+            word.0[..8].copy_from_slice(&n.to_be_bytes());
+            PaymentId(word)
+        };
+        let mut receive =
+            |n: u64| history.received(payment(n), false, Address::ZERO, Amount::from(1u64), 0);
+        assert!(receive(0)[0].new);
+        assert!(!receive(0)[0].new, "held: an update");
+        for n in 1..=HISTORY_KEPT as u64 {
+            assert!(receive(n)[0].new);
+        }
+        assert!(receive(0)[0].new, "dropped as the oldest: new again");
     }
 }

@@ -520,8 +520,8 @@ impl Runtime {
                 .received(*payment, *invoice, self.node.address(), *amount, now),
             _ => Vec::new(),
         };
-        for (kind, id, body) in changes {
-            self.store.history(kind, id, body);
+        for change in changes {
+            self.store.history(change);
         }
     }
 
@@ -655,8 +655,8 @@ impl Runtime {
             }
             Request::CreateInvoice { amount, valid_for } => {
                 let invoice = self.node.create_invoice(now, amount, valid_for);
-                let (kind, id, body) = self.history.invoice_made(&invoice, now.as_secs());
-                self.store.history(kind, id, body);
+                let change = self.history.invoice_made(&invoice, now.as_secs());
+                self.store.history(change);
                 let entry = self.history.invoice(&invoice.payment).expect("just made");
                 Ok(invoice_json(entry, now.as_secs()))
             }
@@ -732,10 +732,10 @@ impl Runtime {
         invoice: bool,
         idempotency_key: Option<String>,
     ) -> Value {
-        let (kind, key, body) =
+        let change =
             self.history
                 .started(id, payee, amount, invoice, idempotency_key, now().as_secs());
-        self.store.history(kind, key, body);
+        self.store.history(change);
         payment_json(self.history.payment(&id).expect("just started"))
     }
 

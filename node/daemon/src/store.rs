@@ -22,6 +22,7 @@
 //!   [`HISTORY_KEPT`] of each kind (trimmed to that every [`HISTORY_TRIM_EVERY`] writes of
 //!   a kind, and when the writer starts).
 
+use crate::history::Change;
 use alloy_primitives::{B256, Bytes, Log, LogData};
 use hoplite_chain::backend::BlockLog;
 use hoplite_htlc::ChannelId;
@@ -455,7 +456,7 @@ enum Job {
     ChainEvents(Vec<BlockLog>, Checkpoint),
     Checkpoint(Checkpoint),
     Event(u64, String),
-    History(HistoryKind, String, String),
+    History(Change),
 }
 
 /// What the writer reports after a commit.
@@ -506,9 +507,9 @@ impl Writer {
         self.send(Job::Event(id, body));
     }
 
-    /// Queues the newest state of a payment or invoice (`id`) for the API.
-    pub fn history(&self, kind: HistoryKind, id: String, body: String) {
-        self.send(Job::History(kind, id, body));
+    /// Queues the newest state of a payment or invoice for the API.
+    pub fn history(&self, change: Change) {
+        self.send(Job::History(change));
     }
 
     fn send(&self, job: Job) {
@@ -641,12 +642,23 @@ fn commit(
                     .execute(params![id as i64, body])?;
                 event = event.max(Some(id));
             }
-            Job::History(kind, id, body) => {
-                tx.prepare_cached(
+            Job::History(Change {
+                kind,
+                id,
+                body,
+                new,
+            }) => {
+                // Rows are in the order the list has its records, so that a trim drops what
+                // the list dropped: a record new to the list gets a new row, last (replacing
+                // the row of a record the list dropped and a trim has not yet), an update
+                // keeps its row's place.
+                let sql = if new {
+                    "INSERT OR REPLACE INTO history (kind, id, body) VALUES (?1, ?2, ?3)"
+                } else {
                     "INSERT INTO history (kind, id, body) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body",
-                )?
-                .execute(params![kind.name(), id, body])?;
+                     ON CONFLICT (kind, id) DO UPDATE SET body = excluded.body"
+                };
+                execute(&tx, sql, params![kind.name(), id, body])?;
                 untrimmed[kind as usize] += 1;
             }
         }
@@ -851,19 +863,36 @@ mod tests {
                 .map(|id| id.unwrap().parse().unwrap())
                 .collect()
         };
+        let change = |kind, id: usize, new| Change {
+            kind,
+            id: id.to_string(),
+            body: "{}".into(),
+            new,
+        };
+        // Starts a writer (which trims), runs `write` with it, and waits until all is committed.
+        let with_writer = |write: &dyn Fn(&Writer)| {
+            let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
+            let writer = Store::open(&path)
+                .unwrap()
+                .spawn_writer(done, Histogram::new([1.0]));
+            write(&writer);
+            writer.close();
+            while let Ok(report) = committed.try_recv() {
+                if let Committed::Failed(error) = report {
+                    panic!("{error}");
+                }
+            }
+        };
         let written = HISTORY_KEPT + HISTORY_TRIM_EVERY + HISTORY_TRIM_EVERY / 2;
-        let (done, _committed) = tokio::sync::mpsc::unbounded_channel();
-        let writer = Store::open(&path)
-            .unwrap()
-            .spawn_writer(done, Histogram::new([1.0]));
-        for n in 0..written {
-            writer.history(HistoryKind::Sent, n.to_string(), "{}".into());
-        }
-        writer.history(HistoryKind::Invoice, "7".into(), "{}".into());
-        writer.close();
+        with_writer(&|writer| {
+            for n in 0..written {
+                writer.history(change(HistoryKind::Sent, n, true));
+            }
+            writer.history(change(HistoryKind::Invoice, 7, true));
+        });
         let sent = rows(HistoryKind::Sent);
         assert!(
-            (HISTORY_KEPT..=HISTORY_KEPT + HISTORY_TRIM_EVERY).contains(&sent.len()),
+            (HISTORY_KEPT..HISTORY_KEPT + HISTORY_TRIM_EVERY).contains(&sent.len()),
             "{} rows",
             sent.len()
         );
@@ -873,25 +902,32 @@ mod tests {
             "the oldest go first"
         );
 
-        // A writer that starts trims every kind, whatever was written before; each kind is
-        // bounded on its own.
+        // Rows written behind the writer's back: one that starts trims every kind, whatever
+        // was written before; each kind is bounded on its own.
+        let conn = Connection::open(&path).unwrap();
+        for n in written..written + 500 {
+            conn.execute(
+                "INSERT INTO history (kind, id, body) VALUES ('sent', ?1, '{}')",
+                [n.to_string()],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let newest = written + 500;
+        with_writer(&|_| {});
+        let sent = rows(HistoryKind::Sent);
+        assert_eq!(sent.len(), HISTORY_KEPT);
+        assert_eq!(sent.first(), Some(&((newest - HISTORY_KEPT) as i64)));
+        assert_eq!(rows(HistoryKind::Invoice), vec![7]);
+
+        // Then not at every commit: ten rows in ten commits are all still there (checked
+        // below).
         let (done, mut committed) = tokio::sync::mpsc::unbounded_channel();
         let writer = Store::open(&path)
             .unwrap()
             .spawn_writer(done, Histogram::new([1.0]));
-        writer.persist(PersistId(0), Vec::new());
-        assert!(matches!(
-            committed.blocking_recv(),
-            Some(Committed::Group { .. })
-        ));
-        let sent = rows(HistoryKind::Sent);
-        assert_eq!(sent.len(), HISTORY_KEPT);
-        assert_eq!(sent.first(), Some(&((written - HISTORY_KEPT) as i64)));
-        assert_eq!(rows(HistoryKind::Invoice), vec![7]);
-
-        // Then not at every commit: ten rows in ten commits are all still there.
-        for n in 1..=10 {
-            writer.history(HistoryKind::Sent, (written + n).to_string(), "{}".into());
+        for n in 0..10 {
+            writer.history(change(HistoryKind::Sent, newest + n, true));
             writer.persist(PersistId(n as u64), Vec::new());
             loop {
                 match committed.blocking_recv() {
@@ -905,8 +941,22 @@ mod tests {
                 }
             }
         }
+        // The ten oldest rows are those the list dropped. One of them coming again is new to
+        // the list: its row moves last, and the next trim keeps it. An update of the oldest
+        // row the list keeps leaves it where it is, so that trim drops it.
+        let (dropped, oldest_kept) = (newest - HISTORY_KEPT, newest - HISTORY_KEPT + 10);
+        writer.history(change(HistoryKind::Sent, dropped, true));
+        writer.history(change(HistoryKind::Sent, oldest_kept, false));
         writer.close();
-        assert_eq!(rows(HistoryKind::Sent).len(), HISTORY_KEPT + 10);
+        let sent = rows(HistoryKind::Sent);
+        assert_eq!(sent.len(), HISTORY_KEPT + 10);
+        assert_eq!(sent.last(), Some(&(dropped as i64)));
+        assert_eq!(sent[9], oldest_kept as i64);
+        with_writer(&|_| {});
+        let sent = rows(HistoryKind::Sent);
+        assert_eq!(sent.len(), HISTORY_KEPT);
+        assert_eq!(sent.last(), Some(&(dropped as i64)));
+        assert!(!sent.contains(&(oldest_kept as i64)));
     }
 
     #[test]
