@@ -292,6 +292,27 @@ mod tests {
         }
     }
 
+    /// The envelope `n` from `sender` with its signature of channel `n`'s announcement (capacity
+    /// `n`, `participants` in the chain's order), the digest and the signature.
+    fn announcement_signature(
+        sender: &PrivateKey,
+        n: u64,
+        participants: [Address; 2],
+    ) -> (Vec<u8>, B256, hoplite_htlc::Signature) {
+        let (channel, capacity) = (ChannelId::from(n), hoplite_htlc::Amount::from(n));
+        let digest = ChannelAnnouncement::digest(TOKEN_NETWORK, channel, participants, capacity);
+        let signature = sender.sign_digest(&digest);
+        let envelope = Envelope::Message {
+            id: MessageId(n),
+            message: Message::AnnouncementSignature {
+                channel,
+                capacity,
+                signature,
+            },
+        };
+        (envelope.encode(), digest, signature)
+    }
+
     /// Waits (at most 30 s: the worker is idle but for the test's jobs) until a worker did
     /// `job`.
     fn wait_for_worker(job: &Pending) {
@@ -307,30 +328,16 @@ mod tests {
     fn a_message_to_one_node_is_recovered_by_a_worker_or_left_to_the_node() {
         let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
         let ends = [sender.address(), Address::repeat_byte(9)];
-        // The channel's participants are the ends in this order, or the other (a channel the
-        // receiver opened).
-        let message = |n: u64, participants: [Address; 2]| {
-            let (channel, capacity) = (ChannelId::from(n), hoplite_htlc::Amount::from(n));
-            let digest =
-                ChannelAnnouncement::digest(TOKEN_NETWORK, channel, participants, capacity);
-            let signature = sender.sign_digest(&digest);
-            let envelope = Envelope::Message {
-                id: MessageId(n),
-                message: Message::AnnouncementSignature {
-                    channel,
-                    capacity,
-                    signature,
-                },
-            };
-            (envelope.encode(), digest, signature)
-        };
         for workers in [0, 1] {
             let mut recoverer = Recoverer::new(TOKEN_NETWORK, workers);
             // A whole batch, so it goes to the worker.
             let jobs: Vec<_> = (0..BATCH as u64)
                 .map(|n| {
+                    // The channel's participants are the ends in this order, or the other (a
+                    // channel the receiver opened).
                     let participants = if n % 2 == 0 { ends } else { [ends[1], ends[0]] };
-                    let (bytes, digest, signature) = message(n, participants);
+                    let (bytes, digest, signature) =
+                        announcement_signature(&sender, n, participants);
                     let job = recoverer.submit(bytes.into(), ends, Duration::from_secs(n));
                     (job, digest, signature)
                 })
@@ -353,18 +360,7 @@ mod tests {
     fn a_batch_not_full_goes_when_its_first_delivery_is_next() {
         let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
         let ends = [sender.address(), Address::repeat_byte(9)];
-        let (channel, capacity) = (ChannelId::from(1u64), hoplite_htlc::Amount::from(1u64));
-        let digest = ChannelAnnouncement::digest(TOKEN_NETWORK, channel, ends, capacity);
-        let signature = sender.sign_digest(&digest);
-        let bytes = Envelope::Message {
-            id: MessageId(1),
-            message: Message::AnnouncementSignature {
-                channel,
-                capacity,
-                signature,
-            },
-        }
-        .encode();
+        let (bytes, digest, signature) = announcement_signature(&sender, 1, ends);
         let mut recoverer = Recoverer::new(TOKEN_NETWORK, 1);
         let due = Duration::from_millis(50);
         let later = recoverer.submit(bytes.clone().into(), ends, due + Duration::from_millis(1));
