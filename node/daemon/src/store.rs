@@ -638,8 +638,11 @@ fn commit(
             }
             Job::Checkpoint((block, hash)) => write_checkpoint(&tx, block, hash)?,
             Job::Event(id, body) => {
-                tx.prepare_cached("INSERT OR REPLACE INTO api_events (id, body) VALUES (?1, ?2)")?
-                    .execute(params![id as i64, body])?;
+                execute(
+                    &tx,
+                    "INSERT OR REPLACE INTO api_events (id, body) VALUES (?1, ?2)",
+                    params![id as i64, body],
+                )?;
                 event = event.max(Some(id));
             }
             Job::History(Change {
@@ -698,12 +701,13 @@ fn execute(
 
 /// Deletes all but the newest [`HISTORY_KEPT`] history rows of `kind`.
 fn trim_history(conn: &Connection, kind: HistoryKind) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    execute(
+        conn,
         "DELETE FROM history WHERE kind = ?1 AND seq <= (SELECT seq FROM history
          WHERE kind = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-    )?
-    .execute(params![kind.name(), HISTORY_KEPT as i64])?;
-    Ok(())
+        params![kind.name(), HISTORY_KEPT as i64],
+    )
+    .map(drop)
 }
 
 fn write_checkpoint(tx: &Transaction<'_>, block: u64, hash: B256) -> Result<(), StoreError> {
