@@ -34,6 +34,14 @@ use tracing::{debug, info, warn};
 /// The protocol of channel message streams.
 pub const CHANNEL_PROTOCOL: StreamProtocol = StreamProtocol::new("/hoplite/channel/1");
 
+/// How long the runtime may hold a gossip message before its verdict: it judges one about a
+/// channel its chain view does not show yet again after each block, for this long. Gossipsub
+/// relays an accepted message only while it is in its message cache, kept here for
+/// [`GOSSIP_HEARTBEAT`]s enough to cover this window (its default, 5, dropped messages held
+/// through a few slow blocks, and peers behind us never heard them).
+pub const GOSSIP_DEFER_WINDOW: Duration = Duration::from_secs(30);
+/// Gossipsub's heartbeat (its default): the unit of its message cache.
+const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Frames queued for one peer's stream; past it new ones are dropped (the node resends
 /// what is not acknowledged).
 const QUEUED_PER_PEER: usize = 1_024;
@@ -133,6 +141,8 @@ impl Network {
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
+            .heartbeat_interval(GOSSIP_HEARTBEAT)
+            .history_length(cache_heartbeats())
             .max_transmit_size(4 * hoplite_gossip::MAX_GOSSIP_SIZE)
             .message_id_fn(|message: &gossipsub::Message| {
                 MessageId::from(alloy_primitives::keccak256(&message.data).to_vec())
@@ -555,6 +565,12 @@ impl Network {
     }
 }
 
+/// Heartbeats a message stays in gossipsub's cache: past the deferral window, and one more
+/// for the heartbeat that may fall between the verdict and the relay.
+fn cache_heartbeats() -> usize {
+    (GOSSIP_DEFER_WINDOW.as_millis() / GOSSIP_HEARTBEAT.as_millis()) as usize + 2
+}
+
 /// The PeerId an address ends in, if it names one.
 fn peer_in(address: &Multiaddr) -> Option<PeerId> {
     address.iter().find_map(|p| match p {
@@ -680,4 +696,118 @@ async fn write_stream(
     let _ = events
         .send(StreamEvent::WriterClosed { peer, generation })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    /// A network on a fresh secp256k1 key, on a loopback port of its own, once it listens.
+    async fn listening(bootstrap: &[String]) -> (Network, mpsc::Receiver<StreamEvent>, String) {
+        let (mut network, frames) = Network::start(
+            identity::Keypair::generate_secp256k1(),
+            &["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap,
+            "hoplite-test",
+            &mut Registry::default(),
+        )
+        .expect("a network");
+        while network.listeners().is_empty() {
+            let event = network.next_event().await;
+            network.handle_swarm_event(event);
+        }
+        let address = network.listeners()[0].to_string();
+        (network, frames, address)
+    }
+
+    /// Drives `networks` until `done` says so (given the index of the network that moved,
+    /// whether a peer subscribed to its topic, and what its node would hear), or `limit`
+    /// passes: whether `done` said so.
+    async fn drive(
+        networks: &mut [&mut Network],
+        limit: Duration,
+        mut done: impl FnMut(usize, bool, Option<Input>) -> bool,
+    ) -> bool {
+        let run = async {
+            loop {
+                let (event, index, rest) = futures::future::select_all(
+                    networks.iter_mut().map(|n| Box::pin(n.next_event())),
+                )
+                .await;
+                drop(rest);
+                let subscribed = matches!(
+                    event,
+                    SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(
+                        gossipsub::Event::Subscribed { .. }
+                    ))
+                );
+                let input = networks[index].handle_swarm_event(event);
+                if done(index, subscribed, input) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(limit, run).await.is_ok()
+    }
+
+    /// a — b — c on loopback: b holds a's message for longer than gossipsub's default cache
+    /// (five heartbeats, after a first one 5 s in) before accepting it, as the runtime holds gossip about a channel its
+    /// chain view does not show yet, and c still hears it.
+    #[tokio::test]
+    async fn a_message_accepted_late_in_the_window_is_still_relayed() {
+        let (mut a, _a_frames, a_address) = listening(&[]).await;
+        let (mut b, _b_frames, b_address) = listening(&[a_address]).await;
+        let (mut c, _c_frames, _) = listening(&[b_address]).await;
+        b.dial_due();
+        c.dial_due();
+        // Each end hears one subscription, the middle two.
+        let mut subscriptions = [0, 0, 0];
+        let joined = drive(
+            &mut [&mut a, &mut b, &mut c],
+            Duration::from_secs(20),
+            |i, s, _| {
+                subscriptions[i] += usize::from(s);
+                subscriptions == [1, 2, 1]
+            },
+        )
+        .await;
+        assert!(joined, "subscriptions heard: {subscriptions:?}");
+
+        let message = b"a channel update the chain does not show yet".to_vec();
+        a.publish(message.clone());
+        let mut held = None;
+        let heard = drive(
+            &mut [&mut a, &mut b, &mut c],
+            Duration::from_secs(10),
+            |i, _, input| {
+                if let (1, Some(Input::Gossip { id, bytes, .. })) = (i, input) {
+                    held = (bytes == message).then_some(id);
+                }
+                held.is_some()
+            },
+        )
+        .await;
+        assert!(heard, "b never heard a's message");
+
+        // Gossipsub's first heartbeat comes 5 s after it starts; then it drops a message
+        // after 5 heartbeats by default.
+        let hold = GOSSIP_HEARTBEAT * 12;
+        assert!(hold < GOSSIP_DEFER_WINDOW);
+        let early = drive(&mut [&mut a, &mut b, &mut c], hold, |i, _, input| {
+            i == 2 && matches!(input, Some(Input::Gossip { .. }))
+        })
+        .await;
+        assert!(!early, "c heard the message before b accepted it");
+
+        b.report(held.expect("an id"), &Verdict::Accept);
+        let relayed = drive(&mut [&mut a, &mut b, &mut c], Duration::from_secs(10), |i, _, input| {
+            matches!((i, input), (2, Some(Input::Gossip { bytes, .. })) if bytes == message)
+        })
+        .await;
+        assert!(
+            relayed,
+            "b accepted the message {hold:?} after it came, but c never heard it"
+        );
+    }
 }

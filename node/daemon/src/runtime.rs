@@ -13,7 +13,7 @@ use crate::chain::ChainUpdate;
 use crate::events::EventLog;
 use crate::history::History;
 use crate::metrics::{Metrics, tokens};
-use crate::network::{BAN, Network, StreamEvent};
+use crate::network::{BAN, GOSSIP_DEFER_WINDOW, Network, StreamEvent};
 use crate::store::{Checkpoint, Committed, Writer};
 use crate::views;
 use alloy_primitives::{Address, U256};
@@ -32,8 +32,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-/// How many chain updates a gossip message about a channel we haven't seen yet waits for.
-const GOSSIP_RETRIES: u8 = 5;
 /// A peer that sends more than this many messages it is to blame for (see
 /// `count_rejected`) in [`REJECTED_WINDOW`], or one that does not decode, is disconnected and
 /// refused for [`BAN`].
@@ -115,11 +113,10 @@ pub struct Runtime {
     pub chain_id: u64,
     /// The chain head's timestamp, once known.
     pub head_timestamp: Option<u64>,
-    /// Gossip awaiting a verdict, by id: the peer, the bytes, retries left for a channel
-    /// the chain hasn't shown us yet.
-    pub gossip: BTreeMap<u64, (Address, Vec<u8>, u8)>,
+    /// Gossip awaiting a verdict, by id: the peer, the bytes, and when it came.
+    pub gossip: BTreeMap<u64, (Address, Vec<u8>, Duration)>,
     /// Gossip judged "ignore" because it names a channel we haven't seen: fed again after
-    /// the next block.
+    /// the next block, for [`GOSSIP_DEFER_WINDOW`] after it came.
     pub deferred: Vec<u64>,
     /// Blamable messages rejected per peer in the current window, and when it began.
     pub rejected: BTreeMap<Address, (u32, Duration)>,
@@ -214,7 +211,7 @@ impl Runtime {
     fn peer_input(&mut self, input: Input) {
         if let Input::Gossip { from, id, bytes } = &input {
             self.gossip
-                .insert(*id, (*from, bytes.clone(), GOSSIP_RETRIES));
+                .insert(*id, (*from, bytes.clone(), now()));
         }
         self.node.handle_input(now(), input);
     }
@@ -383,11 +380,10 @@ impl Runtime {
         }
         debug!(target: "hoplite::gossip", id, ?verdict, "verdict");
         if verdict == Verdict::Ignore
-            && let Some((_, bytes, retries)) = self.gossip.get_mut(&id)
-            && *retries > 0
+            && let Some((_, bytes, came)) = self.gossip.get(&id)
+            && now().saturating_sub(*came) < GOSSIP_DEFER_WINDOW
             && awaits_chain(&self.node, bytes)
         {
-            *retries -= 1;
             self.deferred.push(id);
             return;
         }
