@@ -6,8 +6,9 @@
 //! A peer is its Ethereum address, read from the public key inside its PeerId (noise proves
 //! the peer holds that key): a message's sender is never a claim in the payload, and a peer
 //! whose PeerId holds no secp256k1 key gets nothing. Bounded per peer identity: inbound
-//! streams and frames queued; bounded in all: gossip awaiting a verdict and the addresses we
-//! keep dialling, connections (incoming, pending, per peer) and bans.
+//! streams and frames queued; bounded in all: gossip awaiting a verdict (gossip on another
+//! topic is refused before gossipsub caches it) and the addresses we keep dialling,
+//! connections (incoming, pending, per peer) and bans.
 
 use crate::keys::address_of_peer;
 use alloy_primitives::Address;
@@ -34,13 +35,15 @@ use tracing::{debug, info, warn};
 /// The protocol of channel message streams.
 pub const CHANNEL_PROTOCOL: StreamProtocol = StreamProtocol::new("/hoplite/channel/1");
 
-/// How long the runtime may hold a gossip message before its verdict: it judges one about a
-/// channel its chain view does not show yet again after each block, for this long. Gossipsub
-/// relays an accepted message only while it is in its message cache, kept here for
-/// [`GOSSIP_HEARTBEAT`]s enough to cover this window (its default, 5, dropped messages held
-/// through a few slow blocks, and peers behind us never heard them).
+/// How long the runtime keeps judging a gossip message again: one about a channel its chain
+/// view does not show yet is fed again after each block, while younger than this.
 pub const GOSSIP_DEFER_WINDOW: Duration = Duration::from_secs(30);
-/// Gossipsub's heartbeat (its default): the unit of its message cache.
+/// The longest gap between blocks for which a message judged again at the first block past
+/// [`GOSSIP_DEFER_WINDOW`] can still be relayed (Ethereum's is 12 s).
+const BLOCK_GAP: Duration = Duration::from_secs(30);
+/// Gossipsub's heartbeat (its default): the unit of its message cache. Gossipsub relays an
+/// accepted message only while the cache holds it, and its default of 5 heartbeats dropped
+/// messages held through a few slow blocks: peers behind us never heard them.
 const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Frames queued for one peer's stream; past it new ones are dropped (the node resends
 /// what is not acknowledged).
@@ -69,7 +72,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub struct Behaviour {
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
-    gossipsub: gossipsub::Behaviour,
+    gossipsub: gossipsub::Behaviour<OurTopicOnly>,
     streams: libp2p_stream::Behaviour,
 }
 
@@ -138,6 +141,7 @@ impl Network {
         topic: &str,
         registry: &mut prometheus_client::registry::Registry,
     ) -> anyhow::Result<(Self, mpsc::Receiver<StreamEvent>)> {
+        let topic = IdentTopic::new(topic);
         let gossip_config = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Strict)
             .validate_messages()
@@ -158,9 +162,10 @@ impl Network {
             )?
             .with_quic()
             .with_behaviour(|key| {
-                let gossipsub = gossipsub::Behaviour::new(
+                let gossipsub = gossipsub::Behaviour::new_with_transform(
                     gossipsub::MessageAuthenticity::Signed(key.clone()),
                     gossip_config,
+                    OurTopicOnly(topic.hash()),
                 )?;
                 Ok(Behaviour {
                     limits: connection_limits::Behaviour::new(
@@ -186,7 +191,6 @@ impl Network {
                 .map_err(|e| anyhow::anyhow!("listen address {address:?}: {e}"))?;
             swarm.listen_on(address)?;
         }
-        let topic = IdentTopic::new(topic);
         swarm.behaviour_mut().gossipsub.subscribe(&topic)?;
         let mut control = swarm.behaviour().streams.new_control();
         let (streams, frames) = mpsc::channel(1_024);
@@ -565,10 +569,37 @@ impl Network {
     }
 }
 
-/// Heartbeats a message stays in gossipsub's cache: past the deferral window, and one more
-/// for the heartbeat that may fall between the verdict and the relay.
+/// Heartbeats a message stays in gossipsub's cache: through the deferral window and the
+/// block gap after it, and two more for the heartbeats that may fall on either end.
 fn cache_heartbeats() -> usize {
-    (GOSSIP_DEFER_WINDOW.as_millis() / GOSSIP_HEARTBEAT.as_millis()) as usize + 2
+    ((GOSSIP_DEFER_WINDOW + BLOCK_GAP).as_millis() / GOSSIP_HEARTBEAT.as_millis()) as usize + 2
+}
+
+/// Gossipsub caches every message it receives, on any topic, until it is judged or drops out
+/// of the cache; only ours are judged. This refuses the others before they are cached, so a
+/// peer cannot fill the cache with messages nobody judges (a message on our topic waits for
+/// its verdict in a bounded set, see [`MAX_PENDING_GOSSIP`]).
+#[derive(Clone)]
+pub struct OurTopicOnly(gossipsub::TopicHash);
+
+impl gossipsub::DataTransform for OurTopicOnly {
+    fn inbound_transform(
+        &self,
+        raw: gossipsub::RawMessage,
+    ) -> Result<gossipsub::Message, std::io::Error> {
+        if raw.topic != self.0 {
+            return Err(std::io::Error::other("a topic we do not follow"));
+        }
+        gossipsub::IdentityTransform.inbound_transform(raw)
+    }
+
+    fn outbound_transform(
+        &self,
+        _topic: &gossipsub::TopicHash,
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, std::io::Error> {
+        Ok(data)
+    }
 }
 
 /// The PeerId an address ends in, if it names one.
@@ -713,10 +744,15 @@ mod tests {
             &mut Registry::default(),
         )
         .expect("a network");
-        while network.listeners().is_empty() {
-            let event = network.next_event().await;
-            network.handle_swarm_event(event);
-        }
+        let listen = async {
+            while network.listeners().is_empty() {
+                let event = network.next_event().await;
+                network.handle_swarm_event(event);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), listen)
+            .await
+            .expect("listening within 10 s");
         let address = network.listeners()[0].to_string();
         (network, frames, address)
     }
@@ -751,8 +787,30 @@ mod tests {
         tokio::time::timeout(limit, run).await.is_ok()
     }
 
+    /// A message on another topic is refused before gossipsub caches it; ours passes as is.
+    #[test]
+    fn only_our_topic_gets_into_the_cache() {
+        use gossipsub::DataTransform;
+        let ours = IdentTopic::new("hoplite-test").hash();
+        let raw = |topic: &str| gossipsub::RawMessage {
+            source: None,
+            data: b"bytes".to_vec(),
+            sequence_number: None,
+            topic: IdentTopic::new(topic).hash(),
+            signature: None,
+            key: None,
+            validated: false,
+        };
+        let transform = OurTopicOnly(ours.clone());
+        assert!(transform.inbound_transform(raw("elsewhere")).is_err());
+        let message = transform
+            .inbound_transform(raw("hoplite-test"))
+            .expect("our topic");
+        assert_eq!((message.topic, message.data), (ours, b"bytes".to_vec()));
+    }
+
     /// a — b — c on loopback: b holds a's message for longer than gossipsub's default cache
-    /// (five heartbeats, after a first one 5 s in) before accepting it, as the runtime holds gossip about a channel its
+    /// (five heartbeats, after a first one 6 s in) before accepting it, as the runtime holds gossip about a channel its
     /// chain view does not show yet, and c still hears it.
     #[tokio::test]
     async fn a_message_accepted_late_in_the_window_is_still_relayed() {
@@ -790,8 +848,8 @@ mod tests {
         .await;
         assert!(heard, "b never heard a's message");
 
-        // Gossipsub's first heartbeat comes 5 s after it starts; then it drops a message
-        // after 5 heartbeats by default.
+        // Gossipsub's first heartbeat comes 6 s after it starts (its interval after an
+        // initial delay of 5 s); by default it drops a message 5 heartbeats after it came.
         let hold = GOSSIP_HEARTBEAT * 12;
         assert!(hold < GOSSIP_DEFER_WINDOW);
         let early = drive(&mut [&mut a, &mut b, &mut c], hold, |i, _, input| {

@@ -114,7 +114,7 @@ pub struct Runtime {
     /// The chain head's timestamp, once known.
     pub head_timestamp: Option<u64>,
     /// Gossip awaiting a verdict, by id: the peer, the bytes, and when it came.
-    pub gossip: BTreeMap<u64, (Address, Vec<u8>, Duration)>,
+    pub gossip: BTreeMap<u64, (Address, Vec<u8>, tokio::time::Instant)>,
     /// Gossip judged "ignore" because it names a channel we haven't seen: fed again after
     /// the next block, for [`GOSSIP_DEFER_WINDOW`] after it came.
     pub deferred: Vec<u64>,
@@ -210,8 +210,8 @@ impl Runtime {
     /// again, and accepted gossip is stored).
     fn peer_input(&mut self, input: Input) {
         if let Input::Gossip { from, id, bytes } = &input {
-            self.gossip
-                .insert(*id, (*from, bytes.clone(), now()));
+            let came = tokio::time::Instant::now();
+            self.gossip.insert(*id, (*from, bytes.clone(), came));
         }
         self.node.handle_input(now(), input);
     }
@@ -381,7 +381,7 @@ impl Runtime {
         debug!(target: "hoplite::gossip", id, ?verdict, "verdict");
         if verdict == Verdict::Ignore
             && let Some((_, bytes, came)) = self.gossip.get(&id)
-            && now().saturating_sub(*came) < GOSSIP_DEFER_WINDOW
+            && came.elapsed() < GOSSIP_DEFER_WINDOW
             && awaits_chain(&self.node, bytes)
         {
             self.deferred.push(id);
