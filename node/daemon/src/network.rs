@@ -595,10 +595,10 @@ impl gossipsub::DataTransform for OurTopicOnly {
 
     fn outbound_transform(
         &self,
-        _topic: &gossipsub::TopicHash,
+        topic: &gossipsub::TopicHash,
         data: Vec<u8>,
     ) -> Result<Vec<u8>, std::io::Error> {
-        Ok(data)
+        gossipsub::IdentityTransform.outbound_transform(topic, data)
     }
 }
 
@@ -810,8 +810,8 @@ mod tests {
     }
 
     /// a — b — c on loopback: b holds a's message for longer than gossipsub's default cache
-    /// (five heartbeats, after a first one 6 s in) before accepting it, as the runtime holds gossip about a channel its
-    /// chain view does not show yet, and c still hears it.
+    /// (five heartbeats, after a first one 6 s in) before accepting it, as the runtime holds
+    /// gossip about a channel its chain view does not show yet, and c still hears it.
     #[tokio::test]
     async fn a_message_accepted_late_in_the_window_is_still_relayed() {
         let (mut a, _a_frames, a_address) = listening(&[]).await;
