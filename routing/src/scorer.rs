@@ -207,10 +207,34 @@ impl ProbabilisticScorer {
 }
 
 /// u128 to f64 conversion is a library call; most amounts fit in u64, whose is an instruction.
+/// The wide case stays out of line: written inline, the compiler sees that both cases give
+/// the same value and keeps only the library call.
 fn as_f64(value: u128) -> f64 {
+    #[cold]
+    #[inline(never)]
+    fn wide(value: u128) -> f64 {
+        value as f64
+    }
     match u64::try_from(value) {
         Ok(value) => value as f64,
-        Err(_) => value as f64,
+        Err(_) => wide(value),
+    }
+}
+
+/// f64 to u128 (`as`: truncated, saturating, NaN to 0), an instruction where the value fits
+/// in u64 (see [`as_f64`]).
+fn as_u128(value: f64) -> u128 {
+    #[cold]
+    #[inline(never)]
+    fn wide(value: f64) -> u128 {
+        value as u128
+    }
+    // 2^64: below it (and for NaN and negatives, which `as` takes to 0 either way) u64 holds
+    // the truncated value.
+    if value < 18_446_744_073_709_551_616.0 || value.is_nan() {
+        u128::from(value as u64)
+    } else {
+        wide(value)
     }
 }
 
@@ -223,7 +247,7 @@ impl Liquidity {
         }
         let half_lives = elapsed.as_secs_f64() / params.half_life.as_secs_f64().max(1e-9);
         let factor = (-half_lives).exp2();
-        let scale = |offset: u128| (offset as f64 * factor) as u128;
+        let scale = |offset: u128| as_u128(as_f64(offset) * factor);
         (scale(self.min), scale(self.max_offset))
     }
 }
@@ -244,12 +268,51 @@ impl Scorer for ProbabilisticScorer {
             let weight = self.params.liquidity_penalty as f64
                 + as_f64(per_million(self.params.liquidity_penalty_millionths));
             // `as` saturates; floor keeps the penalty monotone in the amount.
-            (weight * -probability.log2()) as u128
+            as_u128(weight * -probability.log2())
         };
         Some(u64::try_from(base.saturating_add(liquidity)).unwrap_or(u64::MAX))
     }
 
     fn success_probability(&self, hop: &DirectedChannel, amount: u128) -> f64 {
         self.probability(hop, amount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{as_f64, as_u128};
+
+    #[test]
+    fn the_fast_conversions_give_what_as_gives() {
+        let two_64 = 18_446_744_073_709_551_616.0_f64;
+        for value in [
+            0.0,
+            -0.0,
+            -1.5,
+            0.999,
+            1.0,
+            12_345.678,
+            two_64 / 2.0,
+            two_64 - 4096.0,
+            two_64,
+            two_64 * 3.5,
+            f64::MAX,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ] {
+            assert_eq!(as_u128(value), value as u128, "{value}");
+        }
+        for value in [
+            0,
+            1,
+            u128::from(u64::MAX) - 1,
+            u128::from(u64::MAX),
+            u128::from(u64::MAX) + 1,
+            u128::MAX,
+            (1 << 100) + 12_345,
+        ] {
+            assert_eq!(as_f64(value).to_bits(), (value as f64).to_bits(), "{value}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use crate::gossip::PolicySchedule;
 use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId, LockChange, LockHistory};
 use crate::payments::IncomingInvoice;
-use crate::state::NodeState;
+use crate::state::{EntryKey, NodeState};
 use crate::view::{NetworkView, SharedView};
 use crate::wire::{Envelope, Message, MessageId, Onward};
 use alloy_primitives::Address;
@@ -65,7 +65,9 @@ enum Outgoing {
 /// write its records in one transaction, then report [`Input::Persisted`] with its id. What
 /// the call made besides (messages, acknowledgements, events, chain requests) is held back
 /// until then, so a peer never sees a state, and a user or the chain never hears of one, that
-/// a crash could make the node forget.
+/// a crash could make the node forget. A call whose only change is an acknowledged message
+/// leaving the outbox outputs no batch: that record goes with the next one (a node that
+/// loses it sends the message again after a restart, and the peer handles it once).
 ///
 /// # Time
 /// `now` is wall-clock time shared by every node (the runtime: time since the UNIX epoch; the
@@ -124,6 +126,9 @@ pub struct Node {
     pub(crate) block_since_duties: bool,
     /// Invoice, Finished and LockChange records made by this call.
     pub(crate) records: Vec<Record>,
+    /// Records a restart recovers from losing, held for the next batch instead of making
+    /// one of their own (see [`is_deferrable`]).
+    deferred: Vec<Record>,
     pub(crate) outputs: VecDeque<Output>,
     /// Between one of a block's events and the block: no duties are derived.
     mid_block: bool,
@@ -203,6 +208,7 @@ impl Node {
             unsure: BTreeSet::new(),
             block_since_duties: true,
             records: Vec::new(),
+            deferred: Vec::new(),
             outputs: VecDeque::new(),
             held: VecDeque::new(),
             next_persist: 0,
@@ -582,6 +588,12 @@ impl Node {
             .collect();
         records.append(&mut self.records);
         self.persisted.catch_up(&mut self.state, &mut records);
+        if records.iter().all(is_deferrable) {
+            self.deferred.append(&mut records);
+        } else if !self.deferred.is_empty() {
+            // Before this call's records, in the order they were made.
+            records.splice(0..0, self.deferred.drain(..));
+        }
         if records.is_empty() {
             // Nothing to persist, but nothing overtakes a held batch either.
             match self.held.back() {
@@ -1042,6 +1054,21 @@ impl Node {
     pub(crate) fn backlogged(&self, peer: Address) -> bool {
         self.state.outbox.updates(peer) >= self.config.max_unacked
     }
+}
+
+/// Whether losing `record` in a crash is harmless, so it need not be durable before anything
+/// goes out: a message's removal from the outbox. Delivery is at-least-once and handling
+/// idempotent ([`crate::wire`]), so a restored node that still holds the message sends it
+/// again and the peer acknowledges it again. An acknowledgement would otherwise cost a
+/// write of its own: about 10 of the 24 batches of a payment over 3 hops.
+fn is_deferrable(record: &Record) -> bool {
+    matches!(
+        record,
+        Record::Entry {
+            key: EntryKey::Message(..),
+            value: None,
+        }
+    )
 }
 
 /// Whether the chain shows `channel` open.

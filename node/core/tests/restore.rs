@@ -152,3 +152,86 @@ fn a_restored_payee_takes_no_second_payment_for_an_invoice_being_claimed() {
     );
     net.mine_and_deliver(60);
 }
+
+/// Whether `records` only take acknowledged messages out of the outbox.
+fn only_removes_messages(records: &[hoplite_node::Record]) -> bool {
+    records.iter().all(|record| {
+        matches!(
+            record,
+            hoplite_node::Record::Entry {
+                key: hoplite_node::EntryKey::Message(..),
+                value: None,
+            }
+        )
+    })
+}
+
+#[test]
+fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_resends_once() {
+    let mut net = create_network(2);
+    let channel = net.open_channel(0, 1, [10_000, 10_000]);
+    let spendable = |net: &Network| [net.spendable(0, channel), net.spendable(1, channel)];
+    net.record_batches(0);
+    let now = net.now();
+    net.nodes[0]
+        .send_direct(now, channel, Amount::from(300u64))
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    let batches = net.recorded_batches(0);
+    assert_eq!(
+        batches.len(),
+        1,
+        "the transfer makes a batch, its acknowledgement none: {batches:?}"
+    );
+    assert!(!only_removes_messages(&batches[0].1));
+    assert_eq!(
+        spendable(&net),
+        [Amount::from(9_700u64), Amount::from(10_300u64)]
+    );
+
+    // The store still holds the acknowledged transfer: a restart sends it again, and the
+    // partner, which applied it once, acknowledges it without applying it twice.
+    net.restart(0);
+    let resent = net.in_flight.iter().any(|m| {
+        m.from == 0
+            && matches!(
+                m.message(),
+                Some(hoplite_node::wire::Message::Update { .. })
+            )
+    });
+    assert!(resent, "the restored node sends the transfer again");
+    net.deliver_all();
+    assert_eq!(
+        spendable(&net),
+        [Amount::from(9_700u64), Amount::from(10_300u64)]
+    );
+
+    // The next change carries the removal along.
+    let now = net.now();
+    net.nodes[0]
+        .send_direct(now, channel, Amount::from(200u64))
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+    let batches = net.recorded_batches(0);
+    assert!(
+        batches
+            .iter()
+            .all(|(_, records)| !only_removes_messages(records)),
+        "no batch of removals alone: {batches:?}"
+    );
+    let removals = batches
+        .iter()
+        .flat_map(|(_, records)| records)
+        .filter(|record| only_removes_messages(std::slice::from_ref(record)))
+        .count();
+    assert!(
+        removals >= 1,
+        "the earlier acknowledgement went with a later batch"
+    );
+    assert_eq!(
+        spendable(&net),
+        [Amount::from(9_500u64), Amount::from(10_500u64)]
+    );
+}
