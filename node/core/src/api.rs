@@ -184,7 +184,7 @@ pub enum Record {
     /// One entry of what a node must not forget about work in progress (a payment under way,
     /// what a pending lock is for, a secret in use, an unacknowledged message, a request made
     /// on-chain...): keep the latest value of each key; `None` deletes it. Each call writes
-    /// only the entries it changed.
+    /// only the entries it changed (a message's removal may come with a later call's batch).
     Entry {
         /// Which entry.
         key: EntryKey,

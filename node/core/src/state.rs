@@ -1,6 +1,7 @@
 //! The node's bookkeeping that a crash must not lose, and how it is persisted: entry by entry,
 //! each call writing only the entries it changed (so a record's size follows the change, not
-//! the node's size).
+//! the node's size; a message's removal from the outbox may wait for a later call's batch,
+//! see `Node`'s docs).
 //!
 //! Each map of the live [`NodeState`] is a [`TrackedMap`]: it lends an entry for change only
 //! by marking its key. `finish` compares the marked entries with the copy last persisted and

@@ -3,7 +3,8 @@
 //!
 //! Every message but an acknowledgement carries a [`MessageId`] (per sender and receiver,
 //! increasing); the receiver acknowledges it once handled and made durable, and the sender
-//! resends what is not acknowledged. Delivery is therefore at-least-once, and handling is
+//! resends what is not acknowledged (and, after a crash, what it had not yet recorded as
+//! acknowledged). Delivery is therefore at-least-once, and handling is
 //! idempotent: a balance update is applied once (a resend is a duplicate of, or older than, the
 //! latest proof), and the other messages only move a payment forward from the state they name.
 

@@ -211,8 +211,8 @@ fn a_batch_holds_what_the_call_changed_not_the_whole_node() {
         net.in_flight.clear();
         net.last_batch(0)
             .iter()
-            // Removals of acknowledged messages ride along with the next batch, whichever
-            // call makes it: not this call's change.
+            // Outbox removals ride along with the next batch, whichever call makes it (how
+            // many follows the outbox, bounded on its own, not the node's size).
             .filter(|r| {
                 matches!(r, hoplite_node::Record::Entry { key, value }
                     if value.is_some() || !matches!(key, hoplite_node::EntryKey::Message(..)))

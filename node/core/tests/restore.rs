@@ -234,4 +234,97 @@ fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_
         spendable(&net),
         [Amount::from(9_500u64), Amount::from(10_500u64)]
     );
+    assert_eq!(net.nodes[0].unacknowledged(net.address(1)), 0);
+    let refused = |net: &Network| {
+        net.events(1)
+            .iter()
+            .filter(|e| matches!(e, Event::PeerMessageRejected { .. }))
+            .count()
+    };
+    assert_eq!(refused(&net), 0, "a resent transfer is no offence");
+
+    // This transfer's acknowledgement waits for a batch too; a clean stop writes it
+    // (`flush`), and a restart then sends nothing again.
+    net.nodes[0].flush();
+    net.settle();
+    let batches = net.recorded_batches(0);
+    assert!(
+        batches.len() == 1 && only_removes_messages(&batches[0].1),
+        "flush writes the held removal: {batches:?}"
+    );
+    net.restart(0);
+    // (A restored node signs its channel announcement anew: a new message, not a resend.)
+    let updates = net
+        .in_flight
+        .iter()
+        .filter(|m| {
+            m.from == 0
+                && matches!(
+                    m.message(),
+                    Some(hoplite_node::wire::Message::Update { .. })
+                )
+        })
+        .count();
+    assert_eq!(updates, 0, "no transfer to send again after a flush");
+    net.deliver_all();
+}
+
+/// A payment over two hops, then every node crashes before the acknowledgements of the last
+/// messages were written: the resent reveals and unlocks change nothing.
+#[test]
+fn resends_after_a_crash_that_lost_acknowledgements_change_nothing() {
+    let (mut net, [a, b]) = line();
+    let payment = net.send_payment(0, 2, 1_000);
+    net.claim_payment(&[0, 1, 2], payment);
+    let balances = |net: &Network| {
+        [
+            net.spendable(0, a),
+            net.spendable(1, a),
+            net.spendable(1, b),
+            net.spendable(2, b),
+        ]
+    };
+    let before = balances(&net);
+    for i in 0..3 {
+        net.restart(i);
+    }
+    // (A restored node signs its channel announcements anew: new messages, not resends.)
+    let resends = net
+        .in_flight
+        .iter()
+        .filter(|m| {
+            m.message().is_some_and(|message| {
+                !matches!(
+                    message,
+                    hoplite_node::wire::Message::AnnouncementSignature { .. }
+                )
+            })
+        })
+        .count();
+    assert!(
+        resends > 0,
+        "the restored nodes send acknowledged messages again"
+    );
+    for _ in 0..3 {
+        net.deliver_all();
+        net.advance(Duration::from_secs(10));
+    }
+    assert_eq!(balances(&net), before);
+    for (i, kind) in [(0, "sent"), (2, "received")] {
+        let count = net
+            .events(i)
+            .iter()
+            .filter(|e| match e {
+                Event::PaymentSent { payment: p, .. } => kind == "sent" && *p == payment,
+                Event::PaymentReceived { payment: p, .. } => kind == "received" && *p == payment,
+                _ => false,
+            })
+            .count();
+        assert_eq!(count, 1, "node {i}: the payment {kind} once");
+    }
+    for i in 0..3 {
+        for j in (0..3).filter(|&j| j != i) {
+            assert_eq!(net.nodes[i].unacknowledged(net.address(j)), 0);
+        }
+    }
 }

@@ -178,6 +178,8 @@ impl Runtime {
                 _ = shutdown.changed() => break Ok(()),
             }
         };
+        // Outbox removals held for a later batch: written now, a restart resends nothing.
+        self.node.flush();
         self.drain();
         info!(target: "hoplite::node", "stopping: committing what is queued");
         let Self {
