@@ -13,7 +13,7 @@ use crate::wire::{Envelope, Message, MessageId, Onward};
 use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
 use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
-use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel, Phase};
+use hoplite_chain::events::{ChainEvent, Event as ContractEvent, OnChainChannel};
 use hoplite_htlc::crypto::Recovered;
 use hoplite_htlc::{
     Amount, BalanceChange, BlockNumber, Channel, ChannelConfig, ChannelId, ErrorAction, Nonce,
@@ -500,7 +500,7 @@ impl Node {
     }
 
     pub(crate) fn partner_of(&self, channel: ChannelId) -> Result<Address, CommandError> {
-        let open = opened(&self.view.read(), channel);
+        let open = self.view.read().is_open(channel);
         match self.channels.get(&channel) {
             Some(ours) if open => Ok(ours.participant(Side::Partner).address()),
             _ => Err(CommandError::UnknownChannel(channel)),
@@ -1087,11 +1087,4 @@ fn is_deferrable(record: &Record) -> bool {
             value: None,
         }
     )
-}
-
-/// Whether the chain shows `channel` open.
-pub(crate) fn opened(view: &NetworkView, channel: ChannelId) -> bool {
-    view.onchain
-        .get(&channel)
-        .is_some_and(|c| c.phase == Phase::Opened)
 }

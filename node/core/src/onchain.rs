@@ -437,7 +437,7 @@ impl Node {
                     && !view.revealed.contains_key(&hash)
                     && (!self.claimable_in_time(lock.expiration)
                         || !*open.get_or_insert_with(|| {
-                            crate::node::opened(&view, *channel) && !self.is_closing(*channel)
+                            view.is_open(*channel) && !self.is_closing(*channel)
                         }))
                 {
                     due.insert(hash);

@@ -258,7 +258,7 @@ impl Node {
             let view = self.view.read();
             for (channel_id, channel) in &self.channels {
                 if channel.spendable(Side::Ours) < target.amount
-                    || !crate::node::opened(&view, *channel_id)
+                    || !view.is_open(*channel_id)
                     || self.is_closing(*channel_id)
                     || self.backlogged(channel.participant(Side::Partner).address())
                 {
