@@ -31,9 +31,9 @@ pub struct NetworkView {
     /// owner's secret: channel ids can be ground (by picking partner addresses) to collide
     /// under a seed everyone knows.
     pub(crate) onchain: HashMap<ChannelId, OnChainChannel, FixedState>,
-    /// The channels `onchain` shows open, apart: a hub asks this of each of its channels at
-    /// every payment, and `onchain`'s entries are large (about 740 bytes each, so a probe
-    /// misses the cache on each); this set's are 32.
+    /// The channels `onchain` shows open, apart: a payer asks this of each of its channels
+    /// at every attempt (a hub has thousands), and `onchain`'s entries are large (about 740
+    /// bytes each, so a probe misses the cache on each); this set's are 32.
     open: HashSet<ChannelId, FixedState>,
     /// How many channels each participant has open on-chain (only those with one).
     pub(crate) open_channels_of: BTreeMap<Address, u32>,
