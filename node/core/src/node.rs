@@ -260,10 +260,7 @@ impl Node {
             return;
         }
         let records = std::mem::take(&mut self.deferred);
-        self.next_persist += 1;
-        let id = PersistId(self.next_persist);
-        self.outputs.push_back(Output::Persist { id, records });
-        self.held.push_back((id, Vec::new()));
+        self.persist(records, Vec::new());
     }
 
     /// How many changes of our lock set in `channel` are kept (until it settles).
@@ -617,6 +614,11 @@ impl Node {
             }
             return;
         }
+        self.persist(records, batch);
+    }
+
+    /// Outputs `records` as the next batch, holding `batch` until it is durable.
+    fn persist(&mut self, records: Vec<Record>, batch: Vec<Outgoing>) {
         self.next_persist += 1;
         let id = PersistId(self.next_persist);
         self.outputs.push_back(Output::Persist { id, records });

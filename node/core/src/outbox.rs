@@ -3,8 +3,8 @@
 //! A message is persisted (it is part of what a crash must not lose) and sent once the call
 //! that made it is durable; it goes out again `resend_after` later, and when its peer
 //! reconnects, until acknowledged. Its removal is not written at once (see `Node`'s docs on
-//! persistence): a node that crashed may send an acknowledged message again after restart. Nothing is resent to a peer reported offline. What one peer
-//! can make us hold is bounded: a new message supersedes the unacknowledged one it repeats or
+//! persistence): a node that crashed may send an acknowledged message again after restart.
+//! Nothing is resent to a peer reported offline. What one peer can make us hold is bounded: a new message supersedes the unacknowledged one it repeats or
 //! replaces ([`Message::supersedes`]), and the node signs no more updates to a partner with
 //! `max_unacked` of them waiting.
 

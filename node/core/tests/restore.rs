@@ -166,18 +166,37 @@ fn only_removes_messages(records: &[hoplite_node::Record]) -> bool {
     })
 }
 
+/// Node 0 pays node 1 `amount` over `channel`, and everything is delivered.
+fn transfer(net: &mut Network, channel: ChannelId, amount: u64) {
+    let now = net.now();
+    net.nodes[0]
+        .send_direct(now, channel, Amount::from(amount))
+        .unwrap();
+    net.settle();
+    net.deliver_all();
+}
+
+/// Balance updates node 0 has on their way.
+fn updates_from_node_0(net: &Network) -> usize {
+    net.in_flight
+        .iter()
+        .filter(|m| {
+            m.from == 0
+                && matches!(
+                    m.message(),
+                    Some(hoplite_node::wire::Message::Update { .. })
+                )
+        })
+        .count()
+}
+
 #[test]
 fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_resends_once() {
     let mut net = create_network(2);
     let channel = net.open_channel(0, 1, [10_000, 10_000]);
     let spendable = |net: &Network| [net.spendable(0, channel), net.spendable(1, channel)];
     net.record_batches(0);
-    let now = net.now();
-    net.nodes[0]
-        .send_direct(now, channel, Amount::from(300u64))
-        .unwrap();
-    net.settle();
-    net.deliver_all();
+    transfer(&mut net, channel, 300);
     let batches = net.recorded_batches(0);
     assert_eq!(
         batches.len(),
@@ -193,14 +212,11 @@ fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_
     // The store still holds the acknowledged transfer: a restart sends it again, and the
     // partner, which applied it once, acknowledges it without applying it twice.
     net.restart(0);
-    let resent = net.in_flight.iter().any(|m| {
-        m.from == 0
-            && matches!(
-                m.message(),
-                Some(hoplite_node::wire::Message::Update { .. })
-            )
-    });
-    assert!(resent, "the restored node sends the transfer again");
+    assert_eq!(
+        updates_from_node_0(&net),
+        1,
+        "the restored node sends the transfer again"
+    );
     net.deliver_all();
     assert_eq!(
         spendable(&net),
@@ -208,12 +224,7 @@ fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_
     );
 
     // The next change carries the removal along.
-    let now = net.now();
-    net.nodes[0]
-        .send_direct(now, channel, Amount::from(200u64))
-        .unwrap();
-    net.settle();
-    net.deliver_all();
+    transfer(&mut net, channel, 200);
     let batches = net.recorded_batches(0);
     assert!(
         batches
@@ -254,18 +265,11 @@ fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_
     );
     net.restart(0);
     // (A restored node signs its channel announcement anew: a new message, not a resend.)
-    let updates = net
-        .in_flight
-        .iter()
-        .filter(|m| {
-            m.from == 0
-                && matches!(
-                    m.message(),
-                    Some(hoplite_node::wire::Message::Update { .. })
-                )
-        })
-        .count();
-    assert_eq!(updates, 0, "no transfer to send again after a flush");
+    assert_eq!(
+        updates_from_node_0(&net),
+        0,
+        "no transfer to send again after a flush"
+    );
     net.deliver_all();
 }
 
