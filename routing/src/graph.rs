@@ -318,6 +318,16 @@ impl NetworkGraph {
         self.nodes.get(id).copied()
     }
 
+    /// The directions `node` sends on (those it announced a policy for, enabled or not), in
+    /// the graph's order; none if it is not in the graph.
+    pub fn directions_from(&self, node: &NodeId) -> impl Iterator<Item = &DirectedChannel> {
+        self.node_index(node).into_iter().flat_map(|index| {
+            self.graph
+                .edges_directed(index, Direction::Outgoing)
+                .map(|edge| edge.weight())
+        })
+    }
+
     /// The policies of a channel's two directions (from its first end, from its second), and
     /// its ends and capacity.
     pub fn channel(&self, id: &ChannelId) -> Option<ChannelView> {

@@ -27,6 +27,42 @@ fn policy(base_fee: u64) -> Policy {
 }
 
 #[test]
+fn a_node_sends_on_the_directions_it_announced() {
+    let mut graph = NetworkGraph::new();
+    for (id, a, b) in [(1, 1, 2), (2, 2, 3), (3, 3, 1)] {
+        graph
+            .add_channel(channel(id), node(a), node(b), 500)
+            .unwrap();
+    }
+    let from = |graph: &NetworkGraph, n: u8| -> Vec<ChannelId> {
+        let mut ids: Vec<_> = graph.directions_from(&node(n)).map(|d| d.channel).collect();
+        ids.sort();
+        ids
+    };
+    assert!(from(&graph, 2).is_empty(), "no policy announced yet");
+    graph.update_policy(channel(1), node(2), policy(5)).unwrap();
+    graph
+        .update_policy(
+            channel(2),
+            node(2),
+            Policy {
+                enabled: false,
+                ..policy(5)
+            },
+        )
+        .unwrap();
+    graph.update_policy(channel(2), node(3), policy(5)).unwrap();
+    assert_eq!(
+        from(&graph, 2),
+        [channel(1), channel(2)],
+        "disabled ones included"
+    );
+    assert_eq!(from(&graph, 3), [channel(2)]);
+    assert!(from(&graph, 1).is_empty());
+    assert!(from(&graph, 9).is_empty(), "not in the graph");
+}
+
+#[test]
 fn channels_come_and_go_with_their_nodes() {
     let mut graph = NetworkGraph::new();
     graph

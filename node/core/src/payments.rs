@@ -202,14 +202,15 @@ impl Node {
         Ok(id)
     }
 
-    /// A node's public key, recovered from one of its channel announcements.
+    /// A node's public key, recovered from one of its policy announcements. Each accepted
+    /// one gave the node a direction in the graph, so its directions there are where to look
+    /// (not every channel of the network).
     fn public_key_of(&self, node: Address) -> Option<PublicKey> {
         let view = self.view.read();
-        view.onchain
-            .values()
-            .filter(|c| [c.state.participant1, c.state.participant2].contains(&node))
-            .find_map(|c| {
-                let update = view.gossip.latest(c.id, node)?;
+        view.graph
+            .directions_from(&NodeId(node))
+            .find_map(|direction| {
+                let update = view.gossip.latest(direction.channel, node)?;
                 recover_public_key(&update.digest(), &update.signature).ok()
             })
     }
