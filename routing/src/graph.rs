@@ -135,8 +135,24 @@ pub struct NetworkGraph {
     /// How many enabled edges have each `min_lock`: the router asks which minimums lie in a
     /// range of amounts.
     min_locks: BTreeMap<u128, u32>,
-    /// Built on the first search after a change; every change drops it.
+    /// The search index and the generation, which every change drops and bumps.
+    changes: Changes,
+}
+
+/// What every change of a [`NetworkGraph`] resets.
+#[derive(Clone, Debug, Default)]
+struct Changes {
+    /// Built on the first search after a change.
     outgoing: OnceLock<Outgoing>,
+    /// See [`NetworkGraph::generation`].
+    generation: u64,
+}
+
+impl Changes {
+    fn record(&mut self) {
+        self.outgoing.take();
+        self.generation += 1;
+    }
 }
 
 /// Every node's enabled outgoing edges, side by side in one array: what the router's forward
@@ -197,7 +213,7 @@ impl NetworkGraph {
         if a == b {
             return Err(GraphError::SelfChannel(id));
         }
-        self.outgoing.take();
+        self.changes.record();
         let ends = [self.node_index_or_insert(a), self.node_index_or_insert(b)];
         for end in ends {
             self.graph[end].channels += 1;
@@ -234,7 +250,7 @@ impl NetworkGraph {
             .iter()
             .position(|&end| end == from_index)
             .ok_or(not_an_end)?;
-        self.outgoing.take();
+        self.changes.record();
         let to = channel.ends[1 - side];
         let weight = DirectedChannel {
             channel: id,
@@ -261,7 +277,7 @@ impl NetworkGraph {
             .channels
             .get_mut(&id)
             .ok_or(GraphError::UnknownChannel(id))?;
-        self.outgoing.take();
+        self.changes.record();
         channel.capacity = capacity;
         for edge in channel.directions.into_iter().flatten() {
             self.graph[edge].capacity = capacity;
@@ -275,7 +291,7 @@ impl NetworkGraph {
             .channels
             .remove(&id)
             .ok_or(GraphError::UnknownChannel(id))?;
-        self.outgoing.take();
+        self.changes.record();
         for edge in channel.directions.into_iter().flatten() {
             let weight = self.graph.remove_edge(edge).expect("directions are edges");
             forget_min_lock(&mut self.min_locks, &weight.policy);
@@ -290,6 +306,12 @@ impl NetworkGraph {
         Ok(())
     }
 
+    /// Counts the changes made to the graph: a search made while it had one value is what a
+    /// search would find while it still has it (with the same scorer and query).
+    pub fn generation(&self) -> u64 {
+        self.changes.generation
+    }
+
     /// The graph itself, for the router.
     pub fn graph(&self) -> &StableDiGraph<Node, DirectedChannel> {
         &self.graph
@@ -297,7 +319,9 @@ impl NetworkGraph {
 
     /// The search index of enabled outgoing edges, built now if the graph changed since.
     pub(crate) fn outgoing(&self) -> &Outgoing {
-        self.outgoing.get_or_init(|| Outgoing::build(&self.graph))
+        self.changes
+            .outgoing
+            .get_or_init(|| Outgoing::build(&self.graph))
     }
 
     /// The edge of a channel direction, if that side announced a policy.

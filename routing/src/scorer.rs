@@ -96,6 +96,8 @@ pub struct ProbabilisticScorer {
     /// Looked up for every edge the router considers, so a hash map; seeded, so that nobody
     /// can pick channel ids that collide, and deterministic.
     known: HashMap<ChannelDirection, Liquidity, foldhash::fast::FixedState>,
+    /// Bumped whenever `known` changes (see [`Self::generation`]).
+    generation: u64,
 }
 
 impl ProbabilisticScorer {
@@ -106,6 +108,7 @@ impl ProbabilisticScorer {
             now: Duration::ZERO,
             pruned_at: Duration::ZERO,
             known: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
+            generation: 0,
         }
     }
 
@@ -118,6 +121,7 @@ impl ProbabilisticScorer {
             return;
         }
         self.pruned_at = self.now;
+        self.generation += 1;
         let (params, now) = (self.params, self.now);
         self.known.retain(|_, liquidity| {
             let (min, max_offset) = liquidity.decayed(&params, now);
@@ -172,12 +176,21 @@ impl ProbabilisticScorer {
         }
     }
 
+    /// Counts the changes to what the scorer knows (each direction learned, each prune).
+    /// Two states of one scorer with the same generation, advanced to the same time, price
+    /// every hop alike, so a route searched with a clone stays valid while this is unchanged:
+    /// a prune forgets only what had decayed to nothing, which prices as unknown.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// How many directions the scorer knows something about.
     pub fn known_directions(&self) -> usize {
         self.known.len()
     }
 
     fn learn(&mut self, hop: &RouteHop, lower: u128, upper: u128) {
+        self.generation += 1;
         self.known.insert(
             hop.direction,
             Liquidity {

@@ -264,3 +264,36 @@ fn single_probability(
         })
         .product()
 }
+
+#[test]
+fn generations_count_what_changes_a_search_and_nothing_else() {
+    let mut graph = diamond();
+    let mut scorer = scorer();
+    let params = RouteParams::default();
+    let before = (graph.generation(), scorer.generation());
+    // Searching and the passing of time within a half-life change neither.
+    let route = find_route(&graph, &scorer, node(1), node(4), 1_000, &params).unwrap();
+    scorer.time_passed(HALF_LIFE / 2);
+    assert_eq!((graph.generation(), scorer.generation()), before);
+    // Each thing learnt does, and so does a prune.
+    scorer.report_success(&route.hops, HALF_LIFE / 2);
+    let learnt = scorer.generation();
+    assert!(learnt > before.1);
+    scorer.report_failure(&route.hops, 0, HALF_LIFE / 2);
+    assert!(scorer.generation() > learnt);
+    let failed = scorer.generation();
+    scorer.time_passed(HALF_LIFE * 3);
+    assert!(scorer.generation() > failed, "a half-life on: a prune");
+    // Every change of the graph does.
+    let id = ChannelId(U256::from(2));
+    let mut last = graph.generation();
+    for change in 0..3 {
+        match change {
+            0 => graph.update_policy(id, node(2), policy(11)).unwrap(),
+            1 => graph.set_capacity(id, 5).unwrap(),
+            _ => graph.remove_channel(id).unwrap(),
+        }
+        assert!(graph.generation() > last, "change {change}");
+        last = graph.generation();
+    }
+}

@@ -9,6 +9,8 @@
 //! - [`roles`]: faulty and adversarial nodes, as filters on real nodes' messages.
 //! - [`queue`]: the event queue (virtual time, ties in scheduling order).
 //! - [`recovery`]: messages' signatures recovered on the other cores while in flight.
+//! - [`ahead`]: payers' routes searched a few payments ahead.
+//! - [`workers`]: the threads beside the loop, which do the work of both.
 //! - [`net`]: latency, loss, per-link order, partitions.
 //! - [`chain`]: the EVM, the mempool, blocks, gas.
 //! - [`sim`]: the loop that drives the nodes ([`Simulation`]).
@@ -21,9 +23,12 @@
 //! derived from it and the node's index; maps that are iterated are ordered; the queue breaks
 //! ties by scheduling order. So the results file is a function of the seed and the config
 //! (which it carries, snapshot paths included). Wall-clock figures go to a separate file. The
-//! only other threads ([`recovery`]) compute messages' signers, a pure function of the bytes,
-//! for the call that would compute them itself: the results do not depend on how many run.
+//! only other threads compute messages' signers ([`recovery`]), a pure function of the bytes,
+//! and payers' routes ([`ahead`]), taken only when the payer's own search would have the same
+//! inputs, for the call that would compute them itself: the results do not depend on how
+//! many run.
 
+pub mod ahead;
 pub mod chain;
 pub mod config;
 pub mod ledger;
@@ -35,6 +40,7 @@ pub mod report;
 pub mod roles;
 pub mod sim;
 pub mod topology;
+pub mod workers;
 pub mod workload;
 
 pub use config::SimConfig;

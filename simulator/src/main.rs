@@ -166,13 +166,14 @@ fn run(args: RunArgs) -> Result<()> {
         std::process::exit(2);
     }
     let report = sim.report();
-    let timing = Timing::measure(
+    let mut timing = Timing::measure(
         started.elapsed(),
         first_payment.map_or(started.elapsed(), |at| at - started),
         report.payments.total,
         sim.calls(),
         threads,
     );
+    timing.routes_ahead = sim.routes_ahead();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let results = args.out.join("results.json");

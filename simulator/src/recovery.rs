@@ -1,8 +1,8 @@
 //! Signatures recovered while their messages are in flight, on the other cores.
 //!
 //! Recovering a signature's signer is the costliest part of checking a message, and a pure
-//! function of the message. So when a message is sent, its signatures go to worker threads
-//! ([`Recoverer::submit`]); when it is delivered, the call that handles it runs inside the
+//! function of the message. So when a message is sent, its signatures go to the worker
+//! threads ([`Recoverer::submit`], [`crate::workers`]); when it is delivered, the call that handles it runs inside the
 //! results ([`Pending::wait`], [`hoplite_htlc::crypto::Recovered::scope`]). The loop never
 //! waits on a backlog: a job no worker has started by then is claimed by the loop, and the
 //! node recovers what it needs itself. The results are what the node would compute, so a run
@@ -16,30 +16,28 @@
 //! (a block's deposits make every hub sign to its partners) the last few jobs would otherwise
 //! wait for more sends, which come only once their messages are delivered.
 
+use crate::workers::Workers;
 use alloy_primitives::Address;
 use hoplite_gossip::GossipMessage;
 use hoplite_htlc::TokenNetwork;
 use hoplite_htlc::crypto::Recovered;
 use hoplite_node::wire::Envelope;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Jobs handed to the workers at once: one wake-up of a worker (a system call) per batch,
 /// not per message.
 const BATCH: usize = 32;
 
-/// The worker threads, and where jobs wait for them.
+/// Where jobs wait to be handed to the workers.
 pub struct Recoverer {
     token_network: TokenNetwork,
-    jobs: Option<Sender<Vec<Pending>>>,
+    workers: Workers,
     /// Jobs not yet handed over.
     batch: Vec<Pending>,
     /// The earliest delivery of a job in `batch`.
     batch_due: Option<Duration>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 /// One message's signatures, recovered by whoever claims the job first.
@@ -64,35 +62,14 @@ enum Kind {
 }
 
 impl Recoverer {
-    /// `workers` threads beside the loop, for nodes of `token_network` (none: nothing is
-    /// recovered ahead, but a gossip message is still recovered once for all its receivers).
-    pub fn new(token_network: TokenNetwork, workers: usize) -> Self {
-        if workers == 0 {
-            return Self {
-                token_network,
-                jobs: None,
-                batch: Vec::new(),
-                batch_due: None,
-                workers: Vec::new(),
-            };
-        }
-        let (jobs, queue) = mpsc::channel::<Vec<Pending>>();
-        let queue = Arc::new(Mutex::new(queue));
-        let workers = (0..workers)
-            .map(|n| {
-                let queue = Arc::clone(&queue);
-                std::thread::Builder::new()
-                    .name(format!("hoplite-sim-recover-{n}"))
-                    .spawn(move || work(&queue))
-                    .expect("the OS starts a thread")
-            })
-            .collect();
+    /// Jobs for `workers`, for nodes of `token_network` (no workers: nothing is recovered
+    /// ahead, but a gossip message is still recovered once for all its receivers).
+    pub fn new(token_network: TokenNetwork, workers: Workers) -> Self {
         Self {
             token_network,
-            jobs: Some(jobs),
+            workers,
             batch: Vec::with_capacity(BATCH),
             batch_due: None,
-            workers,
         }
     }
 
@@ -125,7 +102,7 @@ impl Recoverer {
             claimed: AtomicBool::new(false),
             done: OnceLock::new(),
         }));
-        if self.jobs.is_some() {
+        if self.workers.any() {
             self.batch.push(pending.clone());
             self.batch_due = Some(self.batch_due.map_or(due, |earliest| earliest.min(due)));
             if self.batch.len() == BATCH {
@@ -138,20 +115,9 @@ impl Recoverer {
     fn hand_over(&mut self) {
         self.batch_due = None;
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        if let Some(jobs) = &self.jobs
-            && !batch.is_empty()
-        {
-            // The workers stop only when this sender is dropped: the send cannot fail.
-            let _ = jobs.send(batch);
-        }
-    }
-}
-
-impl Drop for Recoverer {
-    fn drop(&mut self) {
-        self.jobs = None;
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        if !batch.is_empty() {
+            self.workers
+                .run(move || batch.iter().for_each(Pending::run));
         }
     }
 }
@@ -222,17 +188,6 @@ impl Job {
     }
 }
 
-fn work(queue: &Mutex<Receiver<Vec<Pending>>>) {
-    loop {
-        // Hold the lock only to take a batch, never while recovering.
-        let batch = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        match batch {
-            Ok(batch) => batch.iter().for_each(Pending::run),
-            Err(_) => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,7 +217,7 @@ mod tests {
         let update =
             |n: u64| ChannelUpdate::sign(&signer, TOKEN_NETWORK, ChannelId::from(n), n, policy);
         for workers in [0, 1, 3] {
-            let mut recoverer = Recoverer::new(TOKEN_NETWORK, workers);
+            let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(workers));
             let pending: Vec<Pending> = (0..100)
                 .map(|n| {
                     let bytes = GossipMessage::ChannelUpdate(update(n)).encode();
@@ -329,7 +284,7 @@ mod tests {
         let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
         let ends = [sender.address(), Address::repeat_byte(9)];
         for workers in [0, 1] {
-            let mut recoverer = Recoverer::new(TOKEN_NETWORK, workers);
+            let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(workers));
             // A whole batch, so it goes to the worker.
             let jobs: Vec<_> = (0..BATCH as u64)
                 .map(|n| {
@@ -361,7 +316,7 @@ mod tests {
         let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
         let ends = [sender.address(), Address::repeat_byte(9)];
         let (bytes, digest, signature) = announcement_signature(&sender, 1, ends);
-        let mut recoverer = Recoverer::new(TOKEN_NETWORK, 1);
+        let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(1));
         let due = Duration::from_millis(50);
         let later = recoverer.submit(bytes.clone().into(), ends, due + Duration::from_millis(1));
         let first = recoverer.submit(bytes.into(), ends, due);

@@ -361,7 +361,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "wall {:.2} s (setup {:.2} s) on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip",
+            "wall {:.2} s (setup {:.2} s) on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip; routes searched ahead {}, taken {}",
             timing.wall_s,
             timing.setup_s,
             timing.threads,
@@ -371,7 +371,9 @@ impl Report {
             timing.payments_per_cpu_s,
             timing.calls,
             self.counts.messages,
-            self.counts.gossip
+            self.counts.gossip,
+            timing.routes_ahead.searched,
+            timing.routes_ahead.taken
         );
         s
     }
@@ -397,6 +399,17 @@ pub struct Timing {
     pub calls: u64,
     /// Peak resident memory, MiB (Linux).
     pub peak_rss_mib: f64,
+    /// Payers' routes searched ahead, and how many a payment took (see [`crate::ahead`]).
+    pub routes_ahead: RoutesAhead,
+}
+
+/// Routes searched ahead of their payments, and taken by them.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct RoutesAhead {
+    /// Searches handed to the thread.
+    pub searched: u64,
+    /// Payments that took the route searched (the others searched again themselves).
+    pub taken: u64,
 }
 
 impl Timing {
@@ -420,6 +433,7 @@ impl Timing {
             payments_per_cpu_s: payments as f64 / cpu_s.max(1e-9),
             calls,
             peak_rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
+            routes_ahead: RoutesAhead::default(),
         }
     }
 

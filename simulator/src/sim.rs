@@ -9,6 +9,7 @@
 //! are mined every `block_time_s`; a block's events are fed to every running node, then the
 //! block itself, as the node's docs prescribe.
 
+use crate::ahead::{Search, Searcher};
 use crate::chain::{Failed, SimChain};
 use crate::config::{Pairs, SimConfig};
 use crate::ledger::{Kind, Ledger, Outcome, Violation};
@@ -17,6 +18,7 @@ use crate::queue::Queue;
 use crate::recovery::{Pending, Recoverer};
 use crate::roles::{self, Role};
 use crate::topology::Plan;
+use crate::workers::Workers;
 use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
 use hoplite_chain::events::Phase;
@@ -28,7 +30,7 @@ use hoplite_node::{Record, SharedView};
 use hoplite_routing::Policy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// Blocks over which every node's channels are audited once (see `audit_node`).
@@ -45,6 +47,9 @@ const SETUP_BLOCKS: u64 = 200;
 const JAM_INTERVAL: Duration = Duration::from_millis(50);
 /// How long invoices stay valid.
 const INVOICE_VALIDITY: Duration = Duration::from_secs(3600);
+/// Workload payments drawn before they are due, so that their payers' routes are searched
+/// by the time they are (arrivals are Poisson: the next one is often due at once).
+const PLANNED_AHEAD: usize = 8;
 
 /// Something due at a virtual time.
 enum Action {
@@ -71,8 +76,8 @@ enum Action {
     },
     /// The next block.
     Mine,
-    /// The next workload payment (the `n`-th).
-    Pay(usize),
+    /// The next workload payment (the first of `upcoming`).
+    Pay,
     /// A metering customer's next payment, `left` to go.
     Meter {
         customer: usize,
@@ -99,6 +104,16 @@ enum Action {
     Heal(usize),
     /// A stale closer closes one of its channels with the oldest partner proof it kept.
     StaleClose(usize),
+}
+
+/// A workload payment, drawn [`PLANNED_AHEAD`] payments before it is due.
+struct Planned {
+    /// Payer and payee (`None`: nobody can pay).
+    pair: Option<(usize, usize)>,
+    amount: u64,
+    kind: Kind,
+    /// The payer's route, searched meanwhile.
+    search: Option<Search>,
 }
 
 /// One simulated node and what the simulator keeps for it.
@@ -141,6 +156,12 @@ pub struct Simulation {
     /// made.
     workload_start: Option<Duration>,
     workload_done: bool,
+    /// Workload payments drawn and not yet due, in order.
+    upcoming: VecDeque<Planned>,
+    /// Workload payments drawn so far.
+    drawn: usize,
+    /// When the next payment to be drawn arrives.
+    next_arrival: Duration,
     /// Metering and jamming streams still paying.
     streams: usize,
     /// Messages, gossip and store writes scheduled and not yet done: the run is not over
@@ -160,6 +181,10 @@ pub struct Simulation {
     applied: usize,
     /// Recovers messages' signatures while they are in flight.
     recoverer: Recoverer,
+    /// Searches payers' routes a few workload payments ahead (with more than one thread).
+    searcher: Searcher,
+    /// Payments that took the route searched ahead.
+    routes_taken: u64,
     /// Each planned channel's deposits by (opener, partner).
     planned: BTreeMap<(Address, Address), [u64; 2]>,
     violation: Option<Violation>,
@@ -248,6 +273,9 @@ impl Simulation {
             ledger,
             workload_start: None,
             workload_done: false,
+            upcoming: VecDeque::new(),
+            drawn: 0,
+            next_arrival: now,
             streams: 0,
             in_flight: 0,
             pairs: PairPicker::new(Pairs::Uniform, &[], |_| false),
@@ -256,7 +284,9 @@ impl Simulation {
             stale_closed: Vec::new(),
             view,
             applied: 0,
-            recoverer: Recoverer::new(token_network, 0),
+            recoverer: Recoverer::new(token_network, Workers::default()),
+            searcher: Searcher::new(Workers::default()),
+            routes_taken: 0,
             planned,
             violation: None,
             #[cfg(feature = "test-utils")]
@@ -269,10 +299,13 @@ impl Simulation {
         Ok(sim)
     }
 
-    /// Recovers signatures on `threads` in all, this one included: `threads - 1` workers
-    /// beside the loop. The results do not depend on it (see [`crate::recovery`]).
+    /// Runs on `threads` in all, this one included: `threads - 1` workers beside the loop
+    /// recover signatures and search payers' routes ahead. The results do not depend on it
+    /// (see [`crate::workers`]).
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.recoverer = Recoverer::new(self.chain.token_network(), threads.saturating_sub(1));
+        let workers = Workers::new(threads.saturating_sub(1));
+        self.recoverer = Recoverer::new(self.chain.token_network(), workers.clone());
+        self.searcher = Searcher::new(workers);
         self
     }
 
@@ -284,6 +317,14 @@ impl Simulation {
 
     fn block_time(&self) -> Duration {
         Duration::from_secs(self.config.chain.block_time_s)
+    }
+
+    /// Payers' routes searched ahead so far, and taken.
+    pub fn routes_ahead(&self) -> crate::report::RoutesAhead {
+        crate::report::RoutesAhead {
+            searched: self.searcher.submitted,
+            taken: self.routes_taken,
+        }
     }
 
     /// The number of nodes.
@@ -396,14 +437,14 @@ impl Simulation {
                 }
             }
             Action::Mine => self.mine(),
-            Action::Pay(n) => self.pay(n),
+            Action::Pay => self.pay(),
             Action::Meter {
                 customer,
                 isp,
                 left,
             } => {
                 let amount = self.config.workload.metering.amount;
-                self.start_payment(customer, isp, amount, Kind::Metering);
+                self.start_payment(customer, isp, amount, Kind::Metering, None);
                 if left > 1 {
                     let next = Duration::from_millis(self.config.workload.metering.interval_ms);
                     let action = Action::Meter {
@@ -418,7 +459,7 @@ impl Simulation {
             }
             Action::Jam { jammer, sink, left } => {
                 let amount = self.config.faults.jamming.amount;
-                self.start_payment(jammer, sink, amount, Kind::Jam);
+                self.start_payment(jammer, sink, amount, Kind::Jam, None);
                 if left > 1 {
                     let action = Action::Jam {
                         jammer,
@@ -751,7 +792,10 @@ impl Simulation {
         let degrees = self.plan.degrees();
         self.pairs = PairPicker::new(w.pairs, &degrees, |i| self.peers[i].role.pays());
         if w.payments > 0 {
-            self.queue.push(start, Action::Pay(0));
+            self.next_arrival = start;
+            for _ in 0..PLANNED_AHEAD {
+                self.plan_payment();
+            }
         } else {
             self.workload_done = true;
         }
@@ -838,34 +882,78 @@ impl Simulation {
         }
     }
 
-    /// The `n`-th workload payment, and the next one's arrival.
-    fn pay(&mut self, n: usize) {
+    /// Draws the next workload payment, schedules it, and hands its payer's route search
+    /// over; nothing once every payment is drawn.
+    fn plan_payment(&mut self) {
         let w = &self.config.workload;
+        if self.drawn == w.payments {
+            return;
+        }
+        let at = self.next_arrival;
+        self.drawn += 1;
         let amount = workload::amount(&mut self.rng, &w.amount);
-        let spontaneous = self.rng.random::<f64>() < w.spontaneous_share;
-        if let Some((payer, payee)) = self.pairs.pick(&mut self.rng) {
-            let kind = if spontaneous {
-                Kind::Keysend
-            } else {
-                Kind::Invoice
-            };
-            self.start_payment(payer, payee, amount, kind);
+        let kind = if self.rng.random::<f64>() < w.spontaneous_share {
+            Kind::Keysend
+        } else {
+            Kind::Invoice
+        };
+        let pair = self.pairs.pick(&mut self.rng);
+        self.next_arrival = at + workload::interarrival(&mut self.rng, w.rate_per_s);
+        let search = match pair {
+            Some((payer, payee)) if self.searcher.active() && self.peers[payer].running => {
+                let to = self.peers[payee].node.address();
+                let query = self.peers[payer]
+                    .node
+                    .route_query(at, to, Amount::from(amount));
+                query.and_then(|query| self.searcher.submit(query))
+            }
+            _ => None,
+        };
+        self.upcoming.push_back(Planned {
+            pair,
+            amount,
+            kind,
+            search,
+        });
+        self.queue.push(at, Action::Pay);
+    }
+
+    /// The next workload payment; the one [`PLANNED_AHEAD`] after it is drawn.
+    fn pay(&mut self) {
+        let Some(Planned {
+            pair,
+            amount,
+            kind,
+            search,
+        }) = self.upcoming.pop_front()
+        else {
+            return;
+        };
+        if let Some((payer, payee)) = pair {
+            self.start_payment(payer, payee, amount, kind, search);
         }
         #[cfg(feature = "test-utils")]
-        if self.planted == Some(Plant::MintIntoContract { after_payments: n }) {
-            self.chain.mint_into_contract(U256::from(1u64));
+        {
+            let n = self.drawn - self.upcoming.len() - 1;
+            if self.planted == Some(Plant::MintIntoContract { after_payments: n }) {
+                self.chain.mint_into_contract(U256::from(1u64));
+            }
         }
-        if n + 1 < self.config.workload.payments {
-            let next =
-                self.now + workload::interarrival(&mut self.rng, self.config.workload.rate_per_s);
-            self.queue.push(next, Action::Pay(n + 1));
-        } else {
+        self.plan_payment();
+        if self.upcoming.is_empty() {
             self.workload_done = true;
         }
     }
 
     /// `payer` starts paying `payee` `amount` (by invoice, or spontaneously).
-    fn start_payment(&mut self, payer: usize, payee: usize, amount: u64, mut kind: Kind) {
+    fn start_payment(
+        &mut self,
+        payer: usize,
+        payee: usize,
+        amount: u64,
+        mut kind: Kind,
+        search: Option<Search>,
+    ) {
         // A keysend payee holds the secret from the start: a silent payee is paid by invoice.
         if kind == Kind::Keysend && self.peers[payee].role == Role::SilentPayee {
             kind = Kind::Invoice;
@@ -876,19 +964,28 @@ impl Simulation {
         }
         let amount_in = Amount::from(amount);
         self.calls += 2;
-        let result = if kind == Kind::Keysend {
-            let to = self.peers[payee].node.address();
-            self.peers[payer]
-                .node
-                .send_spontaneous(self.now, to, amount_in)
-        } else {
+        let invoice = (kind != Kind::Keysend).then(|| {
             let invoice =
                 self.peers[payee]
                     .node
                     .create_invoice(self.now, amount_in, INVOICE_VALIDITY);
             self.drain(payee);
-            self.peers[payer].node.pay(self.now, &invoice)
+            invoice
+        });
+        let node = &mut self.peers[payer].node;
+        let taken = node.routes_taken();
+        if let Some(found) = search.and_then(Search::wait) {
+            node.offer_route(found);
+        }
+        let result = match invoice {
+            None => {
+                let to = self.peers[payee].node.address();
+                let node = &mut self.peers[payer].node;
+                node.send_spontaneous(self.now, to, amount_in)
+            }
+            Some(invoice) => node.pay(self.now, &invoice),
         };
+        self.routes_taken += self.peers[payer].node.routes_taken() - taken;
         match result {
             Ok(id) => self
                 .ledger

@@ -8,7 +8,9 @@
 //! - `api.rs`: what a driver sees: [`Config`], [`Input`], [`Output`], [`Record`], [`Event`],
 //!   and the errors sorted by what the caller does.
 //! - `gossip.rs`: announcing our channels, policies and ourselves; judging what peers relay.
-//! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding.
+//! - `payments.rs`: paying (routing, attempts, retries), being paid, and forwarding;
+//!   [`ahead`]: a payer's route searched on another thread before its payment, taken only if
+//!   nothing it depends on changed.
 //! - `withdraw.rs`: taking part of our balance out of an open channel (both sign the new
 //!   withdrawn total; the channel is frozen until the chain shows it or it expires).
 //! - `close.rs`: closing a channel, unilaterally or cooperatively (both sign the final
@@ -47,6 +49,7 @@
 //! secret could claim them, and the payer would pay twice. With one secret per attempt, no lock
 //! of a failed attempt is ever claimable, and retries are safe at once.
 
+pub mod ahead;
 mod api;
 pub mod audit;
 mod close;

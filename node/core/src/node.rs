@@ -1,5 +1,6 @@
 //! The node: inputs, commands, outputs and timers, and what it learns from the chain and gossip.
 
+use crate::ahead::FoundRoute;
 use crate::api::{
     ChainRequest, CommandError, Config, Event, Input, Output, PeerError, PersistId, Record,
 };
@@ -92,6 +93,11 @@ pub struct Node {
     /// Our channels' off-chain state.
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
     pub(crate) scorer: ProbabilisticScorer,
+    /// A route searched ahead for the next payment we start (see [`crate::ahead`]); dropped
+    /// at the end of the call after it was offered.
+    pub(crate) offered: Option<FoundRoute>,
+    /// How many payments took the route offered them.
+    pub(crate) routes_taken: u64,
     /// The bookkeeping a crash must not lose, persisted entry by entry.
     pub(crate) state: NodeState,
     /// The bookkeeping as last persisted: `finish` writes what differs.
@@ -185,6 +191,8 @@ impl Node {
         let address = key.address();
         Ok(Self {
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
+            offered: None,
+            routes_taken: 0,
             view,
             follows,
             follow_after_replay: None,
@@ -585,6 +593,7 @@ impl Node {
 
     /// [`Self::finish`], deriving the chain duties first if `derive`.
     fn end_call(&mut self, derive: bool) {
+        self.offered = None;
         if derive {
             self.chain_duties();
         }

@@ -1,5 +1,6 @@
 //! Paying, being paid and forwarding: what the node does with locks and secrets.
 
+use crate::ahead::{FoundRoute, RouteInputs, RouteQuery};
 use crate::api::{CommandError, Event, PaymentFailure, PeerError, Record};
 use crate::invoice::{Invoice, PaymentId};
 use crate::node::Node;
@@ -231,6 +232,69 @@ impl Node {
         self.finish();
     }
 
+    /// What routing the next attempt to pay `amount` (as `u128`: `wide`) to `payee` depends
+    /// on, besides the view, with `excluded` (channels earlier attempts ruled out) and our own
+    /// channels that can't send it now excluded.
+    fn route_inputs(
+        &self,
+        payee: Address,
+        amount: Amount,
+        wide: u128,
+        excluded: BTreeSet<ChannelId>,
+    ) -> RouteInputs {
+        let mut params = RouteParams::for_amount(wide);
+        params.final_expiry_delta = self.config.final_expiry_delta;
+        params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
+        params.excluded_channels = excluded;
+        // Our own channels must be open and able to pay at least the amount now (the cheap
+        // test first: a hub has thousands).
+        let view = self.view.read();
+        for (channel_id, channel) in &self.channels {
+            if channel.spendable(Side::Ours) < amount
+                || !view.is_open(*channel_id)
+                || self.is_closing(*channel_id)
+                || self.backlogged(channel.participant(Side::Partner).address())
+            {
+                params.excluded_channels.insert(*channel_id);
+            }
+        }
+        RouteInputs {
+            payer: NodeId(self.address),
+            payee: NodeId(payee),
+            amount: wide,
+            params,
+            now: self.now,
+            scorer_generation: self.scorer.generation(),
+        }
+    }
+
+    /// What this node would search to start paying `amount` to `payee` at `at` if nothing
+    /// changed until then, for a search on another thread ([`crate::ahead`]); `None` if a
+    /// payment of `amount` would not be routed at all.
+    pub fn route_query(&self, at: Duration, payee: Address, amount: Amount) -> Option<RouteQuery> {
+        let wide = amount_u128(amount)?;
+        let mut inputs = self.route_inputs(payee, amount, wide, BTreeSet::new());
+        let mut scorer = self.scorer.clone();
+        // As `advance` will at `at`.
+        inputs.now = self.now.max(at);
+        scorer.time_passed(inputs.now);
+        inputs.scorer_generation = scorer.generation();
+        Some(RouteQuery::new(inputs, scorer, self.view.clone()))
+    }
+
+    /// Offers the next payment this node starts a route searched ahead. The payment takes it
+    /// only if its own search would have exactly the same inputs, and searches itself
+    /// otherwise, so the outcome is the same either way. An offer lasts until the end of the
+    /// next call: make it just before the command that starts the payment.
+    pub fn offer_route(&mut self, found: FoundRoute) {
+        self.offered = Some(found);
+    }
+
+    /// How many payments took the route offered them ([`Self::offer_route`]).
+    pub fn routes_taken(&self) -> u64 {
+        self.routes_taken
+    }
+
     /// Routes and sends the next attempt of a payment, or gives it up.
     fn start_attempt(&mut self, id: PaymentId) {
         loop {
@@ -250,30 +314,20 @@ impl Node {
             let Some(amount) = amount_u128(target.amount) else {
                 return self.fail_payment(id, PaymentFailure::AmountTooLarge);
             };
-            let mut params = RouteParams::for_amount(amount);
-            params.final_expiry_delta = self.config.final_expiry_delta;
-            params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
-            params.excluded_channels = payment.excluded.clone();
-            // Our own channels must be open and able to pay at least the amount now (the
-            // cheap test first: a hub has thousands).
-            let view = self.view.read();
-            for (channel_id, channel) in &self.channels {
-                if channel.spendable(Side::Ours) < target.amount
-                    || !view.is_open(*channel_id)
-                    || self.is_closing(*channel_id)
-                    || self.backlogged(channel.participant(Side::Partner).address())
-                {
-                    params.excluded_channels.insert(*channel_id);
-                }
+            let excluded = payment.excluded.clone();
+            let inputs = self.route_inputs(target.payee, target.amount, amount, excluded);
+            let offered = self
+                .offered
+                .take()
+                .and_then(|offer| offer.answer(&inputs, &self.view));
+            if offered.is_some() {
+                self.routes_taken += 1;
             }
-            drop(view);
-            let found = self.view.find_route(
-                &self.scorer,
-                NodeId(self.address),
-                NodeId(target.payee),
-                amount,
-                &params,
-            );
+            let found = offered.unwrap_or_else(|| {
+                let i = &inputs;
+                self.view
+                    .find_route(&self.scorer, i.payer, i.payee, i.amount, &i.params)
+            });
             let route = match found {
                 Ok(route) => route,
                 Err(error) => return self.fail_payment(id, PaymentFailure::NoRoute(error)),

@@ -204,6 +204,11 @@ impl SharedView {
         self.view.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether `other` is this same view (a clone of one handle), not merely an equal one.
+    pub fn is(&self, other: &SharedView) -> bool {
+        Arc::ptr_eq(&self.view, &other.view)
+    }
+
     /// The best route in the view's graph (see [`Router::find_route`]).
     pub(crate) fn find_route<S: Scorer + ?Sized>(
         &self,
