@@ -176,10 +176,11 @@ impl ProbabilisticScorer {
         }
     }
 
-    /// Counts the changes to what the scorer knows (each direction learned, each prune).
-    /// Two states of one scorer with the same generation, advanced to the same time, price
-    /// every hop alike, so a route searched with a clone stays valid while this is unchanged:
-    /// a prune forgets only what had decayed to nothing, which prices as unknown.
+    /// Counts the changes to what the scorer knows (each direction learned, each prune). A
+    /// clone that learns nothing, advanced to some time, prices every hop as this scorer does
+    /// at that time for as long as this one's generation is still the clone's: a prune forgets
+    /// only what had decayed to nothing, which prices as unknown, so pruning at another time
+    /// changes no price.
     pub fn generation(&self) -> u64 {
         self.generation
     }

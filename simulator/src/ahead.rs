@@ -1,7 +1,7 @@
 //! Payers' routes searched by the workers, a few workload payments ahead.
 //!
-//! The workload draws each payment [`PLANNED_AHEAD`](crate::sim) payments before it is due,
-//! so the loop knows who will pay whom, and how much, ahead of time. It asks the payer for its
+//! The workload draws each payment eight arrivals before it is due (`PLANNED_AHEAD` in
+//! `sim.rs`), so the loop knows who will pay whom, and how much, ahead of time. It asks the payer for its
 //! route query then ([`hoplite_node::Node::route_query`]) and hands it to the workers
 //! ([`crate::workers`]); when the payment is due, it waits for the answer and offers it to the
 //! payer ([`hoplite_node::Node::offer_route`]), which takes it only if nothing the search

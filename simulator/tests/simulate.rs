@@ -77,7 +77,7 @@ fn the_same_seed_gives_the_same_results_file_and_another_seed_differs() {
     let a = run(small(11)).to_json();
     let b = run(small(11)).to_json();
     assert!(a == b, "two runs of seed 11 differ");
-    // Signatures recovered on other threads while messages fly change nothing.
+    // Signatures recovered and routes searched on other threads change nothing.
     let c = run_on(small(11), 3).to_json();
     assert!(a == c, "seed 11 on 3 threads differs from one thread");
     let d = run(small(12)).to_json();
@@ -365,8 +365,8 @@ fn nodes_sharing_one_view_keep_every_invariant_through_faults_and_attacks() {
     // Nothing is gossiped message by message: each node writes its announcements into the
     // view, and routes over everyone else's.
     assert!(report.counts.gossip > 0);
-    // On 2 threads, payers' routes are searched ahead (a crashed node restarts with a view
-    // of its own until its first block: a search in the shared one is not taken then).
+    // On 2 threads, payers' routes are searched ahead (a search made for a node that then
+    // crashed is not taken by the node restored: another instance, another scorer).
     let (on_two, routes) = run_searching(config, 2);
     assert_eq!(
         on_two.to_json(),

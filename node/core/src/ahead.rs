@@ -1,13 +1,14 @@
 //! Routes searched ahead of a payment, on another thread.
 //!
 //! Finding a route is most of what starting a payment costs a payer. A driver that knows a
-//! payment is coming (the simulator draws its workload one payment ahead) asks the payer what
-//! it would search ([`Node::route_query`](crate::Node::route_query)), runs the search on a
-//! thread of its own ([`RouteQuery::search`]), and hands the answer to the payer just before
-//! the payment ([`Node::offer_route`](crate::Node::offer_route)). The payer takes the answer
-//! only if its own search at that moment has the same inputs: payee, amount, limits and
-//! excluded channels, the same view with its graph unchanged since
-//! ([`NetworkGraph::generation`]), and its scorer at the same time and generation
+//! payment is coming (the simulator draws its workload a few payments ahead) asks the payer
+//! what it would search ([`Node::route_query`](crate::Node::route_query)), runs the search on
+//! another thread ([`RouteQuery::search`]), and hands the answer to the payer just before the
+//! payment ([`Node::offer_route`](crate::Node::offer_route)). The payer takes the answer only
+//! if its own search at that moment has the same inputs: payee, amount, limits and excluded
+//! channels, the same view with its graph unchanged since ([`NetworkGraph::generation`]), and
+//! the same scorer (the same node instance: a restored node's scorer counts its generations
+//! from the start again) at the same time and generation
 //! ([`ProbabilisticScorer::generation`]). Otherwise it
 //! searches itself. Either way the route is the one its own search finds (a search is a pure
 //! function of those inputs), so nothing a node decides depends on whether, or where, a search
@@ -17,7 +18,22 @@
 
 use crate::view::SharedView;
 use hoplite_routing::{NodeId, ProbabilisticScorer, Route, RouteError, RouteParams, Router};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Tells one node instance (and so one scorer) from every other, a restored node included.
+/// A query holds its payer's, which keeps the allocation alive: no other instance can have
+/// the same address while the query or its answer exists.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Instance(Arc<()>);
+
+impl PartialEq for Instance {
+    fn eq(&self, other: &Instance) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Instance {}
 
 /// Everything a payer's route search depends on besides the view.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +42,8 @@ pub(crate) struct RouteInputs {
     pub(crate) payee: NodeId,
     pub(crate) amount: u128,
     pub(crate) params: RouteParams,
-    /// The scorer's time.
+    /// The payer's instance, whose scorer's time and generation follow.
+    pub(crate) instance: Instance,
     pub(crate) now: Duration,
     pub(crate) scorer_generation: u64,
 }

@@ -1,6 +1,6 @@
 //! The node: inputs, commands, outputs and timers, and what it learns from the chain and gossip.
 
-use crate::ahead::FoundRoute;
+use crate::ahead::{FoundRoute, Instance};
 use crate::api::{
     ChainRequest, CommandError, Config, Event, Input, Output, PeerError, PersistId, Record,
 };
@@ -94,8 +94,10 @@ pub struct Node {
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
     pub(crate) scorer: ProbabilisticScorer,
     /// A route searched ahead for the next payment we start (see [`crate::ahead`]); dropped
-    /// at the end of the call after it was offered.
+    /// when a call ends.
     pub(crate) offered: Option<FoundRoute>,
+    /// This instance, as routes searched ahead name it (a restored node is another).
+    pub(crate) instance: Instance,
     /// How many payments took the route offered them.
     pub(crate) routes_taken: u64,
     /// The bookkeeping a crash must not lose, persisted entry by entry.
@@ -192,6 +194,7 @@ impl Node {
         Ok(Self {
             scorer: ProbabilisticScorer::new(config.scorer, config.seed),
             offered: None,
+            instance: Instance::default(),
             routes_taken: 0,
             view,
             follows,

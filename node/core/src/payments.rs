@@ -263,6 +263,7 @@ impl Node {
             payee: NodeId(payee),
             amount: wide,
             params,
+            instance: self.instance.clone(),
             now: self.now,
             scorer_generation: self.scorer.generation(),
         }
@@ -284,8 +285,9 @@ impl Node {
 
     /// Offers the next payment this node starts a route searched ahead. The payment takes it
     /// only if its own search would have exactly the same inputs, and searches itself
-    /// otherwise, so the outcome is the same either way. An offer lasts until the end of the
-    /// next call: make it just before the command that starts the payment.
+    /// otherwise, so the outcome is the same either way. Make it just before the command that
+    /// starts the payment: the offer is dropped when a call ends (a command refused before it
+    /// starts a payment leaves it to the next call, which compares it all the same).
     pub fn offer_route(&mut self, found: FoundRoute) {
         self.offered = Some(found);
     }

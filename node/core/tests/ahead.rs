@@ -1,9 +1,12 @@
 //! Routes searched ahead of a payment (`hoplite_node::ahead`): taken when nothing the search
 //! depended on changed, and otherwise searched again, never used stale.
 
-use hoplite_htlc::{Amount, ChannelId};
+use alloy_primitives::{Address, B256};
+use hoplite_gossip::GossipParams;
+use hoplite_htlc::{Amount, BlockNumber, ChannelId, PrivateKey, TokenNetwork};
 use hoplite_node::ahead::FoundRoute;
 use hoplite_node::testkit::{Network, create_network};
+use hoplite_node::{Config, Node, SharedView};
 use hoplite_routing::Router;
 use std::time::Duration;
 
@@ -100,4 +103,45 @@ fn a_route_searched_for_another_time_or_offered_a_call_early_is_searched_again()
     net.settle();
     assert_eq!(net.nodes[0].routes_taken(), taken);
     net.claim_payment(&[0, 1, 2, 3], payment);
+}
+
+#[test]
+fn a_route_searched_for_a_node_before_its_restart_is_searched_again() {
+    // Two instances of one node following one shared view: the second stands for the first
+    // restored after a crash, with a new scorer whose generations count from the start again
+    // (here both are at the same generation, so only the instance tells them apart).
+    let token_network = TokenNetwork {
+        chain_id: 1,
+        address: Address::repeat_byte(0xee),
+    };
+    let view = SharedView::new(token_network, GossipParams::default(), 1);
+    let key = |n: u8| PrivateKey::from_bytes(&B256::repeat_byte(n)).expect("a valid key");
+    let (now, block) = (Duration::from_secs(1_700_000_000), BlockNumber(1));
+    let node = |n: u8| {
+        Node::following(
+            Config::new(token_network, 1),
+            key(n),
+            now,
+            block,
+            view.clone(),
+        )
+        .expect("a valid config")
+    };
+    let (mut payer, mut payee) = (node(1), node(2));
+    let mut restored = node(1);
+    let invoice = payee.create_invoice(now, Amount::from(10u64), Duration::from_secs(60));
+    let search = |payer: &Node| {
+        payer
+            .route_query(now, payee.address(), Amount::from(10u64))
+            .expect("the amount fits")
+            .search(&mut Router::default())
+    };
+    // (The view has no channel: every search finds that the payer is unknown to it.)
+    restored.offer_route(search(&payer));
+    restored.pay(now, &invoice).expect("a valid invoice");
+    assert_eq!(restored.routes_taken(), 0);
+    // The same search offered to the instance it was made for is taken.
+    payer.offer_route(search(&payer));
+    payer.pay(now, &invoice).expect("a valid invoice");
+    assert_eq!(payer.routes_taken(), 1);
 }
