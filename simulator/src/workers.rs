@@ -2,7 +2,7 @@
 //! recovered in flight, [`crate::recovery`]; payers' routes searched ahead, [`crate::ahead`]).
 //!
 //! One pool, so that there are never more busy threads than `--threads`: a thread beyond the
-//! cores takes turns with the loop, and the loop then waits on whatever job it preempted.
+//! cores would take turns with the loop, which may be waiting on the job it preempted.
 //! Jobs run in the order they are handed over; what they compute is a pure function of their
 //! inputs, so which thread runs a job, and when, changes no result.
 
