@@ -1083,6 +1083,13 @@ impl Node {
     pub(crate) fn backlogged(&self, peer: Address) -> bool {
         self.state.outbox.updates(peer) >= self.config.max_unacked
     }
+
+    /// Every peer [`Self::backlogged`] holds for, in one walk over the outbox.
+    pub(crate) fn backlogged_peers(&self) -> BTreeSet<Address> {
+        self.state
+            .outbox
+            .peers_with_updates(self.config.max_unacked)
+    }
 }
 
 /// Whether losing `record` in a crash is harmless, so it need not be durable before anything

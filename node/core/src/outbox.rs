@@ -200,6 +200,21 @@ impl Outbox {
             .filter(|(_, m)| matches!(m, Message::Update { .. }))
             .count()
     }
+
+    /// The peers with at least `count` balance updates waiting for their acknowledgement.
+    pub(crate) fn peers_with_updates(&self, count: usize) -> BTreeSet<Address> {
+        let mut waiting: BTreeMap<Address, usize> = BTreeMap::new();
+        for ((peer, _), message) in self.messages.iter() {
+            if matches!(message, Message::Update { .. }) {
+                *waiting.entry(*peer).or_default() += 1;
+            }
+        }
+        waiting
+            .into_iter()
+            .filter(|&(_, n)| n >= count)
+            .map(|(peer, _)| peer)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -247,13 +247,19 @@ impl Node {
         params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
         params.excluded_channels = excluded;
         // Our own channels must be open and able to pay at least the amount now (the cheap
-        // test first: a hub has thousands).
+        // test first: a hub has thousands, so the few closing ones and backlogged partners
+        // are listed once rather than looked up for each).
+        let closing = self.closing_channels();
+        let backlogged = self.backlogged_peers();
         let view = self.view.read();
         for (channel_id, channel) in &self.channels {
+            let partner = channel.participant(Side::Partner).address();
+            debug_assert_eq!(closing.contains(channel_id), self.is_closing(*channel_id));
+            debug_assert_eq!(backlogged.contains(&partner), self.backlogged(partner));
             if channel.spendable(Side::Ours) < amount
+                || closing.contains(channel_id)
+                || backlogged.contains(&partner)
                 || !view.is_open(*channel_id)
-                || self.is_closing(*channel_id)
-                || self.backlogged(channel.participant(Side::Partner).address())
             {
                 params.excluded_channels.insert(*channel_id);
             }

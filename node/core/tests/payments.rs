@@ -188,6 +188,56 @@ fn failure_travels_back_and_the_payer_retries_another_route() {
     assert_eq!(balances(&net, c23, 2, 3), [amount(95_000), amount(5_000)]);
 }
 
+/// 0 reaches 3 through 1 (cheaper) or through 2, with both routes funded; `block` makes the
+/// cheaper first hop unusable. The payment goes through 2. (In a test build the payer also
+/// checks its lists of closing channels and backlogged partners, made once per search, against
+/// asking channel by channel.)
+fn pays_around(block: impl FnOnce(&mut Network, ChannelId)) {
+    let mut net = Network::new(4, 1, |i, config| {
+        config.max_unacked = 2;
+        if i == 2 {
+            config.policy.base_fee = 10;
+        }
+    });
+    let c01 = net.open_channel(0, 1, [100_000, 0]);
+    net.open_channel(1, 3, [100_000, 0]);
+    net.open_channel(0, 2, [100_000, 0]);
+    net.open_channel(2, 3, [100_000, 0]);
+    block(&mut net, c01);
+    let payment = net.send_payment(0, 3, 5_000);
+    net.deliver_all();
+    assert_eq!(
+        net.claim_payment(&[0, 2, 3], payment),
+        amount(fee(5_000) + 9)
+    );
+}
+
+#[test]
+fn a_payment_does_not_start_on_a_channel_whose_partner_is_backlogged() {
+    pays_around(|net, c01| {
+        let now = net.now();
+        for _ in 0..2 {
+            net.nodes[0].send_direct(now, c01, amount(1)).unwrap();
+            net.settle();
+        }
+        // Neither is acknowledged (they are lost): 1 holds the most updates 0 may owe it.
+        net.in_flight.clear();
+    });
+}
+
+#[test]
+fn a_payment_does_not_start_on_a_closing_channel() {
+    pays_around(|net, c01| {
+        let now = net.now();
+        net.nodes[0]
+            .close_channel(now, c01, hoplite_node::Close::Cooperative)
+            .unwrap();
+        net.settle();
+        // The proposal is lost: the channel stays closing on 0's side.
+        net.in_flight.clear();
+    });
+}
+
 #[test]
 fn payee_that_never_reveals_leaves_every_balance_where_it_was() {
     let (mut net, ch) = line(4, 10_000);
