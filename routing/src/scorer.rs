@@ -94,7 +94,8 @@ pub struct ProbabilisticScorer {
     /// When what had decayed to nothing was last forgotten.
     pruned_at: Duration,
     /// Looked up for every edge the router considers, so a hash map; seeded, so that nobody
-    /// can pick channel ids that collide, and deterministic.
+    /// can pick channel ids that land in one bucket (ids that hash alike under every seed
+    /// cost about 2^64 hashes: see `ChannelId`'s `Hash`), and deterministic.
     known: HashMap<ChannelDirection, Liquidity, foldhash::fast::FixedState>,
     /// Bumped whenever `known` changes (see [`Self::generation`]).
     generation: u64,

@@ -100,6 +100,11 @@ impl RouteQuery {
 }
 
 impl FoundRoute {
+    /// The route found, or why there is none.
+    pub fn route(&self) -> Result<&Route, &RouteError> {
+        self.result.as_ref()
+    }
+
     /// The answer, if it was searched with `inputs` in `view` with the graph as it is now.
     pub(crate) fn answer(
         self,

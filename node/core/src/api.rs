@@ -95,8 +95,8 @@ impl Config {
         }
     }
 
-    /// Whether the configuration is usable: timing that keeps a mediator safe, and a node
-    /// announcement within its bounds.
+    /// Whether the configuration is usable: timing that keeps a mediator safe, room for an
+    /// update to wait for its acknowledgement, and a node announcement within its bounds.
     pub(crate) fn check(&self) -> Result<(), CommandError> {
         let delta = u64::from(self.policy.expiry_delta);
         // A mediator that learns the secret just before its outgoing lock expires still has
@@ -110,6 +110,9 @@ impl Config {
             || u64::from(self.settle_timeout) <= self.reveal_timeout
         {
             return Err(CommandError::Timeouts);
+        }
+        if self.max_unacked == 0 {
+            return Err(CommandError::NoUnackedUpdates);
         }
         if self.alias.len() > MAX_ALIAS_LEN
             || self.addresses.len() > MAX_ADDRESSES
@@ -580,6 +583,9 @@ pub enum CommandError {
     /// A persisted entry does not decode (restore).
     #[error(transparent)]
     Corrupt(#[from] CorruptEntry),
+    /// `max_unacked` is 0: no balance update could ever be sent.
+    #[error("max_unacked must be at least 1: with 0 no balance update could be sent")]
+    NoUnackedUpdates,
     /// The alias or addresses exceed the node announcement's bounds.
     #[error("alias or addresses too long for a node announcement")]
     AnnouncementTooLong,

@@ -246,9 +246,9 @@ impl Node {
         params.final_expiry_delta = self.config.final_expiry_delta;
         params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
         params.excluded_channels = excluded;
-        // Our own channels must be open and able to pay at least the amount now (the cheap
-        // test first: a hub has thousands, so the few closing ones and backlogged partners
-        // are listed once rather than looked up for each).
+        // Our own channels must be open and able to pay at least the amount now. A hub has
+        // hundreds: the few closing ones and backlogged partners are listed once rather than
+        // looked up for each, and the view (a probe that misses the cache) is asked last.
         let closing = self.closing_channels();
         let backlogged = self.backlogged_peers();
         let view = self.view.read();

@@ -29,7 +29,8 @@ pub struct NetworkView {
     /// Hashed: a node looks its channels up here on every call, in a map as large as the
     /// network, and nothing depends on its order (see [`Self::channels`]). The seed is the
     /// owner's secret: channel ids can be ground (by picking partner addresses) to collide
-    /// under a seed everyone knows.
+    /// under a seed everyone knows (under every seed: about 2^64 hashes for two, see
+    /// `ChannelId`'s `Hash`).
     pub(crate) onchain: HashMap<ChannelId, OnChainChannel, FixedState>,
     /// The channels `onchain` shows open, apart: a payer asks this of each of its channels
     /// at every attempt (a hub has thousands), and `onchain`'s entries are large (about 740

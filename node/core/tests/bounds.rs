@@ -126,6 +126,22 @@ fn nothing_is_resent_to_an_offline_peer_until_it_is_back() {
 }
 
 #[test]
+fn a_node_that_could_leave_no_update_unacknowledged_does_not_start() {
+    let key = hoplite_htlc::PrivateKey::from_bytes(&alloy_primitives::B256::repeat_byte(7))
+        .expect("a valid key");
+    let token_network = hoplite_htlc::TokenNetwork {
+        chain_id: 1,
+        address: alloy_primitives::Address::repeat_byte(0xee),
+    };
+    let config = hoplite_node::Config {
+        max_unacked: 0,
+        ..hoplite_node::Config::new(token_network, 1)
+    };
+    let refused = hoplite_node::Node::new(config, key, Duration::ZERO, Default::default());
+    assert_eq!(refused.err(), Some(CommandError::NoUnackedUpdates));
+}
+
+#[test]
 fn a_refused_command_outputs_nothing() {
     let (mut net, channel) = pair(1_024);
     let now = net.now();
