@@ -77,19 +77,10 @@ impl RouteQuery {
 
     /// Searches, in `router`'s working memory (a thread keeps one for all its searches).
     pub fn search(self, router: &mut Router) -> FoundRoute {
-        let (result, graph_generation) = {
-            let view = self.view.read();
-            let i = &self.inputs;
-            let result = router.find_route(
-                view.graph(),
-                &self.scorer,
-                i.payer,
-                i.payee,
-                i.amount,
-                &i.params,
-            );
-            (result, view.graph().generation())
-        };
+        let i = &self.inputs;
+        let (result, graph_generation) =
+            self.view
+                .search_in(router, &self.scorer, i.payer, i.payee, i.amount, &i.params);
         FoundRoute {
             inputs: self.inputs,
             view: self.view,

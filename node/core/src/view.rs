@@ -219,7 +219,6 @@ impl SharedView {
         amount: u128,
         params: &RouteParams,
     ) -> Result<Route, RouteError> {
-        let view = self.read();
         let mut router = self.router.lock().unwrap_or_else(|poisoned| {
             // A search panicked midway: its working memory is not clean; start afresh.
             let mut router = poisoned.into_inner();
@@ -227,7 +226,24 @@ impl SharedView {
             router
         });
         self.router.clear_poison();
-        router.find_route(&view.graph, scorer, payer, payee, amount, params)
+        self.search_in(&mut router, scorer, payer, payee, amount, params)
+            .0
+    }
+
+    /// The best route in the view's graph, searched in `router`'s working memory, and the
+    /// generation of the graph it was searched in.
+    pub(crate) fn search_in<S: Scorer + ?Sized>(
+        &self,
+        router: &mut Router,
+        scorer: &S,
+        payer: NodeId,
+        payee: NodeId,
+        amount: u128,
+        params: &RouteParams,
+    ) -> (Result<Route, RouteError>, u64) {
+        let view = self.read();
+        let route = router.find_route(&view.graph, scorer, payer, payee, amount, params);
+        (route, view.graph.generation())
     }
 
     /// Applies one chain event (the driver of nodes that follow this view does, once per
