@@ -9,7 +9,7 @@ use crate::invoice::{Invoice, PaymentId};
 use crate::monitor::{ChainFailure, ChainRequestId, LockChange, LockHistory};
 use crate::payments::IncomingInvoice;
 use crate::state::{EntryKey, NodeState};
-use crate::view::{NetworkView, SharedView};
+use crate::view::{NetworkView, OwnOpenChannels, SharedView};
 use crate::wire::{Envelope, Message, MessageId, Onward};
 use alloy_primitives::Address;
 use hoplite_chain::contracts::SecretRegistry::SecretRegistryEvents;
@@ -92,6 +92,8 @@ pub struct Node {
     follow_after_replay: Option<SharedView>,
     /// Our channels' off-chain state.
     pub(crate) channels: BTreeMap<ChannelId, Channel>,
+    /// Which of `channels` the view shows open, as last asked (not persisted: derived).
+    pub(crate) own_open: OwnOpenChannels,
     pub(crate) scorer: ProbabilisticScorer,
     /// A route searched ahead for the next payment we start (see [`crate::ahead`]); dropped
     /// when a call ends.
@@ -196,6 +198,7 @@ impl Node {
             offered: None,
             instance: Instance::default(),
             routes_taken: 0,
+            own_open: OwnOpenChannels::default(),
             view,
             follows,
             follow_after_replay: None,
@@ -351,6 +354,7 @@ impl Node {
                 if let Some(shared) = self.follow_after_replay.take() {
                     // The replay is over: from now on the shared view is ours.
                     self.view = shared;
+                    self.own_open.forget();
                     self.follows = true;
                     self.unsure.extend(self.channels.keys().copied());
                     // Our policies as the network saw them, not as the replay did.

@@ -236,7 +236,7 @@ impl Node {
     /// on, besides the view, with `excluded` (channels earlier attempts ruled out) and our own
     /// channels that can't send it now excluded.
     fn route_inputs(
-        &self,
+        &mut self,
         payee: Address,
         amount: Amount,
         wide: u128,
@@ -248,10 +248,12 @@ impl Node {
         params.excluded_channels = excluded;
         // Our own channels must be open and able to pay at least the amount now. A hub has
         // hundreds: the few closing ones and backlogged partners are listed once rather than
-        // looked up for each, and the view (a probe that misses the cache) is asked last.
+        // looked up for each, and which are open on-chain is asked of the view only when its
+        // open set changed since the last payment (`OwnOpenChannels`).
         let closing = self.closing_channels();
         let backlogged = self.backlogged_peers();
         let view = self.view.read();
+        self.own_open.refresh(&view, self.channels.keys());
         for (channel_id, channel) in &self.channels {
             let partner = channel.participant(Side::Partner).address();
             debug_assert_eq!(closing.contains(channel_id), self.is_closing(*channel_id));
@@ -259,7 +261,7 @@ impl Node {
             if channel.spendable(Side::Ours) < amount
                 || closing.contains(channel_id)
                 || backlogged.contains(&partner)
-                || !view.is_open(*channel_id)
+                || !self.own_open.is_open(&view, *channel_id)
             {
                 params.excluded_channels.insert(*channel_id);
             }
@@ -277,8 +279,14 @@ impl Node {
 
     /// What this node would search to start paying `amount` to `payee` at `at` if nothing
     /// changed until then, for a search on another thread ([`crate::ahead`]); `None` if a
-    /// payment of `amount` would not be routed at all.
-    pub fn route_query(&self, at: Duration, payee: Address, amount: Amount) -> Option<RouteQuery> {
+    /// payment of `amount` would not be routed at all. (`&mut`: asking refreshes what the
+    /// node keeps of which of its channels are open, as a payment's own search does.)
+    pub fn route_query(
+        &mut self,
+        at: Duration,
+        payee: Address,
+        amount: Amount,
+    ) -> Option<RouteQuery> {
         let wide = amount_u128(amount)?;
         let mut inputs = self.route_inputs(payee, amount, wide, BTreeSet::new());
         let mut scorer = self.scorer.clone();

@@ -36,6 +36,9 @@ pub struct NetworkView {
     /// at every attempt (a hub has thousands), and `onchain`'s entries are large (about 740
     /// bytes each, so a probe misses the cache on each); this set's are 32.
     open: HashSet<ChannelId, FixedState>,
+    /// How many times `open` changed: an answer of [`Self::is_open`] holds while this does
+    /// (see [`OwnOpenChannels`]).
+    open_changes: u64,
     /// How many channels each participant has open on-chain (only those with one).
     pub(crate) open_channels_of: BTreeMap<Address, u32>,
     pub(crate) graph: NetworkGraph,
@@ -51,6 +54,7 @@ impl NetworkView {
         Self {
             onchain: HashMap::with_hasher(FixedState::with_seed(hash_seed)),
             open: HashSet::with_hasher(FixedState::with_seed(hash_seed)),
+            open_changes: 0,
             open_channels_of: BTreeMap::new(),
             graph: NetworkGraph::new(),
             gossip: GossipStore::new(token_network, gossip),
@@ -114,7 +118,7 @@ impl NetworkView {
                 opened.id,
                 [opened.state.participant1, opened.state.participant2],
             );
-            self.open.insert(id);
+            self.open_changes += u64::from(self.open.insert(id));
             if self.onchain.insert(id, opened).is_none() {
                 for node in [one, two] {
                     *self.open_channels_of.entry(node).or_default() += 1;
@@ -134,7 +138,7 @@ impl NetworkView {
         let participants = [onchain.state.participant1, onchain.state.participant2];
         let available = onchain.available();
         if was_open && onchain.phase != Phase::Opened {
-            self.open.remove(&id);
+            self.open_changes += u64::from(self.open.remove(&id));
             for node in participants {
                 if let Some(count) = self.open_channels_of.get_mut(&node) {
                     *count -= 1;
@@ -167,6 +171,52 @@ impl NetworkView {
         if done {
             self.onchain.remove(&id);
         }
+    }
+}
+
+/// Which of a node's channels its view showed open when last asked, kept while the view's
+/// open set stays as it was: a payer asks whether each of its channels is open at every
+/// attempt, a hub has hundreds, and each probe of the view's set (as large as the network)
+/// misses the cache, while the set changes only when a channel opens or closes anywhere.
+#[derive(Debug, Default)]
+pub(crate) struct OwnOpenChannels {
+    /// `NetworkView::open_changes` and how many channels the node had when `open` was
+    /// listed; `None`: never listed, or the node has changed views since.
+    listed_at: Option<(u64, usize)>,
+    /// The node's channels the view showed open then, in order.
+    open: Vec<ChannelId>,
+}
+
+impl OwnOpenChannels {
+    /// Forgets what was listed (the node follows another view now).
+    pub(crate) fn forget(&mut self) {
+        self.listed_at = None;
+    }
+
+    /// Lists which of `ours` (a node's channels, in order) `view` shows open, unless that is
+    /// what is listed already. Then [`Self::is_open`] answers as `view` would.
+    pub(crate) fn refresh<'a>(
+        &mut self,
+        view: &NetworkView,
+        ours: impl ExactSizeIterator<Item = &'a ChannelId>,
+    ) {
+        let now = (view.open_changes, ours.len());
+        if self.listed_at != Some(now) {
+            self.open = ours.filter(|c| view.is_open(**c)).copied().collect();
+            self.listed_at = Some(now);
+        }
+    }
+
+    /// Whether `view` (the one last [`Self::refresh`]ed with) shows `channel` open: from the
+    /// list while the view's open set is as listed, else (and for a channel not listed: one
+    /// added since, or one not open, which is rare) from `view`.
+    pub(crate) fn is_open(&self, view: &NetworkView, channel: ChannelId) -> bool {
+        let listed = self
+            .listed_at
+            .is_some_and(|(changes, _)| changes == view.open_changes);
+        let open = (listed && self.open.binary_search(&channel).is_ok()) || view.is_open(channel);
+        debug_assert_eq!(open, view.is_open(channel), "the list follows the view");
+        open
     }
 }
 
@@ -274,6 +324,73 @@ mod tests {
         fn success_probability(&self, _hop: &DirectedChannel, _amount: u128) -> f64 {
             1.0
         }
+    }
+
+    #[test]
+    fn the_list_of_a_node_s_open_channels_answers_as_the_view_does() {
+        use hoplite_chain::contracts::TokenNetwork as Contract;
+        let token_network = TokenNetwork {
+            chain_id: 1,
+            address: Address::repeat_byte(0xee),
+        };
+        let mut view = NetworkView::new(token_network, GossipParams::default(), 0);
+        let (us, partner) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let event = |block, event| ChainEvent {
+            block,
+            event: ContractEvent::TokenNetwork(event),
+        };
+        let open = |n: u64| {
+            event(
+                1,
+                Tn::ChannelOpened(Contract::ChannelOpened {
+                    channelId: ChannelId::from(n).0,
+                    participant1: us,
+                    participant2: partner,
+                    settleTimeout: 100,
+                }),
+            )
+        };
+        for n in 1..=3 {
+            view.apply_chain_event(&open(n));
+        }
+        // Channel 4 is ours but not open (yet).
+        let ours: Vec<ChannelId> = (1..=4).map(ChannelId::from).collect();
+        let answers = |list: &OwnOpenChannels, view: &NetworkView| -> Vec<bool> {
+            ours.iter().map(|c| list.is_open(view, *c)).collect()
+        };
+        let mut list = OwnOpenChannels::default();
+        list.refresh(&view, ours.iter());
+        assert_eq!(list.open, ours[..3]);
+        assert_eq!(answers(&list, &view), [true, true, true, false]);
+
+        // Channel 2 closes: the list is stale, and no answer comes from it.
+        view.apply_chain_event(&event(
+            2,
+            Tn::ChannelClosed(Contract::ChannelClosed {
+                channelId: ChannelId::from(2).0,
+                closer: partner,
+                nonce: 1,
+                balance: Contract::BalanceData::default(),
+            }),
+        ));
+        assert!(!view.is_open(ChannelId::from(2)));
+        assert_eq!(answers(&list, &view), [true, false, true, false]);
+        list.refresh(&view, ours.iter());
+        assert_eq!(list.open, [ours[0], ours[2]]);
+
+        // Channel 4 opens: found in the view though not listed.
+        view.apply_chain_event(&open(4));
+        assert_eq!(answers(&list, &view), [true, false, true, true]);
+        // A node that follows another view forgets the list: this one has seen as many
+        // changes, none of them to our channels.
+        list.refresh(&view, ours.iter());
+        let mut other = NetworkView::new(token_network, GossipParams::default(), 0);
+        for n in 5..10 {
+            other.apply_chain_event(&open(n));
+        }
+        assert_eq!(other.open_changes, view.open_changes);
+        list.forget();
+        assert_eq!(answers(&list, &other), [false; 4]);
     }
 
     #[test]

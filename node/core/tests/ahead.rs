@@ -20,9 +20,10 @@ fn line() -> (Network, Vec<ChannelId>) {
 }
 
 /// What node `payer` would search now to pay `amount` to node `payee`, searched.
-fn search_ahead(net: &Network, payer: usize, payee: usize, amount: u64) -> FoundRoute {
+fn search_ahead(net: &mut Network, payer: usize, payee: usize, amount: u64) -> FoundRoute {
+    let (now, to) = (net.now(), net.address(payee));
     net.nodes[payer]
-        .route_query(net.now(), net.address(payee), Amount::from(amount))
+        .route_query(now, to, Amount::from(amount))
         .expect("the amount fits")
         .search(&mut Router::default())
 }
@@ -44,10 +45,10 @@ fn pay_with(net: &mut Network, found: FoundRoute, amount: u64) -> bool {
 #[test]
 fn a_route_searched_ahead_is_taken_when_nothing_changed() {
     let (mut net, _) = line();
-    let found = search_ahead(&net, 0, 3, 1_000);
+    let found = search_ahead(&mut net, 0, 3, 1_000);
     assert!(pay_with(&mut net, found, 1_000));
     // And again after that payment taught the scorer, searched after it.
-    let found = search_ahead(&net, 0, 3, 2_000);
+    let found = search_ahead(&mut net, 0, 3, 2_000);
     assert!(pay_with(&mut net, found, 2_000));
 }
 
@@ -55,20 +56,20 @@ fn a_route_searched_ahead_is_taken_when_nothing_changed() {
 fn a_route_searched_for_other_inputs_is_searched_again() {
     let (mut net, _) = line();
     // Another amount (so other fees, limits and exclusions).
-    let found = search_ahead(&net, 0, 3, 1_000);
+    let found = search_ahead(&mut net, 0, 3, 1_000);
     assert!(!pay_with(&mut net, found, 1_001));
     // Another payee.
-    let found = search_ahead(&net, 0, 2, 1_000);
+    let found = search_ahead(&mut net, 0, 2, 1_000);
     assert!(!pay_with(&mut net, found, 1_000));
     // Another payer's search.
-    let found = search_ahead(&net, 1, 3, 1_000);
+    let found = search_ahead(&mut net, 1, 3, 1_000);
     assert!(!pay_with(&mut net, found, 1_000));
 }
 
 #[test]
 fn a_route_searched_before_the_scorer_learned_is_searched_again() {
     let (mut net, _) = line();
-    let found = search_ahead(&net, 0, 3, 1_000);
+    let found = search_ahead(&mut net, 0, 3, 1_000);
     // A payment completes meanwhile: the scorer learns from it.
     net.route_payment(&[0, 1, 2, 3], 500);
     assert!(!pay_with(&mut net, found, 1_000));
@@ -77,7 +78,7 @@ fn a_route_searched_before_the_scorer_learned_is_searched_again() {
 #[test]
 fn a_route_searched_before_the_graph_changed_is_searched_again() {
     let (mut net, _) = line();
-    let found = search_ahead(&net, 0, 3, 1_000);
+    let found = search_ahead(&mut net, 0, 3, 1_000);
     // A channel elsewhere opens (too small to take the payment): the graph changes, the
     // clock does not.
     net.open_channel(1, 3, [10, 10]);
@@ -88,11 +89,11 @@ fn a_route_searched_before_the_graph_changed_is_searched_again() {
 fn a_route_searched_for_another_time_or_offered_a_call_early_is_searched_again() {
     let (mut net, _) = line();
     // Searched for now, paid a second later (the scorer's time differs).
-    let found = search_ahead(&net, 0, 3, 1_000);
+    let found = search_ahead(&mut net, 0, 3, 1_000);
     net.advance(Duration::from_secs(1));
     assert!(!pay_with(&mut net, found, 1_000));
     // Offered, then another call to the node comes first: the offer lapses with it.
-    let found = search_ahead(&net, 0, 3, 1_000);
+    let found = search_ahead(&mut net, 0, 3, 1_000);
     net.nodes[0].offer_route(found);
     let now = net.now();
     net.nodes[0].handle_timeout(now);
@@ -130,18 +131,19 @@ fn a_route_searched_for_a_node_before_its_restart_is_searched_again() {
     let (mut payer, mut payee) = (node(1), node(2));
     let mut restored = node(1);
     let invoice = payee.create_invoice(now, Amount::from(10u64), Duration::from_secs(60));
-    let search = |payer: &Node| {
+    let search = |payer: &mut Node| {
         payer
             .route_query(now, payee.address(), Amount::from(10u64))
             .expect("the amount fits")
             .search(&mut Router::default())
     };
     // (The view has no channel: every search finds that the payer is unknown to it.)
-    restored.offer_route(search(&payer));
+    restored.offer_route(search(&mut payer));
     restored.pay(now, &invoice).expect("a valid invoice");
     assert_eq!(restored.routes_taken(), 0);
     // The same search offered to the instance it was made for is taken.
-    payer.offer_route(search(&payer));
+    let found = search(&mut payer);
+    payer.offer_route(found);
     payer.pay(now, &invoice).expect("a valid invoice");
     assert_eq!(payer.routes_taken(), 1);
 }

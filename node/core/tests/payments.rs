@@ -205,16 +205,17 @@ fn pays_around(block: impl FnOnce(&mut Network, ChannelId)) {
     net.open_channel(1, 3, [100_000, 0]);
     let c02 = net.open_channel(0, 2, [100_000, 0]);
     net.open_channel(2, 3, [100_000, 0]);
-    let first_hop = |net: &Network| {
+    let first_hop = |net: &mut Network| {
+        let (now, payee) = (net.now(), net.address(3));
         let found = net.nodes[0]
-            .route_query(net.now(), net.address(3), amount(5_000))
+            .route_query(now, payee, amount(5_000))
             .expect("the amount fits")
             .search(&mut Router::default());
         found.route().expect("a route").hops[0].direction.channel
     };
-    assert_eq!(first_hop(&net), c01, "the cheaper route first");
+    assert_eq!(first_hop(&mut net), c01, "the cheaper route first");
     block(&mut net, c01);
-    assert_eq!(first_hop(&net), c02);
+    assert_eq!(first_hop(&mut net), c02);
     let payment = net.send_payment(0, 3, 5_000);
     net.deliver_all();
     assert_eq!(
