@@ -1,12 +1,14 @@
 //! Payers' routes searched by the workers, a few workload payments ahead.
 //!
 //! The workload draws each payment eight arrivals before it is due (`PLANNED_AHEAD` in
-//! `sim.rs`), so the loop knows who will pay whom, and how much, ahead of time. It asks the payer for its
-//! route query then ([`hoplite_node::Node::route_query`]) and hands it to the workers
-//! ([`crate::workers`]); when the payment is due, it waits for the answer and offers it to the
-//! payer ([`hoplite_node::Node::offer_route`]), which takes it only if nothing the search
-//! depended on changed meanwhile (see [`hoplite_node::ahead`]). So a run is the same, byte for
-//! byte, with or without workers: only where the searches ran differs.
+//! `sim.rs`), so the loop knows who will pay whom, and how much, ahead of time. It asks the
+//! payer for its route query then ([`hoplite_node::Node::route_query`]) and hands it to the
+//! workers ([`crate::workers`]); when the payment is due, it waits for the answer and offers
+//! it to the payer ([`hoplite_node::Node::offer_route`]), which takes it only if nothing the
+//! search depended on changed meanwhile (see [`hoplite_node::ahead`]). So a run is the same,
+//! byte for byte, with or without workers: only where the searches ran differs. The payee
+//! makes the payment's invoice when it is drawn too, and a worker recovers its signature
+//! meanwhile ([`crate::recovery`]).
 
 use crate::workers::Workers;
 use hoplite_node::ahead::{FoundRoute, RouteQuery};

@@ -11,6 +11,10 @@
 //! A gossip message is recovered once for all its receivers (they share one [`Pending`]),
 //! by a worker or by the loop at its first delivery.
 //!
+//! A workload payment's invoice is made when the payment is drawn, a few arrivals before it
+//! is due (see [`crate::ahead`]), and its signature recovered meanwhile the same way
+//! ([`Recoverer::submit_invoice`]): the payer checks it when it starts paying.
+//!
 //! Jobs go to the workers in batches, and a batch not yet full goes when the loop is about to
 //! reach the first delivery it holds ([`Recoverer::hand_over_due`]): after a burst of sends
 //! (a block's deposits make every hub sign to its partners) the last few jobs would otherwise
@@ -21,6 +25,7 @@ use alloy_primitives::Address;
 use hoplite_gossip::GossipMessage;
 use hoplite_htlc::TokenNetwork;
 use hoplite_htlc::crypto::Recovered;
+use hoplite_node::Invoice;
 use hoplite_node::wire::Envelope;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -45,20 +50,23 @@ pub struct Recoverer {
 pub struct Pending(Arc<Job>);
 
 struct Job {
-    bytes: Arc<[u8]>,
-    kind: Kind,
+    signed: Signed,
     token_network: TokenNetwork,
     claimed: AtomicBool,
     done: OnceLock<Recovered>,
 }
 
-/// What the bytes are.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// An [`Envelope`] between its two ends (`[sender, receiver]`).
-    Message([Address; 2]),
-    /// A [`GossipMessage`].
-    Gossip,
+/// What carries the signatures.
+enum Signed {
+    /// An encoded [`Envelope`] between its two ends (`[sender, receiver]`).
+    Message {
+        bytes: Arc<[u8]>,
+        ends: [Address; 2],
+    },
+    /// An encoded [`GossipMessage`].
+    Gossip(Arc<[u8]>),
+    /// An invoice, for its payer.
+    Invoice(Invoice),
 }
 
 impl Recoverer {
@@ -76,12 +84,17 @@ impl Recoverer {
     /// A job for the signatures of an encoded [`Envelope`] from `ends[0]` to `ends[1]`, to
     /// be delivered at `due`.
     pub fn submit(&mut self, bytes: Arc<[u8]>, ends: [Address; 2], due: Duration) -> Pending {
-        self.queue(bytes, Kind::Message(ends), due)
+        self.queue(Signed::Message { bytes, ends }, due)
     }
 
     /// A job for the signatures of an encoded [`GossipMessage`], first delivered at `due`.
     pub fn submit_gossip(&mut self, bytes: Arc<[u8]>, due: Duration) -> Pending {
-        self.queue(bytes, Kind::Gossip, due)
+        self.queue(Signed::Gossip(bytes), due)
+    }
+
+    /// A job for `invoice`'s signature, checked by its payer at `due`.
+    pub fn submit_invoice(&mut self, invoice: Invoice, due: Duration) -> Pending {
+        self.queue(Signed::Invoice(invoice), due)
     }
 
     /// Hands the batch to the workers, full or not, if one of its messages is delivered at
@@ -94,10 +107,9 @@ impl Recoverer {
 
     /// Queues a job for the workers if there are any (in batches: a job whose message arrives
     /// before its batch left is claimed by the loop, see [`Pending::wait`]).
-    fn queue(&mut self, bytes: Arc<[u8]>, kind: Kind, due: Duration) -> Pending {
+    fn queue(&mut self, signed: Signed, due: Duration) -> Pending {
         let pending = Pending(Arc::new(Job {
-            bytes,
-            kind,
+            signed,
             token_network: self.token_network,
             claimed: AtomicBool::new(false),
             done: OnceLock::new(),
@@ -123,22 +135,25 @@ impl Recoverer {
 }
 
 impl Pending {
-    /// The bytes the job recovers from.
-    pub fn bytes(&self) -> &Arc<[u8]> {
-        &self.0.bytes
+    /// The encoded message the job recovers from (none for an invoice).
+    pub fn bytes(&self) -> &[u8] {
+        match &self.0.signed {
+            Signed::Message { bytes, .. } | Signed::Gossip(bytes) => bytes,
+            Signed::Invoice(_) => &[],
+        }
     }
 
     /// What is known of the signatures when the message arrives: a worker's results (waited
     /// for if it is at them). If no worker started the job, a gossip message is recovered here,
     /// once for all its receivers, and a message to one node is left to the node, which
     /// recovers only what it needs (an announcement signature is listed under both orders of
-    /// its participants, and one of them is spare).
+    /// its participants, and one of them is spare); so is an invoice.
     pub fn wait(&self) -> &Recovered {
         let job = &self.0;
         if !job.claimed.swap(true, Ordering::AcqRel) {
-            let recovered = match job.kind {
-                Kind::Gossip => job.recover(),
-                Kind::Message(_) => Recovered::default(),
+            let recovered = match job.signed {
+                Signed::Gossip(_) => job.recover(),
+                Signed::Message { .. } | Signed::Invoice(_) => Recovered::default(),
             };
             let _ = job.done.set(recovered);
         }
@@ -160,9 +175,10 @@ impl Pending {
 impl Job {
     fn recover(&self) -> Recovered {
         // Bytes that do not decode list nothing: the node will say what is wrong.
-        match self.kind {
-            Kind::Message(ends) => {
-                let candidates = Envelope::decode(&self.bytes)
+        match &self.signed {
+            Signed::Message { bytes, ends } => {
+                let ends = *ends;
+                let candidates = Envelope::decode(bytes)
                     .map(|e| e.signatures(self.token_network, ends))
                     .unwrap_or_default();
                 // What a message lists are its sender's signatures, or alternatives of one
@@ -179,11 +195,12 @@ impl Job {
                 }
                 known
             }
-            Kind::Gossip => Recovered::recover(
-                GossipMessage::decode(&self.bytes)
+            Signed::Gossip(bytes) => Recovered::recover(
+                GossipMessage::decode(bytes)
                     .map(|m| m.signatures())
                     .unwrap_or_default(),
             ),
+            Signed::Invoice(invoice) => Recovered::recover([(invoice.digest(), invoice.signature)]),
         }
     }
 }
@@ -194,7 +211,7 @@ mod tests {
     use alloy_primitives::B256;
     use hoplite_gossip::{ChannelAnnouncement, ChannelUpdate};
     use hoplite_htlc::crypto::recover_address;
-    use hoplite_htlc::{ChannelId, PrivateKey};
+    use hoplite_htlc::{Amount, ChannelId, PrivateKey};
     use hoplite_node::wire::{Message, MessageId};
     use hoplite_routing::Policy;
 
@@ -307,6 +324,36 @@ mod tests {
                     // Nothing is recovered ahead: the node recovers what it needs.
                     assert!(job.wait().is_empty());
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn an_invoice_is_recovered_by_a_worker_or_left_to_its_payer() {
+        let payee = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
+        let invoice = |n: u8| {
+            let payment = hoplite_node::PaymentId(B256::repeat_byte(n));
+            Invoice::sign(&payee, TOKEN_NETWORK, payment, Amount::from(10u64), 60)
+        };
+        for workers in [0, 1] {
+            let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(workers));
+            let jobs: Vec<_> = (0..BATCH as u8)
+                .map(|n| recoverer.submit_invoice(invoice(n), Duration::ZERO))
+                .collect();
+            for (n, job) in (0..).zip(&jobs) {
+                let invoice = invoice(n);
+                if workers > 0 {
+                    wait_for_worker(job);
+                    let known = job.wait();
+                    assert_eq!(known.len(), 1);
+                    assert_eq!(
+                        known.signer(&invoice.digest(), &invoice.signature),
+                        Ok(payee.address())
+                    );
+                } else {
+                    assert!(job.wait().is_empty());
+                }
+                assert!(job.bytes().is_empty());
             }
         }
     }

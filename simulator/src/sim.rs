@@ -23,10 +23,11 @@ use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
 use hoplite_chain::events::Phase;
 use hoplite_gossip::GossipParams;
+use hoplite_htlc::crypto::Recovered;
 use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, SignedBalanceProof};
 use hoplite_node::audit::{self, Imbalance};
 use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
-use hoplite_node::{Record, SharedView};
+use hoplite_node::{Invoice, Record, SharedView};
 use hoplite_routing::Policy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -112,6 +113,9 @@ struct Planned {
     pair: Option<(usize, usize)>,
     amount: u64,
     kind: Kind,
+    /// The payee's invoice, made when the payment was drawn, and its signature's recovery
+    /// for the payer (`None` for a keysend payment, or if the payee was down then).
+    invoice: Option<(Invoice, Pending)>,
     /// The payer's route, searched meanwhile.
     search: Option<Search>,
 }
@@ -444,7 +448,7 @@ impl Simulation {
                 left,
             } => {
                 let amount = self.config.workload.metering.amount;
-                self.start_payment(customer, isp, amount, Kind::Metering, None);
+                self.start_payment(customer, isp, amount, Kind::Metering, None, None);
                 if left > 1 {
                     let next = Duration::from_millis(self.config.workload.metering.interval_ms);
                     let action = Action::Meter {
@@ -459,7 +463,7 @@ impl Simulation {
             }
             Action::Jam { jammer, sink, left } => {
                 let amount = self.config.faults.jamming.amount;
-                self.start_payment(jammer, sink, amount, Kind::Jam, None);
+                self.start_payment(jammer, sink, amount, Kind::Jam, None, None);
                 if left > 1 {
                     let action = Action::Jam {
                         jammer,
@@ -892,12 +896,16 @@ impl Simulation {
         let at = self.next_arrival;
         self.drawn += 1;
         let amount = workload::amount(&mut self.rng, &w.amount);
-        let kind = if self.rng.random::<f64>() < w.spontaneous_share {
+        let mut kind = if self.rng.random::<f64>() < w.spontaneous_share {
             Kind::Keysend
         } else {
             Kind::Invoice
         };
         let pair = self.pairs.pick(&mut self.rng);
+        // A keysend payee holds the secret from the start: a silent payee is paid by invoice.
+        if pair.is_some_and(|(_, payee)| self.peers[payee].role == Role::SilentPayee) {
+            kind = Kind::Invoice;
+        }
         self.next_arrival = at + workload::interarrival(&mut self.rng, w.rate_per_s);
         let search = match pair {
             Some((payer, payee)) if self.searcher.active() && self.peers[payer].running => {
@@ -909,10 +917,18 @@ impl Simulation {
             }
             _ => None,
         };
+        let invoice = match pair {
+            Some((_, payee)) if kind == Kind::Invoice && self.peers[payee].running => {
+                let invoice = self.create_invoice(payee, amount);
+                Some((invoice, self.recoverer.submit_invoice(invoice, at)))
+            }
+            _ => None,
+        };
         self.upcoming.push_back(Planned {
             pair,
             amount,
             kind,
+            invoice,
             search,
         });
         self.queue.push(at, Action::Pay);
@@ -924,13 +940,14 @@ impl Simulation {
             pair,
             amount,
             kind,
+            invoice,
             search,
         }) = self.upcoming.pop_front()
         else {
             return;
         };
         if let Some((payer, payee)) = pair {
-            self.start_payment(payer, payee, amount, kind, search);
+            self.start_payment(payer, payee, amount, kind, invoice, search);
         }
         #[cfg(feature = "test-utils")]
         {
@@ -945,33 +962,28 @@ impl Simulation {
         }
     }
 
-    /// `payer` starts paying `payee` `amount` (by invoice, or spontaneously).
+    /// `payer` starts paying `payee` `amount`: spontaneously, or by `invoice` (made now if
+    /// none was made ahead), with the route `search`ed ahead if any.
     fn start_payment(
         &mut self,
         payer: usize,
         payee: usize,
         amount: u64,
-        mut kind: Kind,
+        kind: Kind,
+        invoice: Option<(Invoice, Pending)>,
         search: Option<Search>,
     ) {
-        // A keysend payee holds the secret from the start: a silent payee is paid by invoice.
-        if kind == Kind::Keysend && self.peers[payee].role == Role::SilentPayee {
-            kind = Kind::Invoice;
-        }
         if !self.peers[payer].running || !self.peers[payee].running {
             self.ledger.refuse(kind, amount, "an end is down");
             return;
         }
         let amount_in = Amount::from(amount);
-        self.calls += 2;
-        let invoice = (kind != Kind::Keysend).then(|| {
-            let invoice =
-                self.peers[payee]
-                    .node
-                    .create_invoice(self.now, amount_in, INVOICE_VALIDITY);
-            self.drain(payee);
-            invoice
-        });
+        let invoice = match invoice {
+            _ if kind == Kind::Keysend => None,
+            Some((invoice, check)) => Some((invoice, Some(check))),
+            None => Some((self.create_invoice(payee, amount), None)),
+        };
+        self.calls += 1;
         let node = &mut self.peers[payer].node;
         let taken = node.routes_taken();
         if let Some(found) = search.and_then(Search::wait) {
@@ -983,7 +995,14 @@ impl Simulation {
                 let node = &mut self.peers[payer].node;
                 node.send_spontaneous(self.now, to, amount_in)
             }
-            Some(invoice) => node.pay(self.now, &invoice),
+            // The payer checks the invoice's signature, recovered meanwhile if it was made
+            // ahead.
+            Some((invoice, check)) => {
+                let none = Recovered::default();
+                let known = check.as_ref().map_or(&none, Pending::wait);
+                let now = self.now;
+                known.scope(|| node.pay(now, &invoice))
+            }
         };
         self.routes_taken += self.peers[payer].node.routes_taken() - taken;
         match result {
@@ -993,6 +1012,17 @@ impl Simulation {
             Err(error) => self.ledger.refuse(kind, amount, &error.to_string()),
         }
         self.drain(payer);
+    }
+
+    /// Node `payee`'s invoice for `amount`, made now.
+    fn create_invoice(&mut self, payee: usize, amount: u64) -> Invoice {
+        self.calls += 1;
+        let invoice =
+            self.peers[payee]
+                .node
+                .create_invoice(self.now, Amount::from(amount), INVOICE_VALIDITY);
+        self.drain(payee);
+        invoice
     }
 
     /// Node `i`'s network goes down or comes back: it and every running, online peer it can
