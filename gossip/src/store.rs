@@ -315,13 +315,20 @@ impl GossipStore {
         self.nodes.remove(&node);
     }
 
+    /// Whether [`Self::prune`] may remove anything at `now` (`false`: it surely removes
+    /// nothing). A caller that shares the store asks under a read lock before it takes a
+    /// write lock to prune.
+    pub fn prune_due(&self, now: Duration) -> bool {
+        self.cutoff(now) > self.oldest
+    }
+
     /// Removes directions and nodes silent for longer than `stale_after` (by their own
     /// timestamps); returns the directions, so the caller can drop them from the routing graph.
     pub fn prune(&mut self, now: Duration) -> Vec<(ChannelId, Address)> {
-        let cutoff = now.saturating_sub(self.params.stale_after).as_secs();
-        if cutoff <= self.oldest {
+        if !self.prune_due(now) {
             return Vec::new();
         }
+        let cutoff = self.cutoff(now);
         self.nodes.retain(|_, latest| latest.timestamp >= cutoff);
         let stale: Vec<_> = self
             .latest
@@ -338,6 +345,11 @@ impl GossipStore {
             .min()
             .unwrap_or(u64::MAX);
         stale
+    }
+
+    /// The oldest timestamp (seconds) that is not stale at `now`.
+    fn cutoff(&self, now: Duration) -> u64 {
+        now.saturating_sub(self.params.stale_after).as_secs()
     }
 
     /// How many nodes are announced.

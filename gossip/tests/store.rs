@@ -161,9 +161,14 @@ fn silent_directions_are_pruned_and_closed_channels_forgotten() {
     let two_weeks = GossipParams::default().stale_after.as_secs();
     store.handle_update(at(NOW), &update(0, channel, NOW), Some(ends));
     store.handle_update(at(NOW), &update(1, channel, NOW + 100), Some(ends));
+    assert!(!store.prune_due(at(NOW + two_weeks)));
     assert!(store.prune(at(NOW + two_weeks)).is_empty());
+    assert!(store.prune_due(at(NOW + two_weeks + 50)));
     assert_eq!(store.prune(at(NOW + two_weeks + 50)), [(channel, ends[0])]);
     assert_eq!(store.len(), 1);
+    // What is left is younger: nothing is due until it is stale in turn.
+    assert!(!store.prune_due(at(NOW + two_weeks + 100)));
+    assert!(store.prune_due(at(NOW + two_weeks + 101)));
     store.forget_channel(channel);
     assert!(store.is_empty());
 }

@@ -26,7 +26,11 @@ impl Node {
     /// Drops policies silent past `stale_after` from routing, and announces ours again when
     /// half of that has passed since we last did (so peers never prune our channels).
     pub(crate) fn refresh_gossip(&mut self) {
-        let pruned = {
+        // Asked under a read lock first: nothing is usually stale, and a write lock on a
+        // shared view waits for every search other threads are running in it.
+        let pruned = if !self.view.read().gossip.prune_due(self.now) {
+            Vec::new()
+        } else {
             let mut view = self.view.write();
             let pruned = view.gossip.prune(self.now);
             for &(channel, participant) in &pruned {
