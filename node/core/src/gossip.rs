@@ -75,13 +75,12 @@ impl Node {
 
     /// When we should announce ourselves again (`None`: we have no open channel).
     pub(crate) fn node_announcement_due(&self) -> Option<Duration> {
-        let ours = self.channels.keys().any(|id| self.partner_of(*id).is_ok());
-        if !ours {
+        // Asked after every call: one read of the view (a lock other threads take too).
+        let view = self.view.read();
+        if !self.channels.keys().any(|id| view.is_open(*id)) {
             return None;
         }
-        let last = self
-            .view
-            .read()
+        let last = view
             .gossip
             .node_announcement(self.address)
             .map_or(Duration::ZERO, |a| Duration::from_secs(a.timestamp));
