@@ -200,7 +200,7 @@ impl Job {
                     .map(|m| m.signatures())
                     .unwrap_or_default(),
             ),
-            Signed::Invoice(invoice) => Recovered::recover([(invoice.digest(), invoice.signature)]),
+            Signed::Invoice(invoice) => Recovered::recover(invoice.signatures()),
         }
     }
 }

@@ -113,11 +113,20 @@ struct Planned {
     pair: Option<(usize, usize)>,
     amount: u64,
     kind: Kind,
-    /// The payee's invoice, made when the payment was drawn, and its signature's recovery
-    /// for the payer (`None` for a keysend payment, or if the payee was down then).
-    invoice: Option<(Invoice, Pending)>,
+    /// The payee's invoice, made when the payment was drawn (`None` for a keysend payment,
+    /// or if the payee was down then).
+    invoice: Option<InvoiceAhead>,
     /// The payer's route, searched meanwhile.
     search: Option<Search>,
+}
+
+/// An invoice made when its payment was drawn.
+struct InvoiceAhead {
+    invoice: Invoice,
+    /// The payee's incarnation that made it: one restarted since may not have stored it.
+    incarnation: u32,
+    /// Its signature, recovered meanwhile for the payer.
+    check: Pending,
 }
 
 /// One simulated node and what the simulator keeps for it.
@@ -919,8 +928,12 @@ impl Simulation {
         };
         let invoice = match pair {
             Some((_, payee)) if kind == Kind::Invoice && self.peers[payee].running => {
-                let invoice = self.create_invoice(payee, amount);
-                Some((invoice, self.recoverer.submit_invoice(invoice, at)))
+                let invoice = self.create_invoice(payee, amount, at);
+                Some(InvoiceAhead {
+                    invoice,
+                    incarnation: self.peers[payee].incarnation,
+                    check: self.recoverer.submit_invoice(invoice, at),
+                })
             }
             _ => None,
         };
@@ -963,14 +976,14 @@ impl Simulation {
     }
 
     /// `payer` starts paying `payee` `amount`: spontaneously, or by `invoice` (made now if
-    /// none was made ahead), with the route `search`ed ahead if any.
+    /// none was made ahead by the payee running now), with the route `search`ed ahead if any.
     fn start_payment(
         &mut self,
         payer: usize,
         payee: usize,
         amount: u64,
         kind: Kind,
-        invoice: Option<(Invoice, Pending)>,
+        invoice: Option<InvoiceAhead>,
         search: Option<Search>,
     ) {
         if !self.peers[payer].running || !self.peers[payee].running {
@@ -980,8 +993,10 @@ impl Simulation {
         let amount_in = Amount::from(amount);
         let invoice = match invoice {
             _ if kind == Kind::Keysend => None,
-            Some((invoice, check)) => Some((invoice, Some(check))),
-            None => Some((self.create_invoice(payee, amount), None)),
+            Some(ahead) if ahead.incarnation == self.peers[payee].incarnation => {
+                Some((ahead.invoice, Some(ahead.check)))
+            }
+            _ => Some((self.create_invoice(payee, amount, self.now), None)),
         };
         self.calls += 1;
         let node = &mut self.peers[payer].node;
@@ -1014,13 +1029,15 @@ impl Simulation {
         self.drain(payer);
     }
 
-    /// Node `payee`'s invoice for `amount`, made now.
-    fn create_invoice(&mut self, payee: usize, amount: u64) -> Invoice {
+    /// Node `payee`'s invoice for `amount`, made now for a payment `due` then: it expires
+    /// [`INVOICE_VALIDITY`] after that, however long the payment is drawn ahead.
+    fn create_invoice(&mut self, payee: usize, amount: u64, due: Duration) -> Invoice {
         self.calls += 1;
+        let validity = INVOICE_VALIDITY + due.saturating_sub(self.now);
         let invoice =
             self.peers[payee]
                 .node
-                .create_invoice(self.now, Amount::from(amount), INVOICE_VALIDITY);
+                .create_invoice(self.now, Amount::from(amount), validity);
         self.drain(payee);
         invoice
     }

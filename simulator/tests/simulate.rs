@@ -88,6 +88,24 @@ fn the_same_seed_gives_the_same_results_file_and_another_seed_differs() {
 }
 
 #[test]
+fn an_invoice_made_when_its_payment_is_drawn_is_still_valid_when_it_is_paid() {
+    // Payments are drawn eight arrivals ahead, and their invoices made then: at one payment
+    // per 1,000 s an invoice waits about 8,000 s for its payment, longer than its hour.
+    let mut config = small(5);
+    config.workload.payments = 12;
+    config.workload.rate_per_s = 0.001;
+    config.workload.metering.customers = 0;
+    let report = run_on(config, 2);
+    let p = &report.payments;
+    assert!(
+        !p.failure_reasons.keys().any(|r| r.contains("expired")),
+        "{:?}",
+        p.failure_reasons
+    );
+    assert_eq!(p.succeeded, 12, "{:?}", p.failure_reasons);
+}
+
+#[test]
 fn a_stale_closer_loses_the_dispute_and_its_partner_is_paid_in_full_on_chain() {
     let mut config = small(3);
     // One in thirty: exactly one stale closer.

@@ -107,6 +107,12 @@ impl Invoice {
         typed.eip712_signing_hash(&self.token_network.domain())
     }
 
+    /// The signature [`Self::check`] checks, with its digest (a driver may recover it on
+    /// another thread and check inside [`hoplite_htlc::crypto::Recovered::scope`]).
+    pub fn signatures(&self) -> [(B256, Signature); 1] {
+        [(self.digest(), self.signature)]
+    }
+
     /// Checks it before paying: signed by its payee, for `token_network`, not expired.
     pub fn check(&self, token_network: TokenNetwork, now_secs: u64) -> Result<(), InvoiceError> {
         if self.token_network != token_network {
@@ -121,7 +127,8 @@ impl Invoice {
                 now: now_secs,
             });
         }
-        match recover_address(&self.digest(), &self.signature) {
+        let [(digest, signature)] = self.signatures();
+        match recover_address(&digest, &signature) {
             Ok(signer) if signer == self.payee => Ok(()),
             _ => Err(InvoiceError::BadSignature),
         }

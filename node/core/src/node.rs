@@ -354,7 +354,6 @@ impl Node {
                 if let Some(shared) = self.follow_after_replay.take() {
                     // The replay is over: from now on the shared view is ours.
                     self.view = shared;
-                    self.own_open.forget();
                     self.follows = true;
                     self.unsure.extend(self.channels.keys().copied());
                     // Our policies as the network saw them, not as the replay did.

@@ -20,6 +20,7 @@ use hoplite_gossip::{GossipParams, GossipStore};
 use hoplite_htlc::{BlockNumber, ChannelId, Secret, SecretHash, TokenNetwork};
 use hoplite_routing::{NetworkGraph, NodeId, Route, RouteError, RouteParams, Router, Scorer};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The network as the chain's events and accepted gossip build it.
@@ -36,9 +37,9 @@ pub struct NetworkView {
     /// at every attempt (a hub has thousands), and `onchain`'s entries are large (about 740
     /// bytes each, so a probe misses the cache on each); this set's are 32.
     open: HashSet<ChannelId, FixedState>,
-    /// How many times `open` changed: an answer of [`Self::is_open`] holds while this does
-    /// (see [`OwnOpenChannels`]).
-    open_changes: u64,
+    /// This view's number in the process, and how many times `open` changed: an answer of
+    /// [`Self::is_open`] holds while both do (see [`OwnOpenChannels`]).
+    open_version: (u64, u64),
     /// How many channels each participant has open on-chain (only those with one).
     pub(crate) open_channels_of: BTreeMap<Address, u32>,
     pub(crate) graph: NetworkGraph,
@@ -54,7 +55,7 @@ impl NetworkView {
         Self {
             onchain: HashMap::with_hasher(FixedState::with_seed(hash_seed)),
             open: HashSet::with_hasher(FixedState::with_seed(hash_seed)),
-            open_changes: 0,
+            open_version: (VIEWS_MADE.fetch_add(1, Ordering::Relaxed), 0),
             open_channels_of: BTreeMap::new(),
             graph: NetworkGraph::new(),
             gossip: GossipStore::new(token_network, gossip),
@@ -118,7 +119,7 @@ impl NetworkView {
                 opened.id,
                 [opened.state.participant1, opened.state.participant2],
             );
-            self.open_changes += u64::from(self.open.insert(id));
+            self.open_version.1 += u64::from(self.open.insert(id));
             if self.onchain.insert(id, opened).is_none() {
                 for node in [one, two] {
                     *self.open_channels_of.entry(node).or_default() += 1;
@@ -138,7 +139,7 @@ impl NetworkView {
         let participants = [onchain.state.participant1, onchain.state.participant2];
         let available = onchain.available();
         if was_open && onchain.phase != Phase::Opened {
-            self.open_changes += u64::from(self.open.remove(&id));
+            self.open_version.1 += u64::from(self.open.remove(&id));
             for node in participants {
                 if let Some(count) = self.open_channels_of.get_mut(&node) {
                     *count -= 1;
@@ -174,46 +175,45 @@ impl NetworkView {
     }
 }
 
+/// How many views this process has made: each is numbered, so that what a node keeps of one
+/// is never taken for another's (see [`OwnOpenChannels`]).
+static VIEWS_MADE: AtomicU64 = AtomicU64::new(0);
+
 /// Which of a node's channels its view showed open when last asked, kept while the view's
 /// open set stays as it was: a payer asks whether each of its channels is open at every
 /// attempt, a hub has hundreds, and each probe of the view's set (as large as the network)
 /// misses the cache, while the set changes only when a channel opens or closes anywhere.
 #[derive(Debug, Default)]
 pub(crate) struct OwnOpenChannels {
-    /// `NetworkView::open_changes` and how many channels the node had when `open` was
-    /// listed; `None`: never listed, or the node has changed views since.
-    listed_at: Option<(u64, usize)>,
+    /// The view's `open_version` and how many channels the node had when `open` was listed
+    /// (`None`: never).
+    listed_at: Option<((u64, u64), usize)>,
     /// The node's channels the view showed open then, in order.
     open: Vec<ChannelId>,
 }
 
 impl OwnOpenChannels {
-    /// Forgets what was listed (the node follows another view now).
-    pub(crate) fn forget(&mut self) {
-        self.listed_at = None;
-    }
-
     /// Lists which of `ours` (a node's channels, in order) `view` shows open, unless that is
-    /// what is listed already. Then [`Self::is_open`] answers as `view` would.
+    /// what is listed already. Then [`Self::is_open`] answers from the list.
     pub(crate) fn refresh<'a>(
         &mut self,
         view: &NetworkView,
         ours: impl ExactSizeIterator<Item = &'a ChannelId>,
     ) {
-        let now = (view.open_changes, ours.len());
+        let now = (view.open_version, ours.len());
         if self.listed_at != Some(now) {
             self.open = ours.filter(|c| view.is_open(**c)).copied().collect();
             self.listed_at = Some(now);
         }
     }
 
-    /// Whether `view` (the one last [`Self::refresh`]ed with) shows `channel` open: from the
-    /// list while the view's open set is as listed, else (and for a channel not listed: one
-    /// added since, or one not open, which is rare) from `view`.
+    /// Whether `view` shows `channel` open: from the list if it was made from this view with
+    /// its open set as it is now, else (and for a channel not listed: one added since, or one
+    /// not open, which is rare) from `view`.
     pub(crate) fn is_open(&self, view: &NetworkView, channel: ChannelId) -> bool {
         let listed = self
             .listed_at
-            .is_some_and(|(changes, _)| changes == view.open_changes);
+            .is_some_and(|(version, _)| version == view.open_version);
         let open = (listed && self.open.binary_search(&channel).is_ok()) || view.is_open(channel);
         debug_assert_eq!(open, view.is_open(channel), "the list follows the view");
         open
@@ -381,15 +381,14 @@ mod tests {
         // Channel 4 opens: found in the view though not listed.
         view.apply_chain_event(&open(4));
         assert_eq!(answers(&list, &view), [true, false, true, true]);
-        // A node that follows another view forgets the list: this one has seen as many
-        // changes, none of them to our channels.
+        // Another view (a node that follows another one now) that has seen as many changes,
+        // none of them to our channels, is not answered from the list.
         list.refresh(&view, ours.iter());
         let mut other = NetworkView::new(token_network, GossipParams::default(), 0);
         for n in 5..10 {
             other.apply_chain_event(&open(n));
         }
-        assert_eq!(other.open_changes, view.open_changes);
-        list.forget();
+        assert_eq!(other.open_version.1, view.open_version.1);
         assert_eq!(answers(&list, &other), [false; 4]);
     }
 
