@@ -180,7 +180,8 @@ impl GossipStore {
         if let Err(rejection) = self.check_timestamp(now, announcement.timestamp) {
             return Verdict::Reject(rejection);
         }
-        if !has_channel {
+        // Already stale: a prune would drop it at once.
+        if !has_channel || announcement.timestamp < self.cutoff(now) {
             return Verdict::Ignore;
         }
         if let Some(latest) = self.nodes.get(&announcement.node)
@@ -266,6 +267,11 @@ impl GossipStore {
             return Err(Some(Rejection::EmptyLockRange));
         }
         self.check_timestamp(now, update.timestamp)?;
+        if update.timestamp < self.cutoff(now) {
+            // Already stale: a prune would drop it at once (and a sender that sent such
+            // updates again and again would have every node prune at every timer).
+            return Err(None);
+        }
         if let Some(latest) = self.latest.get(&(update.channel, update.participant))
             && !self.is_news(now, update.timestamp, latest)
         {

@@ -173,6 +173,44 @@ fn silent_directions_are_pruned_and_closed_channels_forgotten() {
     assert!(store.is_empty());
 }
 
+#[test]
+fn messages_already_stale_are_ignored_not_kept() {
+    let Setup {
+        mut store,
+        channel,
+        ends,
+    } = setup();
+    let two_weeks = GossipParams::default().stale_after.as_secs();
+    let now = at(NOW + two_weeks + 10);
+    // Signed more than `stale_after` ago: a prune would drop it at once, so it is not kept
+    // (a sender could otherwise have every node prune again and again).
+    let stale = update(0, channel, NOW + 9);
+    assert_eq!(
+        store.handle_update(now, &stale, Some(ends)),
+        Verdict::Ignore
+    );
+    let stale_node = node_announcement(0, NOW + 9, "alpha");
+    assert_eq!(
+        store.handle_node_announcement(now, &stale_node, true),
+        Verdict::Ignore
+    );
+    assert_eq!((store.len(), store.node_count()), (0, 0));
+    assert!(!store.prune_due(now));
+    // At the edge of staleness: kept.
+    let fresh = update(0, channel, NOW + 10);
+    assert_eq!(
+        store.handle_update(now, &fresh, Some(ends)),
+        Verdict::Accept
+    );
+    let fresh_node = node_announcement(0, NOW + 10, "alpha");
+    assert_eq!(
+        store.handle_node_announcement(now, &fresh_node, true),
+        Verdict::Accept
+    );
+    assert_eq!((store.len(), store.node_count()), (1, 1));
+    assert!(store.prune(now).is_empty());
+}
+
 fn announcement(channel: ChannelId, capacity: u64, signers: [u8; 2]) -> ChannelAnnouncement {
     let participants = [key(1, 0).address(), key(1, 1).address()];
     let capacity = Amount::from(capacity);
