@@ -118,8 +118,13 @@ pub struct CorruptEntry {
 }
 
 fn encode<V: Serialize>(value: &V) -> EntryValue {
-    // Plain data into a Vec: postcard can't fail on it.
-    EntryValue(postcard::to_allocvec(value).expect("the bookkeeping serialises"))
+    // Plain data into a Vec: postcard can't fail on it. Room for most entries from the start
+    // (from an empty `Vec` postcard grows it by doubling, copying at each step); what is not
+    // used is given back, as the entry is kept until it changes.
+    let mut bytes =
+        postcard::to_extend(value, Vec::with_capacity(256)).expect("the bookkeeping serialises");
+    bytes.shrink_to_fit();
+    EntryValue(bytes)
 }
 
 /// A map of the bookkeeping that marks every key it lends for change (or inserts, or

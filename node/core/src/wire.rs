@@ -331,7 +331,9 @@ pub enum DecodeError {
 impl Envelope {
     /// The wire encoding (postcard).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("an Envelope always serialises")
+        // Room for a new lock's update with its route from the start: from an empty `Vec`
+        // postcard grows it by doubling, copying at each step.
+        postcard::to_extend(self, Vec::with_capacity(512)).expect("an Envelope always serialises")
     }
 
     /// Parses [`encode`](Self::encode)'s output and checks its shape. Never panics; the input
