@@ -182,33 +182,22 @@ fn messages_already_stale_are_ignored_not_kept() {
     } = setup();
     let two_weeks = GossipParams::default().stale_after.as_secs();
     let now = at(NOW + two_weeks + 10);
-    // Signed more than `stale_after` ago: a prune would drop it at once, so it is not kept
-    // (a sender could otherwise have every node prune again and again).
-    let stale = update(0, channel, NOW + 9);
-    assert_eq!(
-        store.handle_update(now, &stale, Some(ends)),
-        Verdict::Ignore
-    );
-    let stale_node = node_announcement(0, NOW + 9, "alpha");
-    assert_eq!(
-        store.handle_node_announcement(now, &stale_node, true),
-        Verdict::Ignore
-    );
-    assert_eq!((store.len(), store.node_count()), (0, 0));
-    assert!(!store.prune_due(now));
-    // At the edge of staleness: kept.
-    let fresh = update(0, channel, NOW + 10);
-    assert_eq!(
-        store.handle_update(now, &fresh, Some(ends)),
-        Verdict::Accept
-    );
-    let fresh_node = node_announcement(0, NOW + 10, "alpha");
-    assert_eq!(
-        store.handle_node_announcement(now, &fresh_node, true),
-        Verdict::Accept
-    );
-    assert_eq!((store.len(), store.node_count()), (1, 1));
-    assert!(store.prune(now).is_empty());
+    // Signed more than `stale_after` ago: a prune would drop it at once, so it is not kept (a
+    // sender could otherwise have every node prune again and again). At the edge: kept.
+    for (signed, verdict, kept) in [
+        (NOW + 9, Verdict::Ignore, 0),
+        (NOW + 10, Verdict::Accept, 1),
+    ] {
+        let update = update(0, channel, signed);
+        assert_eq!(store.handle_update(now, &update, Some(ends)), verdict);
+        let announcement = node_announcement(0, signed, "alpha");
+        assert_eq!(
+            store.handle_node_announcement(now, &announcement, true),
+            verdict
+        );
+        assert_eq!((store.len(), store.node_count()), (kept, kept), "{signed}");
+        assert!(store.prune(now).is_empty(), "{signed}");
+    }
 }
 
 fn announcement(channel: ChannelId, capacity: u64, signers: [u8; 2]) -> ChannelAnnouncement {
