@@ -33,12 +33,13 @@ pub struct NetworkView {
     /// under a seed everyone knows (under every seed: about 2^64 hashes for two, see
     /// `ChannelId`'s `Hash`).
     pub(crate) onchain: HashMap<ChannelId, OnChainChannel, FixedState>,
-    /// The channels `onchain` shows open, apart: a payer asks this of each of its channels
-    /// at every attempt (a hub has thousands), and `onchain`'s entries are large (about 740
-    /// bytes each, so a probe misses the cache on each); this set's are 32.
+    /// The channels `onchain` shows open, apart: `onchain`'s entries are large (about 740
+    /// bytes each, so a probe misses the cache on each), this set's are 32. A payer asks it of
+    /// each of its channels (a hub has thousands) only when it changed ([`OwnOpenChannels`]).
     open: HashSet<ChannelId, FixedState>,
     /// This view's number in the process, and how many times `open` changed: an answer of
-    /// [`Self::is_open`] holds while both do (see [`OwnOpenChannels`]).
+    /// [`Self::is_open`] holds while both do (see [`OwnOpenChannels`]). Not `Clone` for
+    /// that: two views must never share a number.
     open_version: (u64, u64),
     /// How many channels each participant has open on-chain (only those with one).
     pub(crate) open_channels_of: BTreeMap<Address, u32>,
