@@ -121,8 +121,9 @@ pub struct Node {
     /// hub's call does not walk its thousands of quiet channels).
     pub(crate) watched: BTreeSet<ChannelId>,
     /// Our channels in which the partner has locks pending (all watched): the locks the
-    /// duties may have to claim.
-    pub(crate) partner_locked: BTreeSet<ChannelId>,
+    /// duties may have to claim. With each, the earliest expiration among those locks: while
+    /// that one can still be claimed in time, every one can.
+    pub(crate) partner_locked: BTreeMap<ChannelId, BlockNumber>,
     /// When our channels' policies are due to be announced again.
     pub(crate) policy_schedule: PolicySchedule,
     /// Our signature of each of our channels' announcement, with the capacity it signs, as
@@ -217,7 +218,7 @@ impl Node {
             pending: Vec::new(),
             dirty: BTreeSet::new(),
             watched: BTreeSet::new(),
-            partner_locked: BTreeSet::new(),
+            partner_locked: BTreeMap::new(),
             policy_schedule: PolicySchedule::default(),
             announcement_signed: BTreeMap::new(),
             unsure: BTreeSet::new(),

@@ -273,8 +273,7 @@ impl Node {
         debug_assert!(
             self.channels.iter().all(|(c, ours)| {
                 (self.watched.contains(c) || self.is_quiet(*c))
-                    && self.partner_locked.contains(c)
-                        != ours.participant(Side::Partner).locks().is_empty()
+                    && self.partner_locked.get(c).copied() == earliest_partner_expiration(ours)
             }),
             "a channel changed without being marked: the duties would miss it"
         );
@@ -294,15 +293,14 @@ impl Node {
             } else {
                 self.watched.insert(channel);
             }
-            let locked = self
+            match self
                 .channels
                 .get(&channel)
-                .is_some_and(|ours| !ours.participant(Side::Partner).locks().is_empty());
-            if locked {
-                self.partner_locked.insert(channel);
-            } else {
-                self.partner_locked.remove(&channel);
-            }
+                .and_then(earliest_partner_expiration)
+            {
+                Some(earliest) => self.partner_locked.insert(channel, earliest),
+                None => self.partner_locked.remove(&channel),
+            };
         }
         changed
     }
@@ -310,7 +308,7 @@ impl Node {
     /// Our channels in which the partner has locks pending.
     fn with_partner_locks(&self) -> impl Iterator<Item = (&ChannelId, &Channel)> {
         self.partner_locked
-            .iter()
+            .keys()
             .filter_map(|c| Some((c, self.channels.get(c)?)))
     }
 
@@ -500,7 +498,15 @@ impl Node {
     /// close the channel (the secret is registered by the duties).
     pub(crate) fn claim_locks_in_danger(&mut self) {
         let mut due = Vec::new();
-        for (channel, ours) in self.with_partner_locks() {
+        for (channel, earliest) in &self.partner_locked {
+            // A hub has thousands of locks pending, nearly all far from expiring: a channel
+            // whose earliest can still be claimed in time is not even looked up.
+            if self.claimable_in_time(*earliest) {
+                continue;
+            }
+            let Some(ours) = self.channels.get(channel) else {
+                continue;
+            };
             // While a registration can still land by the expiration: closing later helps
             // nothing. The block tests first: they are arithmetic, the rest are lookups.
             let in_danger = ours.participant(Side::Partner).locks().iter().any(|lock| {
@@ -544,4 +550,13 @@ impl Node {
         first_is(self.state.sent.range(from..).next().map(|(k, _)| k))
             || first_is(self.state.received.range(from..).next().map(|(k, _)| k))
     }
+}
+
+/// The earliest expiration among the partner's locks pending in `ours` (`None`: none).
+fn earliest_partner_expiration(ours: &Channel) -> Option<BlockNumber> {
+    ours.participant(Side::Partner)
+        .locks()
+        .iter()
+        .map(|lock| lock.expiration)
+        .min()
 }
