@@ -2,7 +2,6 @@
 //! node's alias and network addresses, signed by the node.
 
 use alloy_primitives::{Address, B256};
-use alloy_sol_types::SolStruct;
 use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::{Amount, ChannelId, PrivateKey, Signature, TokenNetwork};
 use serde::{Deserialize, Serialize};
@@ -64,13 +63,12 @@ impl ChannelAnnouncement {
         participants: [Address; 2],
         capacity: Amount,
     ) -> B256 {
-        eip712::ChannelAnnouncement {
+        token_network.typed_digest(&eip712::ChannelAnnouncement {
             channelId: channel.0,
             participant1: participants[0],
             participant2: participants[1],
             capacity: capacity.to_u256(),
-        }
-        .eip712_signing_hash(&token_network.domain())
+        })
     }
 
     /// One participant's signature of the announcement.
@@ -151,13 +149,12 @@ impl NodeAnnouncement {
 
     /// The EIP-712 digest that is signed.
     pub fn digest(&self) -> B256 {
-        eip712::NodeAnnouncement {
+        self.token_network.typed_digest(&eip712::NodeAnnouncement {
             node: self.node,
             timestamp: self.timestamp,
             alias: self.alias.clone(),
             addresses: self.addresses.clone(),
-        }
-        .eip712_signing_hash(&self.token_network.domain())
+        })
     }
 
     /// Whether its fields are within their bounds.

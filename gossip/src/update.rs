@@ -1,7 +1,6 @@
 //! A channel direction's policy, signed by its side.
 
 use alloy_primitives::{Address, B256};
-use alloy_sol_types::SolStruct;
 use hoplite_htlc::crypto::{Recovered, SignatureError, recover_address};
 use hoplite_htlc::{ChannelId, PrivateKey, Signature, TokenNetwork};
 use hoplite_routing::Policy;
@@ -93,7 +92,7 @@ impl ChannelUpdate {
             maxLock: p.max_lock,
             enabled: p.enabled,
         };
-        typed.eip712_signing_hash(&self.token_network.domain())
+        self.token_network.typed_digest(&typed)
     }
 
     /// Who signed it.

@@ -6,6 +6,7 @@ use crate::{Amount, ChannelId, Nonce};
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_sol_types::{Eip712Domain, SolStruct};
 use serde::{Deserialize, Serialize};
+use std::cell::Cell;
 use std::sync::LazyLock;
 
 /// The EIP-712 domain name every Hoplite signature is made under.
@@ -39,13 +40,33 @@ impl TokenNetwork {
 
     /// The digest of any EIP-712 value under this domain (see [`crate::eip712`]).
     pub fn typed_digest<T: SolStruct>(&self, value: &T) -> B256 {
-        value.eip712_signing_hash(&self.domain())
+        signing_hash(&self.domain_separator(), &value.eip712_hash_struct())
     }
 
-    /// The domain separator; hash it once per channel, not per proof.
+    /// The domain separator. Each thread keeps the last one it hashed: gossip, invoices and
+    /// withdrawals ask for it at every message, and it takes four hashes.
     pub fn domain_separator(&self) -> B256 {
-        self.domain().separator()
+        thread_local! {
+            static LAST: Cell<Option<(TokenNetwork, B256)>> = const { Cell::new(None) };
+        }
+        LAST.with(|last| match last.get() {
+            Some((network, separator)) if network == *self => separator,
+            _ => {
+                let separator = self.domain().separator();
+                last.set(Some((*self, separator)));
+                separator
+            }
+        })
     }
+}
+
+/// `keccak256(0x1901 ‖ domainSeparator ‖ hashStruct)`: what EIP-712 signs.
+fn signing_hash(domain_separator: &B256, struct_hash: &B256) -> B256 {
+    let mut buf = [0u8; 66];
+    buf[..2].copy_from_slice(&[0x19, 0x01]);
+    buf[2..34].copy_from_slice(domain_separator.as_slice());
+    buf[34..].copy_from_slice(struct_hash.as_slice());
+    keccak256(buf)
 }
 
 /// The state of one direction of a channel, as its sender signs it.
@@ -98,14 +119,10 @@ impl BalanceProof {
     /// `domain_separator` must be `self.token_network.domain_separator()`; callers that hold a
     /// channel pass the one they cached.
     pub fn signing_hash_with(&self, domain_separator: &B256) -> B256 {
-        let mut buf = [0u8; 66];
-        buf[..2].copy_from_slice(&[0x19, 0x01]);
-        buf[2..34].copy_from_slice(domain_separator.as_slice());
-        buf[34..].copy_from_slice(self.struct_hash().as_slice());
-        keccak256(buf)
+        signing_hash(domain_separator, &self.struct_hash())
     }
 
-    /// The digest that is signed, computing the domain separator.
+    /// The digest that is signed, with the token network's domain separator.
     pub fn signing_hash(&self) -> B256 {
         self.signing_hash_with(&self.token_network.domain_separator())
     }
@@ -175,6 +192,26 @@ mod tests {
             "BalanceProof(uint256 channelId,uint64 nonce,uint256 transferredAmount,\
              uint256 lockedAmount,bytes32 locksRoot)"
         );
+    }
+
+    #[test]
+    fn the_kept_separator_is_the_token_networks_own() {
+        let one = proof().token_network;
+        let other = TokenNetwork { chain_id: 1, ..one };
+        let value = eip712::Withdraw {
+            channelId: U256::from(3),
+            participant: Address::repeat_byte(7),
+            totalWithdraw: U256::from(50),
+            expiry: U256::from(900),
+        };
+        // Asked in turn, so each answer follows one kept for the other network.
+        for network in [one, other, one, other] {
+            assert_eq!(network.domain_separator(), network.domain().separator());
+            assert_eq!(
+                network.typed_digest(&value),
+                value.eip712_signing_hash(&network.domain())
+            );
+        }
     }
 
     #[test]

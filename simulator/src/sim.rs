@@ -795,10 +795,12 @@ impl Simulation {
         funded == self.plan.channels.len()
     }
 
-    /// Schedules the payments, metering streams, faults and attacks, a block's time after
-    /// every channel is open (so the policies' gossip has spread).
+    /// Schedules the payments, metering streams, faults and attacks two blocks' time after
+    /// every channel is open and funded: at the first of those blocks each channel's capacity
+    /// is announced (a node announces a capacity at the block after its last change), and by
+    /// the second, that gossip and the policies' have spread.
     fn start_workload(&mut self) {
-        let start = self.now + self.block_time();
+        let start = self.now + 2 * self.block_time();
         self.workload_start = Some(start);
         self.ledger.setup_blocks = self.chain.block();
         let w = self.config.workload.clone();

@@ -3,9 +3,14 @@
 //! Our policy is announced for every open channel of ours, again before peers would prune it
 //! (at half of `stale_after`), and disabled while the channel closes cooperatively. A channel
 //! is announced once both participants signed its capacity (each sends its signature to the
-//! other, `Message::AnnouncementSignature`, whenever the deposits change); the node itself when
-//! a channel of ours opens and again at half of `stale_after`. Every message a peer relays is
-//! checked against the chain and the store's rules, and the verdict goes back to the runtime.
+//! other, `Message::AnnouncementSignature`, when the deposits or withdrawals change it); the
+//! node itself when a channel of ours opens and again at half of `stale_after`. Every message
+//! a peer relays is checked against the chain and the store's rules, and the verdict goes back
+//! to the runtime.
+//!
+//! A capacity is signed at the first block after the one that changed it, not at once: the
+//! partner's first deposit usually lands a block after the opener's (two deposits on one
+//! channel conflict in a block), and signing each would announce every new channel twice.
 
 use crate::api::{CommandError, Event, Output, PeerError};
 use crate::node::Node;
@@ -17,7 +22,7 @@ use hoplite_gossip::{
     Verdict,
 };
 use hoplite_htlc::crypto::Recovered;
-use hoplite_htlc::{Amount, ChannelId, Signature};
+use hoplite_htlc::{Amount, BlockNumber, ChannelId, Signature};
 use hoplite_routing::{NodeId, Policy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -140,9 +145,33 @@ impl Node {
         self.view.read().has_open_channel(node)
     }
 
-    /// The deposits of our `channel` changed: send the partner our signature of its new
-    /// capacity, and announce the channel if we hold the partner's already.
-    pub(crate) fn share_announcement(&mut self, channel: ChannelId) {
+    /// Our `channel`'s capacity changed in `block`: its announcement waits for the next block.
+    pub(crate) fn capacity_changed(&mut self, channel: ChannelId, block: BlockNumber) {
+        if self.channels.contains_key(&channel) {
+            let last = self.capacity_changed.entry(channel).or_insert(block);
+            *last = (*last).max(block);
+        }
+    }
+
+    /// A block came in: share the announcement of each channel whose capacity changed before
+    /// it (and not since).
+    pub(crate) fn announce_settled_capacities(&mut self) {
+        let block = self.block;
+        let settled: Vec<ChannelId> = self
+            .capacity_changed
+            .iter()
+            .filter(|&(_, &changed)| changed < block)
+            .map(|(&channel, _)| channel)
+            .collect();
+        for channel in settled {
+            self.capacity_changed.remove(&channel);
+            self.share_announcement(channel);
+        }
+    }
+
+    /// Our `channel`'s capacity settled: send the partner our signature of it, and announce
+    /// the channel if we hold the partner's already.
+    fn share_announcement(&mut self, channel: ChannelId) {
         let Ok(partner) = self.partner_of(channel) else {
             return;
         };
@@ -203,7 +232,7 @@ impl Node {
         if known.signer(&digest, &signature).ok() != Some(from) {
             return Err(PeerError::BadSignature);
         }
-        if capacity == facts.capacity {
+        if capacity == facts.capacity && !self.capacity_changed.contains_key(&channel) {
             // The store checks both signatures again: ours and theirs are known by now. Ours
             // was made when we saw this capacity on-chain, unless we restarted since.
             let ours = match self.announcement_signed.remove(&channel) {
@@ -219,7 +248,8 @@ impl Node {
             };
             known.scope(|| self.announce_channel(channel, facts, ours, signature));
         } else {
-            // The partner saw the chain before us: announce when we catch up.
+            // The partner saw the chain, or the block after the change, before us: announce
+            // when we catch up (`share_announcement`).
             self.state
                 .announcement_parts
                 .insert(channel, (capacity, signature));
@@ -231,6 +261,7 @@ impl Node {
     pub(crate) fn forget_announcement(&mut self, channel: ChannelId) {
         self.state.announcement_parts.remove(&channel);
         self.announcement_signed.remove(&channel);
+        self.capacity_changed.remove(&channel);
     }
 
     /// Publishes `channel`'s announcement with both participants' signatures of `facts`.

@@ -1,7 +1,6 @@
 //! Invoices: what a payee asks to be paid, signed by it.
 
 use alloy_primitives::{Address, B256};
-use alloy_sol_types::SolStruct;
 use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::{Amount, PrivateKey, Signature, TokenNetwork};
 use serde::{Deserialize, Serialize};
@@ -104,7 +103,7 @@ impl Invoice {
             amount: self.amount.to_u256(),
             expiresAt: self.expires_at,
         };
-        typed.eip712_signing_hash(&self.token_network.domain())
+        self.token_network.typed_digest(&typed)
     }
 
     /// The signature [`Self::check`] checks, with its digest (a driver may recover it on

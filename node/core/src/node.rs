@@ -131,6 +131,10 @@ pub struct Node {
     /// second signature (a hub signs one per channel and capacity, not two). Not persisted:
     /// a restored node signs again, and gets the same signature (signing is deterministic).
     pub(crate) announcement_signed: BTreeMap<ChannelId, (Amount, Signature, Recovered)>,
+    /// Our channels whose capacity changed, with the block of the last change: announced at
+    /// the first block after it (see `gossip.rs`). Not persisted: a restored node is fed the
+    /// chain again, and its deposits with it.
+    pub(crate) capacity_changed: BTreeMap<ChannelId, BlockNumber>,
     /// Channels changed since the duties last decided whether each is watched.
     pub(crate) unsure: BTreeSet<ChannelId>,
     /// A block or a chain event came in since the duties were last derived: they look at
@@ -221,6 +225,7 @@ impl Node {
             partner_locked: BTreeMap::new(),
             policy_schedule: PolicySchedule::default(),
             announcement_signed: BTreeMap::new(),
+            capacity_changed: BTreeMap::new(),
             unsure: BTreeSet::new(),
             block_since_duties: true,
             records: Vec::new(),
@@ -948,11 +953,12 @@ impl Node {
                     {
                         self.dirty.insert(id);
                     }
-                    self.share_announcement(id);
+                    self.capacity_changed(id, BlockNumber(event.block));
                 }
             }
             Tn::ChannelWithdraw(e) => {
                 self.handle_withdrawn(id, e.participant, Amount::from(e.totalWithdraw));
+                self.capacity_changed(id, BlockNumber(event.block));
             }
             Tn::ChannelClosed(e) => {
                 self.forget_announcement(id);
@@ -1070,6 +1076,7 @@ impl Node {
         }
         self.block = block;
         self.expire_locks();
+        self.announce_settled_capacities();
         // A secret request, a reveal or a failure expires with its lock: once no lock of ours
         // has its secret hash, it is moot.
         let mut outbox = std::mem::take(&mut self.state.outbox);

@@ -317,7 +317,6 @@ impl Node {
             let event = (side == Side::Ours).then_some(Event::Withdrawn { channel, total });
             self.end_withdrawal(channel, event);
         }
-        self.share_announcement(channel);
     }
 
     /// Submits our signed withdrawals not out, and ends those past their expiry block (they

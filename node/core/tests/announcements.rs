@@ -5,17 +5,33 @@
 use hoplite_gossip::{ChannelAnnouncement, GossipMessage, NodeAnnouncement, Rejection, Verdict};
 use hoplite_htlc::{Amount, ChannelId};
 use hoplite_node::testkit::Network;
-use hoplite_node::wire::Message;
+use hoplite_node::wire::{Envelope, Message};
 use hoplite_node::{Close, PeerError};
 
-/// Three nodes with aliases and addresses; a channel between 0 and 1 (1,000 and 500).
+/// Three nodes with aliases and addresses; a channel between 0 and 1 (1,000 and 500),
+/// announced (at the block after its last deposit).
 fn network() -> (Network, ChannelId) {
     let mut net = Network::new(3, 7, |i, config| {
         config.alias = format!("node {i}");
         config.addresses = vec![format!("/ip4/10.0.0.{i}/tcp/9735")];
     });
     let channel = net.open_channel(0, 1, [1_000, 500]);
+    net.mine_and_deliver(1);
     (net, channel)
+}
+
+/// The announcement signatures that wait for delivery: (sender, capacity).
+fn signatures_in_flight(net: &Network) -> Vec<(usize, Amount)> {
+    net.in_flight
+        .iter()
+        .filter_map(|m| match Envelope::decode(&m.bytes) {
+            Ok(Envelope::Message {
+                message: Message::AnnouncementSignature { capacity, .. },
+                ..
+            }) => Some((m.from, capacity)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn announced(net: &Network, i: usize, channel: ChannelId) -> Option<ChannelAnnouncement> {
@@ -52,13 +68,18 @@ fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
                 .is_none()
         );
     }
-    // A deposit: the channel is announced again with its new capacity.
+    // A deposit: the channel is announced again with its new capacity, at the next block.
     let now = net.now();
     net.nodes[1]
         .deposit(now, channel, Amount::from(800u64))
         .unwrap();
     net.settle();
     net.deliver_all();
+    assert_eq!(
+        announced(&net, 2, channel).map(|a| a.capacity),
+        Some(Amount::from(1_500u64))
+    );
+    net.mine_and_deliver(1);
     for i in 0..3 {
         assert_eq!(
             announced(&net, i, channel).map(|a| a.capacity),
@@ -76,6 +97,31 @@ fn every_node_learns_the_channel_its_capacity_and_its_nodes() {
         assert_eq!(announced(&net, i, channel), None);
         assert_eq!(net.nodes[i].view().gossip().node_count(), 0);
     }
+}
+
+#[test]
+fn a_new_channel_is_signed_once_at_the_block_after_its_last_deposit() {
+    let mut net = Network::new(2, 7, |_, _| {});
+    // The opener's deposit and the partner's land in blocks of their own.
+    let channel = net.open_channel(0, 1, [1_000, 500]);
+    assert!(signatures_in_flight(&net).is_empty());
+    assert_eq!(announced(&net, 1, channel), None);
+    // The next block: each signs the capacity both deposits make, once.
+    net.mine(1);
+    let capacity = Amount::from(1_500u64);
+    let mut signed = signatures_in_flight(&net);
+    signed.sort();
+    assert_eq!(signed, [(0, capacity), (1, capacity)]);
+    net.deliver_all();
+    for i in 0..2 {
+        assert_eq!(
+            announced(&net, i, channel).map(|a| a.capacity),
+            Some(capacity)
+        );
+    }
+    // Nothing more to sign at later blocks.
+    net.mine(1);
+    assert!(signatures_in_flight(&net).is_empty());
 }
 
 #[test]
@@ -108,8 +154,8 @@ fn forged_announcements_are_rejected_and_unfounded_ones_not_relayed() {
         net.gossip_verdict(0, 2, GossipMessage::ChannelAnnouncement(forged).encode()),
         Some(Verdict::Reject(Rejection::BadSignature))
     );
-    // The participants' own exchange announces it.
-    net.deliver_all();
+    // The participants' own exchange announces it, at the next block.
+    net.mine_and_deliver(1);
     assert_eq!(
         announced(&net, 2, channel).map(|a| a.capacity),
         Some(capacity)
