@@ -58,10 +58,12 @@ struct Job {
 
 /// What carries the signatures.
 enum Signed {
-    /// An encoded [`Envelope`] between its two ends (`[sender, receiver]`).
+    /// An encoded [`Envelope`] between its two ends (`[sender, receiver]`), with the
+    /// participants of the channel it announces, in the chain's order, if it does.
     Message {
         bytes: Arc<[u8]>,
         ends: [Address; 2],
+        participants: Option<[Address; 2]>,
     },
     /// An encoded [`GossipMessage`].
     Gossip(Arc<[u8]>),
@@ -82,9 +84,21 @@ impl Recoverer {
     }
 
     /// A job for the signatures of an encoded [`Envelope`] from `ends[0]` to `ends[1]`, to
-    /// be delivered at `due`.
-    pub fn submit(&mut self, bytes: Arc<[u8]>, ends: [Address; 2], due: Duration) -> Pending {
-        self.queue(Signed::Message { bytes, ends }, due)
+    /// be delivered at `due`; `participants`: those of the channel an announcement signature
+    /// is for, in the chain's order (see [`Envelope::signatures`]).
+    pub fn submit(
+        &mut self,
+        bytes: Arc<[u8]>,
+        ends: [Address; 2],
+        participants: Option<[Address; 2]>,
+        due: Duration,
+    ) -> Pending {
+        let signed = Signed::Message {
+            bytes,
+            ends,
+            participants,
+        };
+        self.queue(signed, due)
     }
 
     /// A job for the signatures of an encoded [`GossipMessage`], first delivered at `due`.
@@ -176,14 +190,19 @@ impl Job {
     fn recover(&self) -> Recovered {
         // Bytes that do not decode list nothing: the node will say what is wrong.
         match &self.signed {
-            Signed::Message { bytes, ends } => {
+            Signed::Message {
+                bytes,
+                ends,
+                participants,
+            } => {
                 let ends = *ends;
                 let candidates = Envelope::decode(bytes)
-                    .map(|e| e.signatures(self.token_network, ends))
+                    .map(|e| e.signatures(self.token_network, ends, *participants))
                     .unwrap_or_default();
                 // What a message lists are its sender's signatures, or alternatives of one
-                // (an announcement signature under both orders of the participants): the
-                // first that is the sender's is the one the node will check.
+                // (an announcement signature under both orders of the participants, when
+                // they are not known): the first that is the sender's is the one the node
+                // will check.
                 let mut known = Recovered::default();
                 for (digest, signature) in candidates {
                     let one = Recovered::recover([(digest, signature)]);
@@ -300,7 +319,7 @@ mod tests {
     fn a_message_to_one_node_is_recovered_by_a_worker_or_left_to_the_node() {
         let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
         let ends = [sender.address(), Address::repeat_byte(9)];
-        for workers in [0, 1] {
+        for (workers, told) in [(0, false), (1, false), (1, true)] {
             let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(workers));
             // A whole batch, so it goes to the worker.
             let jobs: Vec<_> = (0..BATCH as u64)
@@ -310,15 +329,19 @@ mod tests {
                     let participants = if n % 2 == 0 { ends } else { [ends[1], ends[0]] };
                     let (bytes, digest, signature) =
                         announcement_signature(&sender, n, participants);
-                    let job = recoverer.submit(bytes.into(), ends, Duration::from_secs(n));
+                    let due = Duration::from_secs(n);
+                    let job =
+                        recoverer.submit(bytes.into(), ends, told.then_some(participants), due);
                     (job, digest, signature)
                 })
                 .collect();
             for (n, (job, digest, signature)) in (0..).zip(&jobs) {
                 if workers > 0 {
                     wait_for_worker(job);
-                    // The orders are tried in turn, up to the one the sender signed.
-                    assert_eq!(job.wait().len(), if n % 2 == 0 { 1 } else { 2 }, "job {n}");
+                    // Told the chain's order, one recovery; else the orders are tried in
+                    // turn, up to the one the sender signed.
+                    let tries = if told || n % 2 == 0 { 1 } else { 2 };
+                    assert_eq!(job.wait().len(), tries, "job {n}");
                     assert_eq!(job.wait().signer(digest, signature), Ok(sender.address()));
                 } else {
                     // Nothing is recovered ahead: the node recovers what it needs.
@@ -365,8 +388,13 @@ mod tests {
         let (bytes, digest, signature) = announcement_signature(&sender, 1, ends);
         let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(1));
         let due = Duration::from_millis(50);
-        let later = recoverer.submit(bytes.clone().into(), ends, due + Duration::from_millis(1));
-        let first = recoverer.submit(bytes.into(), ends, due);
+        let later = recoverer.submit(
+            bytes.clone().into(),
+            ends,
+            None,
+            due + Duration::from_millis(1),
+        );
+        let first = recoverer.submit(bytes.into(), ends, None, due);
         // Events before the first delivery: the batch waits for more jobs.
         recoverer.hand_over_due(due - Duration::from_nanos(1));
         assert_eq!(recoverer.batch.len(), 2);

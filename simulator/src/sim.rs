@@ -26,6 +26,7 @@ use hoplite_gossip::GossipParams;
 use hoplite_htlc::crypto::Recovered;
 use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, SignedBalanceProof};
 use hoplite_node::audit::{self, Imbalance};
+use hoplite_node::wire::{Envelope, Message};
 use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
 use hoplite_node::{Invoice, Record, SharedView};
 use hoplite_routing::Policy;
@@ -535,7 +536,9 @@ impl Simulation {
                     self.ledger.max_unacknowledged = self.ledger.max_unacknowledged.max(waiting);
                     if let Some(at) = self.links.send(&mut self.rng, self.now, i, j) {
                         let ends = [self.peers[i].node.address(), to];
-                        let message = self.recoverer.submit(envelope.encode().into(), ends, at);
+                        let participants = self.announced_participants(&envelope);
+                        let bytes = envelope.encode().into();
+                        let message = self.recoverer.submit(bytes, ends, participants, at);
                         self.ledger.counts.messages += 1;
                         self.in_flight += 1;
                         self.queue.push(
@@ -600,6 +603,20 @@ impl Simulation {
             self.keep_oldest_proofs(i);
         }
         self.schedule_timer(i);
+    }
+
+    /// The participants, in the chain's order, of the channel whose announcement `envelope`
+    /// signs, if it does: the signature's worker then recovers it once, not under both orders.
+    fn announced_participants(&self, envelope: &Envelope) -> Option<[Address; 2]> {
+        let Envelope::Message {
+            message: Message::AnnouncementSignature { channel, .. },
+            ..
+        } = envelope
+        else {
+            return None;
+        };
+        let state = &self.chain.channel(*channel)?.state;
+        Some([state.participant1, state.participant2])
     }
 
     fn schedule_timer(&mut self, i: usize) {

@@ -367,13 +367,14 @@ impl Envelope {
     /// The signatures its receiver checks, each with its digest, as far as the message, the
     /// token network and its two ends (`[sender, receiver]`) determine them: what a driver can
     /// recover while the message is in flight ([`hoplite_htlc::crypto::Recovered`]). A balance
-    /// update's proof; an announcement signature under both orders of the channel's
-    /// participants (the chain says which). Those checked against what the receiver holds (a
-    /// settlement's, a withdrawal's) are not listed.
+    /// update's proof; an announcement signature under the channel's `participants` in the
+    /// chain's order if the driver knows them, else under both orders of the ends. Those
+    /// checked against what the receiver holds (a settlement's, a withdrawal's) are not listed.
     pub fn signatures(
         &self,
         token_network: TokenNetwork,
         ends: [Address; 2],
+        participants: Option<[Address; 2]>,
     ) -> Vec<(B256, Signature)> {
         let Self::Message { message, .. } = self else {
             return Vec::new();
@@ -390,7 +391,8 @@ impl Envelope {
                 channel,
                 capacity,
                 signature,
-            } => [ends, [ends[1], ends[0]]]
+            } => participants
+                .map_or_else(|| vec![ends, [ends[1], ends[0]]], |known| vec![known])
                 .into_iter()
                 .map(|participants| {
                     let digest = ChannelAnnouncement::digest(

@@ -172,7 +172,7 @@ fn a_message_lists_the_signatures_its_receiver_checks() {
     let (sender, receiver) = (key(3, 0), key(3, 1));
     let ends = [sender.address(), receiver.address()];
     for envelope in samples() {
-        let listed = envelope.signatures(TOKEN_NETWORK, ends);
+        let listed = envelope.signatures(TOKEN_NETWORK, ends, None);
         match &envelope {
             Envelope::Message {
                 message: Message::Update { update, .. },
@@ -203,7 +203,7 @@ fn a_message_lists_the_signatures_its_receiver_checks() {
             signature,
         },
     };
-    let listed = envelope.signatures(TOKEN_NETWORK, ends);
+    let listed = envelope.signatures(TOKEN_NETWORK, ends, None);
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&(digest, signature)));
     assert_eq!(
@@ -212,5 +212,10 @@ fn a_message_lists_the_signatures_its_receiver_checks() {
             .filter(|(d, s)| recover_address(d, s) == Ok(sender.address()))
             .count(),
         1
+    );
+    // A driver that knows the chain's order gets the one the receiver checks.
+    assert_eq!(
+        envelope.signatures(TOKEN_NETWORK, ends, Some(participants)),
+        [(digest, signature)]
     );
 }
