@@ -97,8 +97,35 @@ pub struct ProbabilisticScorer {
     /// can pick channel ids that land in one bucket (ids that hash alike under every seed
     /// cost about 2^64 hashes: see `ChannelId`'s `Hash`), and deterministic.
     known: HashMap<ChannelDirection, Liquidity, foldhash::fast::FixedState>,
+    /// One bit per [`filter_bit`] slot: clear if no direction in `known` falls in it. Most
+    /// hops a search prices are unknown, and a bit in 8 KiB answers for them more cheaply than
+    /// a probe of the map (channel ids that share slots only make the map probed more often).
+    /// Empty until something is learnt: a simulation's thousands of nodes that never pay keep
+    /// none.
+    maybe_known: Vec<u64>,
     /// Bumped whenever `known` changes (see [`Self::generation`]).
     generation: u64,
+}
+
+/// Words of [`ProbabilisticScorer::maybe_known`]: 2^16 bits.
+const FILTER_WORDS: usize = 1024;
+
+/// Sets `direction`'s slot in `filter` ([`ProbabilisticScorer::maybe_known`]), made whole
+/// first if it is still empty.
+fn mark_known(filter: &mut Vec<u64>, direction: &ChannelDirection) {
+    if filter.is_empty() {
+        *filter = vec![0; FILTER_WORDS];
+    }
+    let bit = filter_bit(direction);
+    filter[bit / 64] |= 1 << (bit % 64);
+}
+
+/// The slot of `direction` in [`ProbabilisticScorer::maybe_known`]: its channel id's low bits
+/// and which end sends (sequential ids, as a contract assigns them, get a slot each).
+fn filter_bit(direction: &ChannelDirection) -> usize {
+    let low = direction.channel.0.as_limbs()[0];
+    let slot = (low << 1) | u64::from(direction.from_lower);
+    (slot % (FILTER_WORDS as u64 * 64)) as usize
 }
 
 impl ProbabilisticScorer {
@@ -109,6 +136,7 @@ impl ProbabilisticScorer {
             now: Duration::ZERO,
             pruned_at: Duration::ZERO,
             known: HashMap::with_hasher(foldhash::fast::FixedState::with_seed(seed)),
+            maybe_known: Vec::new(),
             generation: 0,
         }
     }
@@ -128,6 +156,10 @@ impl ProbabilisticScorer {
             let (min, max_offset) = liquidity.decayed(&params, now);
             min > 0 || max_offset > 0
         });
+        self.maybe_known.fill(0);
+        for direction in self.known.keys() {
+            mark_known(&mut self.maybe_known, direction);
+        }
     }
 
     /// A payment part went through every hop of `path`: each hop had at least what it carried,
@@ -167,6 +199,14 @@ impl ProbabilisticScorer {
     /// The current liquidity bounds of a direction with this capacity: `[0, capacity]` if
     /// nothing is known.
     pub fn bounds(&self, direction: ChannelDirection, capacity: u128) -> (u128, u128) {
+        let bit = filter_bit(&direction);
+        if self
+            .maybe_known
+            .get(bit / 64)
+            .is_none_or(|word| word & (1 << (bit % 64)) == 0)
+        {
+            return (0, capacity);
+        }
         match self.known.get(&direction) {
             Some(liquidity) if liquidity.capacity == capacity => {
                 let (min, max_offset) = liquidity.decayed(&self.params, self.now);
@@ -193,6 +233,7 @@ impl ProbabilisticScorer {
 
     fn learn(&mut self, hop: &RouteHop, lower: u128, upper: u128) {
         self.generation += 1;
+        mark_known(&mut self.maybe_known, &hop.direction);
         self.known.insert(
             hop.direction,
             Liquidity {

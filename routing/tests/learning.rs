@@ -5,8 +5,8 @@ use alloy_primitives::{Address, U256};
 use hoplite_htlc::ChannelId;
 use hoplite_routing::{
     ChannelDirection, NetworkGraph, NodeId, Payment, Policy, ProbabilisticParams,
-    ProbabilisticScorer, RouteError, RouteParams, Router, Scorer, SplitParams, ZeroPenalty,
-    find_route,
+    ProbabilisticScorer, RouteError, RouteHop, RouteParams, Router, Scorer, SplitParams,
+    ZeroPenalty, find_route,
 };
 use std::time::Duration;
 
@@ -296,4 +296,37 @@ fn generations_count_what_changes_a_search_and_nothing_else() {
         assert!(graph.generation() > last, "change {change}");
         last = graph.generation();
     }
+}
+
+#[test]
+fn directions_that_share_a_filter_slot_are_told_apart_and_a_prune_keeps_the_rest() {
+    // Channel ids 1 and 1 + 2^15 share a slot of the scorer's filter of known directions;
+    // 2 has one of its own.
+    let direction = |id: u64| ChannelDirection {
+        channel: ChannelId::from(id),
+        from_lower: true,
+    };
+    let hop = |id: u64| RouteHop {
+        direction: direction(id),
+        capacity: 1_000,
+        to: node(2),
+        amount: 400,
+        expiry: 0,
+    };
+    let (one, twin, other) = (1, 1 + (1 << 15), 2);
+    let mut scorer = scorer();
+    scorer.report_failure(&[hop(one)], 0, Duration::ZERO);
+    assert_eq!(scorer.bounds(direction(one), 1_000), (0, 399));
+    assert_eq!(scorer.bounds(direction(twin), 1_000), (0, 1_000));
+    assert_eq!(scorer.bounds(direction(other), 1_000), (0, 1_000));
+    // Long after, `one` has decayed to nothing and `other` is learnt: the prune forgets
+    // `one`, and what is still known is still found.
+    let later = HALF_LIFE * 40;
+    scorer.report_failure(&[hop(other)], 0, later);
+    scorer.time_passed(later);
+    assert_eq!(scorer.known_directions(), 1);
+    assert_eq!(scorer.bounds(direction(other), 1_000), (0, 399));
+    assert_eq!(scorer.bounds(direction(one), 1_000), (0, 1_000));
+    scorer.report_failure(&[hop(twin)], 0, later);
+    assert_eq!(scorer.bounds(direction(twin), 1_000), (0, 399));
 }

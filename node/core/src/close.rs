@@ -21,6 +21,7 @@
 //! unilaterally (which the user may also do at any time).
 
 use crate::api::{ChainRequest, CommandError, Event, PeerError};
+use crate::monitor::ChannelMonitor;
 use crate::node::Node;
 use crate::wire::Message;
 use alloy_primitives::{Address, B256};
@@ -28,7 +29,6 @@ use hoplite_htlc::crypto::recover_address;
 use hoplite_htlc::eip712::CooperativeSettle;
 use hoplite_htlc::{Amount, BlockNumber, ChannelId, Side, Signature};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How to close a channel.
@@ -117,22 +117,19 @@ impl Node {
     /// (which starts only with no lock pending, so no lock duty depends on this): it carries
     /// no new state.
     pub(crate) fn is_closing(&self, channel: ChannelId) -> bool {
-        self.state.closing.contains_key(&channel)
-            || self.state.withdrawing.contains_key(&channel)
-            || self.state.monitors.get(&channel).is_some_and(|m| m.closing)
+        self.is_closing_with(channel, self.state.monitors.get(&channel))
     }
 
-    /// Every channel [`Self::is_closing`] holds for, in one walk over the monitors: cheaper
-    /// than asking for each of a hub's channels in turn.
-    pub(crate) fn closing_channels(&self) -> BTreeSet<ChannelId> {
-        let closing = self.state.monitors.iter().filter(|(_, m)| m.closing);
-        self.state
-            .closing
-            .keys()
-            .chain(self.state.withdrawing.keys())
-            .chain(closing.map(|(channel, _)| channel))
-            .copied()
-            .collect()
+    /// [`Self::is_closing`], given the channel's monitor (for a walk over the monitors beside
+    /// the channels, where a hub's hundreds of lookups would cost more).
+    pub(crate) fn is_closing_with(
+        &self,
+        channel: ChannelId,
+        monitor: Option<&ChannelMonitor>,
+    ) -> bool {
+        self.state.closing.contains_key(&channel)
+            || self.state.withdrawing.contains_key(&channel)
+            || monitor.is_some_and(|m| m.closing)
     }
 
     /// What each participant (in the contract's order) would be paid now, if no lock is

@@ -247,19 +247,28 @@ impl Node {
         params.max_total_expiry = params.max_total_expiry.min(self.config.settle_timeout);
         params.excluded_channels = excluded;
         // Our own channels must be open and able to pay at least the amount now. A hub has
-        // hundreds: the few closing ones and backlogged partners are listed once rather than
-        // looked up for each, and which are open on-chain is asked of the view only when its
-        // open set changed since the last payment (`OwnOpenChannels`).
-        let closing = self.closing_channels();
+        // hundreds: their monitors are walked beside them (both are in id order), backlogged
+        // partners are listed once rather than looked up for each, and which are open
+        // on-chain is asked of the view only when its open set changed since the last payment
+        // (`OwnOpenChannels`).
         let backlogged = self.backlogged_peers();
         let view = self.view.read();
         self.own_open.refresh(&view, self.channels.keys());
+        let mut monitors = self.state.monitors.range(..).peekable();
         for (channel_id, channel) in &self.channels {
             let partner = channel.participant(Side::Partner).address();
-            debug_assert_eq!(closing.contains(channel_id), self.is_closing(*channel_id));
+            let monitor = loop {
+                match monitors.peek() {
+                    Some(&(id, _)) if id < channel_id => {
+                        monitors.next();
+                    }
+                    Some(&(id, monitor)) if id == channel_id => break Some(monitor),
+                    _ => break None,
+                }
+            };
             debug_assert_eq!(backlogged.contains(&partner), self.backlogged(partner));
             if channel.spendable(Side::Ours) < amount
-                || closing.contains(channel_id)
+                || self.is_closing_with(*channel_id, monitor)
                 || backlogged.contains(&partner)
                 || !self.own_open.is_open(&view, *channel_id)
             {
