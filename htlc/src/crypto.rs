@@ -10,7 +10,10 @@
 
 use alloy_primitives::{Address, B256, FixedBytes, U256, keccak256, uint};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Half the secp256k1 group order: a signature with a larger `s` is malleable and rejected.
 const HALF_ORDER: U256 =
@@ -127,9 +130,17 @@ impl PrivateKey {
         keccak256(preimage)
     }
 
-    /// Signs a digest with the default backend.
+    /// Signs a digest with the default backend (or takes the signature [`SignedAhead::scope`]
+    /// made of it already).
     pub fn sign_digest(&self, digest: &B256) -> Signature {
-        self.sign_digest_with(Backend::DEFAULT, digest)
+        let Some(ahead) = SIGNING_AHEAD.with_borrow(Clone::clone) else {
+            return self.sign_digest_with(Backend::DEFAULT, digest);
+        };
+        ahead.take(self.address, digest).unwrap_or_else(|| {
+            let signature = self.sign_digest_with(Backend::DEFAULT, digest);
+            ahead.made(self.address, digest, signature);
+            signature
+        })
     }
 
     /// Signs a digest with the given backend.
@@ -263,6 +274,132 @@ impl Recovered {
     }
 }
 
+/// Signatures made before the call that needs them, on any thread: a driver that can tell
+/// which digests its nodes are about to sign (a simulator's setup, where thousands of nodes
+/// sign their new channels' policies and announcements in one block) has another core sign
+/// them ([`Self::sign`]) while the calls run in a scope ([`Self::scope`]) where
+/// [`PrivateKey::sign_digest`] takes each one that is ready instead of signing.
+///
+/// The only way in is [`Self::sign`], with the key itself, and signing is deterministic
+/// (RFC 6979): a call makes the same signatures inside a scope as outside, only sooner, however
+/// far the other thread got. Each is taken once, and a digest the call signs first is kept so
+/// that the other thread does not sign it too. So it knows every signature made in its scope,
+/// and whose it is: the receivers of those need not recover them ([`Self::recovered`]).
+#[derive(Clone, Debug, Default)]
+pub struct SignedAhead(Arc<Ahead>);
+
+#[derive(Debug, Default)]
+struct Ahead {
+    /// By digest and signer; ordered, not hashed (a hasher's seed would be randomness).
+    slots: Mutex<BTreeMap<(B256, Address), Slot>>,
+    /// Set by [`SignedAhead::close`]: what is still to be signed ahead is not.
+    closed: AtomicBool,
+    /// Signatures taken from it.
+    taken: AtomicUsize,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// Signed ahead, not taken yet.
+    Ready(Signature),
+    /// Taken, or signed by the call itself first.
+    Done(Signature),
+}
+
+thread_local! {
+    /// The [`SignedAhead`] in scope on this thread.
+    static SIGNING_AHEAD: std::cell::RefCell<Option<SignedAhead>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl SignedAhead {
+    /// Signs `digest` with `key` for a scope to take, unless it is closed or the digest was
+    /// signed (or taken) already.
+    pub fn sign(&self, key: &PrivateKey, digest: &B256) {
+        let slot = (*digest, key.address());
+        if self.is_closed() || self.slots().contains_key(&slot) {
+            return;
+        }
+        let signature = key.sign_digest_with(Backend::DEFAULT, digest);
+        self.slots().entry(slot).or_insert(Slot::Ready(signature));
+    }
+
+    /// Stops signing: [`Self::sign`] does nothing from now on.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Self::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Ordering::Relaxed)
+    }
+
+    /// How many signatures calls took from it.
+    pub fn taken(&self) -> usize {
+        self.0.taken.load(Ordering::Relaxed)
+    }
+
+    /// Runs `call` with [`PrivateKey::sign_digest`] on this thread taking from these first.
+    /// Scopes do not nest: an inner one replaces the outer until it ends.
+    pub fn scope<R>(&self, call: impl FnOnce() -> R) -> R {
+        /// Puts the outer scope back when the call ends, by returning or unwinding.
+        struct Ends(Option<SignedAhead>);
+        impl Drop for Ends {
+            fn drop(&mut self) {
+                let outer = self.0.take();
+                SIGNING_AHEAD.with_borrow_mut(|scope| *scope = outer);
+            }
+        }
+        let outer = SIGNING_AHEAD.with_borrow_mut(|scope| scope.replace(self.clone()));
+        let _ends = Ends(outer);
+        call()
+    }
+
+    /// Whose each `(digest, signature)` is, if every one was made in its scope or ahead
+    /// (their signers' keys made them: they recover to those signers).
+    pub fn recovered(
+        &self,
+        signed: impl IntoIterator<Item = (B256, Signature)>,
+    ) -> Option<Recovered> {
+        let slots = self.slots();
+        let known = signed
+            .into_iter()
+            .map(|(digest, signature)| {
+                let signers = slots.range((digest, Address::ZERO)..=(digest, Address::repeat_byte(0xff)));
+                let signer = signers
+                    .filter(|(_, slot)| matches!(slot, Slot::Ready(s) | Slot::Done(s) if *s == signature))
+                    .map(|(&(_, signer), _)| signer)
+                    .next()?;
+                Some((digest, signature, Ok(signer)))
+            })
+            .collect::<Option<Vec<Known>>>()?;
+        Some(Recovered(known))
+    }
+
+    /// `signer`'s signature of `digest` if it was made ahead and not taken yet (then taken).
+    fn take(&self, signer: Address, digest: &B256) -> Option<Signature> {
+        let mut slots = self.slots();
+        let slot = slots.get_mut(&(*digest, signer))?;
+        let Slot::Ready(signature) = *slot else {
+            return None;
+        };
+        *slot = Slot::Done(signature);
+        self.0.taken.fetch_add(1, Ordering::Relaxed);
+        Some(signature)
+    }
+
+    /// The call signed `digest` itself: nobody needs to sign it ahead.
+    fn made(&self, signer: Address, digest: &B256, signature: Signature) {
+        self.slots()
+            .insert((*digest, signer), Slot::Done(signature));
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<(B256, Address), Slot>> {
+        // A panic while the lock was held left the map whole: each change is one insert.
+        self.0.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The address that signed `digest`, with the given backend.
 pub fn recover_address_with(
     backend: Backend,
@@ -342,6 +479,74 @@ fn address_of(uncompressed: &[u8; 65]) -> Address {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signature_made_ahead_is_the_keys_own_taken_once_and_only_by_its_key() {
+        let alice = PrivateKey::from_bytes(&B256::repeat_byte(1)).unwrap();
+        let bob = PrivateKey::from_bytes(&B256::repeat_byte(2)).unwrap();
+        let [first, second, third] = [b"one", b"two", b"six"].map(keccak256);
+        let ahead = SignedAhead::default();
+        ahead.sign(&alice, &first);
+        ahead.sign(&alice, &second);
+        let seen = ahead.scope(|| {
+            [
+                alice.sign_digest(&first),
+                // Bob's signature of a digest Alice's key signed ahead is Bob's.
+                bob.sign_digest(&second),
+                alice.sign_digest(&first),
+                alice.sign_digest(&third),
+            ]
+        });
+        let own = |key: &PrivateKey, digest| key.sign_digest_with(Backend::DEFAULT, digest);
+        assert_eq!(
+            seen,
+            [
+                own(&alice, &first),
+                own(&bob, &second),
+                own(&alice, &first),
+                own(&alice, &third)
+            ]
+        );
+        assert_eq!(ahead.taken(), 1, "the second call for `first` signs itself");
+        // Outside the scope nothing is taken; what a call signed first is not signed ahead
+        // after it, and nothing is once closed.
+        assert_eq!(alice.sign_digest(&second), own(&alice, &second));
+        ahead.sign(&alice, &third);
+        ahead.close();
+        ahead.sign(&bob, &first);
+        ahead.scope(|| {
+            assert_eq!(alice.sign_digest(&second), own(&alice, &second));
+            assert_eq!(alice.sign_digest(&third), own(&alice, &third));
+            assert_eq!(bob.sign_digest(&first), own(&bob, &first));
+        });
+        assert_eq!(
+            ahead.taken(),
+            2,
+            "only Alice's `second`, made before the close"
+        );
+        // It knows whose each signature made ahead or in its scope is, and nothing else.
+        let signed = [(first, own(&alice, &first)), (second, own(&bob, &second))];
+        let recovered = ahead
+            .recovered(signed)
+            .expect("both were made in its scope");
+        for (digest, signature) in signed {
+            assert_eq!(
+                recovered.signer(&digest, &signature),
+                recover_address_with(Backend::K256, &digest, &signature)
+            );
+        }
+        assert!(ahead.recovered([(first, own(&bob, &first))]).is_some());
+        let not_made = keccak256(b"ten");
+        assert!(
+            ahead
+                .recovered([(not_made, own(&alice, &not_made))])
+                .is_none()
+        );
+        assert!(
+            ahead.recovered([(first, own(&alice, &second))]).is_none(),
+            "a signature of another digest"
+        );
+    }
 
     #[test]
     fn a_scope_answers_what_it_holds_and_only_while_the_call_runs() {

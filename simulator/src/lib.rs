@@ -10,7 +10,8 @@
 //! - [`queue`]: the event queue (virtual time, ties in scheduling order).
 //! - [`recovery`]: messages' signatures recovered on the other cores while in flight.
 //! - [`ahead`]: payers' routes searched a few payments ahead.
-//! - [`workers`]: the threads beside the loop, which do the work of both.
+//! - [`presign`]: what the nodes will sign as a block of the setup comes in, signed ahead.
+//! - [`workers`]: the threads beside the loop, which do the work of all three.
 //! - [`net`]: latency, loss, per-link order, partitions.
 //! - [`chain`]: the EVM, the mempool, blocks, gas.
 //! - [`sim`]: the loop that drives the nodes ([`Simulation`]).
@@ -24,9 +25,9 @@
 //! ties by scheduling order. So the results file is a function of the seed and the config
 //! (which it carries, snapshot paths included). Wall-clock figures go to a separate file. The
 //! only other threads compute messages' signers ([`recovery`]), a pure function of the bytes,
-//! and payers' routes ([`ahead`]), taken only when the payer's own search would have the same
-//! inputs, for the call that would compute them itself: the results do not depend on how
-//! many run.
+//! payers' routes ([`ahead`]), taken only when the payer's own search would have the same
+//! inputs, for the call that would compute them itself, and signatures ([`presign`]), which
+//! are deterministic: the results do not depend on how many run.
 
 pub mod ahead;
 pub mod chain;
@@ -34,6 +35,7 @@ pub mod config;
 pub mod ledger;
 pub mod net;
 pub mod plots;
+pub mod presign;
 pub mod queue;
 pub mod recovery;
 pub mod report;

@@ -174,6 +174,7 @@ fn run(args: RunArgs) -> Result<()> {
         threads,
     );
     timing.routes_ahead = sim.routes_ahead();
+    timing.signatures_ahead = sim.signatures_taken();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let results = args.out.join("results.json");

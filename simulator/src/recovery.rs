@@ -15,6 +15,9 @@
 //! is due (see [`crate::ahead`]), and its signature recovered meanwhile the same way
 //! ([`Recoverer::submit_invoice`]): the payer checks it when it starts paying.
 //!
+//! A message whose signatures were all made under the [`SignedAhead`] of a block of the setup
+//! (see [`crate::presign`]) needs no job: the keys that made them are their signers.
+//!
 //! Jobs go to the workers in batches, and a batch not yet full goes when the loop is about to
 //! reach the first delivery it holds ([`Recoverer::hand_over_due`]): after a burst of sends
 //! (a block's deposits make every hub sign to its partners) the last few jobs would otherwise
@@ -24,7 +27,7 @@ use crate::workers::Workers;
 use alloy_primitives::Address;
 use hoplite_gossip::GossipMessage;
 use hoplite_htlc::TokenNetwork;
-use hoplite_htlc::crypto::Recovered;
+use hoplite_htlc::crypto::{Recovered, SignedAhead};
 use hoplite_node::Invoice;
 use hoplite_node::wire::Envelope;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +46,8 @@ pub struct Recoverer {
     batch: Vec<Pending>,
     /// The earliest delivery of a job in `batch`.
     batch_due: Option<Duration>,
+    /// The signatures made in the calls now running, and ahead of them.
+    signed_ahead: Option<SignedAhead>,
 }
 
 /// One message's signatures, recovered by whoever claims the job first.
@@ -80,6 +85,7 @@ impl Recoverer {
             workers,
             batch: Vec::with_capacity(BATCH),
             batch_due: None,
+            signed_ahead: None,
         }
     }
 
@@ -93,12 +99,25 @@ impl Recoverer {
         participants: Option<[Address; 2]>,
         due: Duration,
     ) -> Pending {
+        let known = self.signed_ahead.as_ref().and_then(|ahead| {
+            let envelope = Envelope::decode(&bytes).ok()?;
+            ahead.recovered(envelope.signatures(self.token_network, ends, participants))
+        });
         let signed = Signed::Message {
             bytes,
             ends,
             participants,
         };
-        self.queue(signed, due)
+        match known {
+            Some(recovered) => Pending::known(signed, self.token_network, recovered),
+            None => self.queue(signed, due),
+        }
+    }
+
+    /// Messages sent from now on whose signatures `ahead` made (or saw made) need no job;
+    /// `None`: back to recovering every message.
+    pub fn signing_ahead(&mut self, ahead: Option<SignedAhead>) {
+        self.signed_ahead = ahead;
     }
 
     /// A job for the signatures of an encoded [`GossipMessage`], first delivered at `due`.
@@ -149,6 +168,18 @@ impl Recoverer {
 }
 
 impl Pending {
+    /// A job done already: `recovered` is what recovering would give.
+    fn known(signed: Signed, token_network: TokenNetwork, recovered: Recovered) -> Self {
+        let done = OnceLock::new();
+        let _ = done.set(recovered);
+        Self(Arc::new(Job {
+            signed,
+            token_network,
+            claimed: AtomicBool::new(true),
+            done,
+        }))
+    }
+
     /// The encoded message the job recovers from (none for an invoice).
     pub fn bytes(&self) -> &[u8] {
         match &self.0.signed {

@@ -361,7 +361,7 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "wall {:.2} s (setup {:.2} s) on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip; routes searched ahead {}, taken {}",
+            "wall {:.2} s (setup {:.2} s) on {} threads, cpu {:.2} s, peak memory {:.0} MiB: {:.0} payments per wall-second, {:.0} per CPU-second; {} node calls, {} messages, {} gossip; routes searched ahead {}, taken {}; signatures taken from those made ahead {}",
             timing.wall_s,
             timing.setup_s,
             timing.threads,
@@ -373,7 +373,8 @@ impl Report {
             self.counts.messages,
             self.counts.gossip,
             timing.routes_ahead.searched,
-            timing.routes_ahead.taken
+            timing.routes_ahead.taken,
+            timing.signatures_ahead
         );
         s
     }
@@ -401,6 +402,8 @@ pub struct Timing {
     pub peak_rss_mib: f64,
     /// Payers' routes searched ahead, and how many a payment took (see [`crate::ahead`]).
     pub routes_ahead: RoutesAhead,
+    /// Signatures nodes took from those made ahead (see [`crate::presign`]).
+    pub signatures_ahead: u64,
 }
 
 /// Routes searched ahead of their payments, and taken by them.
@@ -434,6 +437,7 @@ impl Timing {
             calls,
             peak_rss_mib: peak_rss_mib().unwrap_or(f64::NAN),
             routes_ahead: RoutesAhead::default(),
+            signatures_ahead: 0,
         }
     }
 

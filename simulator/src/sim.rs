@@ -14,6 +14,7 @@ use crate::chain::{Failed, SimChain};
 use crate::config::{Pairs, SimConfig};
 use crate::ledger::{Kind, Ledger, Outcome, Violation};
 use crate::net::Links;
+use crate::presign::{Expected, Presigner};
 use crate::queue::Queue;
 use crate::recovery::{Pending, Recoverer};
 use crate::roles::{self, Role};
@@ -21,10 +22,13 @@ use crate::topology::Plan;
 use crate::workers::Workers;
 use crate::workload::{self, PairPicker};
 use alloy_primitives::{Address, U256, keccak256};
-use hoplite_chain::events::Phase;
-use hoplite_gossip::GossipParams;
+use hoplite_chain::contracts::TokenNetwork::TokenNetworkEvents as Tn;
+use hoplite_chain::events::{ChainEvent, Event as ChainEventKind, Phase};
+use hoplite_gossip::{ChannelUpdate, GossipParams};
 use hoplite_htlc::crypto::Recovered;
-use hoplite_htlc::{Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, SignedBalanceProof};
+use hoplite_htlc::{
+    Amount, BlockNumber, Channel, ChannelId, PrivateKey, Side, Signature, SignedBalanceProof,
+};
 use hoplite_node::audit::{self, Imbalance};
 use hoplite_node::wire::{Envelope, Message};
 use hoplite_node::{ChainRequest, Config, Event, Input, MemoryStore, Node, Output, PersistId};
@@ -32,7 +36,7 @@ use hoplite_node::{Invoice, Record, SharedView};
 use hoplite_routing::Policy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 /// Blocks over which every node's channels are audited once (see `audit_node`).
@@ -197,6 +201,8 @@ pub struct Simulation {
     recoverer: Recoverer,
     /// Searches payers' routes a few workload payments ahead (with more than one thread).
     searcher: Searcher,
+    /// Signs what the nodes will sign as a block comes in (with more than one thread).
+    presigner: Presigner,
     /// Payments that took the route searched ahead.
     routes_taken: u64,
     /// Each planned channel's deposits by (opener, partner).
@@ -300,6 +306,7 @@ impl Simulation {
             applied: 0,
             recoverer: Recoverer::new(token_network, Workers::default()),
             searcher: Searcher::new(Workers::default()),
+            presigner: Presigner::default(),
             routes_taken: 0,
             planned,
             violation: None,
@@ -314,12 +321,13 @@ impl Simulation {
     }
 
     /// Runs on `threads` in all, this one included: `threads - 1` workers beside the loop
-    /// recover signatures and search payers' routes ahead. The results do not depend on it
+    /// recover signatures, search payers' routes and sign the setup's announcements ahead. The results do not depend on it
     /// (see [`crate::workers`]).
     pub fn with_threads(mut self, threads: usize) -> Self {
         let workers = Workers::new(threads.saturating_sub(1));
         self.recoverer = Recoverer::new(self.chain.token_network(), workers.clone());
-        self.searcher = Searcher::new(workers);
+        self.searcher = Searcher::new(workers.clone());
+        self.presigner = Presigner::new(workers);
         self
     }
 
@@ -339,6 +347,11 @@ impl Simulation {
             searched: self.searcher.submitted,
             taken: self.routes_taken,
         }
+    }
+
+    /// Signatures nodes took from those the workers made ahead (see [`crate::presign`]).
+    pub fn signatures_taken(&self) -> u64 {
+        self.presigner.taken
     }
 
     /// The number of nodes.
@@ -717,6 +730,41 @@ impl Simulation {
             failed.entry(failure.node).or_default().push(failure);
         }
         let block = BlockNumber(self.chain.block());
+        let expected = self.expected_signatures(block);
+        match self.presigner.start(expected) {
+            Some(ahead) => {
+                self.recoverer.signing_ahead(Some(ahead.clone()));
+                ahead.scope(|| self.feed_block(block, failed));
+                self.recoverer.signing_ahead(None);
+                self.presigner.finish(&ahead);
+            }
+            None => self.feed_block(block, failed),
+        }
+        let turn = (block.0 % AUDIT_TURNS) as usize;
+        for i in (turn..self.peers.len()).step_by(AUDIT_TURNS as usize) {
+            self.audit_node(i);
+        }
+        if let Err((held, owed)) = self.chain.check_contract() {
+            let what = format!("the contract holds {held}, its channels owe {owed}");
+            self.violate(Violation::new("conservation", what));
+        }
+        self.sample_hub();
+        if self.workload_start.is_none() {
+            if self.setup_done() {
+                self.start_workload();
+            } else if block.0 > SETUP_BLOCKS {
+                let what = format!(
+                    "after {SETUP_BLOCKS} blocks not every planned channel is open and funded"
+                );
+                self.violate(Violation::new("setup", what));
+            }
+        }
+        self.queue.push(self.now + self.block_time(), Action::Mine);
+    }
+
+    /// Feeds `block`'s events, the requests that `failed` in it and the block itself to the
+    /// nodes.
+    fn feed_block(&mut self, block: BlockNumber, mut failed: BTreeMap<usize, Vec<Failed>>) {
         // A shared view takes each event once; the nodes it concerns react to it.
         if let Some(view) = self.view.clone() {
             let new = self.chain.events()[self.applied..].to_vec();
@@ -749,26 +797,86 @@ impl Simulation {
             }
             self.input(i, Input::Block(block));
         }
-        let turn = (block.0 % AUDIT_TURNS) as usize;
-        for i in (turn..self.peers.len()).step_by(AUDIT_TURNS as usize) {
-            self.audit_node(i);
+    }
+
+    /// What the nodes will sign as `block` comes in, in the order they will (see
+    /// [`crate::presign`]): each end's policy of a channel that opened in it, then, node by
+    /// node, each end's half of the announcement of a channel whose capacity last changed in
+    /// the block before.
+    fn expected_signatures(&self, block: BlockNumber) -> Vec<Expected> {
+        if !self.presigner.any() {
+            return Vec::new();
         }
-        if let Err((held, owed)) = self.chain.check_contract() {
-            let what = format!("the contract holds {held}, its channels owe {owed}");
-            self.violate(Violation::new("conservation", what));
-        }
-        self.sample_hub();
-        if self.workload_start.is_none() {
-            if self.setup_done() {
-                self.start_workload();
-            } else if block.0 > SETUP_BLOCKS {
-                let what = format!(
-                    "after {SETUP_BLOCKS} blocks not every planned channel is open and funded"
-                );
-                self.violate(Violation::new("setup", what));
+        let token_network = self.chain.token_network();
+        let events = self.chain.events();
+        let this = events.partition_point(|e| e.block < block.0);
+        let before = events[..this].partition_point(|e| e.block + 1 < block.0);
+        let capacity_changed = |events: &[ChainEvent]| -> BTreeSet<ChannelId> {
+            events
+                .iter()
+                .filter_map(|e| match &e.event {
+                    ChainEventKind::TokenNetwork(Tn::ChannelNewDeposit(d)) => {
+                        Some(ChannelId(d.channelId))
+                    }
+                    ChainEventKind::TokenNetwork(Tn::ChannelWithdraw(w)) => {
+                        Some(ChannelId(w.channelId))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let running = |address: &Address| {
+            self.index
+                .get(address)
+                .map(|&i| &self.peers[i])
+                .filter(|peer| peer.running)
+        };
+        let mut expected = Vec::new();
+        for event in &events[this..] {
+            let ChainEventKind::TokenNetwork(Tn::ChannelOpened(opened)) = &event.event else {
+                continue;
+            };
+            for participant in [opened.participant1, opened.participant2] {
+                let Some(peer) = running(&participant) else {
+                    continue;
+                };
+                let update = ChannelUpdate {
+                    token_network,
+                    channel: ChannelId(opened.channelId),
+                    participant,
+                    timestamp: self.now.as_secs(),
+                    policy: peer.config.policy,
+                    signature: Signature(Default::default()),
+                };
+                let key = peer.key.clone();
+                expected.push(Expected::Policy { key, update });
             }
         }
-        self.queue.push(self.now + self.block_time(), Action::Mine);
+        let changed_now = capacity_changed(&events[this..]);
+        let mut halves = Vec::new();
+        for id in capacity_changed(&events[before..this]).difference(&changed_now) {
+            let Some(channel) = self.chain.channel(*id).filter(|c| c.phase == Phase::Opened) else {
+                continue;
+            };
+            let participants = [channel.state.participant1, channel.state.participant2];
+            let capacity = Amount::from(channel.available());
+            for participant in participants {
+                if let Some(peer) = running(&participant).filter(|_| !capacity.is_zero()) {
+                    let half = Expected::Announcement {
+                        key: peer.key.clone(),
+                        token_network,
+                        channel: *id,
+                        participants,
+                        capacity,
+                    };
+                    halves.push((self.index[&participant], half));
+                }
+            }
+        }
+        // The block goes to the nodes in order of their index.
+        halves.sort_by_key(|&(i, _)| i);
+        expected.extend(halves.into_iter().map(|(_, half)| half));
+        expected
     }
 
     /// The nodes a chain event concerns when they share a view: a channel's participants,
