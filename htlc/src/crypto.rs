@@ -283,7 +283,7 @@ impl Recovered {
 /// The only way in is [`Self::sign`], with the key itself, and signing is deterministic
 /// (RFC 6979): a call makes the same signatures inside a scope as outside, only sooner, however
 /// far the other thread got. Each is taken once, and a digest the call signs first is kept so
-/// that the other thread does not sign it too. So it knows every signature made in its scope,
+/// that the other thread does not start on it (one already at it signs it in vain). So it knows every signature made in its scope,
 /// and whose it is: the receivers of those need not recover them ([`Self::recovered`]).
 #[derive(Clone, Debug, Default)]
 pub struct SignedAhead(Arc<Ahead>);
@@ -304,6 +304,14 @@ enum Slot {
     Ready(Signature),
     /// Taken, or signed by the call itself first.
     Done(Signature),
+}
+
+impl Slot {
+    fn signature(&self) -> Signature {
+        match *self {
+            Self::Ready(signature) | Self::Done(signature) => signature,
+        }
+    }
 }
 
 thread_local! {
@@ -365,11 +373,10 @@ impl SignedAhead {
         let known = signed
             .into_iter()
             .map(|(digest, signature)| {
-                let signers = slots.range((digest, Address::ZERO)..=(digest, Address::repeat_byte(0xff)));
-                let signer = signers
-                    .filter(|(_, slot)| matches!(slot, Slot::Ready(s) | Slot::Done(s) if *s == signature))
-                    .map(|(&(_, signer), _)| signer)
-                    .next()?;
+                let (first, last) = (Address::ZERO, Address::repeat_byte(0xff));
+                let (&(_, signer), _) = slots
+                    .range((digest, first)..=(digest, last))
+                    .find(|(_, slot)| slot.signature() == signature)?;
                 Some((digest, signature, Ok(signer)))
             })
             .collect::<Option<Vec<Known>>>()?;

@@ -100,8 +100,7 @@ pub struct ProbabilisticScorer {
     /// One bit per [`filter_bit`] slot: clear if no direction in `known` falls in it. Most
     /// hops a search prices are unknown, and a bit in 8 KiB answers for them more cheaply than
     /// a probe of the map (channel ids that share slots only make the map probed more often).
-    /// Empty until something is learnt: a simulation's thousands of nodes that never pay keep
-    /// none.
+    /// Empty until something is learnt: nodes that never pay keep none.
     maybe_known: Vec<u64>,
     /// Bumped whenever `known` changes (see [`Self::generation`]).
     generation: u64,
@@ -121,7 +120,8 @@ fn mark_known(filter: &mut Vec<u64>, direction: &ChannelDirection) {
 }
 
 /// The slot of `direction` in [`ProbabilisticScorer::maybe_known`]: its channel id's low bits
-/// and which end sends (sequential ids, as a contract assigns them, get a slot each).
+/// and which end sends (a snapshot's sequential indices get a slot each; the contract's ids
+/// are hashes, spread evenly).
 fn filter_bit(direction: &ChannelDirection) -> usize {
     let low = direction.channel.0.as_limbs()[0];
     let slot = (low << 1) | u64::from(direction.from_lower);

@@ -9,8 +9,13 @@
 //! rest itself ([`SignedAhead`]). Signing is deterministic, so the signatures, and the run,
 //! are the same whichever thread made them. Since every signature made in the block's calls
 //! is then known with its signer, a message that carries only such signatures (a half of an
-//! announcement, to the partner) is not recovered again ([`crate::recovery`]). A wrong guess (a node that signs something else,
-//! or nothing) costs a worker one signature, never a different result.
+//! announcement, to the partner) is not recovered again ([`crate::recovery`]). A wrong guess
+//! (a node that signs something else, or nothing) costs a worker one signature, never a
+//! different result.
+//!
+//! The guesses are made at every block, from its events; in a run they come from the setup's
+//! blocks and the one after (channels open and are funded then), and with one thread none
+//! are made.
 
 use crate::workers::Workers;
 use alloy_primitives::Address;
@@ -111,5 +116,60 @@ impl Presigner {
     pub fn finish(&mut self, ahead: &SignedAhead) {
         ahead.close();
         self.taken += ahead.taken() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::B256;
+    use hoplite_htlc::crypto::Recovered;
+    use hoplite_routing::Policy;
+
+    #[test]
+    fn what_a_worker_signs_ahead_is_what_the_nodes_signing_paths_take() {
+        let key = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
+        let token_network = TokenNetwork {
+            chain_id: 1,
+            address: Address::repeat_byte(0xee),
+        };
+        let (channel, capacity) = (ChannelId::from(7u64), Amount::from(1_000u64));
+        let participants = [key.address(), Address::repeat_byte(9)];
+        let policy = Policy {
+            base_fee: 1,
+            fee_millionths: 10,
+            expiry_delta: 20,
+            min_lock: 1,
+            max_lock: 1_000,
+            enabled: true,
+        };
+        let update = ChannelUpdate::sign(&key, token_network, channel, 60, policy);
+        let expected = vec![
+            Expected::Policy {
+                key: key.clone(),
+                update,
+            },
+            Expected::Announcement {
+                key: key.clone(),
+                token_network,
+                channel,
+                participants,
+                capacity,
+            },
+        ];
+        let presigner = Presigner::new(Workers::new(1));
+        let ahead = presigner.start(expected).expect("a worker to hand them to");
+        // The last handle on the pool: dropping it waits for the worker to finish its jobs.
+        drop(presigner);
+        let digest = ChannelAnnouncement::digest(token_network, channel, participants, capacity);
+        let signed = ahead.scope(|| {
+            (
+                ChannelUpdate::sign(&key, token_network, channel, 60, policy),
+                Recovered::sign(&key, &digest).0,
+            )
+        });
+        assert_eq!(ahead.taken(), 2, "both were made ahead and taken");
+        assert_eq!(signed, (update, key.sign_digest(&digest)));
+        assert!(Presigner::default().start(Vec::new()).is_none());
     }
 }

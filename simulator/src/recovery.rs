@@ -191,8 +191,9 @@ impl Pending {
     /// What is known of the signatures when the message arrives: a worker's results (waited
     /// for if it is at them). If no worker started the job, a gossip message is recovered here,
     /// once for all its receivers, and a message to one node is left to the node, which
-    /// recovers only what it needs (an announcement signature is listed under both orders of
-    /// its participants, and one of them is spare); so is an invoice.
+    /// recovers only what it needs (an announcement signature whose participants the
+    /// simulator did not know is listed under both orders, and one of them is spare); so is
+    /// an invoice.
     pub fn wait(&self) -> &Recovered {
         let job = &self.0;
         if !job.claimed.swap(true, Ordering::AcqRel) {
@@ -380,6 +381,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_message_whose_signatures_were_made_in_the_scope_needs_no_job() {
+        let sender = PrivateKey::from_bytes(&B256::repeat_byte(5)).expect("a valid key");
+        let stranger = PrivateKey::from_bytes(&B256::repeat_byte(6)).expect("a valid key");
+        let ends = [sender.address(), Address::repeat_byte(9)];
+        let ahead = SignedAhead::default();
+        let (ours, theirs) = ahead.scope(|| {
+            (
+                announcement_signature(&sender, 1, ends),
+                // Someone else's signature of the channel: known as theirs, as recovering
+                // says, and the receiver refuses it.
+                announcement_signature(&stranger, 2, ends),
+            )
+        });
+        let outside = announcement_signature(&sender, 3, ends);
+        // No workers: a job would be left to the node, so a result is known without one.
+        let mut recoverer = Recoverer::new(TOKEN_NETWORK, Workers::new(0));
+        recoverer.signing_ahead(Some(ahead));
+        for (bytes, digest, signature) in [&ours, &theirs] {
+            let job = recoverer.submit(bytes.clone().into(), ends, Some(ends), Duration::ZERO);
+            assert_eq!(job.wait().len(), 1);
+            assert_eq!(
+                job.wait().signer(digest, signature),
+                recover_address(digest, signature)
+            );
+        }
+        assert_eq!(
+            recover_address(&theirs.1, &theirs.2),
+            Ok(stranger.address())
+        );
+        let (bytes, ..) = outside;
+        let job = recoverer.submit(bytes.into(), ends, Some(ends), Duration::ZERO);
+        assert!(
+            job.wait().is_empty(),
+            "signed outside the scope: left to the node"
+        );
+        recoverer.signing_ahead(None);
+        let job = recoverer.submit(ours.0.into(), ends, Some(ends), Duration::ZERO);
+        assert!(job.wait().is_empty(), "no scope told any more");
     }
 
     #[test]

@@ -321,8 +321,8 @@ impl Simulation {
     }
 
     /// Runs on `threads` in all, this one included: `threads - 1` workers beside the loop
-    /// recover signatures, search payers' routes and sign the setup's announcements ahead. The results do not depend on it
-    /// (see [`crate::workers`]).
+    /// recover signatures, search payers' routes and sign the setup's announcements ahead.
+    /// The results do not depend on it (see [`crate::workers`]).
     pub fn with_threads(mut self, threads: usize) -> Self {
         let workers = Workers::new(threads.saturating_sub(1));
         self.recoverer = Recoverer::new(self.chain.token_network(), workers.clone());

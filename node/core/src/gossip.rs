@@ -206,7 +206,8 @@ impl Node {
     }
 
     /// The partner's signature of our channel's capacity: announce the channel if the chain
-    /// shows that capacity, or keep it until it does.
+    /// shows that capacity and it has settled for us too (no change since the last block), or
+    /// keep it until then (`share_announcement`).
     pub(crate) fn handle_announcement_signature(
         &mut self,
         from: Address,
@@ -234,7 +235,8 @@ impl Node {
         }
         if capacity == facts.capacity && !self.capacity_changed.contains_key(&channel) {
             // The store checks both signatures again: ours and theirs are known by now. Ours
-            // was made when we saw this capacity on-chain, unless we restarted since.
+            // was made when this capacity settled (`share_announcement`), unless we restarted
+            // since.
             let ours = match self.announcement_signed.remove(&channel) {
                 Some((signed, ours, mine)) if signed == capacity => {
                     known.extend(mine);

@@ -267,6 +267,11 @@ impl Node {
                 }
             };
             debug_assert_eq!(backlogged.contains(&partner), self.backlogged(partner));
+            debug_assert_eq!(
+                monitor.map(std::ptr::from_ref),
+                self.state.monitors.get(channel_id).map(std::ptr::from_ref),
+                "the walk found {channel_id:?}'s own monitor"
+            );
             if channel.spendable(Side::Ours) < amount
                 || self.is_closing_with(*channel_id, monitor)
                 || backlogged.contains(&partner)

@@ -3,10 +3,10 @@
 //! the nodes' aliases and addresses, and forgets both when the channels close.
 
 use hoplite_gossip::{ChannelAnnouncement, GossipMessage, NodeAnnouncement, Rejection, Verdict};
-use hoplite_htlc::{Amount, ChannelId};
+use hoplite_htlc::{Amount, BlockNumber, ChannelId};
 use hoplite_node::testkit::Network;
 use hoplite_node::wire::{Envelope, Message};
-use hoplite_node::{Close, PeerError};
+use hoplite_node::{Close, Input, PeerError};
 
 /// Three nodes with aliases and addresses; a channel between 0 and 1 (1,000 and 500),
 /// announced (at the block after its last deposit).
@@ -122,6 +122,34 @@ fn a_new_channel_is_signed_once_at_the_block_after_its_last_deposit() {
     // Nothing more to sign at later blocks.
     net.mine(1);
     assert!(signatures_in_flight(&net).is_empty());
+}
+
+#[test]
+fn a_partner_half_that_comes_before_our_next_block_waits_for_it() {
+    let mut net = Network::new(2, 7, |_, _| {});
+    let channel = net.open_channel(0, 1, [1_000, 500]);
+    // Node 1 sees the next block before node 0 and sends its half at once.
+    let next = BlockNumber(net.block().0 + 1);
+    let now = net.now();
+    net.nodes[1].handle_input(now, Input::Block(next));
+    net.settle();
+    assert_eq!(signatures_in_flight(&net), [(1, Amount::from(1_500u64))]);
+    net.deliver_all();
+    // Node 0's capacity has not settled for it yet: it keeps the half and signs nothing.
+    assert_eq!(announced(&net, 0, channel), None);
+    assert!(signatures_in_flight(&net).is_empty());
+    // Its next block: it signs once and announces with the half it kept.
+    net.mine(1);
+    assert_eq!(signatures_in_flight(&net), [(0, Amount::from(1_500u64))]);
+    assert_eq!(
+        announced(&net, 0, channel).map(|a| a.capacity),
+        Some(Amount::from(1_500u64))
+    );
+    net.deliver_all();
+    assert_eq!(
+        announced(&net, 1, channel).map(|a| a.capacity),
+        Some(Amount::from(1_500u64))
+    );
 }
 
 #[test]

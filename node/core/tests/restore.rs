@@ -264,7 +264,8 @@ fn an_acknowledgement_is_written_with_the_next_batch_and_a_restart_that_lost_it_
         "flush writes the held removal: {batches:?}"
     );
     net.restart(0);
-    // (A restored node signs its channel announcement anew: a new message, not a resend.)
+    // (A restored node signs its channel announcement anew at its next block: a new message,
+    // not a resend.)
     assert_eq!(
         updates_from_node_0(&net),
         0,
@@ -292,7 +293,8 @@ fn resends_after_a_crash_that_lost_acknowledgements_change_nothing() {
     for i in 0..3 {
         net.restart(i);
     }
-    // (A restored node signs its channel announcements anew: new messages, not resends.)
+    // (A restored node signs its channel announcements anew at its next block: new messages,
+    // not resends.)
     let resends = net
         .in_flight
         .iter()
