@@ -133,13 +133,13 @@ impl PrivateKey {
     /// Signs a digest with the default backend (or takes the signature [`SignedAhead::scope`]
     /// made of it already).
     pub fn sign_digest(&self, digest: &B256) -> Signature {
-        let Some(ahead) = SIGNING_AHEAD.with_borrow(Clone::clone) else {
-            return self.sign_digest_with(Backend::DEFAULT, digest);
-        };
-        ahead.take(self.address, digest).unwrap_or_else(|| {
-            let signature = self.sign_digest_with(Backend::DEFAULT, digest);
-            ahead.made(self.address, digest, signature);
-            signature
+        SIGNING_AHEAD.with_borrow(|ahead| match ahead {
+            None => self.sign_digest_with(Backend::DEFAULT, digest),
+            Some(ahead) => ahead.take(self.address, digest).unwrap_or_else(|| {
+                let signature = self.sign_digest_with(Backend::DEFAULT, digest);
+                ahead.made(self.address, digest, signature);
+                signature
+            }),
         })
     }
 

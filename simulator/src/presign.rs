@@ -124,7 +124,6 @@ mod tests {
     use super::*;
     use alloy_primitives::B256;
     use hoplite_htlc::crypto::Recovered;
-    use hoplite_routing::Policy;
 
     #[test]
     fn what_a_worker_signs_ahead_is_what_the_nodes_signing_paths_take() {
@@ -135,14 +134,8 @@ mod tests {
         };
         let (channel, capacity) = (ChannelId::from(7u64), Amount::from(1_000u64));
         let participants = [key.address(), Address::repeat_byte(9)];
-        let policy = Policy {
-            base_fee: 1,
-            fee_millionths: 10,
-            expiry_delta: 20,
-            min_lock: 1,
-            max_lock: 1_000,
-            enabled: true,
-        };
+        // What a node announces for its channels unless configured otherwise.
+        let policy = hoplite_node::Config::new(token_network, 0).policy;
         let update = ChannelUpdate::sign(&key, token_network, channel, 60, policy);
         let expected = vec![
             Expected::Policy {

@@ -828,8 +828,8 @@ impl Simulation {
         let running = |address: &Address| {
             self.index
                 .get(address)
-                .map(|&i| &self.peers[i])
-                .filter(|peer| peer.running)
+                .map(|&i| (i, &self.peers[i]))
+                .filter(|(_, peer)| peer.running)
         };
         let mut expected = Vec::new();
         for event in &events[this..] {
@@ -837,7 +837,7 @@ impl Simulation {
                 continue;
             };
             for participant in [opened.participant1, opened.participant2] {
-                let Some(peer) = running(&participant) else {
+                let Some((_, peer)) = running(&participant) else {
                     continue;
                 };
                 let update = ChannelUpdate {
@@ -860,17 +860,18 @@ impl Simulation {
             };
             let participants = [channel.state.participant1, channel.state.participant2];
             let capacity = Amount::from(channel.available());
-            for participant in participants {
-                if let Some(peer) = running(&participant).filter(|_| !capacity.is_zero()) {
-                    let half = Expected::Announcement {
-                        key: peer.key.clone(),
-                        token_network,
-                        channel: *id,
-                        participants,
-                        capacity,
-                    };
-                    halves.push((self.index[&participant], half));
-                }
+            if capacity.is_zero() {
+                continue;
+            }
+            for (i, peer) in participants.iter().filter_map(running) {
+                let half = Expected::Announcement {
+                    key: peer.key.clone(),
+                    token_network,
+                    channel: *id,
+                    participants,
+                    capacity,
+                };
+                halves.push((i, half));
             }
         }
         // The block goes to the nodes in order of their index.

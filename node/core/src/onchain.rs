@@ -277,6 +277,12 @@ impl Node {
             }),
             "a channel changed without being marked: the duties would miss it"
         );
+        debug_assert!(
+            self.partner_locked
+                .keys()
+                .all(|c| self.channels.contains_key(c)),
+            "an earliest partner lock kept for a channel we no longer hold"
+        );
     }
 
     /// Decides for each channel changed since the last look whether it is watched; returns
